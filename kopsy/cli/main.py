@@ -1,0 +1,122 @@
+"""The ``kopsy`` entry point.
+
+Commands are loaded lazily from ``COMMANDS`` so that ``kopsy --help`` never imports boto3 or
+paramiko. This module is where a ``KopsyError`` becomes ``Error: <message>`` on one line and an
+exit code; with ``--debug`` (or ``KOPSY_DEBUG=1``) the traceback is shown too.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+import traceback
+from typing import Any
+
+import click
+
+from kopsy import __version__
+from kopsy.errors import ExitCode, KopsyError
+
+# verb -> (module, one-line help). Each module defines a click command or group named ``command``.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "create": ("kopsy.cli.create", "Create a cluster spec (and its PKI) in the state store."),
+    "get": ("kopsy.cli.get", "List clusters and instance groups."),
+    "edit": ("kopsy.cli.edit", "Edit a cluster or instance group in $EDITOR."),
+    "replace": ("kopsy.cli.replace", "Replace cluster and instance-group specs from a file."),
+    "update": ("kopsy.cli.update", "Plan (and with --yes apply) the cloud resources of a cluster."),
+    "delete": ("kopsy.cli.delete", "Delete a cluster: its cloud resources and its state."),
+    "validate": ("kopsy.cli.validate", "Check over SSH that every node is up and Ready."),
+    "export": ("kopsy.cli.export", "Export an admin kubeconfig for a cluster."),
+    "sandbox": ("kopsy.cli.sandbox", "Run a local AWS emulation and node stand-ins (no AWS account needed)."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name, (module, _) in COMMANDS.items() if importlib.util.find_spec(module) is not None]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        try:
+            module = importlib.import_module(entry[0])
+        except ModuleNotFoundError as exc:
+            if exc.name == entry[0]:
+                return None
+            raise
+        return module.command  # type: ignore[no-any-return]
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Help text comes from the table, so listing commands imports none of them.
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, "--version", prog_name="kopsy", message="kopsy %(version)s")
+@click.option("--state", "state", metavar="URL", envvar="KOPSY_STATE_STORE", show_envvar=True,
+              help="State store: s3://bucket[/prefix] or file:///path.")
+@click.option("--name", "cluster_name", metavar="NAME", envvar="KOPSY_CLUSTER_NAME", show_envvar=True,
+              help="Cluster name, when not given as an argument.")
+@click.option("--debug", is_flag=True, envvar="KOPSY_DEBUG", help="Show tracebacks and AWS call logs.")
+@click.pass_context
+def cli(ctx: click.Context, state: str | None, cluster_name: str | None, debug: bool) -> None:
+    """kopsy turns a short command into a Kubernetes cluster on AWS.
+
+    \b
+    Typical use:
+      kopsy create cluster demo.example.com --zones us-east-1a --state s3://my-state
+      kopsy update cluster demo.example.com --yes
+      kopsy validate cluster --wait 10m
+      kopsy delete cluster demo.example.com --yes
+    """
+    from kopsy.cli.context import Options
+
+    ctx.obj = Options(state=state, cluster_name=cluster_name, debug=debug)
+
+
+def _debug_requested(argv: list[str]) -> bool:
+    return "--debug" in argv or os.environ.get("KOPSY_DEBUG", "").lower() in ("1", "true", "yes")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = _debug_requested(args)
+    try:
+        cli.main(args=args, prog_name="kopsy", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(ExitCode.FAILURE)
+    except KopsyError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"Error: {exc.message}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(ExitCode.INTERRUPTED)
+    except Exception as exc:  # a bug or an untranslated SDK error: still one line unless --debug
+        if debug:
+            traceback.print_exc()
+        click.echo(
+            f"Error: unexpected {type(exc).__name__}: {_one_line(exc)} (re-run with --debug for details)", err=True
+        )
+        sys.exit(ExitCode.FAILURE)
+    sys.exit(ExitCode.OK)
+
+
+def _one_line(exc: Any) -> str:
+    return " ".join(str(exc).split())[:300]
+
+
+command = cli

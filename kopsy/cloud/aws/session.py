@@ -1,0 +1,140 @@
+"""The one doorway to AWS.
+
+Every boto3 client kopsy uses comes from ``AwsClients``: built once per run, shared across
+threads, with botocore's retry modes (``adaptive`` by default, which also rate-limits the
+client when AWS throttles). SDK exceptions are translated into the ``KopsyError`` tree here, by
+``aws_errors``, and nowhere else.
+
+Nothing here reads environment variables itself; boto3 does, in the standard way
+(``AWS_ENDPOINT_URL``, ``AWS_PROFILE``, credentials), which is how the sandbox is reached.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from kopsy.errors import AccessDenied, CloudError, CredentialsError, KopsyError, StateStoreError
+
+EXPIRED_CODES = {"ExpiredToken", "ExpiredTokenException", "RequestExpired", "TokenRefreshRequired"}
+BAD_CREDENTIAL_CODES = {
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "AuthFailure",
+    "SignatureDoesNotMatch",
+    "InvalidAccessKeyId",
+    "IncompleteSignature",
+}
+DENIED_CODES = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "Forbidden"}
+THROTTLE_CODES = {
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "SlowDown",
+    "TooManyRequestsException",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "EC2ThrottledException",
+}
+
+
+class AwsClients:
+    """A cache of boto3 clients for one region, with kopsy's retry policy."""
+
+    def __init__(
+        self,
+        region: str,
+        *,
+        retry_mode: str = "adaptive",
+        max_attempts: int = 8,
+        session: Any = None,
+    ) -> None:
+        import boto3  # heavy: imported only by commands that talk to AWS
+        from botocore.config import Config
+
+        self.region = region
+        self.session = session or boto3.session.Session(region_name=region)
+        self._config = Config(
+            region_name=region,
+            retries={"mode": retry_mode, "max_attempts": max_attempts},
+            connect_timeout=10,
+            read_timeout=60,
+            max_pool_connections=32,
+            user_agent_extra="kopsy",
+        )
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def client(self, service: str) -> Any:
+        with self._lock:
+            c = self._clients.get(service)
+            if c is None:
+                c = self.session.client(service, config=self._config)
+                self._clients[service] = c
+            return c
+
+    __call__ = client
+
+    def on_call(self, handler: Callable[[str, str], None]) -> None:
+        """Call ``handler(service, operation)`` before every API call (for counting in tests and benchmarks)."""
+
+        def _hook(model: Any = None, **_: Any) -> None:
+            handler(model.service_model.service_name, model.name)
+
+        self.session.events.register("before-call", _hook)
+
+
+def error_code(exc: BaseException) -> str:
+    """The AWS error code of a botocore ClientError, or '' for anything else."""
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def translate(exc: BaseException, action: str) -> KopsyError:
+    """Turn a botocore exception into a user-facing ``KopsyError`` (``action`` says what we were doing)."""
+    from botocore import exceptions as bx
+
+    if isinstance(exc, KopsyError):
+        return exc
+    if isinstance(exc, (bx.NoCredentialsError, bx.PartialCredentialsError)):
+        return CredentialsError(
+            f"{action}: no AWS credentials found; set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY "
+            f"(or run 'aws configure'), then re-run"
+        )
+    if isinstance(exc, bx.NoRegionError):
+        return CredentialsError(f"{action}: no AWS region set; pass --region or set AWS_REGION")
+    if isinstance(exc, bx.EndpointConnectionError):
+        return CloudError(f"{action}: cannot reach the AWS endpoint ({exc}); check your network or AWS_ENDPOINT_URL")
+    if isinstance(exc, bx.ClientError):
+        code = error_code(exc)
+        msg = str(exc.response.get("Error", {}).get("Message", "")).strip()  # type: ignore[attr-defined]
+        if code in EXPIRED_CODES:
+            return CredentialsError(
+                f"{action}: your AWS credentials have expired; refresh them (for example 'aws sso login' "
+                f"or a new session token) and re-run"
+            )
+        if code in BAD_CREDENTIAL_CODES:
+            return CredentialsError(f"{action}: AWS rejected the credentials ({code}); check AWS_PROFILE or your access keys")
+        if code in DENIED_CODES:
+            return AccessDenied(f"{action}: AWS denied access ({code}: {msg}); the caller needs more IAM permissions")
+        if code == "NoSuchBucket":
+            return StateStoreError(f"{action}: the S3 bucket does not exist; create it first (aws s3 mb s3://BUCKET)")
+        if code in THROTTLE_CODES:
+            return CloudError(f"{action}: AWS kept throttling requests ({code}) after retries; wait a minute and re-run")
+        return CloudError(f"{action}: {code or 'error'}: {msg or exc}")
+    if isinstance(exc, bx.BotoCoreError):
+        return CloudError(f"{action}: {exc}")
+    return CloudError(f"{action}: {exc}")
+
+
+@contextmanager
+def aws_errors(action: str) -> Iterator[None]:
+    """Translate any botocore error raised inside the block into a ``KopsyError``."""
+    from botocore import exceptions as bx
+
+    try:
+        yield
+    except (bx.ClientError, bx.BotoCoreError) as exc:
+        raise translate(exc, action) from exc

@@ -1,0 +1,354 @@
+"""The cluster specification: ``Cluster`` and ``InstanceGroup``.
+
+Field names follow kops' ``kops.k8s.io/v1alpha2`` where the concept is the same, so a kops user
+can read a kopsy spec. The documents are plain YAML (``apiVersion: kopsy.io/v1alpha1``); these
+dataclasses are their typed form. Converting from a mapping rejects unknown fields with the
+field path in the message; semantic checks live in ``kopsy.spec.validation``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from kopsy.errors import SpecInvalid
+
+API_VERSION = "kopsy.io/v1alpha1"
+KIND_CLUSTER = "Cluster"
+KIND_INSTANCE_GROUP = "InstanceGroup"
+
+ROLE_CONTROL_PLANE = "ControlPlane"
+ROLE_NODE = "Node"
+ROLES = (ROLE_CONTROL_PLANE, ROLE_NODE)
+
+NETWORKING_PROVIDERS = ("calico", "cilium", "flannel")
+SUBNET_TYPES = ("Public",)
+LOAD_BALANCER_TYPES = ("Public",)
+
+
+@dataclass
+class Subnet:
+    name: str
+    zone: str
+    cidr: str
+    type: str = "Public"
+
+
+@dataclass
+class Cluster:
+    name: str
+    kubernetes_version: str
+    subnets: list[Subnet]
+    network_cidr: str = "172.20.0.0/16"
+    non_masquerade_cidr: str = "100.64.0.0/10"
+    pod_cidr: str = "100.96.0.0/11"
+    service_cluster_ip_range: str = "100.64.0.0/13"
+    ssh_access: list[str] = field(default_factory=lambda: ["0.0.0.0/0"])
+    kubernetes_api_access: list[str] = field(default_factory=lambda: ["0.0.0.0/0"])
+    api_load_balancer_type: str = "Public"
+    networking: str = "calico"
+    ssh_key_name: str = ""
+    config_base: str = ""  # the state-store URL of this cluster, e.g. s3://bucket/prefix/NAME
+    creation_timestamp: str = ""
+    annotations: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def zones(self) -> list[str]:
+        return [s.zone for s in self.subnets]
+
+    @property
+    def region(self) -> str:
+        return region_of_zone(self.subnets[0].zone) if self.subnets else ""
+
+    @property
+    def kubernetes_minor(self) -> str:
+        """'1.33' for '1.33.2' (the package repository and kubeadm API are chosen by minor)."""
+        parts = self.kubernetes_version.lstrip("v").split(".")
+        return ".".join(parts[:2])
+
+
+@dataclass
+class Taint:
+    key: str
+    value: str = ""
+    effect: str = "NoSchedule"
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.value}:{self.effect}" if self.value else f"{self.key}:{self.effect}"
+
+
+@dataclass
+class InstanceGroup:
+    name: str
+    cluster_name: str
+    role: str
+    machine_type: str
+    min_size: int
+    max_size: int
+    subnets: list[str]
+    image: str = ""  # empty: the current Ubuntu 24.04 LTS image, resolved at update time
+    root_volume_size: int = 64
+    node_labels: dict[str, str] = field(default_factory=dict)
+    taints: list[Taint] = field(default_factory=list)
+
+    @property
+    def is_control_plane(self) -> bool:
+        return self.role == ROLE_CONTROL_PLANE
+
+
+def region_of_zone(zone: str) -> str:
+    """'us-east-1' for 'us-east-1a' (local/wavelength zones are not supported)."""
+    return zone[:-1] if zone and zone[-1].isalpha() else zone
+
+
+# --- (de)serialisation -----------------------------------------------------------------------
+
+
+def cluster_to_dict(c: Cluster) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "cloudProvider": "aws",
+        "kubernetesVersion": c.kubernetes_version,
+        "networkCIDR": c.network_cidr,
+        "nonMasqueradeCIDR": c.non_masquerade_cidr,
+        "podCIDR": c.pod_cidr,
+        "serviceClusterIPRange": c.service_cluster_ip_range,
+        "subnets": [{"name": s.name, "zone": s.zone, "cidr": s.cidr, "type": s.type} for s in c.subnets],
+        "sshAccess": list(c.ssh_access),
+        "kubernetesApiAccess": list(c.kubernetes_api_access),
+        "api": {"loadBalancer": {"type": c.api_load_balancer_type, "class": "Network"}},
+        "networking": {c.networking: {}},
+    }
+    if c.ssh_key_name:
+        spec["sshKeyName"] = c.ssh_key_name
+    if c.config_base:
+        spec["configBase"] = c.config_base
+    metadata: dict[str, Any] = {"name": c.name}
+    if c.creation_timestamp:
+        metadata["creationTimestamp"] = c.creation_timestamp
+    if c.annotations:
+        metadata["annotations"] = dict(c.annotations)
+    return {"apiVersion": API_VERSION, "kind": KIND_CLUSTER, "metadata": metadata, "spec": spec}
+
+
+def instance_group_to_dict(ig: InstanceGroup) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "role": ig.role,
+        "machineType": ig.machine_type,
+        "minSize": ig.min_size,
+        "maxSize": ig.max_size,
+        "subnets": list(ig.subnets),
+        "rootVolumeSize": ig.root_volume_size,
+    }
+    if ig.image:
+        spec["image"] = ig.image
+    if ig.node_labels:
+        spec["nodeLabels"] = dict(ig.node_labels)
+    if ig.taints:
+        spec["taints"] = [str(t) for t in ig.taints]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND_INSTANCE_GROUP,
+        "metadata": {"name": ig.name, "labels": {"kopsy.io/cluster": ig.cluster_name}},
+        "spec": spec,
+    }
+
+
+class _Reader:
+    """Reads a mapping field by field, collecting problems with their paths."""
+
+    def __init__(self, data: Any, path: str, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        if not isinstance(data, dict):
+            problems.append(f"{path}: must be a mapping, got {_typename(data)}")
+            data = {}
+        self.data: dict[str, Any] = data
+        self.seen: set[str] = set()
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = None, required: bool = False) -> Any:
+        self.seen.add(key)
+        where = f"{self.path}.{key}" if self.path else key
+        if key not in self.data or self.data[key] is None:
+            if required:
+                self.problems.append(f"{where}: required")
+            return default
+        value = self.data[key]
+        if kind is int and isinstance(value, bool):
+            self.problems.append(f"{where}: must be an integer, got a boolean")
+            return default
+        if not isinstance(value, kind):
+            want = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            self.problems.append(f"{where}: must be {_article(want)}, got {_typename(value)}")
+            return default
+        return value
+
+    def sub(self, key: str) -> _Reader:
+        self.seen.add(key)
+        where = f"{self.path}.{key}" if self.path else key
+        return _Reader(self.data.get(key) or {}, where, self.problems)
+
+    def finish(self) -> None:
+        for key in self.data:
+            if key not in self.seen:
+                where = f"{self.path}.{key}" if self.path else key
+                self.problems.append(f"{where}: unknown field")
+
+
+def _typename(v: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", int: "an integer", bool: "a boolean",
+            float: "a number", type(None): "nothing"}.get(type(v), type(v).__name__)
+
+
+def _article(name: str) -> str:
+    return {"str": "a string", "int": "an integer", "list": "a list", "dict": "a mapping", "bool": "a boolean"}.get(
+        name, name
+    )
+
+
+def _str_list(r: _Reader, key: str, default: list[str] | None = None) -> list[str]:
+    values = r.get(key, list, default if default is not None else [])
+    out = []
+    for i, v in enumerate(values):
+        if not isinstance(v, str):
+            r.problems.append(f"{r.path}.{key}[{i}]: must be a string, got {_typename(v)}")
+        else:
+            out.append(v)
+    return out
+
+
+def _header(doc: Any, kind: str, problems: list[str]) -> tuple[_Reader, _Reader, _Reader]:
+    top = _Reader(doc, "", problems)
+    api = top.get("apiVersion", str, required=True)
+    if api is not None and api != API_VERSION:
+        problems.append(f"apiVersion: {api!r} is not supported by this kopsy (expected {API_VERSION}); upgrade kopsy")
+    k = top.get("kind", str, required=True)
+    if k is not None and k != kind:
+        problems.append(f"kind: expected {kind}, got {k!r}")
+    meta = top.sub("metadata")
+    spec = top.sub("spec")
+    top.finish()
+    return top, meta, spec
+
+
+def cluster_from_dict(doc: Any) -> Cluster:
+    """Parse a Cluster document; raises ``SpecInvalid`` listing every structural problem."""
+    problems: list[str] = []
+    _, meta, spec = _header(doc, KIND_CLUSTER, problems)
+    name = meta.get("name", str, "", required=True)
+    created = meta.get("creationTimestamp", str, "")
+    meta.get("labels", dict, {})
+    annotations = meta.get("annotations", dict, {})
+    meta.finish()
+
+    cloud = spec.get("cloudProvider", str, "aws")
+    if cloud != "aws":
+        problems.append(f"spec.cloudProvider: only 'aws' is supported, got {cloud!r}")
+    subnets: list[Subnet] = []
+    for i, raw in enumerate(spec.get("subnets", list, [], required=True)):
+        sr = _Reader(raw, f"spec.subnets[{i}]", problems)
+        subnets.append(
+            Subnet(
+                name=sr.get("name", str, "", required=True),
+                zone=sr.get("zone", str, "", required=True),
+                cidr=sr.get("cidr", str, "", required=True),
+                type=sr.get("type", str, "Public"),
+            )
+        )
+        sr.finish()
+    api = spec.sub("api")
+    lb = api.sub("loadBalancer")
+    lb_type = lb.get("type", str, "Public")
+    lb_class = lb.get("class", str, "Network")
+    if lb_class != "Network":
+        problems.append(f"spec.api.loadBalancer.class: only 'Network' is supported, got {lb_class!r}")
+    lb.finish()
+    api.finish()
+    net = spec.get("networking", (dict, str), {"calico": {}})
+    if isinstance(net, str):
+        networking = net
+    elif len(net) != 1:
+        problems.append(f"spec.networking: name exactly one of {', '.join(NETWORKING_PROVIDERS)}, got {sorted(net)}")
+        networking = "calico"
+    else:
+        networking = next(iter(net))
+    c = Cluster(
+        name=name,
+        kubernetes_version=str(spec.get("kubernetesVersion", (str, int, float), "", required=True) or ""),
+        subnets=subnets,
+        network_cidr=spec.get("networkCIDR", str, "172.20.0.0/16"),
+        non_masquerade_cidr=spec.get("nonMasqueradeCIDR", str, "100.64.0.0/10"),
+        pod_cidr=spec.get("podCIDR", str, "100.96.0.0/11"),
+        service_cluster_ip_range=spec.get("serviceClusterIPRange", str, "100.64.0.0/13"),
+        ssh_access=_str_list(spec, "sshAccess", ["0.0.0.0/0"]),
+        kubernetes_api_access=_str_list(spec, "kubernetesApiAccess", ["0.0.0.0/0"]),
+        api_load_balancer_type=lb_type,
+        networking=networking,
+        ssh_key_name=spec.get("sshKeyName", str, ""),
+        config_base=spec.get("configBase", str, ""),
+        creation_timestamp=created,
+        annotations={str(k): str(v) for k, v in annotations.items()},
+    )
+    spec.finish()
+    if problems:
+        raise SpecInvalid(problems)
+    return c
+
+
+def instance_group_from_dict(doc: Any, cluster_name: str | None = None) -> InstanceGroup:
+    """Parse an InstanceGroup document; raises ``SpecInvalid`` listing every structural problem."""
+    problems: list[str] = []
+    _, meta, spec = _header(doc, KIND_INSTANCE_GROUP, problems)
+    name = meta.get("name", str, "", required=True)
+    labels = meta.get("labels", dict, {})
+    meta.get("creationTimestamp", str, "")
+    meta.finish()
+    owner = labels.get("kopsy.io/cluster") or cluster_name or ""
+    if not owner:
+        problems.append("metadata.labels.kopsy.io/cluster: required (the cluster this group belongs to)")
+    taints: list[Taint] = []
+    for i, raw in enumerate(_str_list(spec, "taints", [])):
+        t = parse_taint(raw)
+        if t is None:
+            problems.append(f"spec.taints[{i}]: {raw!r} is not key[=value]:Effect")
+        else:
+            taints.append(t)
+    node_labels = spec.get("nodeLabels", dict, {})
+    for k, v in node_labels.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            problems.append(f"spec.nodeLabels.{k}: keys and values must be strings")
+    ig = InstanceGroup(
+        name=name,
+        cluster_name=owner,
+        role=spec.get("role", str, "", required=True),
+        machine_type=spec.get("machineType", str, "", required=True),
+        min_size=spec.get("minSize", int, 0, required=True),
+        max_size=spec.get("maxSize", int, 0, required=True),
+        subnets=_str_list(spec, "subnets", []),
+        image=spec.get("image", str, ""),
+        root_volume_size=spec.get("rootVolumeSize", int, 64),
+        node_labels={str(k): str(v) for k, v in node_labels.items()},
+        taints=taints,
+    )
+    spec.finish()
+    if problems:
+        raise SpecInvalid(problems)
+    return ig
+
+
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+
+
+def parse_taint(text: str) -> Taint | None:
+    if ":" not in text:
+        return None
+    kv, effect = text.rsplit(":", 1)
+    if effect not in TAINT_EFFECTS or not kv:
+        return None
+    key, _, value = kv.partition("=")
+    return Taint(key=key, value=value, effect=effect) if key else None
+
+
+def replace(obj: Any, **changes: Any) -> Any:
+    """dataclasses.replace, re-exported so callers need not import dataclasses."""
+    return dataclasses.replace(obj, **changes)

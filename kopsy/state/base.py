@@ -1,0 +1,57 @@
+"""The state-store interface: a flat key space of small objects with optimistic concurrency.
+
+Backends (``s3.py``, ``file.py``) implement ``ObjectStore``. Every key is relative to the store
+root (``s3://bucket/prefix`` or ``file:///path``), e.g. ``demo.example.com/config``. The layout
+of what lives under a cluster is documented in ``state/README.md`` at the top of the repository.
+
+Concurrency rules, the same for every backend:
+- ``create`` never overwrites: it raises ``ObjectExists`` when the key is there (S3: ``IfNoneMatch='*'``).
+- ``replace`` writes only if the object still has the ETag that was read: else ``WriteConflict``
+  (S3: ``IfMatch=<etag>``).
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    data: bytes
+    etag: str
+
+
+class ObjectStore(abc.ABC):
+    """One state store. Implementations must be safe to use from several threads."""
+
+    url: str  # the store's URL as the user gave it, normalised (no trailing slash)
+
+    @abc.abstractmethod
+    def get(self, key: str) -> StoredObject:
+        """Read one object; raises ``ObjectNotFound``."""
+
+    @abc.abstractmethod
+    def create(self, key: str, data: bytes) -> str:
+        """Write a new object and return its ETag; raises ``ObjectExists`` if the key is taken."""
+
+    @abc.abstractmethod
+    def replace(self, key: str, data: bytes, etag: str) -> str:
+        """Overwrite an object only if its ETag is still ``etag``; raises ``WriteConflict`` (or ``ObjectNotFound``)."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove an object; removing a missing one is not an error."""
+
+    @abc.abstractmethod
+    def list(self, prefix: str = "") -> list[str]:
+        """Every key under ``prefix`` (recursive), sorted."""
+
+    def check(self) -> list[str]:
+        """Verify the store is reachable (raise ``StateStoreError`` if not) and return warnings
+        for the user (e.g. an S3 bucket without versioning or default encryption)."""
+        return []
+
+    def url_for(self, key: str) -> str:
+        return f"{self.url}/{key}"
