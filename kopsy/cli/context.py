@@ -1,10 +1,24 @@
-"""What every command shares: global options, and how the store and cluster name are resolved."""
+"""What every command shares: global options, and how the store, cluster and region are resolved.
+
+This is the only place (with the commands themselves) that reads the environment.
+"""
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import click
+
+from kopsy.errors import ClusterNotFound, UsageError
+
+if TYPE_CHECKING:
+    from kopsy.cloud.aws.session import AwsClients
+    from kopsy.state.clusters import ClusterStore
+
+STATE_HELP = "pass --state s3://BUCKET[/PREFIX] (or file:///PATH) or set KOPSY_STATE_STORE"
 
 
 @dataclass
@@ -16,3 +30,105 @@ class Options:
 
 def options() -> Options:
     return click.get_current_context().find_root().obj  # type: ignore[no-any-return]
+
+
+def default_region() -> str:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
+def aws_clients(region: str | None = None) -> AwsClients:
+    from kopsy.cloud.aws.session import AwsClients
+
+    clients = AwsClients(region or default_region())
+    log = os.environ.get("KOPSY_AWS_CALL_LOG")
+    if log:  # test and benchmark hook: one line "service operation" per API call
+        _log_calls(clients, log)
+    return clients
+
+
+def _log_calls(clients: AwsClients, path: str) -> None:
+    import threading
+
+    lock = threading.Lock()
+
+    def record(service: str, operation: str) -> None:
+        with lock, open(path, "a") as fh:
+            fh.write(f"{service} {operation}\n")
+
+    clients.on_call(record)
+
+
+def state_url(opts: Options | None = None) -> str:
+    opts = opts or options()
+    if not opts.state:
+        raise UsageError(f"no state store given: {STATE_HELP}")
+    return opts.state.rstrip("/")
+
+
+def open_cluster_store(opts: Options | None = None) -> ClusterStore:
+    """The ClusterStore behind --state / KOPSY_STATE_STORE."""
+    from kopsy.state import open_store
+    from kopsy.state.clusters import ClusterStore
+
+    url = state_url(opts)
+    clients = aws_clients() if url.startswith("s3://") else None
+    return ClusterStore(open_store(url, clients=clients))
+
+
+def resolve_cluster_name(store: ClusterStore, name: str | None, opts: Options | None = None) -> str:
+    """Positional NAME, else --name/KOPSY_CLUSTER_NAME, else the only cluster in the store."""
+    opts = opts or options()
+    chosen = name or opts.cluster_name
+    if chosen:
+        return chosen
+    clusters = store.list_clusters()
+    if len(clusters) == 1:
+        return clusters[0]
+    if not clusters:
+        raise ClusterNotFound("(none given)", []) from None
+    raise UsageError(
+        f"which cluster? name it as an argument or with --name/KOPSY_CLUSTER_NAME; clusters in this store: "
+        f"{', '.join(clusters)}"
+    )
+
+
+def strip_cluster_word(args: tuple[str, ...], noun: str = "cluster") -> str | None:
+    """``kopsy update cluster NAME`` and ``kopsy update NAME`` and ``kopsy update`` all mean the same."""
+    rest = list(args)
+    if rest and rest[0] == noun:
+        rest.pop(0)
+    if len(rest) > 1:
+        raise UsageError(f"expected at most one cluster name, got {' '.join(rest)}")
+    return rest[0] if rest else None
+
+
+_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?$")
+
+
+def parse_duration(text: str) -> float:
+    """'10m', '1h30m', '45s', '90' (seconds) -> seconds."""
+    text = text.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    m = _DURATION.match(text)
+    if not text or not m or not any(m.groups()):
+        raise UsageError(f"{text!r} is not a duration like 10m, 90s or 1h30m")
+    h, mins, s = m.groups()
+    return int(h or 0) * 3600 + int(mins or 0) * 60 + float(s or 0)
+
+
+class Duration(click.ParamType):
+    """A click type for --wait/--interval/--ttl style flags (value in seconds)."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, (int, float)):
+            return float(value)
+        try:
+            return parse_duration(str(value))
+        except UsageError as exc:
+            self.fail(exc.message, param, ctx)
+
+
+DURATION = Duration()

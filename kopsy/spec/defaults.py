@@ -1,0 +1,106 @@
+"""A complete cluster from the few flags of ``kopsy create cluster``.
+
+The defaults are what a kops user expects: a /16 VPC with one subnet per zone carved from it,
+one control-plane group per control-plane zone, one ``nodes`` group across all zones, Calico,
+and SSH/API access from anywhere (the CLI warns about that).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from kopsy.errors import SpecInvalid
+from kopsy.spec.model import ROLE_CONTROL_PLANE, ROLE_NODE, Cluster, InstanceGroup, Subnet
+from kopsy.spec.versions import DEFAULT_KUBERNETES_VERSION
+
+DEFAULT_NETWORK_CIDR = "172.20.0.0/16"
+DEFAULT_MACHINE_TYPE = "t3.medium"
+CONTROL_PLANE_ROOT_VOLUME = 64
+NODE_ROOT_VOLUME = 128
+
+
+@dataclass
+class CreateOptions:
+    name: str
+    zones: list[str]
+    control_plane_zones: list[str] = field(default_factory=list)
+    control_plane_count: int = 1
+    control_plane_size: str = DEFAULT_MACHINE_TYPE
+    node_count: int = 2
+    node_size: str = DEFAULT_MACHINE_TYPE
+    kubernetes_version: str = DEFAULT_KUBERNETES_VERSION
+    network_cidr: str = DEFAULT_NETWORK_CIDR
+    networking: str = "calico"
+    image: str = ""
+    ssh_access: list[str] = field(default_factory=lambda: ["0.0.0.0/0"])
+    api_access: list[str] = field(default_factory=lambda: ["0.0.0.0/0"])
+
+
+def carve_subnets(network_cidr: str, count: int) -> list[str]:
+    """One CIDR per zone, like kops: /19s out of a /16 (smaller when there are many zones), skipping the first block."""
+    try:
+        vpc = ipaddress.ip_network(network_cidr, strict=True)
+    except ValueError:
+        raise SpecInvalid([f"--network-cidr: {network_cidr!r} is not a CIDR like 172.20.0.0/16"]) from None
+    extra_bits = 3 if count <= 7 else 4 if count <= 15 else 5
+    if vpc.prefixlen + extra_bits > 28:
+        raise SpecInvalid([f"--network-cidr: {network_cidr} is too small for {count} zone subnets"])
+    blocks = list(vpc.subnets(prefixlen_diff=extra_bits))[1:]
+    return [str(b) for b in blocks[:count]]
+
+
+def new_cluster(opts: CreateOptions) -> tuple[Cluster, list[InstanceGroup]]:
+    zones = list(dict.fromkeys(z.strip() for z in opts.zones if z.strip()))
+    if not zones:
+        raise SpecInvalid(["--zones: at least one availability zone is required (e.g. --zones us-east-1a)"])
+    cidrs = carve_subnets(opts.network_cidr, len(zones))
+    subnets = [Subnet(name=z, zone=z, cidr=cidr, type="Public") for z, cidr in zip(zones, cidrs)]
+    cluster = Cluster(
+        name=opts.name,
+        kubernetes_version=opts.kubernetes_version,
+        subnets=subnets,
+        network_cidr=opts.network_cidr,
+        ssh_access=list(opts.ssh_access),
+        kubernetes_api_access=list(opts.api_access),
+        networking=opts.networking,
+    )
+    cp_zones = list(dict.fromkeys(opts.control_plane_zones)) or zones
+    unknown = [z for z in cp_zones if z not in zones]
+    if unknown:
+        raise SpecInvalid([f"--control-plane-zones: {', '.join(unknown)} not in --zones {', '.join(zones)}"])
+    groups: list[InstanceGroup] = []
+    count = opts.control_plane_count
+    # One group per control-plane instance, spread round-robin over the control-plane zones.
+    for i in range(count):
+        zone = cp_zones[i % len(cp_zones)]
+        name = f"control-plane-{zone}"
+        if count > len(cp_zones):
+            name += f"-{i // len(cp_zones) + 1}"
+        groups.append(
+            InstanceGroup(
+                name=name,
+                cluster_name=opts.name,
+                role=ROLE_CONTROL_PLANE,
+                machine_type=opts.control_plane_size,
+                min_size=1,
+                max_size=1,
+                subnets=[zone],
+                image=opts.image,
+                root_volume_size=CONTROL_PLANE_ROOT_VOLUME,
+            )
+        )
+    groups.append(
+        InstanceGroup(
+            name="nodes",
+            cluster_name=opts.name,
+            role=ROLE_NODE,
+            machine_type=opts.node_size,
+            min_size=opts.node_count,
+            max_size=opts.node_count,
+            subnets=list(zones),
+            image=opts.image,
+            root_volume_size=NODE_ROOT_VOLUME,
+        )
+    )
+    return cluster, groups

@@ -1,0 +1,193 @@
+"""Semantic validation of a cluster and its instance groups.
+
+Every problem is reported with its field path (``spec.subnets[1].cidr: ...``) so a user can find
+it in the YAML; ``validate_cluster`` collects all of them before raising, so one run shows
+everything to fix. Invalid input never reaches the state store because every writer calls this.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from kopsy.errors import SpecInvalid
+from kopsy.spec.model import (
+    LOAD_BALANCER_TYPES,
+    NETWORKING_PROVIDERS,
+    ROLE_CONTROL_PLANE,
+    ROLES,
+    SUBNET_TYPES,
+    Cluster,
+    InstanceGroup,
+    region_of_zone,
+)
+from kopsy.spec.versions import version_problem
+
+# IAM role names are at most 64 characters and kopsy names roles "control-plane.<cluster>".
+MAX_CLUSTER_NAME = 50
+CONTROL_PLANE_COUNTS = (1, 3, 5)
+_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_ZONE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d+[a-z]$")
+_MACHINE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+_AMI = re.compile(r"^ami-[0-9a-f]{8}([0-9a-f]{9})?$")
+_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` is not a usable cluster name (a DNS-1123 subdomain), or None."""
+    if not name:
+        return "required"
+    if len(name) > MAX_CLUSTER_NAME:
+        return f"{name!r} is longer than {MAX_CLUSTER_NAME} characters (IAM role names derive from it)"
+    if any(not _DNS_LABEL.match(label) for label in name.split(".")):
+        return (
+            f"{name!r} is not a valid DNS-1123 name: use lowercase letters, digits, '-' and '.', "
+            f"starting and ending with a letter or digit (e.g. demo.example.com)"
+        )
+    return None
+
+
+def _network(text: str, path: str, problems: list[str]) -> ipaddress.IPv4Network | None:
+    try:
+        net = ipaddress.ip_network(text, strict=True)
+    except ValueError as exc:
+        reason = "host bits set" if "host bits" in str(exc) else "not a CIDR like 172.20.0.0/16"
+        problems.append(f"{path}: {text!r} is {reason}")
+        return None
+    if not isinstance(net, ipaddress.IPv4Network):
+        problems.append(f"{path}: {text!r} is IPv6; kopsy supports IPv4 networks only")
+        return None
+    return net
+
+
+def _access_list(values: list[str], path: str, problems: list[str]) -> None:
+    if not values:
+        problems.append(f"{path}: at least one CIDR is required (use 0.0.0.0/0 for everywhere)")
+    for i, v in enumerate(values):
+        try:
+            ipaddress.ip_network(v, strict=False)
+        except ValueError:
+            problems.append(f"{path}[{i}]: {v!r} is not a CIDR like 203.0.113.0/24")
+
+
+def cluster_problems(c: Cluster) -> list[str]:
+    problems: list[str] = []
+    p = name_problem(c.name)
+    if p:
+        problems.append(f"metadata.name: {p}")
+    v = version_problem(c.kubernetes_version)
+    if v:
+        problems.append(f"spec.kubernetesVersion: {v}")
+    if c.networking not in NETWORKING_PROVIDERS:
+        problems.append(f"spec.networking: {c.networking!r} is not one of {', '.join(NETWORKING_PROVIDERS)}")
+    if c.api_load_balancer_type not in LOAD_BALANCER_TYPES:
+        problems.append(f"spec.api.loadBalancer.type: only {', '.join(LOAD_BALANCER_TYPES)} is supported")
+
+    vpc = _network(c.network_cidr, "spec.networkCIDR", problems)
+    if vpc is not None and not 16 <= vpc.prefixlen <= 28:
+        problems.append(f"spec.networkCIDR: {c.network_cidr} must have a prefix between /16 and /28 (an AWS VPC limit)")
+    nonmasq = _network(c.non_masquerade_cidr, "spec.nonMasqueradeCIDR", problems)
+    pods = _network(c.pod_cidr, "spec.podCIDR", problems)
+    services = _network(c.service_cluster_ip_range, "spec.serviceClusterIPRange", problems)
+    if pods and services and pods.overlaps(services):
+        problems.append(f"spec.podCIDR: {pods} overlaps spec.serviceClusterIPRange {services}")
+    for label, net in (("spec.podCIDR", pods), ("spec.serviceClusterIPRange", services)):
+        if net and nonmasq and not net.subnet_of(nonmasq):
+            problems.append(f"{label}: {net} is not inside spec.nonMasqueradeCIDR {nonmasq}")
+        if net and vpc and net.overlaps(vpc):
+            problems.append(f"{label}: {net} overlaps spec.networkCIDR {vpc}")
+    if nonmasq and vpc and nonmasq.overlaps(vpc):
+        problems.append(f"spec.nonMasqueradeCIDR: {nonmasq} overlaps spec.networkCIDR {vpc}")
+
+    if not c.subnets:
+        problems.append("spec.subnets: at least one subnet (one zone) is required")
+    regions: dict[str, str] = {}
+    seen_names: set[str] = set()
+    carved: list[tuple[str, ipaddress.IPv4Network]] = []
+    for i, s in enumerate(c.subnets):
+        path = f"spec.subnets[{i}]"
+        if not s.name or not _DNS_LABEL.match(s.name):
+            problems.append(f"{path}.name: {s.name!r} must be a DNS-1123 label")
+        elif s.name in seen_names:
+            problems.append(f"{path}.name: {s.name!r} is used by another subnet")
+        seen_names.add(s.name)
+        if not _ZONE.match(s.zone):
+            problems.append(f"{path}.zone: {s.zone!r} is not an AWS availability zone like us-east-1a")
+        else:
+            regions.setdefault(region_of_zone(s.zone), s.zone)
+        if s.type not in SUBNET_TYPES:
+            problems.append(f"{path}.type: {s.type!r} is not supported (use Public)")
+        net = _network(s.cidr, f"{path}.cidr", problems)
+        if net is None:
+            continue
+        if vpc is not None and not net.subnet_of(vpc):
+            problems.append(f"{path}.cidr: {net} is not inside spec.networkCIDR {vpc}")
+        if not 16 <= net.prefixlen <= 28:
+            problems.append(f"{path}.cidr: {net} must have a prefix between /16 and /28")
+        for other_name, other in carved:
+            if net.overlaps(other):
+                problems.append(f"{path}.cidr: {net} overlaps subnet {other_name} ({other})")
+        carved.append((s.name, net))
+    if len(regions) > 1:
+        listing = ", ".join(f"{zone} ({region})" for region, zone in regions.items())
+        problems.append(f"spec.subnets: all zones must be in one region, got {listing}")
+
+    _access_list(c.ssh_access, "spec.sshAccess", problems)
+    _access_list(c.kubernetes_api_access, "spec.kubernetesApiAccess", problems)
+    return problems
+
+
+def instance_group_problems(ig: InstanceGroup, cluster: Cluster, where: str = "") -> list[str]:
+    at = where or f"instancegroup {ig.name!r}"
+    problems: list[str] = []
+    if not _DNS_LABEL.match(ig.name or ""):
+        problems.append(f"{at}: metadata.name: {ig.name!r} must be a DNS-1123 label (lowercase, digits, '-')")
+    if ig.cluster_name != cluster.name:
+        problems.append(f"{at}: belongs to cluster {ig.cluster_name!r}, not {cluster.name!r}")
+    if ig.role not in ROLES:
+        problems.append(f"{at}: spec.role: {ig.role!r} must be one of {', '.join(ROLES)}")
+    if not _MACHINE_TYPE.match(ig.machine_type or ""):
+        problems.append(f"{at}: spec.machineType: {ig.machine_type!r} is not an EC2 instance type like t3.medium")
+    if ig.image and not _AMI.match(ig.image):
+        problems.append(f"{at}: spec.image: {ig.image!r} is not an AMI id like ami-0123456789abcdef0")
+    if ig.min_size < 0:
+        problems.append(f"{at}: spec.minSize: must be >= 0, got {ig.min_size}")
+    if ig.max_size < ig.min_size:
+        problems.append(f"{at}: spec.maxSize: {ig.max_size} is smaller than spec.minSize {ig.min_size}")
+    if ig.max_size > 1000:
+        problems.append(f"{at}: spec.maxSize: {ig.max_size} is more than 1000")
+    if not 8 <= ig.root_volume_size <= 16384:
+        problems.append(f"{at}: spec.rootVolumeSize: {ig.root_volume_size} GiB must be between 8 and 16384")
+    known = {s.name for s in cluster.subnets}
+    if not ig.subnets:
+        problems.append(f"{at}: spec.subnets: at least one subnet is required")
+    for i, name in enumerate(ig.subnets):
+        if name not in known:
+            problems.append(f"{at}: spec.subnets[{i}]: {name!r} is not a subnet of the cluster ({', '.join(sorted(known))})")
+    if ig.role == ROLE_CONTROL_PLANE:
+        if (ig.min_size, ig.max_size) != (1, 1):
+            problems.append(f"{at}: a control-plane group has minSize = maxSize = 1 (one per zone)")
+        if len(ig.subnets) != 1:
+            problems.append(f"{at}: spec.subnets: a control-plane group lives in exactly one subnet")
+    for key in ig.node_labels:
+        if not _LABEL_KEY.match(key):
+            problems.append(f"{at}: spec.nodeLabels: {key!r} is not a valid label key")
+    return problems
+
+
+def validate_cluster(cluster: Cluster, groups: list[InstanceGroup]) -> None:
+    """Raise ``SpecInvalid`` with every problem of the cluster and its groups taken together."""
+    problems = cluster_problems(cluster)
+    names: set[str] = set()
+    for ig in groups:
+        if ig.name in names:
+            problems.append(f"instancegroup {ig.name!r}: defined twice")
+        names.add(ig.name)
+        problems.extend(instance_group_problems(ig, cluster))
+    control_planes = sum(1 for ig in groups if ig.role == ROLE_CONTROL_PLANE)
+    if groups and control_planes not in CONTROL_PLANE_COUNTS:
+        problems.append(
+            f"instance groups: {control_planes} control-plane group(s); etcd needs 1, 3 or 5 control-plane instances"
+        )
+    if problems:
+        raise SpecInvalid(problems)
