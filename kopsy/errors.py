@@ -43,9 +43,9 @@ class SpecInvalid(KopsyError):
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = list(problems)
-        first = self.problems[0] if self.problems else "invalid spec"
-        more = f" (and {len(self.problems) - 1} more problem(s))" if len(self.problems) > 1 else ""
-        super().__init__(f"invalid spec: {first}{more}")
+        shown = "; ".join(self.problems[:3]) if self.problems else "invalid spec"
+        more = f" (and {len(self.problems) - 3} more)" if len(self.problems) > 3 else ""
+        super().__init__(f"invalid spec: {shown}{more}")
 
 
 class StateStoreError(KopsyError):

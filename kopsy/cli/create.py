@@ -1,0 +1,248 @@
+"""``kopsy create cluster`` and ``kopsy create -f FILE``: write a spec, its PKI and secrets to the store.
+
+Nothing is created in the cloud here; ``kopsy update cluster --yes`` does that.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from kopsy.cli.context import open_cluster_store, options
+from kopsy.cli.output import dump_json, dump_yaml_documents, warn
+from kopsy.errors import SpecInvalid, UsageError
+from kopsy.spec.defaults import DEFAULT_MACHINE_TYPE, DEFAULT_NETWORK_CIDR, CreateOptions, new_cluster
+from kopsy.spec.documents import SpecDocuments, parse_documents
+from kopsy.spec.model import (
+    NETWORKING_PROVIDERS,
+    Cluster,
+    InstanceGroup,
+    cluster_to_dict,
+    instance_group_to_dict,
+)
+from kopsy.spec.sshkey import read_ssh_public_key
+from kopsy.spec.validation import validate_cluster
+from kopsy.spec.versions import DEFAULT_KUBERNETES_VERSION
+
+SSH_KEY_ANNOTATION = "kopsy.io/ssh-public-key-path"
+DEFAULT_SSH_KEYS = ("~/.ssh/id_ed25519.pub", "~/.ssh/id_rsa.pub")
+
+
+def _split(values: tuple[str, ...]) -> list[str]:
+    """Flags that take a list accept both repeats and commas: --zones a,b --zones c."""
+    return [v.strip() for value in values for v in value.split(",") if v.strip()]
+
+
+def _ssh_key_path(given: str | None) -> str:
+    if given:
+        return given
+    for candidate in DEFAULT_SSH_KEYS:
+        if Path(candidate).expanduser().is_file():
+            return candidate
+    raise UsageError(
+        "no SSH public key: pass --ssh-public-key PATH (for example ~/.ssh/id_ed25519.pub; "
+        "create one with ssh-keygen -t ed25519)"
+    )
+
+
+def _warn_open_access(cluster: Cluster) -> None:
+    if "0.0.0.0/0" in cluster.ssh_access:
+        warn("SSH is open to the whole internet (sshAccess 0.0.0.0/0); restrict it with --ssh-access CIDR")
+    if "0.0.0.0/0" in cluster.kubernetes_api_access:
+        warn(
+            "the Kubernetes API is open to the whole internet (kubernetesApiAccess 0.0.0.0/0); "
+            "restrict it with --admin-access CIDR"
+        )
+
+
+def _documents(cluster: Cluster, groups: list[InstanceGroup]) -> list[dict[str, object]]:
+    return [cluster_to_dict(cluster)] + [instance_group_to_dict(ig) for ig in groups]
+
+
+def _print_documents(cluster: Cluster, groups: list[InstanceGroup], fmt: str) -> None:
+    docs = _documents(cluster, groups)
+    click.echo(dump_json(docs) if fmt == "json" else dump_yaml_documents(docs), nl=fmt == "json")
+
+
+def _store_new_cluster(cluster: Cluster, groups: list[InstanceGroup], ssh_key_path: str) -> str:
+    """Write spec, PKI, secrets and SSH key; returns the store URL. The only writer of new clusters."""
+    from kopsy.pki import generate_cluster_pki
+
+    public_key = read_ssh_public_key(ssh_key_path)
+    store = open_cluster_store()
+    for message in store.store.check():
+        warn(message)
+    if cluster.name in store.list_clusters():
+        from kopsy.errors import ClusterExists
+
+        raise ClusterExists(cluster.name)
+    cluster.config_base = store.store.url_for(cluster.name)
+    cluster.creation_timestamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    cluster.annotations[SSH_KEY_ANNOTATION] = os.path.abspath(os.path.expanduser(ssh_key_path))
+    objects = dict(generate_cluster_pki(cluster.name).store_objects())
+    objects["ssh/public/admin"] = (public_key + "\n").encode()
+    store.create_cluster(cluster, groups, objects)
+    return store.store.url
+
+
+def _next_steps(name: str, url: str, groups: list[InstanceGroup]) -> None:
+    click.echo(
+        f'Cluster "{name}" created in {url}: spec, {len(groups)} instance group(s), PKI and secrets.\n'
+        f"Nothing has been created in AWS yet.\n\n"
+        f"  Review the plan:        kopsy update cluster {name}\n"
+        f"  Change the spec:        kopsy edit cluster {name}\n"
+        f"  Create the cluster:     kopsy update cluster {name} --yes"
+    )
+
+
+@click.group(invoke_without_command=True)
+@click.option("-f", "--filename", "filenames", multiple=True, metavar="FILE",
+              help="Create the Cluster and InstanceGroups in FILE (multi-document YAML; - reads stdin).")
+@click.option("--ssh-public-key", metavar="PATH", help="SSH public key for the cluster (with -f and a Cluster).")
+@click.option("--dry-run", is_flag=True, help="Validate only; with -f this needs no credentials, store or network.")
+@click.option("-o", "--output", type=click.Choice(["yaml", "json"]), help="With --dry-run, print the documents.")
+@click.pass_context
+def command(ctx: click.Context, filenames: tuple[str, ...], ssh_public_key: str | None, dry_run: bool,
+            output: str | None) -> None:
+    """Create a cluster spec (and its PKI) in the state store.
+
+    \b
+      kopsy create cluster NAME --zones us-east-1a --ssh-public-key ~/.ssh/id_ed25519.pub
+      kopsy create -f cluster.yaml
+    """
+    if ctx.invoked_subcommand is not None:
+        if filenames:
+            raise UsageError("-f FILE and a subcommand cannot be combined")
+        return
+    if not filenames:
+        raise UsageError("nothing to create: use 'kopsy create cluster NAME --zones ZONES' or 'kopsy create -f FILE'")
+    _create_from_files(filenames, ssh_public_key, dry_run, output)
+
+
+def read_spec_files(filenames: tuple[str, ...], cluster_name: str | None = None) -> SpecDocuments:
+    combined = SpecDocuments()
+    for filename in filenames:
+        if filename == "-":
+            text, source = sys.stdin.read(), "stdin"
+        else:
+            try:
+                text = Path(filename).read_text()
+            except FileNotFoundError:
+                raise UsageError(f"-f: {filename} does not exist") from None
+            except (OSError, UnicodeDecodeError) as exc:
+                raise UsageError(f"-f: cannot read {filename}: {getattr(exc, 'strerror', None) or exc}") from None
+            source = filename
+        docs = parse_documents(text, source, cluster_name)
+        if docs.cluster is not None:
+            if combined.cluster is not None:
+                raise SpecInvalid([f"{source}: a second Cluster document; give one cluster at a time"])
+            combined.cluster = docs.cluster
+        combined.instance_groups.extend(docs.instance_groups)
+    if combined.cluster is not None:
+        for ig in combined.instance_groups:
+            ig.cluster_name = ig.cluster_name or combined.cluster.name
+    return combined
+
+
+def _create_from_files(filenames: tuple[str, ...], ssh_public_key: str | None, dry_run: bool,
+                       output: str | None) -> None:
+    docs = read_spec_files(filenames, options().cluster_name)
+    cluster = docs.cluster
+    if cluster is not None:
+        if not docs.instance_groups:
+            raise SpecInvalid(
+                [f"cluster {cluster.name!r}: no InstanceGroup documents; a cluster needs at least one "
+                 f"ControlPlane group in the same file"]
+            )
+        validate_cluster(cluster, docs.instance_groups)
+        if dry_run:
+            if output:
+                _print_documents(cluster, docs.instance_groups, output)
+            else:
+                click.echo(f'Cluster "{cluster.name}" and {len(docs.instance_groups)} instance group(s) are valid '
+                           f"(dry run: nothing was written).")
+            return
+        _warn_open_access(cluster)
+        url = _store_new_cluster(cluster, docs.instance_groups, _ssh_key_path(ssh_public_key))
+        _next_steps(cluster.name, url, docs.instance_groups)
+        return
+    # Only instance groups: add them to a cluster that is already in the store.
+    store = open_cluster_store()
+    names = {ig.cluster_name for ig in docs.instance_groups}
+    if len(names) != 1 or not next(iter(names)):
+        raise SpecInvalid(["instance groups: name their cluster in metadata.labels.kopsy.io/cluster (one cluster per file)"])
+    existing_cluster, _ = store.get_cluster(next(iter(names)))
+    existing = [ig for ig, _ in store.list_instance_groups(existing_cluster.name)]
+    taken = {ig.name for ig in existing} & {ig.name for ig in docs.instance_groups}
+    if taken:
+        raise SpecInvalid([f"instancegroup {n!r} already exists; use 'kopsy replace -f' to change it" for n in sorted(taken)])
+    validate_cluster(existing_cluster, existing + docs.instance_groups)
+    if dry_run:
+        click.echo(f"{len(docs.instance_groups)} instance group(s) are valid (dry run: nothing was written).")
+        return
+    for ig in docs.instance_groups:
+        store.create_instance_group(ig)
+        click.echo(f'Instance group "{ig.name}" created in cluster "{ig.cluster_name}".')
+    click.echo(f"Apply with: kopsy update cluster {existing_cluster.name} --yes")
+
+
+@command.command("cluster")
+@click.argument("name", required=False)
+@click.option("--zones", multiple=True, required=True, metavar="ZONES",
+              help="Availability zones, comma separated (all in one region).")
+@click.option("--control-plane-zones", multiple=True, metavar="ZONES",
+              help="Zones for control-plane instances (default: --zones).")
+@click.option("--control-plane-count", type=int, default=1, show_default=True,
+              help="Control-plane instances: 1, 3 or 5.")
+@click.option("--control-plane-size", default=DEFAULT_MACHINE_TYPE, show_default=True, metavar="TYPE")
+@click.option("--node-count", type=int, default=2, show_default=True)
+@click.option("--node-size", default=DEFAULT_MACHINE_TYPE, show_default=True, metavar="TYPE")
+@click.option("--kubernetes-version", default=DEFAULT_KUBERNETES_VERSION, show_default=True, metavar="VERSION")
+@click.option("--network-cidr", default=DEFAULT_NETWORK_CIDR, show_default=True, metavar="CIDR")
+@click.option("--networking", type=click.Choice(NETWORKING_PROVIDERS), default="calico", show_default=True)
+@click.option("--image", default="", metavar="AMI", help="AMI id for every group (default: Ubuntu 24.04 LTS).")
+@click.option("--ssh-public-key", metavar="PATH", help="Default: ~/.ssh/id_ed25519.pub or ~/.ssh/id_rsa.pub.")
+@click.option("--ssh-access", multiple=True, metavar="CIDR", help="Who may SSH to instances (default 0.0.0.0/0).")
+@click.option("--admin-access", multiple=True, metavar="CIDR",
+              help="Who may reach the Kubernetes API (default 0.0.0.0/0).")
+@click.option("--dry-run", is_flag=True, help="Print the spec instead of writing it (with -o).")
+@click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
+def create_cluster(name: str | None, zones: tuple[str, ...], control_plane_zones: tuple[str, ...],
+                   control_plane_count: int, control_plane_size: str, node_count: int, node_size: str,
+                   kubernetes_version: str, network_cidr: str, networking: str, image: str,
+                   ssh_public_key: str | None, ssh_access: tuple[str, ...], admin_access: tuple[str, ...],
+                   dry_run: bool, output: str) -> None:
+    """Create a cluster spec with sensible defaults, plus its PKI, in the state store."""
+    name = name or options().cluster_name
+    if not name:
+        raise UsageError("a cluster name is required: kopsy create cluster NAME --zones ZONES")
+    cluster, groups = new_cluster(
+        CreateOptions(
+            name=name,
+            zones=_split(zones),
+            control_plane_zones=_split(control_plane_zones),
+            control_plane_count=control_plane_count,
+            control_plane_size=control_plane_size,
+            node_count=node_count,
+            node_size=node_size,
+            kubernetes_version=kubernetes_version,
+            network_cidr=network_cidr,
+            networking=networking,
+            image=image,
+            ssh_access=_split(ssh_access) or ["0.0.0.0/0"],
+            api_access=_split(admin_access) or ["0.0.0.0/0"],
+        )
+    )
+    validate_cluster(cluster, groups)
+    key_path = _ssh_key_path(ssh_public_key)
+    read_ssh_public_key(key_path)  # fail on a bad key before anything else happens
+    if dry_run:
+        _print_documents(cluster, groups, output)
+        return
+    _warn_open_access(cluster)
+    url = _store_new_cluster(cluster, groups, key_path)
+    _next_steps(name, url, groups)

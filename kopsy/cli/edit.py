@@ -1,0 +1,116 @@
+"""``kopsy edit cluster|instancegroup``: edit a spec in $EDITOR, the kubectl way.
+
+Invalid input reopens the editor with the problems on top; only a valid spec is written, and
+it is written with the ETag that was read, so a concurrent edit is a conflict, never a lost write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+import yaml
+
+from kopsy.cli.context import open_cluster_store, resolve_cluster_name
+from kopsy.cli.get import AliasGroup
+from kopsy.errors import KopsyError, SpecInvalid
+from kopsy.spec.documents import load_yaml_documents
+from kopsy.spec.model import cluster_from_dict, cluster_to_dict, instance_group_from_dict, instance_group_to_dict
+from kopsy.spec.validation import validate_cluster
+
+HEADER = (
+    "# Please edit the object below. Lines beginning with a '#' will be ignored,\n"
+    "# and an empty file will abort the edit. If an error occurs while saving this file will be\n"
+    "# reopened with the relevant failures.\n#\n"
+)
+MAX_ROUNDS = 20  # an editor that keeps returning bad input must not loop forever
+
+
+@click.group(cls=AliasGroup)
+def command() -> None:
+    """Edit a cluster or instance group in $EDITOR."""
+
+
+class EditCancelled(KopsyError):
+    pass
+
+
+def _edit_loop(original: dict[str, Any], parse: Callable[[dict[str, Any]], Any]) -> Any | None:
+    """Edit until the text parses and validates; None when nothing changed."""
+    text = yaml.safe_dump(original, sort_keys=False)
+    errors: list[str] = []
+    for _ in range(MAX_ROUNDS):
+        banner = HEADER + "".join(f"# Error: {e}\n" for e in errors) + ("#\n" if errors else "")
+        edited = click.edit(banner + text, extension=".yaml", require_save=False)
+        if edited is None:
+            raise EditCancelled("edit cancelled: the editor exited without saving; nothing was written")
+        body = "\n".join(line for line in edited.splitlines() if not line.lstrip().startswith("#")).strip()
+        if not body:
+            raise EditCancelled("edit cancelled: the file was empty; nothing was written")
+        try:
+            docs = load_yaml_documents(body, "edited spec")
+            if len(docs) != 1:
+                raise SpecInvalid([f"edited spec: expected one document, got {len(docs)}"])
+            if docs[0] == original:
+                return None
+            return parse(docs[0])
+        except SpecInvalid as exc:
+            errors = exc.problems
+            text = body + "\n"
+    raise EditCancelled(f"edit abandoned after {MAX_ROUNDS} invalid attempts; nothing was written")
+
+
+@command.command("cluster")
+@click.argument("name", required=False)
+def edit_cluster(name: str | None) -> None:
+    """Edit the Cluster spec."""
+    store = open_cluster_store()
+    name = resolve_cluster_name(store, name)
+    cluster, etag = store.get_cluster(name)
+    groups = [ig for ig, _ in store.list_instance_groups(name)]
+
+    def parse(doc: dict[str, Any]) -> Any:
+        edited = cluster_from_dict(doc)
+        if edited.name != name:
+            raise SpecInvalid([f"metadata.name: a cluster cannot be renamed ({name} -> {edited.name})"])
+        validate_cluster(edited, groups)
+        return edited
+
+    edited = _edit_loop(cluster_to_dict(cluster), parse)
+    if edited is None:
+        click.echo("Edit cancelled, no changes made.")
+        return
+    store.replace_cluster(edited, etag)
+    click.echo(f'Cluster "{name}" updated in the state store. Review with: kopsy update cluster {name}')
+
+
+@command.command("instancegroups")
+@click.argument("group")
+def edit_instance_group(group: str) -> None:
+    """Edit one InstanceGroup spec (also: edit ig NAME)."""
+    store = open_cluster_store()
+    name = resolve_cluster_name(store, None)
+    cluster, _ = store.get_cluster(name)
+    entries = store.list_instance_groups(name)
+    found = [(ig, etag) for ig, etag in entries if ig.name == group]
+    if not found:
+        raise KopsyError(
+            f"instance group {group!r} not found in cluster {name}; it has: {', '.join(ig.name for ig, _ in entries)}"
+        )
+    ig, etag = found[0]
+    others = [other for other, _ in entries if other.name != group]
+
+    def parse(doc: dict[str, Any]) -> Any:
+        edited = instance_group_from_dict(doc, name)
+        if edited.name != group:
+            raise SpecInvalid([f"metadata.name: an instance group cannot be renamed ({group} -> {edited.name})"])
+        validate_cluster(cluster, others + [edited])
+        return edited
+
+    edited = _edit_loop(instance_group_to_dict(ig), parse)
+    if edited is None:
+        click.echo("Edit cancelled, no changes made.")
+        return
+    store.replace_instance_group(edited, etag)
+    click.echo(f'Instance group "{group}" updated. Review with: kopsy update cluster {name}')
