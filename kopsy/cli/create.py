@@ -80,6 +80,7 @@ def _store_new_cluster(cluster: Cluster, groups: list[InstanceGroup], ssh_key_pa
         from kopsy.errors import ClusterExists
 
         raise ClusterExists(cluster.name)
+    _warn_open_access(cluster)
     cluster.config_base = store.store.url_for(cluster.name)
     cluster.creation_timestamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     cluster.annotations[SSH_KEY_ANNOTATION] = os.path.abspath(os.path.expanduser(ssh_key_path))
@@ -166,7 +167,6 @@ def _create_from_files(filenames: tuple[str, ...], ssh_public_key: str | None, d
                 click.echo(f'Cluster "{cluster.name}" and {len(docs.instance_groups)} instance group(s) are valid '
                            f"(dry run: nothing was written).")
             return
-        _warn_open_access(cluster)
         url = _store_new_cluster(cluster, docs.instance_groups, _ssh_key_path(ssh_public_key))
         _next_steps(cluster.name, url, docs.instance_groups)
         return
@@ -243,6 +243,5 @@ def create_cluster(name: str | None, zones: tuple[str, ...], control_plane_zones
     if dry_run:
         _print_documents(cluster, groups, output)
         return
-    _warn_open_access(cluster)
     url = _store_new_cluster(cluster, groups, key_path)
     _next_steps(name, url, groups)

@@ -91,8 +91,13 @@ def main(argv: list[str] | None = None) -> None:
         cli.main(args=args, prog_name="kopsy", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        # One line, like every other error: what is wrong, and where the help is.
+        where = exc.ctx.command_path if exc.ctx is not None else "kopsy"
+        click.echo(f"Error: {_one_line(exc.format_message())} (see '{where} --help')", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"Error: {_one_line(exc.format_message())}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
