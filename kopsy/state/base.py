@@ -8,12 +8,39 @@ Concurrency rules, the same for every backend:
 - ``create`` never overwrites: it raises ``ObjectExists`` when the key is there (S3: ``IfNoneMatch='*'``).
 - ``replace`` writes only if the object still has the ETag that was read: else ``WriteConflict``
   (S3: ``IfMatch=<etag>``).
+- ``delete`` with an ``etag`` removes the object only if it still has that ETag (a lock holder
+  releasing its own lock must never remove a lock somebody else took over).
+
+ETags are opaque strings: pass back exactly what ``get``/``create``/``replace`` returned.
 """
 
 from __future__ import annotations
 
 import abc
+import builtins
+import re
 from dataclasses import dataclass
+
+from kopsy.errors import StateStoreError
+
+# One path segment of a key: no '.'/'..', no hidden names (backends keep their own
+# bookkeeping files under names starting with '.'), no control characters.
+_SEGMENT = re.compile(r"^[A-Za-z0-9_@+=,-][A-Za-z0-9_.@+=,-]*$")
+
+
+def check_key(key: str) -> str:
+    """Refuse keys that could escape the store root or collide with backend bookkeeping.
+
+    Why: a cluster or instance-group name typed by a user ends up in a key; on a file store
+    ``../x`` would otherwise write outside the store.
+    """
+    parts = key.split("/")
+    if not key or any(not _SEGMENT.match(p) for p in parts):
+        raise StateStoreError(
+            f"invalid state-store key {key!r}: use '/'-separated names of letters, digits and .-_@+=, "
+            f"(no empty, '.' or '..' parts, none starting with '.')"
+        )
+    return key
 
 
 @dataclass(frozen=True)
@@ -41,14 +68,16 @@ class ObjectStore(abc.ABC):
         """Overwrite an object only if its ETag is still ``etag``; raises ``WriteConflict`` (or ``ObjectNotFound``)."""
 
     @abc.abstractmethod
-    def delete(self, key: str) -> None:
-        """Remove an object; removing a missing one is not an error."""
+    def delete(self, key: str, etag: str | None = None) -> None:
+        """Remove an object; removing a missing one is not an error.
+
+        With ``etag``, remove it only if it still has that ETag, else raise ``WriteConflict``."""
 
     @abc.abstractmethod
     def list(self, prefix: str = "") -> list[str]:
         """Every key under ``prefix`` (recursive), sorted."""
 
-    def check(self) -> list[str]:
+    def check(self) -> builtins.list[str]:
         """Verify the store is reachable (raise ``StateStoreError`` if not) and return warnings
         for the user (e.g. an S3 bucket without versioning or default encryption)."""
         return []

@@ -1,0 +1,188 @@
+"""A state store in a local directory (``file:///abs/path``).
+
+For one machine: a laptop, CI, the sandbox. Instances in the cloud cannot read it. It keeps the
+same concurrency promises as S3 across processes on this host:
+
+- ``create`` writes a temp file and ``os.link``\\s it into place, which fails if the name is
+  taken: never an overwrite, never a half-written object.
+- ``replace`` and conditional ``delete`` compare the ETag (sha256 of the content) while holding
+  an exclusive ``flock`` on ``<root>/.kopsy-store.lock``, then ``os.replace`` the temp file, so
+  of two racing writers exactly one wins.
+- Readers never lock: renames are atomic, so a reader sees the old or the new object.
+
+Objects are files with mode 0600 and directories 0700: the store holds private keys.
+"""
+
+from __future__ import annotations
+
+import builtins
+import errno
+import fcntl
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from kopsy.errors import ObjectExists, ObjectNotFound, StateStoreError, WriteConflict
+from kopsy.state.base import ObjectStore, StoredObject, check_key
+
+_LOCK_NAME = ".kopsy-store.lock"
+_TMP_PREFIX = ".kopsy-tmp-"
+
+
+def content_etag(data: bytes) -> str:
+    """The file store's ETag: it depends on the content only, so it survives a restart."""
+    return hashlib.sha256(data).hexdigest()
+
+
+class FileStore(ObjectStore):
+    def __init__(self, root: Path, url: str) -> None:
+        self.root = root
+        self.url = url
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _path(self, key: str) -> Path:
+        return self.root.joinpath(*check_key(key).split("/"))
+
+    def _fail(self, what: str, key: str, exc: OSError) -> StateStoreError:
+        return StateStoreError(f"cannot {what} {self.url_for(key)}: {exc.strerror or exc}")
+
+    def _mkdirs(self, key: str, directory: Path) -> None:
+        try:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except NotADirectoryError as exc:
+            raise StateStoreError(
+                f"cannot write {self.url_for(key)}: a parent of it is an object, not a folder"
+            ) from exc
+        except FileExistsError as exc:
+            raise StateStoreError(
+                f"cannot write {self.url_for(key)}: a parent of it is an object, not a folder"
+            ) from exc
+        except OSError as exc:
+            raise self._fail("write", key, exc) from exc
+
+    def _write_temp(self, key: str, path: Path, data: bytes) -> Path:
+        """Write ``data`` durably to a temp file beside ``path`` (same filesystem, for link/rename)."""
+        self._mkdirs(key, path.parent)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)  # mode 0600
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            raise self._fail("write", key, exc) from exc
+        return Path(tmp)
+
+    @contextmanager
+    def _exclusive(self, key: str) -> Iterator[None]:
+        """Serialise compare-and-write across processes (flock is per open file, so threads too)."""
+        try:
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.root / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise self._fail("lock the store to write", key, exc) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing drops the flock
+
+    def _read(self, key: str, path: Path) -> bytes:
+        try:
+            return path.read_bytes()
+        except FileNotFoundError as exc:
+            raise ObjectNotFound(key, f"{self.url_for(key)} not found in the state store") from exc
+        except IsADirectoryError as exc:
+            raise ObjectNotFound(key, f"{self.url_for(key)} not found in the state store (it is a folder)") from exc
+        except NotADirectoryError as exc:
+            raise ObjectNotFound(key, f"{self.url_for(key)} not found in the state store") from exc
+        except OSError as exc:
+            raise self._fail("read", key, exc) from exc
+
+    # --- ObjectStore ---------------------------------------------------------------------------
+
+    def get(self, key: str) -> StoredObject:
+        data = self._read(key, self._path(key))
+        return StoredObject(key=key, data=data, etag=content_etag(data))
+
+    def create(self, key: str, data: bytes) -> str:
+        path = self._path(key)
+        tmp = self._write_temp(key, path, data)
+        try:
+            os.link(tmp, path)
+        except FileExistsError as exc:
+            raise ObjectExists(key, f"{self.url_for(key)} already exists in the state store") from exc
+        except OSError as exc:
+            raise self._fail("write", key, exc) from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+        return content_etag(data)
+
+    def replace(self, key: str, data: bytes, etag: str) -> str:
+        path = self._path(key)
+        tmp = self._write_temp(key, path, data)
+        try:
+            with self._exclusive(key):
+                current = self._read(key, path)
+                if content_etag(current) != etag:
+                    raise WriteConflict(key)
+                try:
+                    os.replace(tmp, path)
+                except OSError as exc:
+                    raise self._fail("write", key, exc) from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+        return content_etag(data)
+
+    def delete(self, key: str, etag: str | None = None) -> None:
+        path = self._path(key)
+        with self._exclusive(key):
+            if etag is not None:
+                try:
+                    current = self._read(key, path)
+                except ObjectNotFound:
+                    return
+                if content_etag(current) != etag:
+                    raise WriteConflict(key)
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EISDIR, errno.EPERM) and path.is_dir():
+                    return  # a folder is not an object: nothing to delete
+                raise self._fail("delete", key, exc) from exc
+
+    def list(self, prefix: str = "") -> list[str]:
+        if prefix:
+            check_key(prefix.rstrip("/"))
+        keys: list[str] = []
+        # Walk only the folder the prefix names (``demo/`` → ``<root>/demo``), not the whole store.
+        start = self.root.joinpath(*[p for p in prefix.rsplit("/", 1)[0].split("/") if p]) if "/" in prefix else self.root
+        try:
+            for dirpath, dirnames, filenames in os.walk(start):
+                dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+                rel = Path(dirpath).relative_to(self.root).as_posix()
+                base = "" if rel == "." else rel + "/"
+                for name in filenames:
+                    if name.startswith("."):
+                        continue  # our temp and lock files
+                    key = base + name
+                    if key.startswith(prefix):
+                        keys.append(key)
+        except OSError as exc:
+            raise StateStoreError(f"cannot list {self.url}: {exc.strerror or exc}") from exc
+        return sorted(keys)
+
+    def check(self) -> builtins.list[str]:
+        if self.root.exists() and not self.root.is_dir():
+            raise StateStoreError(f"state store {self.url} is a file, not a folder; point --state at a folder")
+        if not self.root.exists():
+            return []  # created on the first write
+        if not os.access(self.root, os.R_OK | os.W_OK | os.X_OK):
+            raise StateStoreError(f"state store {self.url} is not readable and writable by this user")
+        return []
