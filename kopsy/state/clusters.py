@@ -1,0 +1,500 @@
+"""Clusters in a state store: the layout under ``<cluster>/`` and the cluster lock.
+
+Layout (documented for humans in ``state/README.md``)::
+
+    <cluster>/config                  Cluster document (YAML)
+    <cluster>/instancegroup/<name>    InstanceGroup documents (YAML)
+    <cluster>/pki/... secrets/... ssh/public/admin   written once by ``create_cluster``
+    <cluster>/lock                    lease lock (JSON) held by mutating commands
+
+Specs are read and written with their ETag so that two people editing at once get a conflict
+instead of a lost write. Anything unreadable in the store is reported with its key, never as a
+traceback: the store may have been edited by hand or by another kopsy version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import yaml
+
+from kopsy.errors import (
+    ClusterExists,
+    ClusterNotFound,
+    KopsyError,
+    LockHeld,
+    ObjectExists,
+    ObjectNotFound,
+    SpecInvalid,
+    StateStoreError,
+    WriteConflict,
+)
+from kopsy.spec.model import (
+    Cluster,
+    InstanceGroup,
+    cluster_from_dict,
+    cluster_to_dict,
+    instance_group_from_dict,
+    instance_group_to_dict,
+)
+from kopsy.state.base import ObjectStore, check_key
+
+CONFIG = "config"
+INSTANCE_GROUP_DIR = "instancegroup"
+LOCK = "lock"
+DEFAULT_LEASE_SECONDS = 600.0
+_ACQUIRE_ATTEMPTS = 5
+
+
+class LockLost(StateStoreError):
+    """Our lease was removed or taken over while we held it (force-unlocked, or we stalled past expiry)."""
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def format_time(t: datetime) -> str:
+    """ISO 8601 UTC with milliseconds and a Z, e.g. 2026-11-22T00:12:36.123Z."""
+    return t.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_time(text: str) -> datetime:
+    """Inverse of ``format_time`` (Python 3.10's fromisoformat does not take a Z)."""
+    t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def local_identity() -> tuple[str, str, int]:
+    """(user@host, host, pid) of this process, shown to whoever finds the lock taken.
+
+    Uses the password database, not $USER, so nothing here reads the environment.
+    """
+    host = socket.gethostname()
+    try:
+        user = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        user = f"uid{os.getuid()}"
+    return f"{user}@{host}", host, os.getpid()
+
+
+class Lease:
+    """A held cluster lock: renewed by a daemon thread until ``release``.
+
+    ``lost`` turns true if the renewal finds the lock gone or taken over; long operations
+    can call ``check()`` between steps to stop rather than carry on unprotected.
+    """
+
+    def __init__(self, store: ObjectStore, cluster: str, doc: dict[str, Any], etag: str, lease_seconds: float) -> None:
+        self.store = store
+        self.cluster = cluster
+        self.key = f"{cluster}/{LOCK}"
+        self.doc = doc
+        self.etag = etag
+        self.lease_seconds = lease_seconds
+        self.lost = False
+        self.renewals = 0
+        self._mutex = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew_loop, name=f"kopsy-lock-{cluster}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def check(self) -> None:
+        if self.lost:
+            raise LockLost(
+                f'lost the lock on cluster "{self.cluster}" (someone force-unlocked it or took it over); '
+                f"stop and re-run the command when they are done"
+            )
+
+    def renew(self) -> None:
+        """Push ``expires`` a full lease into the future (replace-with-etag: fails if not ours)."""
+        with self._mutex:
+            if self.lost:
+                return
+            doc = dict(self.doc, expires=format_time(_now() + timedelta(seconds=self.lease_seconds)))
+            data = _lock_bytes(doc)
+            try:
+                self.etag = self.store.replace(self.key, data, self.etag)
+            except (WriteConflict, ObjectNotFound):
+                self.lost = True
+                return
+            self.doc = doc
+            self.renewals += 1
+
+    def _renew_loop(self) -> None:
+        interval = max(self.lease_seconds / 3.0, 0.01)
+        while not self._stop.wait(interval):
+            try:
+                self.renew()
+            except KopsyError:
+                continue  # transient (network, throttling): the lease still has 2/3 left; try again
+            if self.lost:
+                return
+
+    def release(self) -> None:
+        """Stop renewing and delete the lock, only if it is still ours."""
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=60)
+        with self._mutex:
+            if self.lost:
+                return
+            try:
+                self.store.delete(self.key, etag=self.etag)
+            except WriteConflict:
+                self.lost = True  # taken over after we stalled: leave the new holder's lock alone
+
+
+def _lock_bytes(doc: dict[str, Any]) -> bytes:
+    return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
+
+
+def _problem(exc: SpecInvalid) -> str:
+    first = exc.problems[0] if exc.problems else str(exc)
+    return first[2:] if first.startswith(": ") else first  # top-level problems have an empty path
+
+
+def _yaml_bytes(doc: dict[str, Any]) -> bytes:
+    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False).encode()
+
+
+class ClusterStore:
+    """Cluster specs, instance groups, PKI objects and the lock in one ``ObjectStore``."""
+
+    def __init__(self, store: ObjectStore, *, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+        self.store = store
+        self.lease_seconds = lease_seconds
+        self._held: dict[str, tuple[Lease, int]] = {}
+        self._held_mutex = threading.Lock()
+
+    # --- keys and parsing ------------------------------------------------------------------------
+
+    def _key(self, cluster: str, rel: str) -> str:
+        if not cluster or "/" in cluster:
+            raise StateStoreError(f"invalid cluster name {cluster!r}: a cluster name has no '/'")
+        return check_key(f"{cluster}/{rel}")
+
+    def _where(self, key: str) -> str:
+        return self.store.url_for(key)
+
+    def _load_yaml(self, key: str, data: bytes) -> Any:
+        try:
+            return yaml.safe_load(data.decode("utf-8"))
+        except (UnicodeDecodeError, yaml.YAMLError) as exc:
+            detail = str(exc)
+            if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
+                mark = exc.problem_mark
+                detail = f"{exc.problem} at line {mark.line + 1}" if mark else exc.problem
+            raise StateStoreError(
+                f"{self._where(key)} is not valid YAML ({detail}); it was damaged in the store: restore an "
+                f"earlier version (S3 versioning) or fix it by hand"
+            ) from exc
+
+    def _parse_cluster(self, name: str, key: str, data: bytes) -> Cluster:
+        doc = self._load_yaml(key, data)
+        try:
+            cluster = cluster_from_dict(doc)
+        except SpecInvalid as exc:
+            raise StateStoreError(f"{self._where(key)} is not a valid Cluster document: {_problem(exc)}") from exc
+        if cluster.name != name:
+            raise StateStoreError(
+                f"{self._where(key)} names cluster {cluster.name!r} but is stored under {name!r}; fix the store by hand"
+            )
+        return cluster
+
+    def _parse_instance_group(self, cluster: str, key: str, data: bytes) -> InstanceGroup:
+        doc = self._load_yaml(key, data)
+        try:
+            ig = instance_group_from_dict(doc, cluster_name=cluster)
+        except SpecInvalid as exc:
+            raise StateStoreError(
+                f"{self._where(key)} is not a valid InstanceGroup document: {_problem(exc)}"
+            ) from exc
+        expected = key.rsplit("/", 1)[-1]
+        if ig.name != expected or ig.cluster_name != cluster:
+            raise StateStoreError(
+                f"{self._where(key)} holds instance group {ig.name!r} of cluster {ig.cluster_name!r}; "
+                f"expected {expected!r} of {cluster!r}; fix the store by hand"
+            )
+        return ig
+
+    # --- clusters --------------------------------------------------------------------------------
+
+    def list_clusters(self) -> list[str]:
+        """Names of clusters that have a config object, sorted."""
+        names = []
+        for key in self.store.list():
+            parts = key.split("/")
+            if len(parts) == 2 and parts[1] == CONFIG:
+                names.append(parts[0])
+        return sorted(names)
+
+    def get_cluster(self, name: str) -> tuple[Cluster, str]:
+        key = self._key(name, CONFIG)
+        try:
+            obj = self.store.get(key)
+        except ObjectNotFound as exc:
+            raise ClusterNotFound(name, self.list_clusters()) from exc
+        return self._parse_cluster(name, key, obj.data), obj.etag
+
+    def create_cluster(self, cluster: Cluster, igs: list[InstanceGroup], objects: dict[str, bytes]) -> None:
+        """Write a new cluster: config first (it claims the name), then groups and objects.
+
+        Every write is create-never-overwrite. On any failure the objects this call wrote are
+        removed again, so a failed create leaves the store as it found it.
+        """
+        name = cluster.name
+        writes: list[tuple[str, bytes]] = []
+        for ig in igs:
+            if ig.cluster_name != name:
+                raise StateStoreError(
+                    f'instance group "{ig.name}" belongs to cluster "{ig.cluster_name}", not "{name}"'
+                )
+            writes.append((self._key(name, f"{INSTANCE_GROUP_DIR}/{ig.name}"), _yaml_bytes(instance_group_to_dict(ig))))
+        for rel, data in sorted(objects.items()):
+            if rel == LOCK or rel == CONFIG or rel.startswith(INSTANCE_GROUP_DIR + "/"):
+                raise StateStoreError(f"object {rel!r} would collide with the cluster layout")
+            writes.append((self._key(name, rel), bytes(data)))
+        config_key = self._key(name, CONFIG)
+        try:
+            self.store.create(config_key, _yaml_bytes(cluster_to_dict(cluster)))
+        except ObjectExists as exc:
+            raise ClusterExists(name) from exc
+        written = [config_key]
+        try:
+            for key, data in writes:
+                try:
+                    self.store.create(key, data)
+                except ObjectExists as exc:
+                    raise StateStoreError(
+                        f"{self._where(key)} is left over from an earlier cluster named {name}; nothing was "
+                        f"created; remove the leftovers with 'kopsy delete cluster {name} --unregister --yes'"
+                    ) from exc
+                written.append(key)
+        except BaseException:
+            for key in reversed(written):
+                try:
+                    self.store.delete(key)
+                except KopsyError:
+                    pass  # best effort: the original error is the one to report
+            raise
+
+    def replace_cluster(self, cluster: Cluster, etag: str) -> str:
+        key = self._key(cluster.name, CONFIG)
+        try:
+            return self.store.replace(key, _yaml_bytes(cluster_to_dict(cluster)), etag)
+        except WriteConflict as exc:
+            raise WriteConflict(
+                key,
+                f'cluster "{cluster.name}" was changed by someone else since it was read; nothing was '
+                f"written; re-read it and apply your change again",
+            ) from exc
+        except ObjectNotFound as exc:
+            raise ClusterNotFound(cluster.name, self.list_clusters()) from exc
+
+    def delete_cluster_state(self, name: str) -> None:
+        """Remove everything under ``<name>/``: config last, so an interrupted delete can be re-run.
+
+        A lock this store object currently holds is left for its ``lock()`` block to release.
+        """
+        keys = self.store.list(self._key(name, CONFIG)[: -len(CONFIG)])
+        if not keys:
+            raise ClusterNotFound(name, self.list_clusters())
+        config_key, lock_key = self._key(name, CONFIG), self._key(name, LOCK)
+        with self._held_mutex:
+            ours = name in self._held
+        for key in keys:
+            if key not in (config_key, lock_key):
+                self.store.delete(key)
+        self.store.delete(config_key)
+        if not ours and lock_key in keys:
+            self.store.delete(lock_key)
+
+    def get_object(self, cluster: str, relkey: str) -> bytes:
+        """One object of the cluster, e.g. ``pki/ca.crt``."""
+        return self.store.get(self._key(cluster, relkey)).data
+
+    # --- instance groups -------------------------------------------------------------------------
+
+    def _ig_key(self, cluster: str, ig: str) -> str:
+        if not ig or "/" in ig:
+            raise StateStoreError(f"invalid instance group name {ig!r}")
+        return self._key(cluster, f"{INSTANCE_GROUP_DIR}/{ig}")
+
+    def _ig_not_found(self, cluster: str, ig: str, key: str) -> KopsyError:
+        groups = self._ig_names(cluster)
+        known = f"; instance groups: {', '.join(groups)}" if groups else ""
+        return ObjectNotFound(key, f'instance group "{ig}" not found in cluster "{cluster}"{known}')
+
+    def _ig_names(self, cluster: str) -> list[str]:
+        prefix = self._key(cluster, INSTANCE_GROUP_DIR) + "/"
+        keys = self.store.list(self._key(cluster, CONFIG)[: -len(CONFIG)])
+        if self._key(cluster, CONFIG) not in keys:
+            raise ClusterNotFound(cluster, self.list_clusters())
+        return [k[len(prefix):] for k in keys if k.startswith(prefix) and "/" not in k[len(prefix):]]
+
+    def list_instance_groups(self, name: str) -> list[tuple[InstanceGroup, str]]:
+        """Every instance group of a cluster with its ETag, sorted by name; unknown cluster → ClusterNotFound."""
+        out = []
+        for ig in self._ig_names(name):
+            key = self._ig_key(name, ig)
+            try:
+                obj = self.store.get(key)
+            except ObjectNotFound:
+                continue  # deleted between list and get
+            out.append((self._parse_instance_group(name, key, obj.data), obj.etag))
+        return out
+
+    def get_instance_group(self, cluster: str, ig: str) -> tuple[InstanceGroup, str]:
+        key = self._ig_key(cluster, ig)
+        try:
+            obj = self.store.get(key)
+        except ObjectNotFound as exc:
+            raise self._ig_not_found(cluster, ig, key) from exc
+        return self._parse_instance_group(cluster, key, obj.data), obj.etag
+
+    def create_instance_group(self, ig: InstanceGroup) -> str:
+        key = self._ig_key(ig.cluster_name, ig.name)
+        try:
+            self.store.get(self._key(ig.cluster_name, CONFIG))
+        except ObjectNotFound as exc:
+            raise ClusterNotFound(ig.cluster_name, self.list_clusters()) from exc
+        try:
+            return self.store.create(key, _yaml_bytes(instance_group_to_dict(ig)))
+        except ObjectExists as exc:
+            raise ObjectExists(
+                key,
+                f'instance group "{ig.name}" already exists in cluster "{ig.cluster_name}"; use '
+                f'"kopsy edit instancegroup {ig.name}" or "kopsy replace -f FILE" to change it',
+            ) from exc
+
+    def replace_instance_group(self, ig: InstanceGroup, etag: str) -> str:
+        key = self._ig_key(ig.cluster_name, ig.name)
+        try:
+            return self.store.replace(key, _yaml_bytes(instance_group_to_dict(ig)), etag)
+        except WriteConflict as exc:
+            raise WriteConflict(
+                key,
+                f'instance group "{ig.name}" of cluster "{ig.cluster_name}" was changed by someone else since '
+                f"it was read; nothing was written; re-read it and apply your change again",
+            ) from exc
+        except ObjectNotFound as exc:
+            raise self._ig_not_found(ig.cluster_name, ig.name, key) from exc
+
+    def delete_instance_group(self, cluster: str, ig: str) -> None:
+        key = self._ig_key(cluster, ig)
+        try:
+            self.store.get(key)
+        except ObjectNotFound as exc:
+            raise self._ig_not_found(cluster, ig, key) from exc
+        self.store.delete(key)
+
+    # --- the lock --------------------------------------------------------------------------------
+
+    def _read_lock(self, cluster: str) -> tuple[dict[str, Any], str] | None:
+        key = self._key(cluster, LOCK)
+        try:
+            obj = self.store.get(key)
+        except ObjectNotFound:
+            return None
+        try:
+            doc = json.loads(obj.data.decode("utf-8"))
+            if not isinstance(doc, dict):
+                raise ValueError("not a JSON object")
+            parse_time(str(doc["expires"]))
+        except (ValueError, KeyError, UnicodeDecodeError) as exc:
+            raise StateStoreError(
+                f"{self._where(key)} is not a valid lock object ({exc}); if no kopsy command is working on "
+                f'cluster "{cluster}", re-run with --force-unlock'
+            ) from exc
+        return doc, obj.etag
+
+    def lock_holder(self, cluster: str) -> dict[str, Any] | None:
+        """The lock object of a cluster (plus ``expired``: bool), or None when nobody holds it."""
+        found = self._read_lock(cluster)
+        if found is None:
+            return None
+        doc = dict(found[0])
+        doc["expired"] = parse_time(str(doc["expires"])) <= _now()
+        return doc
+
+    @contextmanager
+    def lock(
+        self,
+        cluster: str,
+        operation: str,
+        *,
+        force_unlock: bool = False,
+        lease_seconds: float | None = None,
+    ) -> Iterator[Lease]:
+        """Hold ``<cluster>/lock`` for the block; raises ``LockHeld`` if someone else holds it.
+
+        Re-entrant within one ``ClusterStore`` (a command that locks and calls a helper that
+        locks again shares the one lease).
+        """
+        with self._held_mutex:
+            held = self._held.get(cluster)
+            if held is not None:
+                self._held[cluster] = (held[0], held[1] + 1)
+        if held is not None:
+            try:
+                yield held[0]
+            finally:
+                with self._held_mutex:
+                    lease, depth = self._held[cluster]
+                    self._held[cluster] = (lease, depth - 1)
+            return
+        lease = self._acquire(cluster, operation, force_unlock, lease_seconds or self.lease_seconds)
+        with self._held_mutex:
+            self._held[cluster] = (lease, 1)
+        try:
+            yield lease
+        finally:
+            with self._held_mutex:
+                del self._held[cluster]
+            lease.release()
+
+    def _acquire(self, cluster: str, operation: str, force_unlock: bool, lease_seconds: float) -> Lease:
+        key = self._key(cluster, LOCK)
+        if force_unlock:
+            self.store.delete(key)
+        holder, host, pid = local_identity()
+        for _ in range(_ACQUIRE_ATTEMPTS):
+            now = _now()
+            doc = {
+                "holder": holder,
+                "host": host,
+                "pid": pid,
+                "operation": operation,
+                "acquired": format_time(now),
+                "expires": format_time(now + timedelta(seconds=lease_seconds)),
+            }
+            try:
+                etag = self.store.create(key, _lock_bytes(doc))
+            except ObjectExists:
+                found = self._read_lock(cluster)
+                if found is None:
+                    continue  # released between our create and read: try again
+                current, current_etag = found
+                if parse_time(str(current["expires"])) > _now():
+                    raise LockHeld(cluster, current) from None
+                try:  # expired: its holder died or stalled; take it over, unless someone beats us
+                    etag = self.store.replace(key, _lock_bytes(doc), current_etag)
+                except (WriteConflict, ObjectNotFound):
+                    continue
+            lease = Lease(self.store, cluster, doc, etag, lease_seconds)
+            lease.start()
+            return lease
+        raise StateStoreError(
+            f'could not take the lock on cluster "{cluster}": it kept changing hands; try again in a moment'
+        )
