@@ -1,60 +1,294 @@
-"""PLACEHOLDER renderer, to be replaced by the real jinja2 renderer (bootstrap issue).
+"""Render the cloud-init user-data for one instance group from the templates in ``cloudinit/``.
 
-It already honours the contract: a #cloud-config with a write_files entry
-``/etc/kopsy/bootstrap-config.json`` holding the non-secret settings, and a parser for it.
+The output is a ``#cloud-config`` that writes a few files (the non-secret bootstrap config, a
+stdlib-only S3/IMDS helper, the bootstrap script, and for control planes the token-refresh
+timer) and runs the bootstrap script. It is gzip-compressed (cloud-init reads gzip) so it stays
+far below EC2's 16 KB limit. Everything comes from explicit arguments: no environment, no clock,
+so the same cluster renders the same bytes (launch-template diffs stay quiet).
 """
 
 from __future__ import annotations
 
 import gzip
-import json
-from dataclasses import asdict, dataclass
+import re
+import shlex
+from pathlib import Path
+from typing import Any
 
+import jinja2
 import yaml
 
+from kopsy.bootstrap.config import (
+    CONFIG_PATH,
+    MODE_INIT,
+    MODE_JOIN,
+    MODE_JOIN_CONTROL_PLANE,
+    BootstrapConfig,
+    parse_user_data,
+)
+from kopsy.errors import KopsyError
 from kopsy.spec.model import Cluster, InstanceGroup
 
-CONFIG_PATH = "/etc/kopsy/bootstrap-config.json"
+USER_DATA_LIMIT = 16384  # EC2's limit on raw user-data, before base64
+
+HELPER_PATH = "/usr/local/lib/kopsy/kopsy-helper"
+BOOTSTRAP_PATH = "/usr/local/sbin/kopsy-bootstrap"
+TOKEN_REFRESH_PATH = "/usr/local/sbin/kopsy-token-refresh"
+
+# Token policy (docs/bootstrap.md): tokens live 24h (kubeadm's default) and every control plane
+# publishes a fresh one every 12h, so the stored token always has at least ~12h left.
+TOKEN_TTL = "24h0m0s"
+TOKEN_REFRESH_INTERVAL = "12h"
+
+# Pinned CNI versions. Bump deliberately (and re-test); never "latest".
+CNI: dict[str, dict[str, str]] = {
+    "calico": {
+        "version": "v3.31.3",
+        "manifest": "https://raw.githubusercontent.com/projectcalico/calico/v3.31.3/manifests/calico.yaml",
+    },
+    "flannel": {
+        "version": "v0.27.4",
+        "manifest": "https://github.com/flannel-io/flannel/releases/download/v0.27.4/kube-flannel.yml",
+    },
+    "cilium": {"version": "1.18.2", "cli_version": "v0.18.7", "manifest": ""},
+}
+
+# Values interpolated into shell heredocs and YAML unquoted must be plain tokens.
+_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:/_-]*$")
+_HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
-@dataclass(frozen=True)
-class BootstrapConfig:
-    clusterName: str
-    role: str
-    instanceGroup: str
-    kubernetesVersion: str
-    apiEndpoint: str  # host:port of the API load balancer, e.g. api-xyz.elb.us-east-1.amazonaws.com:443
-    caCertHash: str  # sha256:<hex> of the cluster CA's SubjectPublicKeyInfo
-    stateStore: str  # URL of the cluster's prefix in the state store
-    networking: str
+class RenderError(KopsyError):
+    """The cluster or arguments cannot be turned into user-data."""
 
 
-def render_user_data(
-    cluster: Cluster, ig: InstanceGroup, *, api_endpoint: str, ca_cert_hash: str, state_store_url: str
-) -> bytes:
-    config = BootstrapConfig(
+def kubeadm_api_version(minor: str) -> str:
+    """kubeadm's config API for a Kubernetes minor: v1beta4 from 1.31 (v1beta3 is deprecated there)."""
+    try:
+        major, mnr = (int(p) for p in minor.split(".")[:2])
+    except ValueError:
+        raise RenderError(f"cannot pick a kubeadm config API for Kubernetes {minor!r}") from None
+    if (major, mnr) >= (1, 31):
+        return "kubeadm.k8s.io/v1beta4"
+    if (major, mnr) >= (1, 22):
+        return "kubeadm.k8s.io/v1beta3"
+    raise RenderError(f"Kubernetes {minor} is too old for kopsy (kubeadm config v1beta3 needs 1.22+)")
+
+
+def init_control_plane_group(igs: list[InstanceGroup]) -> str | None:
+    """The control-plane group that runs ``kubeadm init``: the first by name (kopsy's defaults
+    name them control-plane-<first zone>[-1], ...), so every caller picks the same one."""
+    names = sorted(ig.name for ig in igs if ig.is_control_plane)
+    return names[0] if names else None
+
+
+def _default_is_init(cluster: Cluster, ig: InstanceGroup) -> bool:
+    first_zone = cluster.subnets[0].zone if cluster.subnets else ""
+    return ig.name in (f"control-plane-{first_zone}", f"control-plane-{first_zone}-1")
+
+
+def _template_dirs() -> list[Path]:
+    pkg = Path(__file__).resolve().parent.parent  # .../kopsy
+    return [pkg / "_cloudinit", pkg.parent / "cloudinit"]
+
+
+_ENV: jinja2.Environment | None = None
+
+
+def _env() -> jinja2.Environment:
+    """Templates from the installed wheel (kopsy/_cloudinit), else the repository's cloudinit/."""
+    global _ENV
+    if _ENV is None:
+        loaders: list[jinja2.BaseLoader] = [
+            jinja2.FileSystemLoader(str(d)) for d in _template_dirs() if d.is_dir()
+        ]
+        _ENV = jinja2.Environment(
+            loader=jinja2.ChoiceLoader(loaders),
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+            autoescape=False,
+        )
+        _ENV.filters["q"] = lambda v: shlex.quote(str(v))
+    return _ENV
+
+
+def _render(name: str, **ctx: Any) -> str:
+    try:
+        return _env().get_template(name).render(**ctx)
+    except jinja2.TemplateNotFound as exc:
+        raise RenderError(
+            f"bootstrap template {name} is missing from this kopsy installation (looked in "
+            f"{', '.join(str(d) for d in _template_dirs())}); reinstall kopsy"
+        ) from exc
+
+
+def _safe(what: str, value: str) -> str:
+    if not _SAFE.match(value):
+        raise RenderError(f"{what} {value!r} contains characters kopsy will not put into a boot script")
+    return value
+
+
+def bootstrap_config(
+    cluster: Cluster,
+    ig: InstanceGroup,
+    *,
+    api_endpoint: str,
+    ca_cert_hash: str,
+    state_store_url: str,
+    s3_endpoint: str = "",
+    s3_region: str = "",
+    init_control_plane: bool | None = None,
+) -> BootstrapConfig:
+    """The settings one instance group boots with (validated: they end up in shell and YAML)."""
+    if not api_endpoint:
+        raise RenderError("the API load balancer's DNS name is not known yet; create it first (kopsy update cluster)")
+    host, _, port = api_endpoint.partition(":")
+    endpoint = f"{_safe('API endpoint', host)}:{port or '443'}"
+    if not _HASH.match(ca_cert_hash):
+        raise RenderError(f"CA cert hash {ca_cert_hash!r} is not sha256:<64 hex digits>")
+    if not state_store_url.startswith("s3://"):
+        raise RenderError(
+            f"instances read their keys from the state store, which must be s3:// (got {state_store_url!r})"
+        )
+    if cluster.networking not in CNI:
+        raise RenderError(f"networking {cluster.networking!r} is not one of {', '.join(CNI)}")
+    for what, value in (
+        ("cluster name", cluster.name),
+        ("Kubernetes version", cluster.kubernetes_version),
+        ("pod CIDR", cluster.pod_cidr),
+        ("service CIDR", cluster.service_cluster_ip_range),
+    ):
+        _safe(what, value)
+    if s3_endpoint and not re.match(r"^https?://[A-Za-z0-9.:\[\]_-]+(/[A-Za-z0-9._/-]*)?$", s3_endpoint):
+        raise RenderError(f"S3 endpoint {s3_endpoint!r} is not an http(s) URL")
+    if ig.is_control_plane:
+        is_init = _default_is_init(cluster, ig) if init_control_plane is None else init_control_plane
+        mode = MODE_INIT if is_init else MODE_JOIN_CONTROL_PLANE
+    else:
+        mode = MODE_JOIN
+    return BootstrapConfig(
         clusterName=cluster.name,
         role=ig.role,
         instanceGroup=ig.name,
-        kubernetesVersion=cluster.kubernetes_version,
-        apiEndpoint=api_endpoint,
+        kubernetesVersion=cluster.kubernetes_version.lstrip("v"),
+        apiEndpoint=endpoint,
         caCertHash=ca_cert_hash,
-        stateStore=state_store_url,
+        stateStore=state_store_url.rstrip("/"),
         networking=cluster.networking,
+        mode=mode,
+        kubeadmApiVersion=kubeadm_api_version(cluster.kubernetes_minor),
+        podCIDR=cluster.pod_cidr,
+        serviceCIDR=cluster.service_cluster_ip_range,
+        cniVersion=CNI[cluster.networking]["version"],
+        s3Endpoint=s3_endpoint.rstrip("/"),
+        s3Region=s3_region,
     )
-    doc = {
-        "write_files": [
-            {"path": CONFIG_PATH, "permissions": "0644", "content": json.dumps(asdict(config), sort_keys=True)}
-        ]
+
+
+def render_cloud_config(config: BootstrapConfig) -> str:
+    """The #cloud-config text (uncompressed) for one bootstrap config."""
+    control_plane = config.mode in (MODE_INIT, MODE_JOIN_CONTROL_PLANE)
+    mode_text = {
+        MODE_INIT: "the first control plane",
+        MODE_JOIN_CONTROL_PLANE: "an additional control plane",
+        MODE_JOIN: "a worker node",
+    }[config.mode]
+    ctx = {
+        "cluster_name": config.clusterName,
+        "mode": config.mode,
+        "mode_text": mode_text,
+        "control_plane": control_plane,
+        "kubernetes_version": config.kubernetesVersion,
+        "kubernetes_minor": ".".join(config.kubernetesVersion.split(".")[:2]),
+        "api_endpoint": config.apiEndpoint,
+        "api_host": config.apiEndpoint.rpartition(":")[0],
+        "ca_cert_hash": config.caCertHash,
+        "pod_cidr": config.podCIDR,
+        "service_cidr": config.serviceCIDR,
+        "kubeadm_api": config.kubeadmApiVersion,
+        "kubeadm_beta4": config.kubeadmApiVersion.endswith("v1beta4"),
+        "networking": config.networking,
+        "cni": CNI[config.networking],
+        "token_ttl": TOKEN_TTL,
+        "token_refresh": TOKEN_REFRESH_INTERVAL,
     }
-    return b"#cloud-config\n" + yaml.safe_dump(doc, sort_keys=True).encode()
+    files: list[dict[str, str]] = [
+        {"path": CONFIG_PATH, "permissions": "0644", "content": config.to_json()},
+        {"path": HELPER_PATH, "permissions": "0755", "content": _render("kopsy-helper.py")},
+        {"path": "/etc/modules-load.d/kopsy.conf", "permissions": "0644", "content": _render("modules-load.conf")},
+        {"path": "/etc/sysctl.d/99-kopsy.conf", "permissions": "0644", "content": _render("sysctl.conf")},
+        {"path": BOOTSTRAP_PATH, "permissions": "0700", "content": _render("bootstrap.sh.j2", **ctx)},
+    ]
+    if control_plane:
+        files += [
+            {"path": TOKEN_REFRESH_PATH, "permissions": "0700", "content": _render("token-refresh.sh.j2", **ctx)},
+            {
+                "path": "/etc/systemd/system/kopsy-token-refresh.service",
+                "permissions": "0644",
+                "content": _render("kopsy-token-refresh.service"),
+            },
+            {
+                "path": "/etc/systemd/system/kopsy-token-refresh.timer",
+                "permissions": "0644",
+                "content": _render("kopsy-token-refresh.timer.j2", **ctx),
+            },
+        ]
+    doc = {"write_files": files, "runcmd": [BOOTSTRAP_PATH]}
+    return "#cloud-config\n" + yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=1000)
 
 
-def parse_user_data(data: bytes) -> BootstrapConfig:
-    if data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
-    doc = yaml.safe_load(data.decode())
-    for f in doc.get("write_files", []):
-        if f.get("path") == CONFIG_PATH:
-            return BootstrapConfig(**json.loads(f["content"]))
-    raise ValueError("user-data carries no kopsy bootstrap config")
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings as literal blocks, so the scripts stay readable in the console."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def render_user_data(
+    cluster: Cluster,
+    ig: InstanceGroup,
+    *,
+    api_endpoint: str,
+    ca_cert_hash: str,
+    state_store_url: str,
+    s3_endpoint: str = "",
+    s3_region: str = "",
+    init_control_plane: bool | None = None,
+) -> bytes:
+    """gzip-compressed #cloud-config for ``ig`` (the caller base64-encodes it for EC2).
+
+    ``init_control_plane`` says whether this control-plane group runs ``kubeadm init``; when not
+    given, the group named control-plane-<first zone>[-1] does (see ``init_control_plane_group``).
+    ``s3_endpoint``/``s3_region`` point instances at an S3-compatible store (default: real S3).
+    """
+    config = bootstrap_config(
+        cluster,
+        ig,
+        api_endpoint=api_endpoint,
+        ca_cert_hash=ca_cert_hash,
+        state_store_url=state_store_url,
+        s3_endpoint=s3_endpoint,
+        s3_region=s3_region,
+        init_control_plane=init_control_plane,
+    )
+    data = gzip.compress(render_cloud_config(config).encode(), compresslevel=9, mtime=0)
+    if len(data) >= USER_DATA_LIMIT:
+        raise RenderError(f"user-data for {ig.name} is {len(data)} bytes, over EC2's {USER_DATA_LIMIT}-byte limit")
+    return data
+
+
+__all__ = [
+    "BootstrapConfig",
+    "RenderError",
+    "bootstrap_config",
+    "init_control_plane_group",
+    "kubeadm_api_version",
+    "parse_user_data",
+    "render_cloud_config",
+    "render_user_data",
+]

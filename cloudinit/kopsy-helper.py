@@ -1,0 +1,179 @@
+#!/usr/bin/python3
+"""kopsy's on-instance helper (stdlib only: the stock image has python3 but no AWS CLI).
+
+Subcommands:
+  get RELKEY DEST [--mode 0600]  copy <stateStore>/RELKEY from S3 to DEST (atomic rename)
+  put RELKEY SRC                 write SRC to <stateStore>/RELKEY (the token refresh uses it)
+  imds PATH                      print an instance metadata value (IMDSv2)
+  status PHASE [--error MSG]     record the bootstrap phase in /var/lib/kopsy/bootstrap.json
+
+Credentials come from the instance role through IMDSv2; requests are signed with SigV4. The S3
+endpoint is the config's "s3Endpoint" (path-style, for S3-compatible stores) or real S3.
+Never prints object contents: they are keys and tokens.
+"""
+import argparse
+import datetime
+import hashlib
+import hmac
+import json
+import os
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+CONFIG = "/etc/kopsy/bootstrap-config.json"
+STATUS = "/var/lib/kopsy/bootstrap.json"
+IMDS = os.environ.get("KOPSY_IMDS_ENDPOINT", "http://169.254.169.254")  # overridable for tests only
+
+
+def log(msg):
+    sys.stderr.write("kopsy-helper: %s\n" % msg)
+
+
+def imds(path, _token=[]):
+    if not _token:
+        req = urllib.request.Request(IMDS + "/latest/api/token", method="PUT",
+                                     headers={"X-aws-ec2-metadata-token-ttl-seconds": "21600"})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            _token.append(r.read().decode())
+    req = urllib.request.Request(IMDS + "/latest/" + path, headers={"X-aws-ec2-metadata-token": _token[0]})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return r.read().decode()
+
+
+def credentials():
+    role = imds("meta-data/iam/security-credentials/").strip().splitlines()[0]
+    c = json.loads(imds("meta-data/iam/security-credentials/" + role))
+    return c["AccessKeyId"], c["SecretAccessKey"], c.get("Token", "")
+
+
+def _hmac(key, msg):
+    return hmac.new(key, msg.encode(), hashlib.sha256).digest()
+
+
+def sign(method, url, region, creds, payload_hash, now):
+    """SigV4 headers for one S3 request (the service's documented algorithm, nothing S3-specific skipped)."""
+    access, secret, token = creds
+    parts = urllib.parse.urlsplit(url)
+    amz_date = now.strftime("%Y%m%dT%H%M%SZ")
+    day = amz_date[:8]
+    headers = {"host": parts.netloc, "x-amz-content-sha256": payload_hash, "x-amz-date": amz_date}
+    if token:
+        headers["x-amz-security-token"] = token
+    names = sorted(headers)
+    canonical = "\n".join([
+        method,
+        parts.path or "/",  # object_url already URI-encoded it once, as SigV4 for S3 wants
+        "",
+        "".join("%s:%s\n" % (n, headers[n].strip()) for n in names),
+        ";".join(names),
+        payload_hash,
+    ])
+    scope = "%s/%s/s3/aws4_request" % (day, region)
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    key = _hmac(_hmac(_hmac(_hmac(("AWS4" + secret).encode(), day), region), "s3"), "aws4_request")
+    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    headers["Authorization"] = "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, Signature=%s" % (
+        access, scope, ";".join(names), signature)
+    del headers["host"]
+    return headers
+
+
+def object_url(cfg, region, relkey):
+    store = urllib.parse.urlsplit(cfg["stateStore"])
+    if store.scheme != "s3":
+        raise SystemExit("kopsy-helper: state store %s is not s3:// (instances cannot read it)" % cfg["stateStore"])
+    bucket = store.netloc
+    key = "/".join(p for p in (store.path.strip("/"), relkey) if p)
+    endpoint = (cfg.get("s3Endpoint") or "").rstrip("/")
+    if endpoint:
+        return "%s/%s/%s" % (endpoint, bucket, urllib.parse.quote(key))
+    if "." in bucket:  # virtual-hosted TLS names cannot carry dots
+        return "https://s3.%s.amazonaws.com/%s/%s" % (region, bucket, urllib.parse.quote(key))
+    return "https://%s.s3.%s.amazonaws.com/%s" % (bucket, region, urllib.parse.quote(key))
+
+
+def s3_request(cfg, method, relkey, body=b"", deadline=300.0):
+    """One S3 call, retried with backoff until ``deadline`` seconds (fresh instance roles take a moment)."""
+    region = cfg.get("s3Region") or imds("meta-data/placement/region").strip()
+    end = time.monotonic() + deadline
+    delay = 2.0
+    while True:
+        url = object_url(cfg, region, relkey)
+        headers = sign(method, url, region, credentials(), hashlib.sha256(body).hexdigest(),
+                       datetime.datetime.now(datetime.timezone.utc))
+        req = urllib.request.Request(url, data=body if method == "PUT" else None, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.read()
+        except urllib.error.HTTPError as e:
+            moved = e.headers.get("x-amz-bucket-region")
+            if moved and moved != region:
+                log("bucket is in %s, not %s: retrying there" % (moved, region))
+                region = moved
+                continue
+            err = "HTTP %s for %s %s" % (e.code, method, relkey)
+        except (urllib.error.URLError, OSError) as e:
+            err = "%s for %s %s" % (e, method, relkey)
+        if time.monotonic() + delay > end:
+            raise SystemExit("kopsy-helper: giving up: " + err)
+        log(err + "; retrying in %.0fs" % delay)
+        time.sleep(delay)
+        delay = min(delay * 2, 30.0)
+
+
+def write_atomic(path, data, mode):
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".kopsy-")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="kopsy-helper")
+    p.add_argument("--config", default=CONFIG)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    g = sub.add_parser("get")
+    g.add_argument("relkey")
+    g.add_argument("dest")
+    g.add_argument("--mode", default="0600")
+    u = sub.add_parser("put")
+    u.add_argument("relkey")
+    u.add_argument("src")
+    m = sub.add_parser("imds")
+    m.add_argument("path")
+    s = sub.add_parser("status")
+    s.add_argument("phase")
+    s.add_argument("--error", default="")
+    s.add_argument("--file", default=STATUS)
+    a = p.parse_args(argv)
+    if a.cmd == "imds":
+        sys.stdout.write(imds("meta-data/" + a.path).strip() + "\n")
+    elif a.cmd == "status":
+        doc = {"phase": a.phase, "error": a.error or None,
+               "updated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        write_atomic(a.file, (json.dumps(doc, sort_keys=True) + "\n").encode(), 0o644)
+    else:
+        with open(a.config) as f:
+            cfg = json.load(f)
+        if a.cmd == "get":
+            write_atomic(a.dest, s3_request(cfg, "GET", a.relkey), int(a.mode, 8))
+            log("fetched %s -> %s" % (a.relkey, a.dest))
+        else:
+            with open(a.src, "rb") as f:
+                s3_request(cfg, "PUT", a.relkey, f.read())
+            log("stored %s" % a.relkey)
+
+
+if __name__ == "__main__":
+    main()

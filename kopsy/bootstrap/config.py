@@ -1,0 +1,103 @@
+"""The non-secret bootstrap settings an instance carries in its user-data, and reading them back.
+
+They travel as ``/etc/kopsy/bootstrap-config.json`` (a write_files entry), which the on-instance
+helper reads and which checks (the sandbox, validate) compare with the cluster. Nothing here is
+secret: keys and the join token stay in the state store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email
+import email.policy
+import gzip
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import yaml
+
+from kopsy.errors import KopsyError
+
+CONFIG_PATH = "/etc/kopsy/bootstrap-config.json"
+
+MODE_INIT = "init"  # the first control plane: kubeadm init
+MODE_JOIN_CONTROL_PLANE = "join-control-plane"
+MODE_JOIN = "join"  # worker nodes
+
+
+class UserDataInvalid(KopsyError, ValueError):
+    """User-data that is not kopsy's (or is damaged). Also a ValueError, as the placeholder raised."""
+
+
+@dataclass(frozen=True)
+class BootstrapConfig:
+    clusterName: str
+    role: str
+    instanceGroup: str
+    kubernetesVersion: str
+    apiEndpoint: str  # host:port of the API load balancer, e.g. api-xyz.elb.us-east-1.amazonaws.com:443
+    caCertHash: str  # sha256:<hex> of the cluster CA's SubjectPublicKeyInfo
+    stateStore: str  # URL of the cluster's prefix in the state store
+    networking: str
+    # Added by the real renderer (defaults keep older user-data readable):
+    mode: str = ""  # init | join-control-plane | join
+    kubeadmApiVersion: str = ""
+    podCIDR: str = ""
+    serviceCIDR: str = ""
+    cniVersion: str = ""
+    s3Endpoint: str = ""  # empty: real AWS S3; else an S3-compatible endpoint, path-style
+    s3Region: str = ""  # empty: the instance's own region (the helper follows S3's region hint)
+    tokenKey: str = "secrets/bootstrap-token"  # where nodes read the current join token
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, indent=1) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> BootstrapConfig:
+        data = json.loads(text)
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _cloud_config_texts(data: bytes) -> list[str]:
+    """The #cloud-config documents in user-data: plain, gzip, or multipart MIME (parts may be gzip)."""
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    if data.lstrip().startswith(b"#cloud-config"):
+        return [data.decode()]
+    if data.lstrip()[:12].lower().startswith(b"content-type") or data.lstrip().lower().startswith(b"mime-version"):
+        msg = email.message_from_bytes(data, policy=email.policy.compat32)
+        out: list[str] = []
+        for part in msg.walk():
+            if part.is_multipart():
+                continue
+            payload = part.get_payload(decode=True)
+            if not isinstance(payload, bytes):
+                continue
+            if payload[:2] == b"\x1f\x8b":
+                payload = gzip.decompress(payload)
+            if part.get_content_type() == "text/cloud-config" or payload.lstrip().startswith(b"#cloud-config"):
+                out.append(payload.decode())
+        return out
+    return []
+
+
+def parse_user_data(data: bytes) -> BootstrapConfig:
+    """Read the kopsy bootstrap config back out of user-data (plain, gzip or multipart MIME)."""
+    try:
+        texts = _cloud_config_texts(data)
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise UserDataInvalid(f"user-data cannot be decoded: {exc}") from exc
+    for text in texts:
+        try:
+            doc: Any = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise UserDataInvalid(f"user-data is not valid YAML: {exc}") from exc
+        for f in (doc or {}).get("write_files", []) if isinstance(doc, dict) else []:
+            if isinstance(f, dict) and f.get("path") == CONFIG_PATH:
+                try:
+                    return BootstrapConfig.from_json(f["content"])
+                except (TypeError, ValueError, KeyError) as exc:
+                    raise UserDataInvalid(f"{CONFIG_PATH} in user-data is damaged: {exc}") from exc
+    raise UserDataInvalid("user-data carries no kopsy bootstrap config")

@@ -1,0 +1,238 @@
+"""Rendered user-data for every role x {1, 3 control planes} x CNI x supported minor:
+valid cloud-init (strict), shellcheck-clean, secret-free, under EC2's 16 KB, parseable back."""
+
+from __future__ import annotations
+
+import base64
+import email.mime.application
+import email.mime.multipart
+import email.mime.text
+import gzip
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kopsy.bootstrap import (
+    BootstrapConfig,
+    RenderError,
+    UserDataInvalid,
+    init_control_plane_group,
+    kubeadm_api_version,
+    parse_user_data,
+    render_user_data,
+)
+from kopsy.spec.defaults import CreateOptions, new_cluster
+from kopsy.spec.model import Cluster, InstanceGroup
+from kopsy.spec.versions import SUPPORTED_MINORS
+
+API_HOST = "api-demo-0123456789abcdef.elb.us-east-1.amazonaws.com"
+STORE = "s3://kopsy-state/demo.example.com"
+
+HERE = Path(__file__).parent
+CLOUD_INIT = Path("/usr/bin/cloud-init")
+SYSTEM_PYTHON = Path("/usr/bin/python3")
+SHELLCHECK = shutil.which("shellcheck")
+
+NETWORKING = ("calico", "cilium", "flannel")
+
+
+def make_cluster(control_planes: int, networking: str, version: str) -> tuple[Cluster, list[InstanceGroup]]:
+    return new_cluster(
+        CreateOptions(
+            name="demo.example.com",
+            zones=["us-east-1a", "us-east-1b", "us-east-1c"],
+            control_plane_count=control_planes,
+            networking=networking,
+            kubernetes_version=version,
+        )
+    )
+
+
+def _cases():
+    for minor in SUPPORTED_MINORS:
+        for net in NETWORKING:
+            for cps in (1, 3):
+                cluster, igs = make_cluster(cps, net, f"{minor}.0")
+                init = init_control_plane_group(igs)
+                picked = {"init": None, "join-control-plane": None, "join": None}
+                for ig in igs:
+                    mode = ("init" if ig.name == init else "join-control-plane") if ig.is_control_plane else "join"
+                    picked[mode] = picked[mode] or ig
+                for mode, ig in picked.items():
+                    if ig is not None:
+                        yield f"{minor}-{net}-{cps}cp-{mode}", cluster, ig, mode
+
+
+CASES = list(_cases())
+
+
+@pytest.fixture(scope="module")
+def rendered(ca_hash):
+    out = {}
+    for name, cluster, ig, mode in CASES:
+        out[name] = (render_user_data(cluster, ig, api_endpoint=API_HOST, ca_cert_hash=ca_hash,
+                                      state_store_url=STORE), mode)
+    return out
+
+
+def _text(data: bytes) -> str:
+    return gzip.decompress(data).decode()
+
+
+def test_matrix_covers_every_role_count_cni_and_minor():
+    assert len(CASES) == len(SUPPORTED_MINORS) * len(NETWORKING) * 5  # 1 CP: init+node; 3 CP: init+join+node
+    assert {c[3] for c in CASES} == {"init", "join-control-plane", "join"}
+
+
+def test_every_user_data_is_strictly_valid_cloud_config(rendered):
+    if not CLOUD_INIT.exists() or not SYSTEM_PYTHON.exists():
+        pytest.skip("Debian's cloud-init is not installed (/usr/bin/cloud-init); CI installs it")
+    docs = {name: _text(data) for name, (data, _) in rendered.items()}
+    # Negative controls: prove the check is strict about unknown keys and wrong types.
+    docs["control-typo"] = "#cloud-config\nruncmdd: [ls]\n"
+    docs["control-type"] = "#cloud-config\nwrite_files: 3\n"
+    proc = subprocess.run([str(SYSTEM_PYTHON), str(HERE / "cloudinit_schema_check.py")], input=json.dumps(docs),
+                          capture_output=True, text=True, timeout=120, check=True)
+    result = json.loads(proc.stdout)
+    assert "runcmdd" in result.pop("control-typo")
+    assert "not of type" in result.pop("control-type")
+    assert {k: v for k, v in result.items() if v} == {}
+    assert len(result) == len(CASES)
+
+
+def _scripts(text: str) -> dict[str, str]:
+    doc = yaml.safe_load(text)
+    scripts = {f["path"]: f["content"] for f in doc["write_files"] if f["content"].startswith("#!/bin/")}
+    scripts["runcmd"] = "#!/bin/sh\n" + "\n".join(
+        c if isinstance(c, str) else " ".join(c) for c in doc["runcmd"]) + "\n"
+    return scripts
+
+
+def test_every_shell_script_passes_shellcheck(rendered, tmp_path):
+    if not SHELLCHECK:
+        pytest.skip("shellcheck is not installed; CI installs it")
+    files: dict[str, Path] = {}
+    where: dict[Path, list[str]] = {}
+    for name, (data, _) in rendered.items():
+        for path, body in _scripts(_text(data)).items():
+            digest = hashlib.sha256(body.encode()).hexdigest()[:16]
+            f = files.get(digest)
+            if f is None:
+                f = files[digest] = tmp_path / f"{Path(path).name}-{digest}.sh"
+                f.write_text(body)
+            where.setdefault(f, []).append(f"{name}:{path}")
+    assert any("kopsy-bootstrap" in f.name for f in files.values())
+    assert any("kopsy-token-refresh" in f.name for f in files.values())
+    proc = subprocess.run([SHELLCHECK, "-S", "warning", "-f", "gcc", *map(str, files.values())],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_no_secret_appears_in_any_user_data(rendered, cluster_pki):
+    needles: list[bytes] = []
+    for secret in cluster_pki.secrets():
+        value = secret.reveal().strip()
+        needles.append(value)
+        if value.startswith(b"-----BEGIN"):
+            body = b"".join(value.splitlines()[1:-1])
+            needles += [body, body[:64], value.splitlines()[5]]  # whole key, base64 body, a middle line
+        else:
+            needles.append(value.split(b".")[1])  # the token's secret half on its own
+    for name, (data, _) in rendered.items():
+        plain = gzip.decompress(data)
+        for haystack in (data, plain, base64.b64encode(data), base64.b64encode(plain)):
+            for needle in needles:
+                assert needle not in haystack, f"secret material found in {name}"
+
+
+def test_user_data_is_gzip_and_under_the_ec2_limit(rendered):
+    sizes = {name: len(data) for name, (data, _) in rendered.items()}
+    assert all(data[:2] == b"\x1f\x8b" for data, _ in rendered.values())
+    assert max(sizes.values()) < 16384
+    assert max(len(base64.b64encode(d)) for d, _ in rendered.values()) < 16384  # even base64-encoded
+
+
+def test_parse_user_data_round_trips(rendered, ca_hash):
+    for name, (data, mode) in rendered.items():
+        cfg = parse_user_data(data)
+        minor = name.split("-")[0]
+        assert cfg.clusterName == "demo.example.com"
+        assert cfg.apiEndpoint == f"{API_HOST}:443"
+        assert cfg.caCertHash == ca_hash
+        assert cfg.stateStore == STORE
+        assert cfg.mode == mode
+        assert cfg.role == ("Node" if mode == "join" else "ControlPlane")
+        assert cfg.kubernetesVersion == f"{minor}.0"
+        assert cfg.kubeadmApiVersion == kubeadm_api_version(minor)
+        assert cfg.networking in NETWORKING
+        # the same bytes parse when not compressed, and from multipart MIME (gzip'd part)
+        assert parse_user_data(gzip.decompress(data)) == cfg
+    data = next(iter(rendered.values()))[0]
+    mime = email.mime.multipart.MIMEMultipart()
+    mime.attach(email.mime.text.MIMEText("#!/bin/sh\necho hello\n", "x-shellscript"))
+    part = email.mime.application.MIMEApplication(data, "x-gzip")  # noqa: the cloud-config, compressed
+    part.replace_header("Content-Type", "text/cloud-config")
+    mime.attach(part)
+    assert parse_user_data(mime.as_bytes()) == parse_user_data(data)
+    assert parse_user_data(gzip.compress(mime.as_bytes())) == parse_user_data(data)
+
+
+def test_parse_rejects_foreign_user_data():
+    for junk in (b"#!/bin/sh\necho hi\n", b"#cloud-config\nruncmd: [ls]\n", b"\x1f\x8bnot gzip"):
+        with pytest.raises(UserDataInvalid):
+            parse_user_data(junk)
+
+
+def test_rendering_is_deterministic(ca_hash):
+    cluster, igs = make_cluster(3, "calico", f"{SUPPORTED_MINORS[0]}.0")
+    a = render_user_data(cluster, igs[0], api_endpoint=API_HOST, ca_cert_hash=ca_hash, state_store_url=STORE)
+    b = render_user_data(cluster, igs[0], api_endpoint=API_HOST, ca_cert_hash=ca_hash, state_store_url=STORE)
+    assert a == b
+
+
+def test_scripts_do_what_the_issue_asks(rendered):
+    init = _text(next(d for d, m in rendered.values() if m == "init"))
+    node = _text(next(d for d, m in rendered.values() if m == "join"))
+    boot = yaml.safe_load(init)
+    script = next(f["content"] for f in boot["write_files"] if f["path"] == "/usr/local/sbin/kopsy-bootstrap")
+    for expected in ("swapoff -a", "modprobe br_netfilter", "SystemdCgroup = true", "apt-mark hold kubelet kubeadm kubectl",
+                     "pkgs.k8s.io/core:/stable:/v${KUBERNETES_MINOR}/deb/", "kubeadm init --config",
+                     f"controlPlaneEndpoint: ${{API_ENDPOINT}}", f"certSANs: [{API_HOST}", "podSubnet: 100.96.0.0/11",
+                     'token: "${token}"', "local-hostname", "/var/lib/kopsy", "kopsy-token-refresh.timer"):
+        assert expected in script or expected in init, expected
+    assert "kubeadm join --config" in node and "caCertHashes" in node
+    assert "/etc/kubernetes/pki" not in node  # nodes never fetch the CAs
+    assert "kopsy-token-refresh" not in node
+
+
+@pytest.mark.parametrize("minor,api", [("1.30", "v1beta3"), ("1.31", "v1beta4"), ("1.37", "v1beta4"),
+                                       ("2.0", "v1beta4")])
+def test_kubeadm_api_follows_the_minor(minor, api):
+    assert kubeadm_api_version(minor) == f"kubeadm.k8s.io/{api}"
+
+
+def test_bad_inputs_are_refused(ca_hash):
+    cluster, igs = make_cluster(1, "calico", f"{SUPPORTED_MINORS[0]}.0")
+    ok = dict(api_endpoint=API_HOST, ca_cert_hash=ca_hash, state_store_url=STORE)
+    for bad, match in (({"api_endpoint": ""}, "not known yet"), ({"api_endpoint": "a;rm -rf /"}, "characters"),
+                       ({"ca_cert_hash": "md5:00"}, "sha256"), ({"state_store_url": "file:///tmp/x"}, "s3://"),
+                       ({"s3_endpoint": "ftp://x"}, "http")):
+        with pytest.raises(RenderError, match=match):
+            render_user_data(cluster, igs[0], **{**ok, **bad})
+
+
+def test_init_choice_can_be_explicit(ca_hash):
+    cluster, igs = make_cluster(3, "calico", f"{SUPPORTED_MINORS[0]}.0")
+    kw = dict(api_endpoint=API_HOST, ca_cert_hash=ca_hash, state_store_url=STORE)
+    assert parse_user_data(render_user_data(cluster, igs[1], **kw)).mode == "join-control-plane"
+    assert parse_user_data(render_user_data(cluster, igs[1], init_control_plane=True, **kw)).mode == "init"
+    cfg = parse_user_data(render_user_data(cluster, igs[-1], s3_endpoint="http://127.0.0.1:9000/", s3_region="eu-west-1", **kw))
+    assert (cfg.s3Endpoint, cfg.s3Region) == ("http://127.0.0.1:9000", "eu-west-1")
+    assert isinstance(cfg, BootstrapConfig)
+    assert re.match(r"^sha256:[0-9a-f]{64}$", cfg.caCertHash)
