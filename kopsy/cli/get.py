@@ -13,8 +13,10 @@ ALIASES = {"cluster": "clusters", "instancegroup": "instancegroups", "ig": "inst
 
 
 class AliasGroup(click.Group):
+    """A group whose commands also answer to kops' singular and short names (ig, cluster)."""
+
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        return super().get_command(ctx, ALIASES.get(cmd_name, cmd_name))
+        return super().get_command(ctx, cmd_name) or super().get_command(ctx, ALIASES.get(cmd_name, cmd_name))
 
     def resolve_command(self, ctx: click.Context, args: list[str]):  # type: ignore[no-untyped-def]
         _, cmd, rest = super().resolve_command(ctx, args)

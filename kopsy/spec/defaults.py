@@ -43,6 +43,8 @@ def carve_subnets(network_cidr: str, count: int) -> list[str]:
         vpc = ipaddress.ip_network(network_cidr, strict=True)
     except ValueError:
         raise SpecInvalid([f"--network-cidr: {network_cidr!r} is not a CIDR like 172.20.0.0/16"]) from None
+    if not isinstance(vpc, ipaddress.IPv4Network):
+        raise SpecInvalid([f"--network-cidr: {network_cidr} is IPv6; kopsy supports IPv4 networks only"])
     extra_bits = 3 if count <= 7 else 4 if count <= 15 else 5
     if vpc.prefixlen + extra_bits > 28:
         raise SpecInvalid([f"--network-cidr: {network_cidr} is too small for {count} zone subnets"])
