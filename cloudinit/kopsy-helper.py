@@ -105,6 +105,8 @@ def s3_request(cfg, method, relkey, body=b"", deadline=300.0):
         url = object_url(cfg, region, relkey)
         headers = sign(method, url, region, credentials(), hashlib.sha256(body).hexdigest(),
                        datetime.datetime.now(datetime.timezone.utc))
+        if method == "PUT":  # else urllib sends a form content type, which servers may parse away
+            headers["Content-Type"] = "application/octet-stream"
         req = urllib.request.Request(url, data=body if method == "PUT" else None, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=30) as r:

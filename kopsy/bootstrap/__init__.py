@@ -11,7 +11,7 @@ Public contract (used by the cloud layer and the sandbox):
   instance's user-data with the cluster.
 """
 
-from kopsy.bootstrap.config import BootstrapConfig, UserDataInvalid, parse_user_data
+from kopsy.bootstrap.config import PHASES, BootstrapConfig, UserDataInvalid, parse_user_data
 from kopsy.bootstrap.render import (
     RenderError,
     bootstrap_config,
@@ -22,6 +22,7 @@ from kopsy.bootstrap.render import (
 )
 
 __all__ = [
+    "PHASES",
     "BootstrapConfig",
     "RenderError",
     "UserDataInvalid",

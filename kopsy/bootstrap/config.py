@@ -25,6 +25,24 @@ MODE_INIT = "init"  # the first control plane: kubeadm init
 MODE_JOIN_CONTROL_PLANE = "join-control-plane"
 MODE_JOIN = "join"  # worker nodes
 
+# The phases the boot script records in /var/lib/kopsy/bootstrap.json, in order ("done" last).
+# wait-for-api is skipped by the first control plane; cni only runs there; token-refresh on
+# control planes only.
+PHASES = (
+    "start",
+    "system",
+    "packages",
+    "containerd",
+    "fetch",
+    "wait-for-api",
+    "kubeadm-init",
+    "kubeadm-join-control-plane",
+    "kubeadm-join",
+    "cni",
+    "token-refresh",
+    "done",
+)
+
 
 class UserDataInvalid(KopsyError, ValueError):
     """User-data that is not kopsy's (or is damaged). Also a ValueError, as the placeholder raised."""

@@ -236,3 +236,13 @@ def test_init_choice_can_be_explicit(ca_hash):
     assert (cfg.s3Endpoint, cfg.s3Region) == ("http://127.0.0.1:9000", "eu-west-1")
     assert isinstance(cfg, BootstrapConfig)
     assert re.match(r"^sha256:[0-9a-f]{64}$", cfg.caCertHash)
+
+
+def test_every_recorded_phase_is_documented(rendered):
+    from kopsy.bootstrap import PHASES
+
+    script = "\n".join(_text(d) for d, _ in rendered.values())
+    recorded = set(re.findall(r'^\s*phase "?([a-z-]+)"?$', script, re.M))
+    recorded.discard("kubeadm-")  # phase "kubeadm-${MODE}"
+    assert recorded <= set(PHASES) and {"system", "packages", "fetch", "done"} <= recorded
+    assert {f"kubeadm-{m}" for m in ("init", "join", "join-control-plane")} <= set(PHASES)
