@@ -1,0 +1,111 @@
+"""``kopsy update cluster [NAME] [--yes]``: plan the cluster's AWS resources, and apply with --yes.
+
+Without --yes this is a dry run (exit 0; with --detailed-exitcode, exit 2 when changes are
+pending so CI can gate on drift). With --yes it holds the cluster's state-store lock, applies
+the plan in dependency order, and tells the user the next step.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import click
+
+from kopsy.cli.context import aws_clients, open_cluster_store, options, resolve_cluster_name, strip_cluster_word
+from kopsy.cli.output import dump_json
+from kopsy.errors import CloudError, ExitCode, UsageError
+
+
+def _check_store_reachable(url: str) -> None:
+    """Instances fetch their PKI from the store: a file:// store only works against a local
+    endpoint (the sandbox or tests, AWS_ENDPOINT_URL set), never with real instances."""
+    if url.startswith("file://") and not os.environ.get("AWS_ENDPOINT_URL"):
+        raise UsageError(
+            "the state store is a local file:// store, which instances in AWS cannot read; "
+            "use an S3 state store (--state s3://BUCKET) for a real cluster"
+        )
+
+
+def _progress(state: str, change: Any, error: BaseException | None) -> None:
+    verb = {"create": "created", "modify": "modified", "delete": "deleted"}[change.action]
+    if state == "done":
+        click.echo(f"  {verb} {change.kind}/{change.name}", err=True)
+    elif state == "failed":
+        click.echo(f"  FAILED {change.action} {change.kind}/{change.name}: {error}", err=True)
+
+
+@click.command(context_settings={"ignore_unknown_options": False})
+@click.argument("args", nargs=-1, metavar="[cluster] [NAME]")
+@click.option("--yes", "-y", is_flag=True, help="Apply the changes (without it, only show them).")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--detailed-exitcode", is_flag=True, help="Dry run: exit 2 when changes are pending, 0 when none.")
+@click.option("--force-unlock", is_flag=True, help="Take the cluster lock even if another (dead) run holds it.")
+@click.option("--parallelism", type=click.IntRange(1, 64), default=8, show_default=True, help="Changes applied at once.")
+def command(args: tuple[str, ...], yes: bool, output: str, detailed_exitcode: bool, force_unlock: bool, parallelism: int) -> None:
+    """Plan (and with --yes apply) the cloud resources of a cluster."""
+    from kopsy.reconcile.render import plan_text, summary
+    from kopsy.reconcile.update import apply_update, load_inputs, plan_update
+
+    opts = options()
+    store = open_cluster_store(opts)
+    name = resolve_cluster_name(store, strip_cluster_word(args), opts)
+
+    def run() -> int:
+        cluster, _ = store.get_cluster(name)
+        clients = aws_clients(cluster.region)
+        inputs = load_inputs(store, name, clients)
+        _check_store_reachable(inputs.state_store_url)
+        planned = plan_update(clients, inputs)
+        plan = planned.plan
+        if output == "json" and not yes:
+            click.echo(dump_json({"plan": _plan_dict(plan), "pending": not plan.empty}))
+        elif output == "text":
+            text = plan_text(plan)
+            if text:
+                click.echo(text)
+        if plan.empty:
+            if output == "text":
+                click.echo("No changes need to be applied")
+            elif yes:
+                click.echo(dump_json({"plan": _plan_dict(plan), "applied": []}))
+            return ExitCode.OK
+        if not yes:
+            if output == "text":
+                click.echo(f"Plan: {summary(plan)}.")
+                click.echo("Must specify --yes to apply changes")
+            return ExitCode.CHANGES_PENDING if detailed_exitcode else ExitCode.OK
+        result = apply_update(clients, planned, workers=parallelism, on_event=_progress if output == "text" else None)
+        if output == "json":
+            click.echo(dump_json({
+                "plan": _plan_dict(plan),
+                "applied": [f"{c.kind}/{c.name}" for c in result.done],
+                "failed": [{"resource": f"{c.kind}/{c.name}", "error": str(e)} for c, e in result.failed],
+                "skipped": [f"{c.kind}/{c.name}" for c in result.skipped],
+            }))
+        if not result.ok:
+            first = "; ".join(f"{c.kind}/{c.name}: {e}" for c, e in result.failed[:3])
+            raise CloudError(
+                f"{len(result.failed)} change(s) failed and {len(result.skipped)} were skipped ({first}); "
+                f"fix the cause and re-run 'kopsy update cluster {name} --yes' (it resumes where it stopped)"
+            )
+        if output == "text":
+            click.echo(f"Changes applied to cluster {name}: {summary(plan)}.")
+            click.echo("")
+            click.echo("Instances are booting; the cluster needs a few minutes to come up. Next:")
+            click.echo(f"  kopsy validate cluster {name} --wait 10m")
+            click.echo(f"  kopsy export kubecfg {name} --admin")
+        return ExitCode.OK
+
+    if yes:
+        with store.lock(name, "update cluster", force_unlock=force_unlock):
+            code = run()
+    else:
+        code = run()
+    click.get_current_context().exit(int(code))
+
+
+def _plan_dict(plan: Any) -> dict[str, Any]:
+    from kopsy.reconcile.changes import plan_to_dict
+
+    return plan_to_dict(plan)

@@ -1,0 +1,153 @@
+"""Auto Scaling groups, one per instance group, named ``<ig>.<cluster>``.
+
+The group points at an explicit launch-template version (not ``$Latest``), so a plan can say
+exactly which version instances launch from, and a new version is adopted by a visible change.
+Creating a group right after its instance profile may hit IAM eventual consistency: that one
+error is retried with bounded backoff.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kopsy.cloud.aws import tags as T
+from kopsy.cloud.aws.ec2util import describe_all
+from kopsy.cloud.aws.kind import Actual, ApplyContext, Desired, Facts, Kind
+from kopsy.cloud.aws.retry import is_iam_propagation, retry
+from kopsy.cloud.aws.session import aws_errors, error_code
+
+
+def _asg_tags(name: str, tags: dict[str, str]) -> list[dict[str, Any]]:
+    return [
+        {"ResourceId": name, "ResourceType": "auto-scaling-group", "Key": k, "Value": v, "PropagateAtLaunch": True}
+        for k, v in sorted(tags.items())
+    ]
+
+
+class AutoScalingGroup(Kind):
+    kind = "AutoScalingGroup"
+    service = "autoscaling"
+    id_field = "AutoScalingGroupName"
+    depends_on = ("LaunchTemplate", "Subnet", "TargetGroup")
+    permissions = (
+        "autoscaling:DescribeAutoScalingGroups",
+        "autoscaling:CreateAutoScalingGroup",
+        "autoscaling:UpdateAutoScalingGroup",
+        "autoscaling:CreateOrUpdateTags",
+        "autoscaling:AttachLoadBalancerTargetGroups",
+        "autoscaling:DetachLoadBalancerTargetGroups",
+        "autoscaling:DeleteAutoScalingGroup",
+        "iam:PassRole",
+        "iam:CreateServiceLinkedRole",
+    )
+
+    def find(self, facts: Facts) -> list[Actual]:
+        asg = facts.clients.client("autoscaling")
+        with aws_errors("reading Auto Scaling groups"):
+            groups = facts.once(
+                "autoscaling.groups",
+                lambda: describe_all(asg, "describe_auto_scaling_groups", "AutoScalingGroups", Filters=T.owner_filter(facts.cluster)),
+            )
+        out = []
+        for g in groups:
+            tags = {t["Key"]: t.get("Value", "") for t in g.get("Tags", [])}
+            if not T.is_owned(tags, facts.cluster):
+                continue
+            lt = g.get("LaunchTemplate") or g.get("MixedInstancesPolicy", {}).get("LaunchTemplate", {}).get("LaunchTemplateSpecification", {})
+            out.append(
+                Actual(
+                    self.kind,
+                    g["AutoScalingGroupName"],
+                    g["AutoScalingGroupName"],
+                    fields={
+                        "launch_template": lt.get("LaunchTemplateName", ""),
+                        "launch_template_version": str(lt.get("Version", "")),
+                        "min_size": g["MinSize"],
+                        "max_size": g["MaxSize"],
+                        "subnets": frozenset(s for s in g.get("VPCZoneIdentifier", "").split(",") if s),
+                        "target_groups": frozenset(g.get("TargetGroupARNs", [])),
+                    },
+                    outputs={
+                        "id": g["AutoScalingGroupName"],
+                        "desired": g.get("DesiredCapacity", 0),
+                        "instances": tuple(i["InstanceId"] for i in g.get("Instances", [])),
+                    },
+                    tags=tags,
+                )
+            )
+        return out
+
+    def notes(self, changed: set[str]) -> list[str]:
+        if "launch_template_version" in changed:
+            return ["instances launched from now on use the new template version; replace running ones to roll it out"]
+        return []
+
+    def create(self, ctx: ApplyContext, want: Desired, fields: dict[str, Any]) -> dict[str, Any]:
+        asg = ctx.clients.client("autoscaling")
+
+        def call() -> None:
+            asg.create_auto_scaling_group(
+                AutoScalingGroupName=want.name,
+                LaunchTemplate={"LaunchTemplateName": fields["launch_template"], "Version": fields["launch_template_version"]},
+                MinSize=fields["min_size"],
+                MaxSize=fields["max_size"],
+                DesiredCapacity=fields["min_size"],
+                VPCZoneIdentifier=",".join(sorted(fields["subnets"])),
+                TargetGroupARNs=sorted(fields["target_groups"]),
+                Tags=_asg_tags(want.name, want.tags),
+            )
+
+        with aws_errors(f"creating Auto Scaling group {want.name}"):
+            try:
+                retry(call, when=is_iam_propagation, timeout=ctx.retry_timeout)
+            except Exception as exc:
+                if error_code(exc) != "AlreadyExists":
+                    raise
+                g = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[want.name])["AutoScalingGroups"][0]
+                have = Actual(
+                    self.kind,
+                    want.name,
+                    want.name,
+                    fields={"target_groups": frozenset(g.get("TargetGroupARNs", []))},
+                    outputs={"id": want.name, "desired": g.get("DesiredCapacity", 0)},
+                )
+                return self.modify(ctx, want, have, fields, set(fields))
+        return {"id": want.name, "desired": fields["min_size"]}
+
+    def modify(self, ctx: ApplyContext, want: Desired, have: Actual, fields: dict[str, Any], changed: set[str]) -> dict[str, Any]:
+        asg = ctx.clients.client("autoscaling")
+        desired = int(have.outputs.get("desired", fields["min_size"]))
+        clamped = min(max(desired, fields["min_size"]), fields["max_size"])
+        with aws_errors(f"updating Auto Scaling group {want.name}"):
+            if changed - {"target_groups"}:
+                kwargs: dict[str, Any] = {
+                    "AutoScalingGroupName": want.name,
+                    "LaunchTemplate": {"LaunchTemplateName": fields["launch_template"], "Version": fields["launch_template_version"]},
+                    "MinSize": fields["min_size"],
+                    "MaxSize": fields["max_size"],
+                    "VPCZoneIdentifier": ",".join(sorted(fields["subnets"])),
+                }
+                if clamped != desired:
+                    kwargs["DesiredCapacity"] = clamped
+                retry(lambda: asg.update_auto_scaling_group(**kwargs), when=is_iam_propagation, timeout=ctx.retry_timeout)
+            if "target_groups" in changed:
+                have_tgs: frozenset[str] = have.fields.get("target_groups", frozenset())
+                add = sorted(fields["target_groups"] - have_tgs)
+                remove = sorted(have_tgs - fields["target_groups"])
+                if add:
+                    asg.attach_load_balancer_target_groups(AutoScalingGroupName=want.name, TargetGroupARNs=add)
+                if remove:
+                    asg.detach_load_balancer_target_groups(AutoScalingGroupName=want.name, TargetGroupARNs=remove)
+        return {"id": want.name, "desired": clamped}
+
+    def delete(self, ctx: ApplyContext, have: Actual) -> None:
+        asg = ctx.clients.client("autoscaling")
+        with aws_errors(f"deleting Auto Scaling group {have.name}"):
+            try:
+                asg.delete_auto_scaling_group(AutoScalingGroupName=have.id, ForceDelete=True)
+            except Exception as exc:
+                if error_code(exc) == "ValidationError" and "not found" in str(exc).lower():
+                    return
+                if error_code(exc) == "ScalingActivityInProgress":
+                    raise
+                raise

@@ -1,0 +1,32 @@
+"""Small EC2 helpers shared by the EC2 kinds: paginated describes and Name lookups."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kopsy.cloud.aws import tags as T
+from kopsy.cloud.aws.kind import Facts
+
+
+def describe_all(client: Any, operation: str, result_key: str, **kwargs: Any) -> list[dict[str, Any]]:
+    """Every item of a describe call, following NextToken (one call per page)."""
+    if client.can_paginate(operation):
+        out: list[dict[str, Any]] = []
+        for page in client.get_paginator(operation).paginate(**kwargs):
+            out.extend(page.get(result_key, []))
+        return out
+    return list(getattr(client, operation)(**kwargs).get(result_key, []))
+
+
+def owned(facts: Facts, operation: str, result_key: str, **kwargs: Any) -> list[dict[str, Any]]:
+    """One batched describe of the cluster's resources of a kind (filtered by the ownership tag),
+    cached so kinds that read the same describe share one call."""
+    ec2 = facts.clients.client("ec2")
+    filters = T.owner_filter(facts.cluster) + list(kwargs.pop("Filters", []))
+    return facts.once(  # type: ignore[no-any-return]
+        f"ec2.{operation}", lambda: describe_all(ec2, operation, result_key, Filters=filters, **kwargs)
+    )
+
+
+def name_of(item: dict[str, Any], fallback: str) -> str:
+    return T.to_dict(item.get("Tags")).get("Name") or fallback

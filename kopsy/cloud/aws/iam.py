@@ -1,0 +1,290 @@
+"""IAM roles (with their inline policy) and instance profiles for control planes and nodes.
+
+Names are deterministic (``control-plane.<cluster>``, ``nodes.<cluster>``, as kops) because IAM
+has no tag filter: discovery is a GetRole/GetInstanceProfile per known name, and a role only
+counts as the cluster's when it carries the cluster's ownership tag.
+
+Policies follow the team contract: nodes may read just ``pki/ca.crt`` and
+``secrets/bootstrap-token`` of their cluster; control planes read ``pki/*``, ``secrets/*``,
+``config`` and ``instancegroup/*`` and may rewrite the bootstrap token.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlparse
+
+from kopsy.cloud.aws import tags as T
+from kopsy.cloud.aws.kind import Actual, ApplyContext, Desired, Facts, Kind
+from kopsy.cloud.aws.session import aws_errors, error_code
+
+ROLES = ("control-plane", "nodes")
+
+EC2_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
+
+NODE_ACTIONS = ["ec2:DescribeInstances", "ec2:DescribeRegions", "ec2:DescribeInstanceTypes"]
+ECR_READ = [
+    "ecr:GetAuthorizationToken",
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:GetDownloadUrlForLayer",
+    "ecr:GetRepositoryPolicy",
+    "ecr:DescribeRepositories",
+    "ecr:ListImages",
+    "ecr:BatchGetImage",
+]
+# What the AWS cloud provider (cloud-controller-manager) on a control plane calls.
+CONTROL_PLANE_ACTIONS = [
+    "autoscaling:DescribeAutoScalingGroups",
+    "autoscaling:DescribeLaunchConfigurations",
+    "autoscaling:DescribeTags",
+    "ec2:DescribeAvailabilityZones",
+    "ec2:DescribeInstances",
+    "ec2:DescribeInstanceTypes",
+    "ec2:DescribeRegions",
+    "ec2:DescribeRouteTables",
+    "ec2:DescribeSecurityGroups",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeVolumes",
+    "ec2:DescribeVpcs",
+    "ec2:CreateTags",
+    "ec2:CreateRoute",
+    "ec2:DeleteRoute",
+    "ec2:ModifyInstanceAttribute",
+    "elasticloadbalancing:DescribeLoadBalancers",
+    "elasticloadbalancing:DescribeListeners",
+    "elasticloadbalancing:DescribeTargetGroups",
+    "elasticloadbalancing:DescribeTargetHealth",
+    "elasticloadbalancing:RegisterTargets",
+    "elasticloadbalancing:DeregisterTargets",
+]
+
+
+def role_name(role: str, cluster: str) -> str:
+    return f"{role}.{cluster}"
+
+
+def _s3_location(state_store_url: str) -> tuple[str, str] | None:
+    """(bucket, key prefix of the cluster) of an s3:// config base; None for file:// stores."""
+    u = urlparse(state_store_url)
+    if u.scheme != "s3":
+        return None
+    return u.netloc, u.path.strip("/")
+
+
+def policy_document(role: str, state_store_url: str, partition: str = "aws") -> dict[str, Any]:
+    """The inline policy of ``role`` ('control-plane' or 'nodes'), least privilege (contract 9)."""
+    statements: list[dict[str, Any]] = []
+    loc = _s3_location(state_store_url)
+    if role == "nodes":
+        statements.append({"Effect": "Allow", "Action": NODE_ACTIONS, "Resource": "*"})
+        statements.append({"Effect": "Allow", "Action": ECR_READ, "Resource": "*"})
+        if loc:
+            bucket, prefix = loc
+            arn = f"arn:{partition}:s3:::{bucket}/{prefix}"
+            statements.append(
+                {
+                    "Effect": "Allow",
+                    "Action": ["s3:GetObject"],
+                    "Resource": [f"{arn}/pki/ca.crt", f"{arn}/secrets/bootstrap-token"],
+                }
+            )
+    else:
+        statements.append({"Effect": "Allow", "Action": CONTROL_PLANE_ACTIONS, "Resource": "*"})
+        statements.append({"Effect": "Allow", "Action": ECR_READ, "Resource": "*"})
+        if loc:
+            bucket, prefix = loc
+            arn = f"arn:{partition}:s3:::{bucket}/{prefix}"
+            statements.append(
+                {
+                    "Effect": "Allow",
+                    "Action": ["s3:GetObject"],
+                    "Resource": [f"{arn}/pki/*", f"{arn}/secrets/*", f"{arn}/config", f"{arn}/instancegroup/*"],
+                }
+            )
+            statements.append(
+                {"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": [f"{arn}/secrets/bootstrap-token"]}
+            )
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def _doc(value: Any) -> Any:
+    """IAM documents come back URL-decoded as dicts from boto3, or as JSON strings from some endpoints."""
+    if isinstance(value, str):
+        from urllib.parse import unquote
+
+        return json.loads(unquote(value))
+    return value
+
+
+class IAMRole(Kind):
+    kind = "IAMRole"
+    service = "iam"
+    id_field = "RoleName"
+    permissions = (
+        "iam:GetRole",
+        "iam:GetRolePolicy",
+        "iam:CreateRole",
+        "iam:TagRole",
+        "iam:PutRolePolicy",
+        "iam:UpdateAssumeRolePolicy",
+        "iam:ListRolePolicies",
+        "iam:DeleteRolePolicy",
+        "iam:ListInstanceProfilesForRole",
+        "iam:RemoveRoleFromInstanceProfile",
+        "iam:DeleteRole",
+    )
+
+    def find(self, facts: Facts) -> list[Actual]:
+        iam = facts.clients.client("iam")
+        found: list[Actual] = []
+        for role in ROLES:
+            name = role_name(role, facts.cluster)
+            with aws_errors(f"reading IAM role {name}"):
+                try:
+                    r = iam.get_role(RoleName=name)["Role"]
+                except Exception as exc:
+                    if error_code(exc) == "NoSuchEntity":
+                        continue
+                    raise
+                tags = T.to_dict(r.get("Tags"))
+                if not T.is_owned(tags, facts.cluster):
+                    continue  # same name, not ours: never touch it
+                try:
+                    policy = _doc(iam.get_role_policy(RoleName=name, PolicyName=name)["PolicyDocument"])
+                except Exception as exc:
+                    if error_code(exc) != "NoSuchEntity":
+                        raise
+                    policy = None
+            found.append(
+                Actual(
+                    self.kind,
+                    name,
+                    name,
+                    fields={"assume_role_policy": _doc(r["AssumeRolePolicyDocument"]), "policy": policy},
+                    outputs={"id": name, "arn": r["Arn"]},
+                    tags=tags,
+                )
+            )
+        return found
+
+    def create(self, ctx: ApplyContext, want: Desired, fields: dict[str, Any]) -> dict[str, Any]:
+        iam = ctx.clients.client("iam")
+        with aws_errors(f"creating IAM role {want.name}"):
+            try:
+                r = iam.create_role(
+                    RoleName=want.name,
+                    AssumeRolePolicyDocument=json.dumps(fields["assume_role_policy"]),
+                    Tags=T.to_list(want.tags),
+                )["Role"]
+            except Exception as exc:
+                if error_code(exc) != "EntityAlreadyExists":
+                    raise
+                r = iam.get_role(RoleName=want.name)["Role"]
+            iam.put_role_policy(RoleName=want.name, PolicyName=want.name, PolicyDocument=json.dumps(fields["policy"]))
+        return {"id": want.name, "arn": r["Arn"]}
+
+    def modify(self, ctx: ApplyContext, want: Desired, have: Actual, fields: dict[str, Any], changed: set[str]) -> dict[str, Any]:
+        iam = ctx.clients.client("iam")
+        with aws_errors(f"updating IAM role {want.name}"):
+            if "assume_role_policy" in changed:
+                iam.update_assume_role_policy(RoleName=want.name, PolicyDocument=json.dumps(fields["assume_role_policy"]))
+            if "policy" in changed:
+                iam.put_role_policy(RoleName=want.name, PolicyName=want.name, PolicyDocument=json.dumps(fields["policy"]))
+        return dict(have.outputs)
+
+    def delete(self, ctx: ApplyContext, have: Actual) -> None:
+        iam = ctx.clients.client("iam")
+        with aws_errors(f"deleting IAM role {have.name}"):
+            for p in iam.list_role_policies(RoleName=have.id).get("PolicyNames", []):
+                iam.delete_role_policy(RoleName=have.id, PolicyName=p)
+            for prof in iam.list_instance_profiles_for_role(RoleName=have.id).get("InstanceProfiles", []):
+                iam.remove_role_from_instance_profile(InstanceProfileName=prof["InstanceProfileName"], RoleName=have.id)
+            try:
+                iam.delete_role(RoleName=have.id)
+            except Exception as exc:
+                if error_code(exc) != "NoSuchEntity":
+                    raise
+
+
+class IAMInstanceProfile(Kind):
+    kind = "IAMInstanceProfile"
+    service = "iam"
+    id_field = "InstanceProfileName"
+    depends_on = ("IAMRole",)
+    permissions = (
+        "iam:GetInstanceProfile",
+        "iam:CreateInstanceProfile",
+        "iam:TagInstanceProfile",
+        "iam:AddRoleToInstanceProfile",
+        "iam:RemoveRoleFromInstanceProfile",
+        "iam:DeleteInstanceProfile",
+        "iam:PassRole",
+    )
+
+    def find(self, facts: Facts) -> list[Actual]:
+        iam = facts.clients.client("iam")
+        found: list[Actual] = []
+        for role in ROLES:
+            name = role_name(role, facts.cluster)
+            with aws_errors(f"reading IAM instance profile {name}"):
+                try:
+                    p = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]
+                except Exception as exc:
+                    if error_code(exc) == "NoSuchEntity":
+                        continue
+                    raise
+            tags = T.to_dict(p.get("Tags"))
+            if not T.is_owned(tags, facts.cluster):
+                continue
+            roles = sorted(r["RoleName"] for r in p.get("Roles", []))
+            found.append(
+                Actual(
+                    self.kind,
+                    name,
+                    name,
+                    fields={"role": roles[0] if len(roles) == 1 else tuple(roles)},
+                    outputs={"id": name, "arn": p["Arn"], "roles": tuple(roles)},
+                    tags=tags,
+                )
+            )
+        return found
+
+    def create(self, ctx: ApplyContext, want: Desired, fields: dict[str, Any]) -> dict[str, Any]:
+        iam = ctx.clients.client("iam")
+        with aws_errors(f"creating IAM instance profile {want.name}"):
+            try:
+                p = iam.create_instance_profile(InstanceProfileName=want.name, Tags=T.to_list(want.tags))["InstanceProfile"]
+            except Exception as exc:
+                if error_code(exc) != "EntityAlreadyExists":
+                    raise
+                p = iam.get_instance_profile(InstanceProfileName=want.name)["InstanceProfile"]
+            if fields["role"] not in [r["RoleName"] for r in p.get("Roles", [])]:
+                iam.add_role_to_instance_profile(InstanceProfileName=want.name, RoleName=fields["role"])
+        return {"id": want.name, "arn": p["Arn"], "roles": (fields["role"],)}
+
+    def modify(self, ctx: ApplyContext, want: Desired, have: Actual, fields: dict[str, Any], changed: set[str]) -> dict[str, Any]:
+        iam = ctx.clients.client("iam")
+        with aws_errors(f"updating IAM instance profile {want.name}"):
+            for r in have.outputs.get("roles", ()):
+                if r != fields["role"]:
+                    iam.remove_role_from_instance_profile(InstanceProfileName=want.name, RoleName=r)
+            if fields["role"] not in have.outputs.get("roles", ()):
+                iam.add_role_to_instance_profile(InstanceProfileName=want.name, RoleName=fields["role"])
+        return {**have.outputs, "roles": (fields["role"],)}
+
+    def delete(self, ctx: ApplyContext, have: Actual) -> None:
+        iam = ctx.clients.client("iam")
+        with aws_errors(f"deleting IAM instance profile {have.name}"):
+            try:
+                p = iam.get_instance_profile(InstanceProfileName=have.id)["InstanceProfile"]
+            except Exception as exc:
+                if error_code(exc) == "NoSuchEntity":
+                    return
+                raise
+            for r in p.get("Roles", []):
+                iam.remove_role_from_instance_profile(InstanceProfileName=have.id, RoleName=r["RoleName"])
+            iam.delete_instance_profile(InstanceProfileName=have.id)

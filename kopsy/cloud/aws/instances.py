@@ -1,0 +1,113 @@
+"""What Auto Scaling and load balancers create on the cluster's behalf: instances, volumes and
+network interfaces. kopsy never creates these itself (``managed = False``); they are discovered
+by the propagated ownership tag so that ``delete`` can wait for them and clean up leftovers.
+"""
+
+from __future__ import annotations
+
+from kopsy.cloud.aws import tags as T
+from kopsy.cloud.aws.ec2util import name_of, owned
+from kopsy.cloud.aws.kind import Actual, ApplyContext, Facts, Kind
+from kopsy.cloud.aws.session import aws_errors, error_code
+
+LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
+
+
+class Instance(Kind):
+    kind = "Instance"
+    service = "ec2"
+    id_field = "InstanceId"
+    managed = False
+    depends_on = ("Subnet", "SecurityGroup", "LaunchTemplate", "IAMInstanceProfile", "KeyPair")
+    delete_after = ("AutoScalingGroup",)  # else the group would replace what we terminate
+    permissions = ("ec2:DescribeInstances", "ec2:TerminateInstances")
+
+    def find(self, facts: Facts) -> list[Actual]:
+        with aws_errors("reading instances"):
+            reservations = owned(
+                facts, "describe_instances", "Reservations", Filters=[{"Name": "instance-state-name", "Values": LIVE_STATES}]
+            )
+        return [
+            Actual(
+                self.kind,
+                name_of(i, i["InstanceId"]),
+                i["InstanceId"],
+                fields={"state": i["State"]["Name"]},
+                outputs={"id": i["InstanceId"]},
+                tags=T.to_dict(i.get("Tags")),
+            )
+            for r in reservations
+            for i in r.get("Instances", [])
+        ]
+
+    def delete(self, ctx: ApplyContext, have: Actual) -> None:
+        ec2 = ctx.clients.client("ec2")
+        with aws_errors(f"terminating instance {have.id}"):
+            try:
+                ec2.terminate_instances(InstanceIds=[have.id])
+            except Exception as exc:
+                if error_code(exc) == "InvalidInstanceID.NotFound":
+                    return
+                raise
+            delay = 5
+            ec2.get_waiter("instance_terminated").wait(
+                InstanceIds=[have.id], WaiterConfig={"Delay": delay, "MaxAttempts": max(1, int(ctx.retry_timeout // delay))}
+            )
+
+
+class Volume(Kind):
+    kind = "Volume"
+    service = "ec2"
+    id_field = "VolumeId"
+    managed = False
+    delete_after = ("Instance",)
+    permissions = ("ec2:DescribeVolumes", "ec2:DeleteVolume")
+
+    def find(self, facts: Facts) -> list[Actual]:
+        with aws_errors("reading volumes"):
+            vols = owned(facts, "describe_volumes", "Volumes")
+        return [
+            Actual(self.kind, name_of(v, v["VolumeId"]), v["VolumeId"], fields={"state": v.get("State")}, outputs={"id": v["VolumeId"]}, tags=T.to_dict(v.get("Tags")))
+            for v in vols
+            if v.get("State") != "deleting"
+        ]
+
+    def delete(self, ctx: ApplyContext, have: Actual) -> None:
+        with aws_errors(f"deleting volume {have.id}"):
+            try:
+                ctx.clients.client("ec2").delete_volume(VolumeId=have.id)
+            except Exception as exc:
+                if error_code(exc) != "InvalidVolume.NotFound":
+                    raise
+
+
+class NetworkInterface(Kind):
+    kind = "NetworkInterface"
+    service = "ec2"
+    id_field = "NetworkInterfaceId"
+    managed = False
+    delete_after = ("Instance", "LoadBalancer")
+    permissions = ("ec2:DescribeNetworkInterfaces", "ec2:DeleteNetworkInterface")
+
+    def find(self, facts: Facts) -> list[Actual]:
+        with aws_errors("reading network interfaces"):
+            enis = owned(facts, "describe_network_interfaces", "NetworkInterfaces")
+        return [
+            Actual(
+                self.kind,
+                name_of(n, n["NetworkInterfaceId"]),
+                n["NetworkInterfaceId"],
+                fields={"status": n.get("Status")},
+                outputs={"id": n["NetworkInterfaceId"]},
+                tags=T.to_dict(n.get("TagSet") or n.get("Tags")),
+            )
+            for n in enis
+        ]
+
+    def delete(self, ctx: ApplyContext, have: Actual) -> None:
+        with aws_errors(f"deleting network interface {have.id}"):
+            try:
+                ctx.clients.client("ec2").delete_network_interface(NetworkInterfaceId=have.id)
+            except Exception as exc:
+                if error_code(exc) != "InvalidNetworkInterfaceID.NotFound":
+                    raise

@@ -1,0 +1,68 @@
+"""The EC2 key pair imported from the cluster's admin SSH public key.
+
+Named like kops, ``kubernetes.<cluster>-<md5 fingerprint>``: a new key gets a new name, so a key
+rotation is a create plus a delete of the old pair rather than an in-place change EC2 cannot do.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import Any
+
+from kopsy.cloud.aws import tags as T
+from kopsy.cloud.aws.ec2util import owned
+from kopsy.cloud.aws.kind import Actual, ApplyContext, Desired, Facts, Kind
+from kopsy.cloud.aws.session import aws_errors, error_code
+from kopsy.errors import KopsyError
+
+
+def fingerprint(public_key: str) -> str:
+    """The OpenSSH MD5 fingerprint (``aa:bb:...``) of an ``ssh-xxx AAAA... comment`` line."""
+    parts = public_key.strip().split()
+    if len(parts) < 2:
+        raise KopsyError("the cluster's SSH public key (ssh/public/admin) is not an OpenSSH public key line")
+    try:
+        blob = base64.b64decode(parts[1], validate=True)
+    except ValueError as exc:
+        raise KopsyError("the cluster's SSH public key (ssh/public/admin) is not valid base64") from exc
+    digest = hashlib.md5(blob).hexdigest()  # noqa: S324 - a fingerprint, as ssh-keygen -E md5 and kops use
+    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
+
+
+def key_pair_name(cluster: str, public_key: str) -> str:
+    return f"kubernetes.{cluster}-{fingerprint(public_key)}"
+
+
+class KeyPair(Kind):
+    kind = "KeyPair"
+    service = "ec2"
+    id_field = "KeyName"
+    create_only = ("public_key",)  # the name carries its fingerprint
+    permissions = ("ec2:DescribeKeyPairs", "ec2:ImportKeyPair", "ec2:CreateTags", "ec2:DeleteKeyPair")
+
+    def find(self, facts: Facts) -> list[Actual]:
+        with aws_errors("reading key pairs"):
+            pairs = owned(facts, "describe_key_pairs", "KeyPairs")
+        return [
+            Actual(self.kind, k["KeyName"], k["KeyName"], fields={}, outputs={"id": k["KeyName"]}, tags=T.to_dict(k.get("Tags")))
+            for k in pairs
+        ]
+
+    def create(self, ctx: ApplyContext, want: Desired, fields: dict[str, Any]) -> dict[str, Any]:
+        ec2 = ctx.clients.client("ec2")
+        with aws_errors(f"importing key pair {want.name}"):
+            try:
+                ec2.import_key_pair(
+                    KeyName=want.name,
+                    PublicKeyMaterial=fields["public_key"].encode(),
+                    TagSpecifications=T.tag_spec("key-pair", want.tags),
+                )
+            except Exception as exc:
+                if error_code(exc) != "InvalidKeyPair.Duplicate":
+                    raise
+        return {"id": want.name}
+
+    def delete(self, ctx: ApplyContext, have: Actual) -> None:
+        with aws_errors(f"deleting key pair {have.id}"):
+            ctx.clients.client("ec2").delete_key_pair(KeyName=have.id)

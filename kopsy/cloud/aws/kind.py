@@ -1,0 +1,200 @@
+"""What every AWS resource kind declares, and the values the engine moves between stages.
+
+A ``Kind`` is one small class per AWS kind: its service, the id field, the kinds it depends
+on, the IAM permissions it needs, how to *find* its resources (one batched, read-only describe
+filtered by the cluster's tag, plus a pure parser), and how to create, modify and delete one.
+
+Desired resources refer to others with ``Ref`` (resolved to ids at plan and apply time) and
+compute values that need other resources' outputs with ``Deferred`` (e.g. user-data needs
+the load balancer's DNS name). A value not known until apply is ``UNKNOWN``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from kopsy.cloud.aws.session import AwsClients
+
+
+class _Unknown:
+    """A value only known after apply (a new resource's id, a new template version)."""
+
+    def __repr__(self) -> str:
+        return "(known after apply)"
+
+    __str__ = __repr__
+
+
+UNKNOWN: Any = _Unknown()
+
+Key = tuple[str, str]  # (kind, name)
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A reference to another resource's output (``id`` by default)."""
+
+    kind: str
+    name: str
+    attr: str = "id"
+
+    @property
+    def key(self) -> Key:
+        return (self.kind, self.name)
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """A value computed from other resources' outputs once they are all known."""
+
+    refs: tuple[Ref, ...]
+    fn: Callable[..., Any] = field(compare=False)
+    label: str = "computed"
+
+
+@dataclass
+class Desired:
+    """One resource as the spec wants it. ``name`` is its Name tag (unique within the kind)."""
+
+    kind: str
+    name: str
+    fields: dict[str, Any]
+    tags: dict[str, str] = field(default_factory=dict)
+    extra_deps: tuple[Key, ...] = ()
+
+    @property
+    def key(self) -> Key:
+        return (self.kind, self.name)
+
+    def deps(self) -> set[Key]:
+        """Every resource this one needs first: the targets of its refs plus explicit extras."""
+        found: set[Key] = set(self.extra_deps)
+        for value in self.fields.values():
+            for ref in iter_refs(value):
+                found.add(ref.key)
+        return found
+
+
+@dataclass
+class Actual:
+    """One resource as AWS has it (parsed facts). ``fields`` use ids for references."""
+
+    kind: str
+    name: str
+    id: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> Key:
+        return (self.kind, self.name)
+
+
+def iter_refs(value: Any) -> list[Ref]:
+    if isinstance(value, Ref):
+        return [value]
+    if isinstance(value, Deferred):
+        return list(value.refs)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [r for v in value for r in iter_refs(v)]
+    if isinstance(value, dict):
+        return [r for v in value.values() for r in iter_refs(v)]
+    return []
+
+
+def resolve(value: Any, outputs: Mapping[Key, Mapping[str, Any]]) -> Any:
+    """Replace refs by the outputs they point at (``UNKNOWN`` where not known yet)."""
+    if isinstance(value, Ref):
+        return outputs.get(value.key, {}).get(value.attr, UNKNOWN)
+    if isinstance(value, Deferred):
+        args = [resolve(r, outputs) for r in value.refs]
+        if any(a is UNKNOWN for a in args):
+            return UNKNOWN
+        return value.fn(*args)
+    if isinstance(value, (list, tuple)):
+        return type(value)(resolve(v, outputs) for v in value)
+    if isinstance(value, (set, frozenset)):
+        return frozenset(resolve(v, outputs) for v in value)
+    if isinstance(value, dict):
+        return {k: resolve(v, outputs) for k, v in value.items()}
+    return value
+
+
+def contains_unknown(value: Any) -> bool:
+    if value is UNKNOWN:
+        return True
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return any(contains_unknown(v) for v in value)
+    if isinstance(value, dict):
+        return any(contains_unknown(v) for v in value.values())
+    return False
+
+
+class Facts:
+    """Raw describe answers for one run, fetched at most once each (kinds may share one call)."""
+
+    def __init__(self, clients: AwsClients, cluster: str) -> None:
+        self.clients = clients
+        self.cluster = cluster
+        self._cache: dict[str, Any] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def once(self, key: str, fetch: Callable[[], Any]) -> Any:
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._cache:
+                self._cache[key] = fetch()
+            return self._cache[key]
+
+
+class ApplyContext:
+    """What create/modify/delete need: clients, the cluster name, and a time budget for retries."""
+
+    def __init__(self, clients: AwsClients, cluster: str, *, retry_timeout: float = 120.0) -> None:
+        self.clients = clients
+        self.cluster = cluster
+        self.retry_timeout = retry_timeout
+
+
+class Kind:
+    """Base of every resource kind. Subclasses are small and declarative."""
+
+    kind: ClassVar[str] = ""
+    service: ClassVar[str] = ""
+    id_field: ClassVar[str] = ""
+    depends_on: ClassVar[tuple[str, ...]] = ()  # kinds whose resources this one references
+    delete_after: ClassVar[tuple[str, ...]] = ()  # kinds that must be gone before this one is deleted
+    permissions: ClassVar[tuple[str, ...]] = ()  # IAM actions kopsy needs to manage this kind
+    immutable: ClassVar[tuple[str, ...]] = ()  # fields a modify cannot change
+    create_only: ClassVar[tuple[str, ...]] = ()  # inputs to create that AWS does not describe back
+    managed: ClassVar[bool] = True  # False: only discovered for delete (e.g. instances launched by ASGs)
+
+    def find(self, facts: Facts) -> list[Actual]:
+        """Read-only discovery of this cluster's resources of this kind."""
+        raise NotImplementedError
+
+    def same(self, field_name: str, desired: Any, actual: Any) -> bool:
+        return bool(desired == actual)
+
+    def outputs_after_modify(self, actual: Actual, changed: set[str]) -> dict[str, Any]:
+        """The outputs dependents may rely on at plan time after a modify (default: unchanged)."""
+        return dict(actual.outputs)
+
+    def create(self, ctx: ApplyContext, want: Desired, fields: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def modify(self, ctx: ApplyContext, want: Desired, have: Actual, fields: dict[str, Any], changed: set[str]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def delete(self, ctx: ApplyContext, have: Actual) -> None:
+        raise NotImplementedError
+
+    def notes(self, changed: set[str]) -> list[str]:
+        """Extra lines for the plan (e.g. 'instances pick this up when replaced')."""
+        return []

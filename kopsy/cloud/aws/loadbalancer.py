@@ -1,0 +1,256 @@
+"""The API load balancer: an internet-facing NLB, its TCP target group (6443) and listener (443).
+
+ELBv2 has no tag filter on describe, so discovery lists load balancers and target groups and
+reads their tags in batches of 20 (``DescribeTags``); only resources carrying the cluster's
+ownership tag count. AWS names are at most 32 characters: derived from the cluster name with
+a hash suffix when too long, so they stay deterministic and unique.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from kopsy.cloud.aws import tags as T
+from kopsy.cloud.aws.ec2util import describe_all
+from kopsy.cloud.aws.kind import Actual, ApplyContext, Desired, Facts, Kind
+from kopsy.cloud.aws.session import aws_errors, error_code
+
+API_PORT = 6443
+LISTENER_PORT = 443
+
+
+def elb_name(prefix: str, cluster: str, limit: int = 32) -> str:
+    """``api-demo-example-com``; shortened with a stable hash when over the 32-character limit."""
+    base = re.sub(r"[^A-Za-z0-9-]", "-", f"{prefix}-{cluster}").strip("-")
+    if len(base) <= limit:
+        return base
+    digest = hashlib.sha256(cluster.encode()).hexdigest()[:8]
+    return f"{base[: limit - 9].rstrip('-')}-{digest}"
+
+
+def _owned_elbv2(facts: Facts, operation: str, result_key: str, arn_key: str) -> list[tuple[dict[str, Any], dict[str, str]]]:
+    elb = facts.clients.client("elbv2")
+
+    def fetch() -> list[tuple[dict[str, Any], dict[str, str]]]:
+        items = describe_all(elb, operation, result_key)
+        arns = [i[arn_key] for i in items]
+        tags: dict[str, dict[str, str]] = {}
+        for start in range(0, len(arns), 20):
+            for d in elb.describe_tags(ResourceArns=arns[start : start + 20]).get("TagDescriptions", []):
+                tags[d["ResourceArn"]] = T.to_dict(d.get("Tags"))
+        return [(i, tags.get(i[arn_key], {})) for i in items if T.is_owned(tags.get(i[arn_key], {}), facts.cluster)]
+
+    return facts.once(f"elbv2.{operation}", fetch)  # type: ignore[no-any-return]
+
+
+class LoadBalancer(Kind):
+    kind = "LoadBalancer"
+    service = "elasticloadbalancing"
+    id_field = "LoadBalancerArn"
+    depends_on = ("Subnet", "SecurityGroup", "InternetGateway")
+    immutable = ("lb_name", "scheme", "type")
+    permissions = (
+        "elasticloadbalancing:DescribeLoadBalancers",
+        "elasticloadbalancing:DescribeTags",
+        "elasticloadbalancing:CreateLoadBalancer",
+        "elasticloadbalancing:AddTags",
+        "elasticloadbalancing:SetSubnets",
+        "elasticloadbalancing:SetSecurityGroups",
+        "elasticloadbalancing:DeleteLoadBalancer",
+    )
+
+    def find(self, facts: Facts) -> list[Actual]:
+        with aws_errors("reading load balancers"):
+            lbs = _owned_elbv2(facts, "describe_load_balancers", "LoadBalancers", "LoadBalancerArn")
+        return [
+            Actual(
+                self.kind,
+                tags.get("Name", lb["LoadBalancerName"]),
+                lb["LoadBalancerArn"],
+                fields={
+                    "lb_name": lb["LoadBalancerName"],
+                    "scheme": lb.get("Scheme"),
+                    "type": lb.get("Type"),
+                    "subnets": frozenset(z["SubnetId"] for z in lb.get("AvailabilityZones", [])),
+                    "security_groups": frozenset(lb.get("SecurityGroups", [])),
+                },
+                outputs={"id": lb["LoadBalancerArn"], "arn": lb["LoadBalancerArn"], "dns": lb["DNSName"]},
+                tags=tags,
+            )
+            for lb, tags in lbs
+        ]
+
+    def create(self, ctx: ApplyContext, want: Desired, fields: dict[str, Any]) -> dict[str, Any]:
+        elb = ctx.clients.client("elbv2")
+        with aws_errors(f"creating load balancer {fields['lb_name']}"):
+            try:
+                lb = elb.create_load_balancer(
+                    Name=fields["lb_name"],
+                    Subnets=sorted(fields["subnets"]),
+                    SecurityGroups=sorted(fields["security_groups"]),
+                    Scheme=fields["scheme"],
+                    Type=fields["type"],
+                    Tags=T.to_list(want.tags),
+                )["LoadBalancers"][0]
+            except Exception as exc:
+                if error_code(exc) != "DuplicateLoadBalancerName":
+                    raise
+                lb = elb.describe_load_balancers(Names=[fields["lb_name"]])["LoadBalancers"][0]
+        return {"id": lb["LoadBalancerArn"], "arn": lb["LoadBalancerArn"], "dns": lb["DNSName"]}
+
+    def modify(self, ctx: ApplyContext, want: Desired, have: Actual, fields: dict[str, Any], changed: set[str]) -> dict[str, Any]:
+        elb = ctx.clients.client("elbv2")
+        with aws_errors(f"updating load balancer {fields['lb_name']}"):
+            if "subnets" in changed:
+                elb.set_subnets(LoadBalancerArn=have.id, Subnets=sorted(fields["subnets"]))
+            if "security_groups" in changed:
+                elb.set_security_groups(LoadBalancerArn=have.id, SecurityGroups=sorted(fields["security_groups"]))
+        return dict(have.outputs)
+
+    def delete(self, ctx: ApplyContext, have: Actual) -> None:
+        elb = ctx.clients.client("elbv2")
+        with aws_errors(f"deleting load balancer {have.name}"):
+            elb.delete_load_balancer(LoadBalancerArn=have.id)
+            # Deletion is asynchronous: wait (bounded) so its network interfaces release the SG and subnets.
+            delay = 5
+            elb.get_waiter("load_balancers_deleted").wait(
+                LoadBalancerArns=[have.id],
+                WaiterConfig={"Delay": delay, "MaxAttempts": max(1, int(ctx.retry_timeout // delay))},
+            )
+
+
+class TargetGroup(Kind):
+    kind = "TargetGroup"
+    service = "elasticloadbalancing"
+    id_field = "TargetGroupArn"
+    depends_on = ("VPC",)
+    immutable = ("tg_name", "protocol", "port", "vpc")
+    permissions = (
+        "elasticloadbalancing:DescribeTargetGroups",
+        "elasticloadbalancing:DescribeTags",
+        "elasticloadbalancing:CreateTargetGroup",
+        "elasticloadbalancing:AddTags",
+        "elasticloadbalancing:ModifyTargetGroup",
+        "elasticloadbalancing:DeleteTargetGroup",
+    )
+
+    def find(self, facts: Facts) -> list[Actual]:
+        with aws_errors("reading target groups"):
+            tgs = _owned_elbv2(facts, "describe_target_groups", "TargetGroups", "TargetGroupArn")
+        return [
+            Actual(
+                self.kind,
+                tags.get("Name", tg["TargetGroupName"]),
+                tg["TargetGroupArn"],
+                fields={
+                    "tg_name": tg["TargetGroupName"],
+                    "protocol": tg.get("Protocol"),
+                    "port": tg.get("Port"),
+                    "vpc": tg.get("VpcId"),
+                    "health_check": tg.get("HealthCheckProtocol"),
+                },
+                outputs={"id": tg["TargetGroupArn"], "arn": tg["TargetGroupArn"]},
+                tags=tags,
+            )
+            for tg, tags in tgs
+        ]
+
+    def create(self, ctx: ApplyContext, want: Desired, fields: dict[str, Any]) -> dict[str, Any]:
+        elb = ctx.clients.client("elbv2")
+        with aws_errors(f"creating target group {fields['tg_name']}"):
+            try:
+                tg = elb.create_target_group(
+                    Name=fields["tg_name"],
+                    Protocol=fields["protocol"],
+                    Port=fields["port"],
+                    VpcId=fields["vpc"],
+                    TargetType="instance",
+                    HealthCheckProtocol=fields["health_check"],
+                    Tags=T.to_list(want.tags),
+                )["TargetGroups"][0]
+            except Exception as exc:
+                if error_code(exc) != "DuplicateTargetGroupName":
+                    raise
+                tg = elb.describe_target_groups(Names=[fields["tg_name"]])["TargetGroups"][0]
+        return {"id": tg["TargetGroupArn"], "arn": tg["TargetGroupArn"]}
+
+    def modify(self, ctx: ApplyContext, want: Desired, have: Actual, fields: dict[str, Any], changed: set[str]) -> dict[str, Any]:
+        with aws_errors(f"updating target group {fields['tg_name']}"):
+            ctx.clients.client("elbv2").modify_target_group(TargetGroupArn=have.id, HealthCheckProtocol=fields["health_check"])
+        return dict(have.outputs)
+
+    def delete(self, ctx: ApplyContext, have: Actual) -> None:
+        with aws_errors(f"deleting target group {have.name}"):
+            try:
+                ctx.clients.client("elbv2").delete_target_group(TargetGroupArn=have.id)
+            except Exception as exc:
+                if error_code(exc) != "TargetGroupNotFound":
+                    raise
+
+
+class Listener(Kind):
+    kind = "Listener"
+    service = "elasticloadbalancing"
+    id_field = "ListenerArn"
+    depends_on = ("LoadBalancer", "TargetGroup")
+    immutable = ("load_balancer",)
+    permissions = (
+        "elasticloadbalancing:DescribeListeners",
+        "elasticloadbalancing:CreateListener",
+        "elasticloadbalancing:ModifyListener",
+        "elasticloadbalancing:DeleteListener",
+    )
+
+    def find(self, facts: Facts) -> list[Actual]:
+        elb = facts.clients.client("elbv2")
+        out = []
+        with aws_errors("reading listeners"):
+            for lb, tags in _owned_elbv2(facts, "describe_load_balancers", "LoadBalancers", "LoadBalancerArn"):
+                for ls in describe_all(elb, "describe_listeners", "Listeners", LoadBalancerArn=lb["LoadBalancerArn"]):
+                    forward = [a.get("TargetGroupArn") for a in ls.get("DefaultActions", []) if a.get("Type") == "forward"]
+                    out.append(
+                        Actual(
+                            self.kind,
+                            f"{tags.get('Name', lb['LoadBalancerName'])}:{ls['Port']}",
+                            ls["ListenerArn"],
+                            fields={
+                                "load_balancer": lb["LoadBalancerArn"],
+                                "port": ls["Port"],
+                                "protocol": ls.get("Protocol"),
+                                "target_group": forward[0] if forward else None,
+                            },
+                            outputs={"id": ls["ListenerArn"]},
+                            tags=tags,
+                        )
+                    )
+        return out
+
+    def create(self, ctx: ApplyContext, want: Desired, fields: dict[str, Any]) -> dict[str, Any]:
+        with aws_errors(f"creating listener {want.name}"):
+            ls = ctx.clients.client("elbv2").create_listener(
+                LoadBalancerArn=fields["load_balancer"],
+                Protocol=fields["protocol"],
+                Port=fields["port"],
+                DefaultActions=[{"Type": "forward", "TargetGroupArn": fields["target_group"]}],
+            )["Listeners"][0]
+        return {"id": ls["ListenerArn"]}
+
+    def modify(self, ctx: ApplyContext, want: Desired, have: Actual, fields: dict[str, Any], changed: set[str]) -> dict[str, Any]:
+        with aws_errors(f"updating listener {want.name}"):
+            ctx.clients.client("elbv2").modify_listener(
+                ListenerArn=have.id,
+                Protocol=fields["protocol"],
+                Port=fields["port"],
+                DefaultActions=[{"Type": "forward", "TargetGroupArn": fields["target_group"]}],
+            )
+        return dict(have.outputs)
+
+    def delete(self, ctx: ApplyContext, have: Actual) -> None:
+        with aws_errors(f"deleting listener {have.name}"):
+            try:
+                ctx.clients.client("elbv2").delete_listener(ListenerArn=have.id)
+            except Exception as exc:
+                if error_code(exc) != "ListenerNotFound":
+                    raise

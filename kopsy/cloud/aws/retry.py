@@ -1,0 +1,70 @@
+"""Bounded retries on *specific* AWS error codes (never a fixed sleep, never unbounded).
+
+botocore's adaptive retry mode already handles throttling and 5xx for every call. What it
+cannot know is that some errors are transient for *us*: IAM eventual consistency right after a
+role or instance profile is created ("Invalid IamInstanceProfile"), or a ``DependencyViolation``
+while AWS is still tearing down what a deleted resource held. Those are retried here, with
+exponential backoff and jitter, until a deadline.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from kopsy.cloud.aws.session import error_code
+
+T = TypeVar("T")
+
+IAM_PROPAGATION_MARKERS = ("iaminstanceprofile", "instance profile", "not authorized to perform: iam:passrole")
+DEPENDENCY_CODES = {"DependencyViolation", "ResourceInUse", "DeleteConflict", "InvalidIPAddress.InUse"}
+
+
+def code_of(exc: BaseException) -> str:
+    """The AWS error code of ``exc`` or of the SDK error it was translated from."""
+    return error_code(exc) or (error_code(exc.__cause__) if exc.__cause__ else "")
+
+
+def is_iam_propagation(exc: BaseException) -> bool:
+    """True for the errors AWS returns while a new instance profile has not propagated yet."""
+    if code_of(exc) not in ("ValidationError", "InvalidParameterValue", "InvalidParameterCombination"):
+        return False
+    msg = str(exc).lower()
+    return any(m in msg for m in IAM_PROPAGATION_MARKERS)
+
+
+def is_dependency(exc: BaseException) -> bool:
+    """AWS is still releasing something this resource needs gone first (retry until a deadline)."""
+    return code_of(exc) in DEPENDENCY_CODES
+
+
+def retry(
+    fn: Callable[[], T],
+    *,
+    when: Callable[[BaseException], bool],
+    timeout: float = 120.0,
+    first_delay: float = 0.5,
+    max_delay: float = 15.0,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> T:
+    """Call ``fn``; while it raises an error ``when`` accepts, back off and retry until ``timeout``.
+
+    The last error is re-raised unchanged once the deadline passes, so the caller's error
+    translation still says what failed.
+    """
+    deadline = clock() + timeout
+    delay = first_delay
+    while True:
+        try:
+            return fn()
+        except Exception as exc:
+            if not when(exc):
+                raise
+            remaining = deadline - clock()
+            if remaining <= 0:
+                raise
+            sleep(min(delay * (0.5 + random.random() / 2), remaining))
+            delay = min(delay * 2, max_delay)

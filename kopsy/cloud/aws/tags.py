@@ -1,0 +1,62 @@
+"""Cluster ownership tags: the one way kopsy recognises its own resources.
+
+Every resource carries the kops-compatible ownership tag ``kubernetes.io/cluster/<name>=owned``
+plus ``KubernetesCluster``, ``kopsy.io/cluster``, ``Name`` and (where it has one) ``kopsy.io/role``.
+Discovery filters on the ownership tag *key*, which embeds the full cluster name, so
+``a.example.com`` never matches ``a.example.com.staging`` and ``shared`` resources never match.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+OWNED = "owned"
+TAG_CLUSTER = "kopsy.io/cluster"
+TAG_ROLE = "kopsy.io/role"
+TAG_INSTANCE_GROUP = "kopsy.io/instancegroup"
+TAG_KUBERNETES_CLUSTER = "KubernetesCluster"
+
+ROLE_API = "api"
+
+
+def ownership_key(cluster: str) -> str:
+    return f"kubernetes.io/cluster/{cluster}"
+
+
+def cluster_tags(cluster: str, name: str, role: str = "", **extra: str) -> dict[str, str]:
+    """The tags every kopsy resource of ``cluster`` carries."""
+    tags = {
+        ownership_key(cluster): OWNED,
+        TAG_KUBERNETES_CLUSTER: cluster,
+        TAG_CLUSTER: cluster,
+        "Name": name,
+    }
+    if role:
+        tags[TAG_ROLE] = role
+    tags.update(extra)
+    return tags
+
+
+def owner_filter(cluster: str) -> list[dict[str, Any]]:
+    """An EC2/ASG describe filter matching exactly the resources owned by ``cluster``."""
+    return [{"Name": f"tag:{ownership_key(cluster)}", "Values": [OWNED]}]
+
+
+def is_owned(tags: Mapping[str, str], cluster: str) -> bool:
+    return tags.get(ownership_key(cluster)) == OWNED
+
+
+def to_dict(tags: Iterable[Mapping[str, Any]] | None) -> dict[str, str]:
+    """AWS ``[{"Key":..,"Value":..}]`` to a plain dict."""
+    return {str(t["Key"]): str(t.get("Value", "")) for t in (tags or [])}
+
+
+def to_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
+
+
+def tag_spec(resource_type: str, tags: Mapping[str, str]) -> list[dict[str, Any]]:
+    """EC2 ``TagSpecifications``: tags applied atomically at creation, so a crash right after a
+    create never leaves an untagged (undiscoverable, hence duplicated or leaked) resource."""
+    return [{"ResourceType": resource_type, "Tags": to_list(tags)}]

@@ -1,0 +1,286 @@
+"""The network: VPC, public subnets, internet gateway, route table.
+
+Each kind reads its facts with one describe filtered by the cluster's ownership tag and
+creates with ``TagSpecifications``, so a resource is never untagged (hence never invisible to
+the next run or to ``delete``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kopsy.cloud.aws import tags as T
+from kopsy.cloud.aws.ec2util import name_of, owned
+from kopsy.cloud.aws.kind import Actual, ApplyContext, Desired, Facts, Kind
+from kopsy.cloud.aws.session import aws_errors, error_code
+
+
+def _ignore_missing(exc: BaseException, *codes: str) -> None:
+    if error_code(exc) not in codes:
+        raise exc
+
+
+class VPC(Kind):
+    kind = "VPC"
+    service = "ec2"
+    id_field = "VpcId"
+    delete_after = ("InternetGateway", "Subnet", "SecurityGroup", "RouteTable", "LoadBalancer", "TargetGroup", "Instance", "NetworkInterface")
+    immutable = ("cidr",)
+    permissions = (
+        "ec2:DescribeVpcs",
+        "ec2:DescribeVpcAttribute",
+        "ec2:CreateVpc",
+        "ec2:CreateTags",
+        "ec2:ModifyVpcAttribute",
+        "ec2:DeleteVpc",
+    )
+
+    def find(self, facts: Facts) -> list[Actual]:
+        ec2 = facts.clients.client("ec2")
+        out = []
+        with aws_errors("reading VPCs"):
+            for v in owned(facts, "describe_vpcs", "Vpcs"):
+                vid = v["VpcId"]
+                support = ec2.describe_vpc_attribute(VpcId=vid, Attribute="enableDnsSupport")["EnableDnsSupport"]["Value"]
+                hostnames = ec2.describe_vpc_attribute(VpcId=vid, Attribute="enableDnsHostnames")["EnableDnsHostnames"]["Value"]
+                out.append(
+                    Actual(
+                        self.kind,
+                        name_of(v, vid),
+                        vid,
+                        fields={"cidr": v["CidrBlock"], "dns_support": bool(support), "dns_hostnames": bool(hostnames)},
+                        outputs={"id": vid},
+                        tags=T.to_dict(v.get("Tags")),
+                    )
+                )
+        return out
+
+    def create(self, ctx: ApplyContext, want: Desired, fields: dict[str, Any]) -> dict[str, Any]:
+        ec2 = ctx.clients.client("ec2")
+        with aws_errors(f"creating VPC {want.name}"):
+            vid = ec2.create_vpc(CidrBlock=fields["cidr"], TagSpecifications=T.tag_spec("vpc", want.tags))["Vpc"]["VpcId"]
+            self._attributes(ec2, vid, fields, {"dns_support", "dns_hostnames"})
+        return {"id": vid}
+
+    def modify(self, ctx: ApplyContext, want: Desired, have: Actual, fields: dict[str, Any], changed: set[str]) -> dict[str, Any]:
+        with aws_errors(f"updating VPC {want.name}"):
+            self._attributes(ctx.clients.client("ec2"), have.id, fields, changed)
+        return dict(have.outputs)
+
+    @staticmethod
+    def _attributes(ec2: Any, vid: str, fields: dict[str, Any], changed: set[str]) -> None:
+        # DNS support first: AWS refuses DNS hostnames on a VPC without DNS support.
+        if "dns_support" in changed:
+            ec2.modify_vpc_attribute(VpcId=vid, EnableDnsSupport={"Value": fields["dns_support"]})
+        if "dns_hostnames" in changed:
+            ec2.modify_vpc_attribute(VpcId=vid, EnableDnsHostnames={"Value": fields["dns_hostnames"]})
+
+    def delete(self, ctx: ApplyContext, have: Actual) -> None:
+        with aws_errors(f"deleting VPC {have.id}"):
+            try:
+                ctx.clients.client("ec2").delete_vpc(VpcId=have.id)
+            except Exception as exc:
+                _ignore_missing(exc, "InvalidVpcID.NotFound")
+
+
+class Subnet(Kind):
+    kind = "Subnet"
+    service = "ec2"
+    id_field = "SubnetId"
+    depends_on = ("VPC",)
+    delete_after = ("Instance", "LoadBalancer", "NetworkInterface", "AutoScalingGroup")
+    immutable = ("vpc", "cidr", "zone")
+    permissions = (
+        "ec2:DescribeSubnets",
+        "ec2:CreateSubnet",
+        "ec2:CreateTags",
+        "ec2:ModifySubnetAttribute",
+        "ec2:DeleteSubnet",
+    )
+
+    def find(self, facts: Facts) -> list[Actual]:
+        with aws_errors("reading subnets"):
+            subnets = owned(facts, "describe_subnets", "Subnets")
+        return [
+            Actual(
+                self.kind,
+                name_of(s, s["SubnetId"]),
+                s["SubnetId"],
+                fields={
+                    "vpc": s["VpcId"],
+                    "cidr": s["CidrBlock"],
+                    "zone": s["AvailabilityZone"],
+                    "map_public_ip": bool(s.get("MapPublicIpOnLaunch")),
+                },
+                outputs={"id": s["SubnetId"]},
+                tags=T.to_dict(s.get("Tags")),
+            )
+            for s in subnets
+        ]
+
+    def create(self, ctx: ApplyContext, want: Desired, fields: dict[str, Any]) -> dict[str, Any]:
+        ec2 = ctx.clients.client("ec2")
+        with aws_errors(f"creating subnet {want.name}"):
+            sid = ec2.create_subnet(
+                VpcId=fields["vpc"],
+                CidrBlock=fields["cidr"],
+                AvailabilityZone=fields["zone"],
+                TagSpecifications=T.tag_spec("subnet", want.tags),
+            )["Subnet"]["SubnetId"]
+            if fields["map_public_ip"]:
+                ec2.modify_subnet_attribute(SubnetId=sid, MapPublicIpOnLaunch={"Value": True})
+        return {"id": sid}
+
+    def modify(self, ctx: ApplyContext, want: Desired, have: Actual, fields: dict[str, Any], changed: set[str]) -> dict[str, Any]:
+        with aws_errors(f"updating subnet {want.name}"):
+            ctx.clients.client("ec2").modify_subnet_attribute(
+                SubnetId=have.id, MapPublicIpOnLaunch={"Value": fields["map_public_ip"]}
+            )
+        return dict(have.outputs)
+
+    def delete(self, ctx: ApplyContext, have: Actual) -> None:
+        with aws_errors(f"deleting subnet {have.id}"):
+            try:
+                ctx.clients.client("ec2").delete_subnet(SubnetId=have.id)
+            except Exception as exc:
+                _ignore_missing(exc, "InvalidSubnetID.NotFound")
+
+
+class InternetGateway(Kind):
+    kind = "InternetGateway"
+    service = "ec2"
+    id_field = "InternetGatewayId"
+    depends_on = ("VPC",)
+    # AWS refuses to detach a gateway while public addresses in the VPC are mapped.
+    delete_after = ("Instance", "LoadBalancer", "NetworkInterface", "AutoScalingGroup")
+    permissions = (
+        "ec2:DescribeInternetGateways",
+        "ec2:CreateInternetGateway",
+        "ec2:CreateTags",
+        "ec2:AttachInternetGateway",
+        "ec2:DetachInternetGateway",
+        "ec2:DeleteInternetGateway",
+    )
+
+    def find(self, facts: Facts) -> list[Actual]:
+        with aws_errors("reading internet gateways"):
+            igws = owned(facts, "describe_internet_gateways", "InternetGateways")
+        out = []
+        for g in igws:
+            vpcs = sorted(a["VpcId"] for a in g.get("Attachments", []) if a.get("State") in ("available", "attached", "attaching"))
+            out.append(
+                Actual(
+                    self.kind,
+                    name_of(g, g["InternetGatewayId"]),
+                    g["InternetGatewayId"],
+                    fields={"vpc": vpcs[0] if len(vpcs) == 1 else (None if not vpcs else tuple(vpcs))},
+                    outputs={"id": g["InternetGatewayId"], "vpcs": tuple(vpcs)},
+                    tags=T.to_dict(g.get("Tags")),
+                )
+            )
+        return out
+
+    def create(self, ctx: ApplyContext, want: Desired, fields: dict[str, Any]) -> dict[str, Any]:
+        ec2 = ctx.clients.client("ec2")
+        with aws_errors(f"creating internet gateway {want.name}"):
+            gid = ec2.create_internet_gateway(TagSpecifications=T.tag_spec("internet-gateway", want.tags))[
+                "InternetGateway"
+            ]["InternetGatewayId"]
+            ec2.attach_internet_gateway(InternetGatewayId=gid, VpcId=fields["vpc"])
+        return {"id": gid, "vpcs": (fields["vpc"],)}
+
+    def modify(self, ctx: ApplyContext, want: Desired, have: Actual, fields: dict[str, Any], changed: set[str]) -> dict[str, Any]:
+        ec2 = ctx.clients.client("ec2")
+        with aws_errors(f"attaching internet gateway {want.name}"):
+            for v in have.outputs.get("vpcs", ()):
+                if v != fields["vpc"]:
+                    ec2.detach_internet_gateway(InternetGatewayId=have.id, VpcId=v)
+            if fields["vpc"] not in have.outputs.get("vpcs", ()):
+                ec2.attach_internet_gateway(InternetGatewayId=have.id, VpcId=fields["vpc"])
+        return {"id": have.id, "vpcs": (fields["vpc"],)}
+
+    def delete(self, ctx: ApplyContext, have: Actual) -> None:
+        ec2 = ctx.clients.client("ec2")
+        with aws_errors(f"deleting internet gateway {have.id}"):
+            try:
+                for v in have.outputs.get("vpcs", ()):
+                    ec2.detach_internet_gateway(InternetGatewayId=have.id, VpcId=v)
+                ec2.delete_internet_gateway(InternetGatewayId=have.id)
+            except Exception as exc:
+                _ignore_missing(exc, "InvalidInternetGatewayID.NotFound")
+
+
+class RouteTable(Kind):
+    kind = "RouteTable"
+    service = "ec2"
+    id_field = "RouteTableId"
+    depends_on = ("VPC", "InternetGateway", "Subnet")
+    immutable = ("vpc",)
+    permissions = (
+        "ec2:DescribeRouteTables",
+        "ec2:CreateRouteTable",
+        "ec2:CreateTags",
+        "ec2:CreateRoute",
+        "ec2:ReplaceRoute",
+        "ec2:AssociateRouteTable",
+        "ec2:DisassociateRouteTable",
+        "ec2:DeleteRouteTable",
+    )
+
+    def find(self, facts: Facts) -> list[Actual]:
+        with aws_errors("reading route tables"):
+            tables = owned(facts, "describe_route_tables", "RouteTables")
+        out = []
+        for t in tables:
+            routes = frozenset(
+                (r["DestinationCidrBlock"], r["GatewayId"])
+                for r in t.get("Routes", [])
+                if r.get("GatewayId", "").startswith("igw-") and "DestinationCidrBlock" in r
+            )
+            assoc = {a["SubnetId"]: a["RouteTableAssociationId"] for a in t.get("Associations", []) if a.get("SubnetId")}
+            out.append(
+                Actual(
+                    self.kind,
+                    name_of(t, t["RouteTableId"]),
+                    t["RouteTableId"],
+                    fields={"vpc": t["VpcId"], "routes": routes, "subnets": frozenset(assoc)},
+                    outputs={"id": t["RouteTableId"], "associations": assoc},
+                    tags=T.to_dict(t.get("Tags")),
+                )
+            )
+        return out
+
+    def create(self, ctx: ApplyContext, want: Desired, fields: dict[str, Any]) -> dict[str, Any]:
+        ec2 = ctx.clients.client("ec2")
+        with aws_errors(f"creating route table {want.name}"):
+            rid = ec2.create_route_table(VpcId=fields["vpc"], TagSpecifications=T.tag_spec("route-table", want.tags))[
+                "RouteTable"
+            ]["RouteTableId"]
+        have = Actual(self.kind, want.name, rid, fields={"routes": frozenset(), "subnets": frozenset()}, outputs={"id": rid, "associations": {}})
+        return self.modify(ctx, want, have, fields, {"routes", "subnets"})
+
+    def modify(self, ctx: ApplyContext, want: Desired, have: Actual, fields: dict[str, Any], changed: set[str]) -> dict[str, Any]:
+        ec2 = ctx.clients.client("ec2")
+        assoc = dict(have.outputs.get("associations", {}))
+        with aws_errors(f"updating route table {want.name}"):
+            existing = {dest: gw for dest, gw in have.fields.get("routes", frozenset())}
+            for dest, gw in sorted(fields["routes"]):
+                if dest not in existing:
+                    ec2.create_route(RouteTableId=have.id, DestinationCidrBlock=dest, GatewayId=gw)
+                elif existing[dest] != gw:
+                    ec2.replace_route(RouteTableId=have.id, DestinationCidrBlock=dest, GatewayId=gw)
+            for sid in sorted(fields["subnets"] - set(assoc)):
+                assoc[sid] = ec2.associate_route_table(RouteTableId=have.id, SubnetId=sid)["AssociationId"]
+            for sid in sorted(set(assoc) - fields["subnets"]):
+                ec2.disassociate_route_table(AssociationId=assoc.pop(sid))
+        return {"id": have.id, "associations": assoc}
+
+    def delete(self, ctx: ApplyContext, have: Actual) -> None:
+        ec2 = ctx.clients.client("ec2")
+        with aws_errors(f"deleting route table {have.id}"):
+            try:
+                for aid in have.outputs.get("associations", {}).values():
+                    ec2.disassociate_route_table(AssociationId=aid)
+                ec2.delete_route_table(RouteTableId=have.id)
+            except Exception as exc:
+                _ignore_missing(exc, "InvalidRouteTableID.NotFound", "InvalidAssociationID.NotFound")

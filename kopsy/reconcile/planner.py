@@ -1,0 +1,102 @@
+"""Facts in, plan out: read every kind's resources (read-only, in parallel), then diff.
+
+``gather_facts`` is the only stage that talks to AWS; ``diff`` is a pure function of the
+desired resources and the facts, which is what the golden tests exercise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from kopsy.cloud.aws.kind import Actual, Desired, Facts, Key, Kind, contains_unknown, resolve
+from kopsy.cloud.aws.registry import ALL_KINDS, KINDS, MANAGED_KINDS
+from kopsy.cloud.aws.session import AwsClients
+from kopsy.reconcile.changes import Change, FieldChange, NoOp, Plan
+
+
+def gather_facts(
+    clients: AwsClients, cluster: str, kinds: Iterable[Kind] = MANAGED_KINDS, workers: int = 8
+) -> dict[str, list[Actual]]:
+    """Every resource of ``cluster`` per kind, discovered by its ownership tag (or IAM name)."""
+    facts = Facts(clients, cluster)
+    kinds = list(kinds)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="facts") as pool:
+        results = list(pool.map(lambda k: (k.kind, k.find(facts)), kinds))
+    return dict(results)
+
+
+def _index(items: list[Actual]) -> tuple[dict[Key, Actual], list[Actual]]:
+    """By key; when a name appears twice (a duplicate from some earlier failure) keep the first by id."""
+    by_key: dict[Key, Actual] = {}
+    extra: list[Actual] = []
+    for a in sorted(items, key=lambda a: a.id):
+        if a.key in by_key:
+            extra.append(a)
+        else:
+            by_key[a.key] = a
+    return by_key, extra
+
+
+def diff(cluster: str, desired: list[Desired], facts: dict[str, list[Actual]], warnings: list[str] | None = None) -> Plan:
+    """Compare desired against actual, kind by kind in dependency order.
+
+    Refs are resolved against what is known at plan time: a resource that will be created (or a
+    launch-template version that will be added) makes the values that depend on it
+    "(known after apply)", so its dependents show the change they will get.
+    """
+    plan = Plan(cluster, [], [], list(warnings or []))
+    outputs: dict[Key, dict[str, Any]] = {}
+    actual: dict[Key, Actual] = {}
+    for kind in MANAGED_KINDS:
+        by_key, extra = _index(facts.get(kind.kind, []))
+        actual.update(by_key)
+        for a in extra:
+            plan.changes.append(Change("delete", a.kind, a.name, a.id, notes=("duplicate of another resource with this name",), actual=a))
+        for key, a in by_key.items():
+            outputs[key] = dict(a.outputs)
+
+    order = {k.kind: i for i, k in enumerate(ALL_KINDS)}
+    wanted = {d.key for d in desired}
+    for d in sorted(desired, key=lambda d: order[d.kind]):
+        kind = KINDS[d.kind]
+        fields = {k: resolve(v, outputs) for k, v in d.fields.items()}
+        have = actual.get(d.key)
+        if have is None:
+            shown = tuple(FieldChange(f, None, v) for f, v in fields.items() if f not in ("instance_tags",))
+            plan.changes.append(Change("create", d.kind, d.name, None, shown, desired=d))
+            outputs[d.key] = {}
+            continue
+        changed: list[FieldChange] = []
+        for f, want in fields.items():
+            if f in kind.create_only:
+                continue
+            old = have.fields.get(f)
+            if contains_unknown(want) or not kind.same(f, want, old):
+                if f in kind.immutable:
+                    plan.warnings.append(
+                        f"{d.kind}/{d.name}: {f} cannot be changed in place ({_s(old)} -> {_s(want)}); "
+                        f"it keeps its current value"
+                    )
+                    continue
+                changed.append(FieldChange(f, old, want))
+        if changed:
+            names = {c.field for c in changed}
+            plan.changes.append(
+                Change("modify", d.kind, d.name, have.id, tuple(changed), tuple(kind.notes(names)), desired=d, actual=have)
+            )
+            outputs[d.key] = kind.outputs_after_modify(have, names)
+        else:
+            plan.noops.append(NoOp(d.kind, d.name, have.id, "up to date"))
+
+    for key, a in sorted(actual.items(), key=lambda kv: (-order[kv[0][0]], kv[0][1])):
+        if key not in wanted:
+            plan.changes.append(Change("delete", a.kind, a.name, a.id, notes=("no longer in the spec",), actual=a))
+    return plan
+
+
+def _s(v: Any) -> str:
+    from kopsy.reconcile.changes import short
+
+    return short(v)

@@ -1,0 +1,70 @@
+"""The ``update`` pipeline without the CLI: read inputs, gather facts, plan, apply.
+
+Each stage is separate (plan, show, confirm, apply) and the plan is always built from facts
+read just now, never from a saved plan, so what is applied matches the cloud as it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kopsy.cloud.aws.images import resolve_image
+from kopsy.cloud.aws.kind import Actual, ApplyContext, Key
+from kopsy.cloud.aws.session import AwsClients
+from kopsy.errors import ObjectNotFound
+from kopsy.reconcile.apply import ApplyResult, Event, apply_plan
+from kopsy.reconcile.changes import Plan
+from kopsy.reconcile.desired import ClusterInputs, desired_resources
+from kopsy.reconcile.planner import diff, gather_facts
+
+
+def ca_hash(ca_cert_pem: bytes) -> str:
+    from kopsy.pki import ca_cert_hash
+
+    return ca_cert_hash(ca_cert_pem)
+
+
+def load_inputs(store: Any, cluster_name: str, clients: AwsClients) -> ClusterInputs:
+    """Read the spec, instance groups, admin SSH key and CA from the state store
+    (``store`` is a ``kopsy.state.clusters.ClusterStore``) and resolve each group's AMI."""
+    cluster, _ = store.get_cluster(cluster_name)
+    igs = [ig for ig, _ in store.list_instance_groups(cluster_name)]
+    try:
+        ssh_key = store.get_object(cluster_name, "ssh/public/admin").decode().strip()
+    except ObjectNotFound:
+        ssh_key = ""
+    ca = store.get_object(cluster_name, "pki/ca.crt")
+    state_url = cluster.config_base or store.store.url_for(cluster_name)
+    images: dict[str, str] = {}
+    cache: dict[tuple[str, str], str] = {}
+    for ig in igs:
+        from kopsy.cloud.aws.images import architecture
+
+        k = (ig.image, architecture(ig.machine_type) if not ig.image else "")
+        if k not in cache:
+            cache[k] = resolve_image(clients, ig.image, ig.machine_type)
+        images[ig.name] = cache[k]
+    return ClusterInputs(cluster, igs, ssh_key, ca_hash(ca), state_url, images)
+
+
+@dataclass
+class Planned:
+    plan: Plan
+    facts: dict[str, list[Actual]]
+
+    def outputs(self) -> dict[Key, dict[str, Any]]:
+        """Known outputs of existing resources, the starting point of an apply."""
+        return {a.key: dict(a.outputs) for items in self.facts.values() for a in items}
+
+
+def plan_update(clients: AwsClients, inputs: ClusterInputs) -> Planned:
+    facts = gather_facts(clients, inputs.cluster.name)
+    return Planned(diff(inputs.cluster.name, desired_resources(inputs), facts), facts)
+
+
+def apply_update(
+    clients: AwsClients, planned: Planned, *, workers: int = 8, retry_timeout: float = 300.0, on_event: Event | None = None
+) -> ApplyResult:
+    ctx = ApplyContext(clients, planned.plan.cluster, retry_timeout=retry_timeout)
+    return apply_plan(planned.plan, ctx, outputs=planned.outputs(), workers=workers, on_event=on_event)
