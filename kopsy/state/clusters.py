@@ -184,6 +184,10 @@ class ClusterStore:
             raise StateStoreError(f"invalid cluster name {cluster!r}: a cluster name has no '/'")
         return check_key(f"{cluster}/{rel}")
 
+    def _prefix(self, cluster: str) -> str:
+        """``<cluster>/``: everything of one cluster (checked like a key)."""
+        return self._key(cluster, CONFIG)[: -len(CONFIG)]
+
     def _where(self, key: str) -> str:
         return self.store.url_for(key)
 
@@ -307,7 +311,7 @@ class ClusterStore:
 
         A lock this store object currently holds is left for its ``lock()`` block to release.
         """
-        keys = self.store.list(self._key(name, CONFIG)[: -len(CONFIG)])
+        keys = self.store.list(self._prefix(name))
         if not keys:
             raise ClusterNotFound(name, self.list_clusters())
         config_key, lock_key = self._key(name, CONFIG), self._key(name, LOCK)
@@ -338,7 +342,7 @@ class ClusterStore:
 
     def _ig_names(self, cluster: str) -> list[str]:
         prefix = self._key(cluster, INSTANCE_GROUP_DIR) + "/"
-        keys = self.store.list(self._key(cluster, CONFIG)[: -len(CONFIG)])
+        keys = self.store.list(self._prefix(cluster))
         if self._key(cluster, CONFIG) not in keys:
             raise ClusterNotFound(cluster, self.list_clusters())
         return [k[len(prefix):] for k in keys if k.startswith(prefix) and "/" not in k[len(prefix):]]
