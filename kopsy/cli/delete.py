@@ -1,0 +1,142 @@
+"""``kopsy delete cluster [NAME] [--yes]``: delete the cluster's AWS resources, then its state.
+
+Without --yes, list what would be deleted (TYPE NAME ID). Resources are found by the cluster's
+ownership tag alone, so this works when the state store is gone (name the region with
+--region). The state objects (and the kubeconfig context) are removed only when nothing
+tagged for the cluster remains, unless --force.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+
+from kopsy.cli.context import DURATION, aws_clients, options, strip_cluster_word
+from kopsy.cli.output import dump_json, table
+from kopsy.errors import ClusterNotFound, DeleteIncomplete, ExitCode, UsageError
+
+
+def _progress(state: str, change: Any, error: BaseException | None) -> None:
+    if state == "done":
+        click.echo(f"  deleted {change.kind}\t{change.name}\t{change.id}", err=True)
+    elif state == "failed":
+        click.echo(f"  still waiting on {change.kind} {change.name} ({change.id}): {error}", err=True)
+
+
+def _rows(resources: list[Any]) -> list[list[str]]:
+    return [[a.kind, a.name, a.id] for a in resources]
+
+
+def _remove_kubeconfig_context(name: str) -> str | None:
+    """Ask the kubeconfig module (bootstrap's) to drop the cluster's context, if it can."""
+    try:
+        mod = importlib.import_module("kopsy.kubeconfig")
+    except ModuleNotFoundError:
+        return None
+    fn = getattr(mod, "remove_context", None) or getattr(mod, "delete_context", None)
+    if fn is None:
+        return None
+    try:
+        fn(name)
+    except Exception as exc:  # a kubeconfig problem must not undo a finished delete
+        return f"could not remove the kubeconfig context of {name}: {exc}"
+    return None
+
+
+@click.command()
+@click.argument("args", nargs=-1, metavar="[cluster] [NAME]")
+@click.option("--yes", "-y", is_flag=True, help="Really delete (without it, only list what would be deleted).")
+@click.option("--region", metavar="REGION", help="Region of the cluster, needed when the state store is gone.")
+@click.option("--wait", "wait", type=DURATION, default="10m", show_default=True,
+              help="How long to keep retrying resources AWS still holds (e.g. 10m, 30s).")
+@click.option("--unregister", is_flag=True, help="Remove only the state-store objects; leave cloud resources alone.")
+@click.option("--force", is_flag=True, help="Remove the state even if cloud resources remain.")
+@click.option("--force-unlock", is_flag=True, help="Take the cluster lock even if another (dead) run holds it.")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def command(args: tuple[str, ...], yes: bool, region: str | None, wait: float, unregister: bool, force: bool,
+            force_unlock: bool, output: str) -> None:
+    """Delete a cluster: its cloud resources and its state."""
+    opts = options()
+    name = strip_cluster_word(args) or opts.cluster_name
+    store = None
+    cluster = None
+    if opts.state:
+        from kopsy.cli.context import open_cluster_store, resolve_cluster_name
+
+        store = open_cluster_store(opts)
+        name = resolve_cluster_name(store, name, opts)
+        try:
+            cluster, _ = store.get_cluster(name)
+        except ClusterNotFound:
+            if not region or unregister:
+                raise
+            store = None  # state already gone: delete from the cloud by tags alone
+    if not name:
+        raise UsageError("which cluster? pass NAME (and --region when there is no state store)")
+    if unregister:
+        if store is None:
+            raise UsageError("--unregister needs the state store (--state or KOPSY_STATE_STORE)")
+        if not yes:
+            click.echo(f"Would remove the state of cluster {name} from {store.store.url} (cloud resources are left alone)")
+            click.echo("Must specify --yes to delete cluster")
+            return
+        with store.lock(name, "delete cluster --unregister", force_unlock=force_unlock):
+            store.delete_cluster_state(name)
+        click.echo(f"Removed cluster {name} from the state store; its cloud resources were left in place")
+        return
+    if store is None and not region:
+        raise UsageError(f'no state for cluster "{name}": pass --region to delete its resources by tag')
+    clients = aws_clients(region or (cluster.region if cluster else None))
+
+    from kopsy.reconcile.delete import delete_resources, inventory
+
+    if not yes:
+        found = inventory(clients, name)
+        if output == "json":
+            click.echo(dump_json({"cluster": name, "resources": [{"type": a.kind, "name": a.name, "id": a.id} for a in found]}))
+        elif found:
+            click.echo(table(["TYPE", "NAME", "ID"], _rows(found)))
+        else:
+            click.echo(f"No cloud resources of cluster {name} found in {clients.region}")
+        if output == "text":
+            click.echo("")
+            click.echo("Must specify --yes to delete cluster")
+        return
+
+    def run() -> None:
+        click.echo(f"Deleting cluster {name} in {clients.region}...", err=True)
+        result = delete_resources(clients, name, timeout=wait, on_event=_progress if output == "text" else None)
+        if output == "json":
+            click.echo(dump_json({
+                "cluster": name,
+                "deleted": [{"type": c.kind, "name": c.name, "id": c.id} for c in result.deleted],
+                "remaining": [{"type": a.kind, "name": a.name, "id": a.id, "error": result.errors.get((a.kind, a.id), "")} for a in result.remaining],
+            }))
+        if result.remaining:
+            if output == "text":
+                click.echo("Resources still carrying the cluster's tag (not deleted):")
+                rows = [[a.kind, a.name, a.id, result.errors.get((a.kind, a.id), "")[:120]] for a in result.remaining]
+                click.echo(table(["TYPE", "NAME", "ID", "LAST ERROR"], rows))
+            if not force:
+                raise DeleteIncomplete(
+                    f"{len(result.remaining)} resource(s) of cluster {name} remain; the state was kept. "
+                    f"Re-run 'kopsy delete cluster {name} --yes' (perhaps with a longer --wait), or remove them by hand",
+                    result.remaining,
+                )
+        if store is not None:
+            store.delete_cluster_state(name)
+        warning = _remove_kubeconfig_context(name)
+        if warning:
+            click.echo(f"Warning: {warning}", err=True)
+        if output == "text":
+            click.echo(f"Deleted {len(result.deleted)} resource(s).")
+            click.echo(f"Deleted cluster: {name}")
+
+    if store is not None:
+        with store.lock(name, "delete cluster", force_unlock=force_unlock):
+            run()
+    else:
+        run()
+    click.get_current_context().exit(int(ExitCode.OK))

@@ -1,0 +1,84 @@
+"""Delete everything a cluster owns in AWS, and nothing else.
+
+Discovery uses only the cluster's ownership tag (and kopsy's deterministic IAM names, checked
+against their tags), service by service, so it works with the state store gone. Deletion reuses
+the update engine's dependency graph in reverse: each resource is deleted after everything that
+refers to it, independent ones in parallel, retrying ``DependencyViolation`` until the deadline.
+Afterwards the cloud is searched again; whatever still carries the tag is reported, never hidden.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from kopsy.cloud.aws.kind import Actual, ApplyContext, Key
+from kopsy.cloud.aws.registry import ALL_KINDS
+from kopsy.cloud.aws.session import AwsClients
+from kopsy.reconcile.apply import Event, apply_plan
+from kopsy.reconcile.changes import Change, Plan
+from kopsy.reconcile.planner import gather_facts
+
+MAX_ROUNDS = 5
+
+
+def inventory(clients: AwsClients, cluster: str) -> list[Actual]:
+    """Every resource in ``clients.region`` that carries ``cluster``'s ownership tag, by kind order.
+
+    Security-group rule sets are listed only when they reference other groups (the part that
+    has to be revoked before the groups can be deleted)."""
+    facts = gather_facts(clients, cluster, ALL_KINDS)
+    found: list[Actual] = []
+    for kind in ALL_KINDS:
+        for a in sorted(facts.get(kind.kind, []), key=lambda a: a.name):
+            if kind.kind == "SecurityGroupRules" and not _cross_group_rules(a):
+                continue
+            found.append(a)
+    return found
+
+
+def _cross_group_rules(a: Actual) -> bool:
+    return any("/" not in str(r[3]) for d in ("ingress", "egress") for r in a.fields.get(d, ()))
+
+
+def delete_plan(cluster: str, resources: list[Actual]) -> Plan:
+    return Plan(cluster, [Change("delete", a.kind, a.name, a.id, actual=a) for a in resources])
+
+
+@dataclass
+class DeleteResult:
+    deleted: list[Change] = field(default_factory=list)
+    remaining: list[Actual] = field(default_factory=list)
+    errors: dict[Key, str] = field(default_factory=dict)  # last error per remaining resource, by (kind, id)
+    rounds: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.remaining
+
+
+def delete_resources(
+    clients: AwsClients,
+    cluster: str,
+    *,
+    timeout: float = 600.0,
+    workers: int = 8,
+    on_event: Event | None = None,
+) -> DeleteResult:
+    """Delete, re-discover and repeat (a few rounds, within ``timeout``) until nothing is left."""
+    deadline = time.monotonic() + timeout
+    result = DeleteResult()
+    resources = inventory(clients, cluster)
+    while resources and result.rounds < MAX_ROUNDS and time.monotonic() < deadline:
+        result.rounds += 1
+        plan = delete_plan(cluster, resources)
+        ctx = ApplyContext(clients, cluster, retry_timeout=max(1.0, deadline - time.monotonic()))
+        applied = apply_plan(plan, ctx, outputs={}, workers=workers, on_event=on_event, deadline=deadline)
+        result.deleted.extend(applied.done)
+        result.errors = {(c.kind, c.id or ""): str(e) for c, e in applied.failed}
+        # Re-discover: instances an ASG launched meanwhile, or things AWS had not released yet.
+        resources = inventory(clients, cluster)
+        if not applied.done:
+            break  # no progress this round: another round would fail the same way
+    result.remaining = resources
+    return result
