@@ -1,0 +1,346 @@
+"""TEST DOUBLES for validate: real OpenSSH sshd processes on loopback answering like cluster instances.
+
+- ``SshdDouble``: one ``/usr/sbin/sshd -D`` on its own 127.x.y.z address and port, own host
+  key, our test key authorized, and ``answer_double.py`` as ForceCommand (TCP forwarding stays
+  on so it can serve as a jump host).
+- ``FakeCluster``: ASGs + launch templates with the contract-7 tags launched in moto (so the
+  instances are real moto instances), one ``SshdDouble`` per instance, an OpenSSH config that
+  maps each instance's public IP, private IP and private DNS name to its sshd (contract 6),
+  and per-instance answers derived from a per-instance state:
+  ``ready`` | ``notready`` (joined, kubelet NotReady) | ``bootfail`` (never joined; bootstrap
+  failed in kubeadm-join) | ``down`` (sshd stopped).
+
+Only 127.0.0.0/8 is ever used: moto's public-looking addresses appear solely as ``Host`` names.
+Also used by ``bench/validate.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SSHD = "/usr/sbin/sshd"
+ANSWER = Path(__file__).with_name("answer_double.py")
+KUBECTL = "sudo kubectl --kubeconfig /etc/kubernetes/admin.conf"
+CMD_NODES = f"{KUBECTL} get nodes -o json"
+CMD_PODS = f"{KUBECTL} get pods -n kube-system -o json"
+CMD_BOOTSTRAP = "sudo cat /var/lib/kopsy/bootstrap.json"
+CMD_CLOUD_INIT = "cloud-init status --long"
+CMD_LOG = "sudo tail -n 20 /var/log/kopsy-bootstrap.log"
+
+
+def loopback_address() -> tuple[str, int]:
+    """A random 127.x.y.z with a free port: each double gets its own address, like an instance."""
+    while True:
+        ip = f"127.{random.randint(64, 250)}.{random.randint(0, 255)}.{random.randint(2, 254)}"
+        with socket.socket() as s:
+            try:
+                s.bind((ip, 0))
+            except OSError:
+                continue
+            return ip, int(s.getsockname()[1])
+
+
+def _wait_banner(ip: str, port: int, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            raise RuntimeError(f"sshd on {ip}:{port} exited: {err}")
+        try:
+            with socket.create_connection((ip, port), timeout=1) as s:
+                if s.recv(64).startswith(b"SSH-"):
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"sshd on {ip}:{port} did not answer within {timeout}s")
+        time.sleep(0.02)
+
+
+class SshdDouble:
+    """One sshd on loopback whose exec answers come from ``answers.json`` in its directory."""
+
+    def __init__(self, workdir: Path, authorized_keys: Path) -> None:
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.ip, self.port = loopback_address()
+        self.authorized_keys = authorized_keys
+        self.answers_path = self.dir / "answers.json"
+        self.host_key = self.dir / "host_ed25519"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.set_answers({})
+        self.new_host_key()
+
+    def new_host_key(self) -> None:
+        """A fresh host key, as a replaced instance (or an attacker) would present; takes effect on start."""
+        for p in (self.host_key, self.host_key.with_suffix(".pub")):
+            p.unlink(missing_ok=True)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.host_key)], check=True)
+
+    def set_answers(self, answers: dict[str, dict[str, Any]]) -> None:
+        tmp = self.answers_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(answers))
+        os.replace(tmp, self.answers_path)  # atomic: a command mid-read sees old or new, never half
+
+    def config_text(self) -> str:
+        return "\n".join([
+            f"ListenAddress {self.ip}:{self.port}",
+            f"HostKey {self.host_key}",
+            f"PidFile {self.dir / 'sshd.pid'}",
+            f"AuthorizedKeysFile {self.authorized_keys}",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "UsePAM no",
+            "StrictModes no",
+            "PermitRootLogin prohibit-password",
+            "MaxStartups 200:30:300",
+            "AllowTcpForwarding yes",
+            "PrintMotd no",
+            "LogLevel ERROR",
+            f"ForceCommand {sys.executable} -I -S {ANSWER} {self.answers_path}",
+            "",
+        ])
+
+    def start(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        os.makedirs("/run/sshd", exist_ok=True)
+        cfg = self.dir / "sshd_config"
+        cfg.write_text(self.config_text())
+        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(cfg)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        _wait_banner(self.ip, self.port, self.proc)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stderr:
+            self.proc.stderr.close()
+        self.proc = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+# --- a whole cluster -----------------------------------------------------------------------------
+
+
+@dataclass
+class FakeHost:
+    instance_id: str
+    instance_group: str
+    role: str
+    zone: str
+    private_ip: str
+    private_dns: str
+    public_ip: str
+    sshd: SshdDouble
+    state: str = "ready"
+
+    @property
+    def control_plane(self) -> bool:
+        return self.role == "ControlPlane"
+
+
+TAGS = ("kopsy.io/cluster", "kopsy.io/instancegroup", "kopsy.io/role")
+
+
+def launch_groups(ec2: Any, autoscaling: Any, cluster: str, groups: list[tuple[str, str, int]]) -> None:
+    """Contract 7 in moto: per group a launch template and an ASG named ``<ig>.<cluster>``, tagged."""
+    ami = ec2.describe_images()["Images"][0]["ImageId"]
+    for ig, role, count in groups:
+        name = f"{ig}.{cluster}"
+        ec2.create_launch_template(LaunchTemplateName=name,
+                                   LaunchTemplateData={"ImageId": ami, "InstanceType": "t3.medium"})
+        tags = {"kopsy.io/cluster": cluster, "kopsy.io/instancegroup": ig, "kopsy.io/role": role,
+                f"kubernetes.io/cluster/{cluster}": "owned", "KubernetesCluster": cluster, "Name": name}
+        autoscaling.create_auto_scaling_group(
+            AutoScalingGroupName=name, LaunchTemplate={"LaunchTemplateName": name},
+            MinSize=count, MaxSize=count, DesiredCapacity=count, AvailabilityZones=["us-east-1a"],
+            Tags=[{"Key": k, "Value": v, "PropagateAtLaunch": True} for k, v in tags.items()],
+        )
+
+
+@dataclass
+class FakeCluster:
+    """Moto instances + one sshd double each + the ssh config mapping them; ``publish()`` writes answers."""
+
+    name: str
+    workdir: Path
+    user: str
+    private_key: Path
+    public_key: Path
+    hosts: list[FakeHost] = field(default_factory=list)
+
+    @classmethod
+    def launch(cls, name: str, workdir: Path, ec2: Any, autoscaling: Any, groups: list[tuple[str, str, int]],
+               user: str, private_key: Path, public_key: Path) -> FakeCluster:
+        launch_groups(ec2, autoscaling, name, groups)
+        fc = cls(name, workdir, user, private_key, public_key)
+        authorized = workdir / "authorized_keys"
+        authorized.write_text(public_key.read_text())
+        pages = ec2.get_paginator("describe_instances").paginate(
+            Filters=[{"Name": "tag:kopsy.io/cluster", "Values": [name]}])
+        raws = [i for page in pages for r in page["Reservations"] for i in r["Instances"]]
+        raws.sort(key=lambda i: i["InstanceId"])
+        for raw in raws:
+            tags = {t["Key"]: t["Value"] for t in raw.get("Tags", [])}
+            iid = raw["InstanceId"]
+            fc.hosts.append(FakeHost(
+                iid, tags["kopsy.io/instancegroup"], tags["kopsy.io/role"],
+                raw["Placement"]["AvailabilityZone"], raw["PrivateIpAddress"], raw["PrivateDnsName"],
+                raw.get("PublicIpAddress", ""), SshdDouble(workdir / iid, authorized)))
+        fc.hosts.sort(key=lambda h: (not h.control_plane, h.instance_id))
+        fc.publish()
+        for h in fc.hosts:
+            h.sshd.start()
+        fc.write_ssh_config()
+        return fc
+
+    @property
+    def ssh_config(self) -> Path:
+        return self.workdir / "ssh_config"
+
+    def host(self, instance_id: str) -> FakeHost:
+        return next(h for h in self.hosts if h.instance_id == instance_id)
+
+    @property
+    def control_planes(self) -> list[FakeHost]:
+        return [h for h in self.hosts if h.control_plane]
+
+    @property
+    def nodes(self) -> list[FakeHost]:
+        return [h for h in self.hosts if not h.control_plane]
+
+    def write_ssh_config(self, extra: str = "") -> None:
+        """Contract 6: public IP, private IP and private DNS name each map to the instance's sshd."""
+        lines = []
+        for h in self.hosts:
+            names = " ".join(n for n in (h.public_ip, h.private_ip, h.private_dns) if n)
+            lines += [f"Host {names}", f"  HostName {h.sshd.ip}", f"  Port {h.sshd.port}", f"  User {self.user}",
+                      f"  IdentityFile {self.private_key}", ""]
+        self.ssh_config.write_text(extra + "\n".join(lines))
+
+    def set_state(self, instance_id: str, state: str) -> None:
+        h = self.host(instance_id)
+        h.state = state
+        if state == "down":
+            h.sshd.stop()
+        elif not h.sshd.running:
+            h.sshd.start()
+        self.publish()
+
+    def stop(self) -> None:
+        for h in self.hosts:
+            h.sshd.stop()
+
+    # --- answers ---
+
+    def publish(self) -> None:
+        nodes = node_list(self.hosts)
+        pods = pod_list(self.hosts)
+        for h in self.hosts:
+            answers = host_answers(h)
+            if h.control_plane and h.state == "ready":
+                answers[CMD_NODES] = {"stdout": nodes}
+                answers[CMD_PODS] = {"stdout": pods}
+            elif h.control_plane:
+                err = "The connection to the server localhost:8080 was refused - did you specify the right host or port?\n"
+                answers[CMD_NODES] = answers[CMD_PODS] = {"stderr": err, "exit": 1}
+            h.sshd.set_answers(answers)
+
+
+def _condition(ready: bool) -> list[dict[str, Any]]:
+    if ready:
+        return [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status"}]
+    return [{"type": "Ready", "status": "False", "reason": "KubeletNotReady",
+             "message": "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady "
+                        "message:Network plugin returns error: cni plugin not initialized"}]
+
+
+def node_list(hosts: list[FakeHost]) -> str:
+    items = []
+    for h in hosts:
+        if h.state not in ("ready", "notready"):
+            continue
+        labels = {"kubernetes.io/hostname": h.private_dns}
+        if h.control_plane:
+            labels["node-role.kubernetes.io/control-plane"] = ""
+        items.append({"apiVersion": "v1", "kind": "Node",
+                      "metadata": {"name": h.private_dns, "labels": labels},
+                      "spec": {"providerID": f"aws:///{h.zone}/{h.instance_id}"},
+                      "status": {"conditions": _condition(h.state == "ready"),
+                                 "addresses": [{"type": "InternalIP", "address": h.private_ip}]}})
+    return json.dumps({"apiVersion": "v1", "kind": "NodeList", "items": items})
+
+
+def _pod(name: str, node: str, priority: str, component: str = "", ready: bool = True) -> dict[str, Any]:
+    labels = {"component": component, "tier": "control-plane"} if component else {"k8s-app": name.rsplit("-", 1)[0]}
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "kube-system", "labels": labels},
+            "spec": {"nodeName": node, "priorityClassName": priority},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+
+
+def pod_list(hosts: list[FakeHost]) -> str:
+    items = []
+    joined = [h for h in hosts if h.state in ("ready", "notready")]
+    for i, h in enumerate(joined):
+        if h.control_plane:
+            for comp in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"):
+                items.append(_pod(f"{comp}-{h.private_dns}", h.private_dns, "system-node-critical", comp))
+        items.append(_pod(f"kube-proxy-{i:05x}", h.private_dns, "system-node-critical"))
+        items.append(_pod(f"calico-node-{i:05x}", h.private_dns, "system-node-critical"))
+    if joined:
+        for j in range(2):
+            items.append(_pod(f"coredns-5d78c9869d-{j:05x}", joined[-1].private_dns, "system-cluster-critical"))
+    return json.dumps({"apiVersion": "v1", "kind": "PodList", "items": items})
+
+
+BOOT_ERROR = ("kubeadm join failed: error execution phase preflight: couldn't validate the identity of the API "
+              "Server: cluster CA found in cluster-info ConfigMap is invalid")
+
+
+def host_answers(h: FakeHost) -> dict[str, dict[str, Any]]:
+    if h.state == "bootfail":
+        state = {"phase": "kubeadm-join", "error": BOOT_ERROR, "updated": "2026-11-22T00:10:00Z"}
+        ci = ("status: error\ntime: Sun, 22 Nov 2026 00:10:01 +0000\ndetail:\n"
+              "('scripts_user', RuntimeError('Runparts: 1 failures (kopsy-bootstrap) in 1 attempted commands'))\n")
+        log = ["00:09:58 fetching pki/ca.crt from the state store: ok",
+               "00:09:59 phase kubeadm-join: running kubeadm join --config /etc/kopsy/kubeadm-join.yaml",
+               f"00:10:00 {BOOT_ERROR}"]
+    else:
+        state = {"phase": "done", "error": None, "updated": "2026-11-22T00:05:00Z"}
+        ci = "status: done\ntime: Sun, 22 Nov 2026 00:05:01 +0000\ndetail:\nDataSourceEc2Local\n"
+        log = ["00:04:59 phase kubeadm-join: ok", "00:05:00 bootstrap done"]
+    return {
+        CMD_BOOTSTRAP: {"stdout": json.dumps(state) + "\n"},
+        CMD_CLOUD_INIT: {"stdout": ci, "exit": 1 if h.state == "bootfail" else 0},
+        CMD_LOG: {"stdout": "\n".join(log) + "\n"},
+    }
+
+
+def poll(predicate: Callable[[], bool], timeout: float = 10.0, step: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(step)
