@@ -7,6 +7,7 @@ a rerun finds what an earlier (maybe interrupted) run created.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,9 @@ class ClusterInputs:
     state_store_url: str  # URL of the cluster's prefix in the state store
     images: dict[str, str] = field(default_factory=dict)  # instance group -> AMI id
     partition: str = "aws"
+    # render_user_data(cluster, ig, *, api_endpoint, ca_cert_hash, state_store_url) -> bytes;
+    # None means kopsy.bootstrap's renderer (golden tests pass a fixed one).
+    renderer: Callable[..., bytes] | None = None
 
 
 def api_name(cluster: str) -> str:
@@ -133,6 +137,7 @@ def desired_resources(inp: ClusterInputs) -> list[Desired]:
 def _instance_group(inp: ClusterInputs, ig: InstanceGroup, subnet_refs: dict[str, Ref], key_ref: Any) -> list[Desired]:
     from kopsy.bootstrap import render_user_data
 
+    render = inp.renderer or render_user_data
     c = inp.cluster
     name = c.name
     rname = f"{ig.name}.{name}"
@@ -145,7 +150,7 @@ def _instance_group(inp: ClusterInputs, ig: InstanceGroup, subnet_refs: dict[str
         tags["k8s.io/role/node"] = "1"
 
     def user_data(dns: str) -> bytes:
-        return render_user_data(
+        return render(
             c, ig, api_endpoint=f"{dns}:{LISTENER_PORT}", ca_cert_hash=inp.ca_cert_hash, state_store_url=inp.state_store_url
         )
 
