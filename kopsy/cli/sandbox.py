@@ -1,0 +1,226 @@
+"""``kopsy sandbox up|down|status|env``: a LOCAL EMULATION of AWS and of the cluster's machines.
+
+The hidden commands (``_moto``, ``_supervise``, ``_node-shell``) are the sandbox's own
+processes; they live here because this is where kopsy reads the environment, prints and exits.
+They are run as ``python -m kopsy.cli.sandbox ...`` so that the node shell, which runs on every
+SSH command, starts without loading kopsy's full command table.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+DEFAULT_DIR = "~/.kopsy/sandbox"
+dir_option = click.option(
+    "--dir", "directory", default=DEFAULT_DIR, show_default=True, metavar="DIR",
+    envvar="KOPSY_SANDBOX_DIR", help="Where the sandbox keeps its state, logs and ssh config.",
+)
+
+
+def _layout(directory: str):  # type: ignore[no-untyped-def]
+    from kopsy.sandbox.layout import Layout
+
+    return Layout.at(Path(directory).expanduser())
+
+
+def _exports(env: dict[str, str]) -> str:
+    lines = [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
+    return "\n".join(lines + ["unset AWS_PROFILE"])
+
+
+@click.group()
+def command() -> None:
+    """Run a LOCAL EMULATION of AWS (moto) with SSH-reachable node stand-ins, on 127.0.0.1.
+
+    \b
+      kopsy sandbox up
+      eval "$(kopsy sandbox env)"
+      kopsy create cluster demo.example.com --zones us-east-1a ...
+      kopsy sandbox down
+    """
+
+
+@command.command()
+@dir_option
+@click.option("--region", default="us-east-1", show_default=True, help="Region the emulated cloud pretends to be.")
+def up(directory: str, region: str) -> None:
+    """Start the moto server, the state-store bucket and the node supervisor."""
+    from kopsy.sandbox import control
+
+    info, already = control.up(
+        _layout(directory), python=sys.executable, user=getpass.getuser(), base_env=dict(os.environ), region=region
+    )
+    click.echo(control.NOTICE)
+    if already:
+        click.echo(f"Sandbox already running in {info.dir} (endpoint {info.endpoint}).")
+    else:
+        click.echo(f"Sandbox ready in {info.ready_seconds:.1f}s in {info.dir}.")
+        click.echo(f"  AWS endpoint:  {info.endpoint} (moto server, pid {info.moto_pid})")
+        click.echo(f"  State store:   {info.state_store} (versioned, encrypted)")
+        ssm = "and via Canonical's SSM parameter" if info.ssm_parameter else "(Canonical's SSM parameter is NOT available)"
+        click.echo(f"  Ubuntu 24.04:  via DescribeImages {ssm}")
+        click.echo(f"  Nodes:         one OpenSSH sshd per running instance on 127.x.y.z:{info.ssh_port} "
+                   f"(supervisor pid {info.supervisor_pid}), ssh config {info.ssh_config}")
+    click.echo("")
+    click.echo("# Use it in this shell with:  eval \"$(kopsy sandbox env" + _dir_flag(directory) + ")\"")
+    click.echo(_exports(info.environment()))
+
+
+def _dir_flag(directory: str) -> str:
+    return "" if directory == DEFAULT_DIR else f" --dir {shlex.quote(directory)}"
+
+
+@command.command()
+@dir_option
+def env(directory: str) -> None:
+    """Print export lines for the sandbox (use: eval "$(kopsy sandbox env)")."""
+    from kopsy.errors import SandboxError
+    from kopsy.sandbox import control
+
+    info = control.load(_layout(directory))
+    if info is None:
+        raise SandboxError(f"no sandbox is running in {directory}; start one with: kopsy sandbox up")
+    click.echo(f"# {control.NOTICE}")
+    click.echo(_exports(info.environment()))
+
+
+@command.command()
+@dir_option
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def status(directory: str, output: str) -> None:
+    """Say what runs: moto, the supervisor, and each node's sshd."""
+    from dataclasses import asdict
+
+    from kopsy.errors import SandboxError
+    from kopsy.sandbox import control
+
+    st = control.status(_layout(directory))
+    if output == "json":
+        click.echo(json.dumps({
+            "running": st.running,
+            "sandbox": asdict(st.info) if st.info else None,
+            "processes": [asdict(p) for p in st.processes],
+            "nodes": st.nodes,
+        }, indent=1))
+        return
+    if st.info is None:
+        raise SandboxError(f"no sandbox in {directory}; start one with: kopsy sandbox up")
+    click.echo(control.NOTICE)
+    click.echo(f"Sandbox in {st.info.dir}: {'running' if st.running else 'NOT running properly (run kopsy sandbox down, then up)'}")
+    for p in st.processes:
+        click.echo(f"  {p.name:<16} pid {p.pid:<8} {'running' if p.running else 'stopped'}")
+    click.echo(f"  endpoint {st.info.endpoint}, state store {st.info.state_store}")
+    click.echo(f"Nodes: {len(st.nodes)}")
+    for iid, n in st.nodes.items():
+        click.echo(f"  {iid:<20} {n['state']:<8} {n['address']}:{n['port']:<5} pid {n['pid'] or '-':<8} {n['role'] or '-':<12} {n['cluster'] or '-'}  {' '.join(n['hosts'])}")
+    if not st.running:
+        sys.exit(1)
+
+
+@command.command()
+@dir_option
+def down(directory: str) -> None:
+    """Stop everything the sandbox started (moto, supervisor, every sshd)."""
+    from kopsy.errors import SandboxError
+    from kopsy.sandbox import control
+
+    report = control.down(_layout(directory))
+    if report.info is None:
+        click.echo(f"No sandbox running in {directory}.")
+        return
+    click.echo(f"kopsy sandbox (LOCAL EMULATION) in {report.info.dir} stopped: {len(report.stopped)} process(es) ended"
+               f" ({', '.join(map(str, report.stopped)) or 'none were running'}).")
+    if report.survivors:
+        raise SandboxError(f"processes {report.survivors} did not stop; end them by pid (kill -9 PID)")
+
+
+@command.command("stop-node")
+@dir_option
+@click.argument("instance_id")
+def stop_node(directory: str, instance_id: str) -> None:
+    """Stop one node's sshd, as if its machine went down (a fault to test validate with)."""
+    from kopsy.sandbox import control
+
+    control.node_action(_layout(directory), "stop-node", instance_id)
+    click.echo(f"{instance_id}: sshd stopped; the node now counts as down (LOCAL EMULATION)")
+
+
+@command.command("start-node")
+@dir_option
+@click.argument("instance_id")
+def start_node(directory: str, instance_id: str) -> None:
+    """Start a stopped node's sshd again."""
+    from kopsy.sandbox import control
+
+    control.node_action(_layout(directory), "start-node", instance_id)
+    click.echo(f"{instance_id}: sshd started")
+
+
+# --- the sandbox's own processes (hidden) -----------------------------------------------------
+
+
+@command.command("_moto", hidden=True)
+@click.option("--port", type=int, required=True)
+def moto(port: int) -> None:
+    from kopsy.sandbox import images, motoserver
+
+    motoserver.serve("127.0.0.1", port, images.SSM_PARAMETERS)
+
+
+@command.command("_supervise", hidden=True)
+@click.option("--dir", "directory", required=True)
+def supervise(directory: str) -> None:
+    import logging
+    import signal
+
+    from kopsy.errors import SandboxError
+    from kopsy.sandbox import control, procs, sshd
+    from kopsy.sandbox.facts import CloudReader
+    from kopsy.sandbox.supervisor import Supervisor, SupervisorConfig
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+    layout = _layout(directory)
+    info = control.load(layout)
+    sshd_path = sshd.find_sshd()
+    if info is None or sshd_path is None:
+        raise SandboxError(f"no sandbox state in {directory} (or no sshd)")
+    sshd_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), procs.MARKER: info.id}
+    config = SupervisorConfig(
+        layout, sshd_path, sys.executable, info.user, info.ssh_port, info.id, sshd_env, endpoint=info.endpoint
+    )
+    sup = Supervisor(config, CloudReader(control.sandbox_clients(info.endpoint, info.region)))
+    signal.signal(signal.SIGTERM, lambda *_: sup.stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: sup.stopping.set())
+    sup.run()
+
+
+@command.command("_node-shell", hidden=True)
+@click.option("--socket-id", required=True)
+@click.option("--instance", required=True)
+def node_shell(socket_id: str, instance: str) -> None:
+    """sshd's ForceCommand: answer SSH_ORIGINAL_COMMAND as the emulated machine would."""
+    from kopsy.errors import SandboxError
+    from kopsy.sandbox import client
+
+    cmd = os.environ.get("SSH_ORIGINAL_COMMAND", "")
+    try:
+        reply = client.request(socket_id, {"op": "answer", "instance": instance, "command": cmd})
+    except SandboxError as exc:
+        sys.stderr.write(f"kopsy sandbox: {exc.message}\n")
+        sys.exit(255)
+    sys.stdout.write(reply.get("stdout", ""))
+    sys.stderr.write(reply.get("stderr", ""))
+    sys.stdout.flush()
+    sys.exit(int(reply.get("exit", 1)))
+
+
+if __name__ == "__main__":
+    command(prog_name="kopsy sandbox")

@@ -1,0 +1,329 @@
+"""One read of the emulated cloud, turned into a typed ``World`` that the rules judge.
+
+Reading is batched: per refresh, one filtered DescribeInstances, one DescribeSecurityGroups,
+one DescribeLoadBalancers plus its tags, the API target groups' health, and one object per
+state store (the cluster CA). Things that cannot change while an instance runs (its user-data,
+a key pair's public key) are fetched once and cached. Reading never changes anything.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from kopsy.cloud.aws.endpoint import pick_api_endpoint
+from kopsy.cloud.aws.session import AwsClients, aws_errors
+from kopsy.errors import KopsyError
+from kopsy.sandbox.rules import decode_user_data
+
+log = logging.getLogger(__name__)
+
+CLUSTER_TAGS = ("kopsy.io/cluster", "KubernetesCluster")
+ROLE_TAG = "kopsy.io/role"
+IG_TAG = "kopsy.io/instancegroup"
+API_ROLE = "api"
+
+
+@dataclass(frozen=True)
+class Instance:
+    id: str
+    state: str
+    cluster: str | None
+    role: str | None  # the kopsy.io/role tag, if any
+    instance_group: str | None
+    zone: str
+    instance_type: str
+    image_id: str
+    private_ip: str
+    private_dns: str
+    public_ip: str | None
+    security_groups: tuple[str, ...]
+    key_name: str | None
+    launch_time: str  # RFC 3339, UTC
+    user_data: bytes | None
+
+
+@dataclass(frozen=True)
+class IngressRule:
+    protocol: str  # "tcp", "udp", "-1" (all)
+    from_port: int
+    to_port: int
+    groups: frozenset[str]
+    cidrs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ApiLoadBalancer:
+    arn: str
+    dns_name: str
+    registered: frozenset[str]  # instance ids behind the API target group(s)
+    security_groups: tuple[str, ...] = ()  # the NLB's own groups (targets must admit them)
+
+
+@dataclass(frozen=True)
+class CaFact:
+    cert_hash: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class World:
+    """Everything the rules need, as read at ``taken_at`` (monotonic seconds)."""
+
+    taken_at: float
+    instances: tuple[Instance, ...]
+    ingress: dict[str, tuple[IngressRule, ...]] = field(default_factory=dict)
+    api: dict[str, ApiLoadBalancer] = field(default_factory=dict)  # cluster -> its API NLB
+    api_endpoint: dict[str, str] = field(default_factory=dict)  # cluster -> "dns:443" kopsy would render
+    ca: dict[str, CaFact] = field(default_factory=dict)  # state-store cluster URL -> CA hash
+    public_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)  # instance id -> authorized keys
+    identity_files: dict[str, str] = field(default_factory=dict)  # cluster -> private key path, when known
+
+
+def _tag(tags: dict[str, str], *names: str) -> str | None:
+    for n in names:
+        if tags.get(n):
+            return tags[n]
+    return None
+
+
+def _iso(value: Any) -> str:
+    if hasattr(value, "astimezone"):
+        from datetime import timezone
+
+        return str(value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return str(value or "")
+
+
+class CloudReader:
+    """Reads the emulated cloud; keeps the caches that make a refresh cheap."""
+
+    def __init__(self, clients: AwsClients) -> None:
+        self.clients = clients
+        self._user_data: dict[str, bytes | None] = {}
+        self._key_pairs: dict[str, str] = {}
+        self._admin_keys: dict[str, str] = {}  # store URL -> ssh/public/admin
+        self._identity: dict[str, str] = {}  # cluster -> private key path
+        self._lt_user_data: dict[tuple[str, str], bytes | None] = {}
+
+    def read(self) -> World:
+        started = time.monotonic()
+        instances = self._instances()
+        ingress = self._ingress({sg for i in instances for sg in i.security_groups})
+        clusters = {i.cluster for i in instances if i.cluster}
+        api = self._api_load_balancers(clusters)
+        endpoints = {name: self._endpoint(name, lb) for name, lb in api.items()}
+        stores: dict[str, str] = {}  # store URL -> a cluster using it
+        for i in instances:
+            cfg = decode_user_data(i.user_data).config if i.user_data else None
+            if cfg is not None:
+                stores.setdefault(cfg.stateStore, cfg.clusterName)
+        ca = {url: self._ca(url) for url in stores}
+        keys = self._public_keys(instances)
+        identity = {url_cluster: path for url, url_cluster in stores.items() if (path := self._identity_file(url, url_cluster))}
+        return World(
+            taken_at=started,
+            instances=tuple(instances),
+            ingress=ingress,
+            api=api,
+            api_endpoint=endpoints,
+            ca=ca,
+            public_keys=keys,
+            identity_files=identity,
+        )
+
+    # --- instances ------------------------------------------------------------------------------
+
+    def _instances(self) -> list[Instance]:
+        ec2 = self.clients.client("ec2")
+        raw: list[dict[str, Any]] = []
+        with aws_errors("sandbox: listing instances"):
+            for page in ec2.get_paginator("describe_instances").paginate(
+                Filters=[{"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}]
+            ):
+                for res in page["Reservations"]:
+                    raw.extend(res["Instances"])
+        live = {r["InstanceId"] for r in raw}
+        for gone in set(self._user_data) - live:
+            del self._user_data[gone]
+        out = []
+        for r in raw:
+            tags = {t["Key"]: t["Value"] for t in r.get("Tags", [])}
+            iid = r["InstanceId"]
+            if iid not in self._user_data:
+                self._user_data[iid] = self._fetch_user_data(iid, tags)
+            out.append(
+                Instance(
+                    id=iid,
+                    state=r["State"]["Name"],
+                    cluster=_tag(tags, *CLUSTER_TAGS),
+                    role=_tag(tags, ROLE_TAG),
+                    instance_group=_tag(tags, IG_TAG),
+                    zone=r.get("Placement", {}).get("AvailabilityZone", ""),
+                    instance_type=r.get("InstanceType", ""),
+                    image_id=r.get("ImageId", ""),
+                    private_ip=r.get("PrivateIpAddress", ""),
+                    private_dns=r.get("PrivateDnsName", ""),
+                    public_ip=r.get("PublicIpAddress"),
+                    security_groups=tuple(sorted(g["GroupId"] for g in r.get("SecurityGroups", []))),
+                    key_name=r.get("KeyName"),
+                    launch_time=_iso(r.get("LaunchTime")),
+                    user_data=self._user_data[iid],
+                )
+            )
+        return sorted(out, key=lambda i: (i.launch_time, i.id))
+
+    def _fetch_user_data(self, instance_id: str, tags: dict[str, str]) -> bytes | None:
+        """The instance's own user-data; else that of the launch template version it came from."""
+        ec2 = self.clients.client("ec2")
+        try:
+            with aws_errors("sandbox: reading user-data"):
+                value = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")
+            encoded = value.get("UserData", {}).get("Value")
+            if encoded:
+                return base64.b64decode(encoded)
+        except KopsyError as exc:
+            log.warning("%s: %s", instance_id, exc)
+        lt, version = tags.get("aws:ec2launchtemplate:id"), tags.get("aws:ec2launchtemplate:version")
+        if lt and version:
+            key = (lt, version)
+            if key not in self._lt_user_data:
+                try:
+                    with aws_errors("sandbox: reading a launch template"):
+                        versions = ec2.describe_launch_template_versions(LaunchTemplateId=lt, Versions=[version])
+                    data = versions["LaunchTemplateVersions"][0]["LaunchTemplateData"].get("UserData")
+                    self._lt_user_data[key] = base64.b64decode(data) if data else None
+                except (KopsyError, IndexError) as exc:
+                    log.warning("%s: %s", instance_id, exc)
+                    return None
+            return self._lt_user_data[key]
+        return None
+
+    # --- network --------------------------------------------------------------------------------
+
+    def _ingress(self, group_ids: set[str]) -> dict[str, tuple[IngressRule, ...]]:
+        if not group_ids:
+            return {}
+        ec2 = self.clients.client("ec2")
+        with aws_errors("sandbox: reading security groups"):
+            groups = ec2.describe_security_groups(Filters=[{"Name": "group-id", "Values": sorted(group_ids)}])
+        out = {}
+        for g in groups["SecurityGroups"]:
+            rules = []
+            for p in g.get("IpPermissions", []):
+                proto = str(p.get("IpProtocol", "-1"))
+                rules.append(
+                    IngressRule(
+                        protocol="-1" if proto in ("-1", "all") else proto,
+                        from_port=int(p.get("FromPort", 0) if proto not in ("-1", "all") else 0),
+                        to_port=int(p.get("ToPort", 65535) if proto not in ("-1", "all") else 65535),
+                        groups=frozenset(x["GroupId"] for x in p.get("UserIdGroupPairs", []) if x.get("GroupId")),
+                        cidrs=tuple(x["CidrIp"] for x in p.get("IpRanges", []) if x.get("CidrIp")),
+                    )
+                )
+            out[g["GroupId"]] = tuple(rules)
+        return out
+
+    def _api_load_balancers(self, clusters: set[str]) -> dict[str, ApiLoadBalancer]:
+        if not clusters:
+            return {}
+        elb = self.clients.client("elbv2")
+        with aws_errors("sandbox: reading load balancers"):
+            lbs = [lb for page in elb.get_paginator("describe_load_balancers").paginate() for lb in page["LoadBalancers"]]
+            arns = [lb["LoadBalancerArn"] for lb in lbs]
+            tags: dict[str, dict[str, str]] = {}
+            for start in range(0, len(arns), 20):
+                for d in elb.describe_tags(ResourceArns=arns[start : start + 20])["TagDescriptions"]:
+                    tags[d["ResourceArn"]] = {t["Key"]: t["Value"] for t in d.get("Tags", [])}
+        pairs = [(lb, tags.get(lb["LoadBalancerArn"], {})) for lb in lbs]
+        out = {}
+        for cluster in sorted(clusters):
+            dns = pick_api_endpoint(pairs, cluster)  # chosen exactly as kopsy chooses it
+            lb = next((lb for lb, _ in pairs if dns and lb.get("DNSName") == dns), None)
+            if lb is not None:
+                out[cluster] = ApiLoadBalancer(
+                    lb["LoadBalancerArn"], lb["DNSName"], self._registered(lb["LoadBalancerArn"]), tuple(lb.get("SecurityGroups", []))
+                )
+        return out
+
+    def _registered(self, lb_arn: str) -> frozenset[str]:
+        elb = self.clients.client("elbv2")
+        ids: set[str] = set()
+        with aws_errors("sandbox: reading target health"):
+            for tg in elb.describe_target_groups(LoadBalancerArn=lb_arn)["TargetGroups"]:
+                for d in elb.describe_target_health(TargetGroupArn=tg["TargetGroupArn"])["TargetHealthDescriptions"]:
+                    if d.get("TargetHealth", {}).get("State") not in ("draining", "unused"):
+                        ids.add(d["Target"]["Id"])
+        return frozenset(ids)
+
+    def _endpoint(self, cluster: str, lb: ApiLoadBalancer) -> str:
+        """What kopsy puts in user-data: the NLB's DNS name on port 443."""
+        return lb.dns_name if ":" in lb.dns_name else f"{lb.dns_name}:443"
+
+    # --- state store ----------------------------------------------------------------------------
+
+    def _get(self, store_url: str, key: str) -> bytes:
+        from kopsy.state import open_store
+
+        return open_store(store_url, clients=self.clients, region=self.clients.region).get(key).data
+
+    def _ca(self, store_url: str) -> CaFact:
+        from kopsy.pki import ca_cert_hash
+
+        try:
+            return CaFact(ca_cert_hash(self._get(store_url, "pki/ca.crt")), None)
+        except KopsyError as exc:
+            return CaFact(None, f"cannot read {store_url}/pki/ca.crt: {exc}")
+        except ValueError as exc:
+            return CaFact(None, f"{store_url}/pki/ca.crt is not a certificate: {exc}")
+
+    def _admin_key(self, store_url: str) -> str | None:
+        if store_url not in self._admin_keys:
+            try:
+                self._admin_keys[store_url] = self._get(store_url, "ssh/public/admin").decode().strip()
+            except KopsyError:
+                return None
+        return self._admin_keys[store_url]
+
+    def _identity_file(self, store_url: str, cluster: str) -> str | None:
+        """The private key beside the public key the cluster was created with (contract 8), if on this machine."""
+        if cluster not in self._identity:
+            import yaml
+            from pathlib import Path
+
+            try:
+                doc = yaml.safe_load(self._get(store_url, "config")) or {}
+            except (KopsyError, yaml.YAMLError):
+                return None
+            pub = ((doc.get("metadata") or {}).get("annotations") or {}).get("kopsy.io/ssh-public-key-path", "")
+            if not pub:
+                return None
+            private = Path(pub[:-4] if pub.endswith(".pub") else pub)
+            self._identity[cluster] = str(private) if private.is_file() else ""
+        return self._identity[cluster] or None
+
+    def _public_keys(self, instances: list[Instance]) -> dict[str, tuple[str, ...]]:
+        names = sorted({i.key_name for i in instances if i.key_name and i.key_name not in self._key_pairs})
+        if names:
+            ec2 = self.clients.client("ec2")
+            try:
+                with aws_errors("sandbox: reading key pairs"):
+                    pairs = ec2.describe_key_pairs(Filters=[{"Name": "key-name", "Values": names}], IncludePublicKey=True)
+                for kp in pairs["KeyPairs"]:
+                    if kp.get("PublicKey"):
+                        self._key_pairs[kp["KeyName"]] = kp["PublicKey"].strip()
+            except KopsyError as exc:
+                log.warning("%s", exc)
+        out = {}
+        for i in instances:
+            keys: list[str] = []
+            if i.key_name and i.key_name in self._key_pairs:
+                keys.append(self._key_pairs[i.key_name])
+            cfg = decode_user_data(i.user_data).config if i.user_data else None
+            if cfg is not None and (admin := self._admin_key(cfg.stateStore)):
+                keys.append(admin)
+            out[i.id] = tuple(dict.fromkeys(keys))
+        return out

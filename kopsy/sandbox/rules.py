@@ -1,0 +1,247 @@
+"""The sandbox's readiness rules: when does an emulated instance count as a Ready node, and if not, why.
+
+This module is the ONLY place that decides it; ``answers`` only formats the verdicts. Phases are
+those of kopsy's real boot script (``kopsy.bootstrap.PHASES``). The rules, checked in order; the
+first that fails says where bootstrap stopped and why:
+
+1. The instance is running (else there is no machine and no sshd at all).
+2. Its user-data is valid cloud-init (#cloud-config YAML mapping, a shell script, or multipart
+   MIME of those; gzip allowed) carrying kopsy's bootstrap config (``kopsy.bootstrap.
+   parse_user_data``) for the cluster the instance is tagged with. Else cloud-init fails before
+   the boot script runs: ``cloud-init status`` says why, and there is no bootstrap.json.
+3. ``fetch``: the cluster CA (``pki/ca.crt`` under the user-data's ``stateStore``) can be read;
+   on a control plane it must hash (``kopsy.pki.ca_cert_hash``) to the user-data's ``caCertHash``.
+4. The API endpoint in user-data is the cluster's API NLB DNS name ``:443`` (else ``wait-for-api``,
+   or ``kubeadm-init`` on the first control plane, "cannot reach API endpoint ...").
+5. Control plane: it is registered with the API load balancer's target group and, when the NLB has
+   security groups, one of its own groups admits them on tcp/6443 (else ``kubeadm-<mode>``).
+   Node: a control plane has joined (else ``wait-for-api``), one of its security groups lets the
+   node in on tcp/6443 (else ``wait-for-api``), and the CA hash matches (else ``kubeadm-join``).
+6. Node: one of its security groups lets a control plane in on tcp/10250. A node failing only
+   this joined the cluster (bootstrap ``done``) but is NotReady, with the reason on its condition.
+7. A joined instance whose stand-in machine is down (its sshd stopped) is ``Unknown`` — the
+   kubelet stopped posting status — as Kubernetes shows a node that went away.
+
+Everything that passes is in its cluster's NodeList and Ready. The functions here are pure:
+a ``World`` (what the cloud looks like) in, ``Verdict`` values out.
+"""
+
+from __future__ import annotations
+
+import email
+import functools
+import gzip
+import ipaddress
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import yaml
+
+from kopsy.bootstrap import BootstrapConfig, parse_user_data
+
+if TYPE_CHECKING:
+    from kopsy.sandbox.facts import Instance, IngressRule, World
+
+CONTROL_PLANE = "ControlPlane"
+API_PORT = 6443
+KUBELET_PORT = 10250
+
+
+@dataclass(frozen=True)
+class UserData:
+    problem: str | None  # why it is not usable cloud-init / kopsy config, or None
+    config: BootstrapConfig | None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    instance_id: str
+    cluster: str | None
+    role: str  # ControlPlane | Node
+    joined: bool  # listed in the cluster's NodeList
+    ready: str  # Ready condition status: "True" | "False" | "Unknown"
+    reason: str  # Ready condition reason, as the kubelet / node controller writes it
+    message: str
+    phase: str | None  # bootstrap phase reached ("done" when finished); None: the boot script never ran
+    error: str | None  # why bootstrap (or cloud-init, when phase is None) stopped
+    config: BootstrapConfig | None
+
+
+@functools.lru_cache(maxsize=4096)
+def decode_user_data(data: bytes) -> UserData:
+    """Check that ``data`` is cloud-init user-data and read kopsy's bootstrap config from it."""
+    try:
+        raw = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+    except (OSError, EOFError) as exc:
+        return UserData(f"user-data is not valid gzip: {exc}", None)
+    problem = _cloud_init_problem(raw)
+    if problem:
+        return UserData(f"user-data is not valid cloud-init: {problem}", None)
+    try:
+        return UserData(None, parse_user_data(data))
+    except Exception as exc:  # any parse failure means the instance cannot bootstrap
+        return UserData(f"user-data carries no usable kopsy bootstrap config: {exc}", None)
+
+
+def _cloud_init_problem(raw: bytes) -> str | None:
+    head = raw.lstrip()[:200].lower()
+    if head.startswith((b"content-type:", b"mime-version:")):
+        parts = [p for p in email.message_from_bytes(raw).walk() if not p.is_multipart()]
+        if not parts:
+            return "multipart MIME without parts"
+        for part in parts:
+            body = part.get_payload(decode=True)
+            if not isinstance(body, bytes):
+                return "unreadable MIME part"
+            if body[:2] == b"\x1f\x8b":
+                try:
+                    body = gzip.decompress(body)
+                except (OSError, EOFError) as exc:
+                    return f"MIME part is not valid gzip: {exc}"
+            if part.get_content_type() == "text/cloud-config" or body.startswith(b"#cloud-config"):
+                if problem := _cloud_config_problem(body):
+                    return problem
+        return None
+    if raw.startswith(b"#cloud-config"):
+        return _cloud_config_problem(raw)
+    if raw.startswith(b"#!"):
+        return None
+    first = raw.split(b"\n", 1)[0][:40].decode(errors="replace")
+    return f"unknown format (first line {first!r}; expected #cloud-config, #! or MIME)"
+
+
+def _cloud_config_problem(body: bytes) -> str | None:
+    try:
+        doc = yaml.safe_load(body)
+    except yaml.YAMLError as exc:
+        return f"bad YAML: {' '.join(str(exc).split())[:160]}"
+    return None if isinstance(doc, dict) else "#cloud-config is not a YAML mapping"
+
+
+def allows(rules: tuple[IngressRule, ...], port: int, source_groups: tuple[str, ...], source_ip: str) -> bool:
+    """Does any ingress rule admit tcp/``port`` from one of ``source_groups`` or from ``source_ip``?"""
+    for r in rules:
+        if r.protocol not in ("tcp", "6", "-1") or not r.from_port <= port <= r.to_port:
+            continue
+        if r.groups.intersection(source_groups):
+            return True
+        if source_ip and any(_in_cidr(source_ip, c) for c in r.cidrs):
+            return True
+    return False
+
+
+def _in_cidr(ip: str, cidr: str) -> bool:
+    try:
+        return ipaddress.ip_address(ip) in ipaddress.ip_network(cidr, strict=False)
+    except ValueError:
+        return False
+
+
+def _ingress(world: World, inst: Instance) -> tuple[IngressRule, ...]:
+    return tuple(r for sg in inst.security_groups for r in world.ingress.get(sg, ()))
+
+
+def evaluate(world: World, machines_down: frozenset[str] = frozenset()) -> dict[str, Verdict]:
+    """Judge every instance of ``world``; control planes first, since nodes depend on them."""
+    verdicts: dict[str, Verdict] = {}
+    ordered = sorted(world.instances, key=lambda i: _role(i) != CONTROL_PLANE)
+    for inst in ordered:
+        verdicts[inst.id] = _judge(world, inst, verdicts, inst.id in machines_down)
+    return verdicts
+
+
+def _role(inst: Instance) -> str:
+    if inst.role:
+        return inst.role
+    cfg = decode_user_data(inst.user_data).config if inst.user_data else None
+    return cfg.role if cfg else "Node"
+
+
+MODE_PHASES = {
+    "init": ("start", "system", "packages", "containerd", "fetch", "kubeadm-init", "cni", "token-refresh", "done"),
+    "join-control-plane": (
+        "start", "system", "packages", "containerd", "fetch", "wait-for-api", "kubeadm-join-control-plane", "token-refresh", "done",
+    ),
+    "join": ("start", "system", "packages", "containerd", "fetch", "wait-for-api", "kubeadm-join", "done"),
+}
+
+
+def mode_of(role: str, cfg: BootstrapConfig | None) -> str:
+    if cfg is not None and cfg.mode in MODE_PHASES:
+        return cfg.mode
+    return "init" if role == CONTROL_PLANE else "join"
+
+
+def _judge(world: World, inst: Instance, earlier: dict[str, Verdict], down: bool) -> Verdict:
+    role = _role(inst)
+    cp = role == CONTROL_PLANE
+
+    def stop(phase: str | None, error: str, cfg: BootstrapConfig | None = None) -> Verdict:
+        return Verdict(inst.id, inst.cluster, role, False, "False", "", "", phase, error, cfg)
+
+    if inst.state != "running":
+        return stop(None, f"instance is {inst.state}")
+    if not inst.user_data:
+        return stop(None, "instance has no user-data")
+    ud = decode_user_data(inst.user_data)
+    if ud.config is None:
+        return stop(None, ud.problem or "user-data unusable")
+    cfg = ud.config
+    mode = mode_of(role, cfg)
+    kubeadm = f"kubeadm-{mode}"
+    if not inst.cluster:
+        return stop(None, "instance carries no kopsy.io/cluster tag", cfg)
+    if cfg.clusterName != inst.cluster:
+        return stop(None, f"user-data is for cluster {cfg.clusterName} but the instance is tagged for {inst.cluster}", cfg)
+    ca = world.ca.get(cfg.stateStore)
+    if ca is None or ca.cert_hash is None:
+        return stop("fetch", ca.error if ca and ca.error else f"cannot read {cfg.stateStore}/pki/ca.crt", cfg)
+    if cp and cfg.caCertHash != ca.cert_hash:
+        return stop("fetch", f"the CA in the state store ({ca.cert_hash}) is not the one this user-data pins ({cfg.caCertHash})", cfg)
+    lb = world.api.get(inst.cluster)
+    expected = world.api_endpoint.get(inst.cluster)
+    wait = "kubeadm-init" if mode == "init" else "wait-for-api"
+    if lb is None or expected is None:
+        return stop(wait, f"cannot reach API endpoint {cfg.apiEndpoint}: cluster {inst.cluster} has no API load balancer", cfg)
+    if cfg.apiEndpoint != expected:
+        return stop(wait, f"cannot reach API endpoint {cfg.apiEndpoint}: no such host (the cluster's API load balancer is {expected})", cfg)
+    if cp:
+        if inst.id not in lb.registered:
+            return stop(kubeadm, f"API endpoint {expected} does not route to this control plane: {inst.id} is not registered with the load balancer's target group", cfg)
+        if lb.security_groups and not allows(_ingress(world, inst), API_PORT, lb.security_groups, ""):
+            return stop(
+                kubeadm,
+                f"cannot reach API endpoint {expected}: the load balancer cannot reach this control plane on tcp/{API_PORT} "
+                f"(its security groups do not admit the load balancer's)",
+                cfg,
+            )
+    else:
+        cps = [
+            i for i in world.instances
+            if i.cluster == inst.cluster and (v := earlier.get(i.id)) is not None and v.role == CONTROL_PLANE and v.joined
+        ]
+        if not cps:
+            return stop(wait, f"cannot reach API endpoint {expected}: no control plane answers behind it (is the first control plane up?)", cfg)
+        if not any(allows(_ingress(world, c), API_PORT, inst.security_groups, inst.private_ip) for c in cps):
+            return stop(
+                wait,
+                f"cannot reach API endpoint {expected}: connection to the control planes on tcp/{API_PORT} timed out "
+                f"(their security groups do not admit this node)",
+                cfg,
+            )
+        if cfg.caCertHash != ca.cert_hash:
+            return stop(
+                kubeadm,
+                f"kubeadm join through {expected} failed: the cluster CA ({ca.cert_hash}) is not the one this "
+                f"user-data pins ({cfg.caCertHash})",
+                cfg,
+            )
+        if not any(allows(_ingress(world, inst), KUBELET_PORT, c.security_groups, c.private_ip) for c in cps):
+            msg = (
+                f"control plane cannot reach the kubelet on {inst.private_ip}:{KUBELET_PORT}: the node's security "
+                f"groups do not admit tcp/{KUBELET_PORT} from the control planes"
+            )
+            return Verdict(inst.id, inst.cluster, role, True, "Unknown" if down else "False", "KubeletNotReady", msg, "done", None, cfg)
+    if down:
+        return Verdict(inst.id, inst.cluster, role, True, "Unknown", "NodeStatusUnknown", "Kubelet stopped posting node status.", "done", None, cfg)
+    return Verdict(inst.id, inst.cluster, role, True, "True", "KubeletReady", "kubelet is posting ready status", "done", None, cfg)

@@ -1,0 +1,259 @@
+"""The node supervisor: keeps one sshd per running emulated instance, and answers node shells.
+
+A loop reads the emulated cloud (``facts``) every ``poll_interval`` seconds (stretched when
+reads get slow, so 100 instances do not keep moto busy), starts an sshd for each new running
+instance, stops the sshd of each instance that is gone, and rewrites the ssh config and the
+status file when they change. An sshd that exits on its own is not restarted: its instance
+counts as a machine that went down, which is how the "node sshd stopped" fault is emulated
+(``start-node`` brings it back).
+
+Node shells ask over a unix socket; answers come from a ``World`` at most ``answer_max_age``
+seconds old, judged by ``rules`` and formatted by ``answers``. The socket serves threads, and
+one lock makes concurrent answers share a single refresh instead of each reading the cloud.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import socketserver
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from kopsy.errors import KopsyError
+from kopsy.sandbox import sshd
+from kopsy.sandbox.answers import answer
+from kopsy.sandbox.facts import CloudReader, World
+from kopsy.sandbox.layout import Layout
+from kopsy.sandbox.rules import Verdict, evaluate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SupervisorConfig:
+    layout: Layout
+    sshd_path: str
+    python: str  # the interpreter the node shell runs with
+    user: str  # the Unix user sshd lets in (sshd can only log in real users)
+    port: int  # 22 when root, else an unprivileged port
+    salt: str  # the sandbox id: keeps loopback addresses apart between sandboxes
+    sshd_env: dict[str, str]
+    endpoint: str = ""  # the AWS endpoint to wait for before the first poll
+    poll_interval: float = 0.5
+    answer_max_age: float = 0.5
+
+
+class Supervisor:
+    def __init__(self, config: SupervisorConfig, reader: CloudReader) -> None:
+        self.config = config
+        self.reader = reader
+        self.nodes: dict[str, sshd.NodeServer] = {}
+        self.stopping = threading.Event()
+        self._world: World | None = None
+        self._verdicts: tuple[frozenset[str], dict[str, Verdict]] | None = None
+        self._verdicts_world: World | None = None
+        self._world_lock = threading.Lock()
+        self._nodes_lock = threading.RLock()
+        self._written: dict[Path, str] = {}
+        self.cycles = 0
+
+    # --- the world, shared by the loop and the node shells --------------------------------------
+
+    def snapshot(self, max_age: float) -> tuple[World, dict[str, Verdict]]:
+        with self._world_lock:
+            if self._world is None or time.monotonic() - self._world.taken_at > max_age:
+                self._world = self.reader.read()
+            world = self._world
+            down = frozenset(i for i, n in list(self.nodes.items()) if n.down)
+            if self._verdicts is None or self._verdicts[0] != down or self._verdicts_world is not world:
+                self._verdicts = (down, evaluate(world, down))
+                self._verdicts_world = world
+            return world, self._verdicts[1]
+
+    def answer(self, instance_id: str, command: str) -> dict[str, Any]:
+        world, verdicts = self.snapshot(self.config.answer_max_age)
+        a = answer(world, verdicts, instance_id, command, datetime.now(timezone.utc))
+        return {"stdout": a.stdout, "stderr": a.stderr, "exit": a.exit}
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Serve until ``stopping`` is set; always stops every sshd it started."""
+        server = _SocketServer(self.config.layout.socket_name, self)
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
+        thread.start()
+        try:
+            self._await_endpoint()
+            while not self.stopping.is_set():
+                started = time.monotonic()
+                try:
+                    self.cycle()
+                except KopsyError as exc:
+                    log.warning("poll failed: %s", exc)
+                took = time.monotonic() - started
+                self.stopping.wait(max(self.config.poll_interval, 3 * took))
+        finally:
+            server.shutdown()
+            server.server_close()
+            self.stop_all()
+
+    def _await_endpoint(self) -> None:
+        """``up`` starts us next to moto: wait (without retry noise) until its port accepts."""
+        if not self.config.endpoint:
+            return
+        parts = urlsplit(self.config.endpoint)
+        while not self.stopping.is_set():
+            try:
+                socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80), timeout=1).close()
+                return
+            except OSError:
+                self.stopping.wait(0.05)
+
+    def cycle(self) -> None:
+        world, _ = self.snapshot(max_age=0.0)
+        self._reconcile(world)
+        self.cycles += 1
+
+    def _reconcile(self, world: World) -> None:
+        running = {i.id: i for i in world.instances if i.state == "running"}
+        with self._nodes_lock:
+            for iid in [i for i in self.nodes if i not in running]:
+                log.info("%s is gone: stopping its sshd", iid)
+                sshd.stop(self.nodes.pop(iid))
+            for node in self.nodes.values():
+                if node.proc is not None and node.proc.poll() is not None and not node.down:
+                    log.warning("sshd of %s exited (code %s): the instance now counts as down", node.instance_id, node.proc.returncode)
+                    node.down = True
+                    node.listening = False
+            new: list[sshd.NodeServer] = []
+            for iid, inst in running.items():
+                existing = self.nodes.get(iid)
+                keys = world.public_keys.get(iid, ())
+                if existing is None:
+                    taken = [n.address for n in self.nodes.values()]
+                    address = sshd.loopback_address(self.config.salt, iid, taken, self.config.port)
+                    node = sshd.NodeServer(iid, address, self.config.port, self.config.layout.node_dir(iid), keys=keys)
+                    self.nodes[iid] = node
+                    self._start(node)
+                    new.append(node)
+                else:
+                    node = existing
+                    if keys != node.keys and node.directory.exists():
+                        sshd.write_authorized_keys(node, keys)
+                node.hosts = tuple(h for h in (inst.public_ip, inst.private_ip, inst.private_dns) if h)
+            self._await_listening(new, deadline=time.monotonic() + 5.0)
+            self._write_files(world)
+
+    def _start(self, node: sshd.NodeServer) -> None:
+        cmd = sshd.force_command(self.config.python, self.config.layout.socket_id, node.instance_id)
+        sshd.start(node, sshd=self.config.sshd_path, force_command=cmd, env=self.config.sshd_env)
+        sshd.write_authorized_keys(node, node.keys)
+
+    def _await_listening(self, nodes: list[sshd.NodeServer], deadline: float) -> None:
+        pending = list(nodes)
+        while pending:
+            up = sshd.listening_sockets()
+            for n in pending:
+                if (n.address, n.port) in up:
+                    n.listening = True
+            pending = [n for n in pending if not n.listening and n.proc is not None and n.proc.poll() is None]
+            if not pending or time.monotonic() > deadline:
+                return
+            time.sleep(0.02)
+
+    def _write_files(self, world: World) -> None:
+        clusters = {i.id: i.cluster or "" for i in world.instances}
+        serving = [n for n in self.nodes.values() if n.listening or n.down]
+        text = sshd.render_ssh_config(serving, user=self.config.user, identity_files=world.identity_files, clusters=clusters)
+        self._write_if_changed(self.config.layout.ssh_config, text)
+        roles = {i.id: i.role or "" for i in world.instances}
+        status = {
+            "nodes": {
+                n.instance_id: {
+                    "address": n.address,
+                    "port": n.port,
+                    "pid": n.pid,
+                    "state": "down" if n.down else ("serving" if n.listening else "starting"),
+                    "cluster": clusters.get(n.instance_id, ""),
+                    "role": roles.get(n.instance_id, ""),
+                    "hosts": list(n.hosts),
+                }
+                for n in sorted(self.nodes.values(), key=lambda n: n.instance_id)
+            }
+        }
+        self._write_if_changed(self.config.layout.status_file, json.dumps(status, indent=1) + "\n")
+
+    def _write_if_changed(self, path: Path, text: str) -> None:
+        if self._written.get(path) == text:
+            return
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+        self._written[path] = text
+
+    # --- operator actions -----------------------------------------------------------------------
+
+    def stop_node(self, instance_id: str) -> dict[str, Any]:
+        with self._nodes_lock:
+            node = self.nodes.get(instance_id)
+            if node is None:
+                return {"error": f"no sandbox node for {instance_id}"}
+            sshd.stop(node)
+            node.down = True
+        return {"ok": True}
+
+    def start_node(self, instance_id: str) -> dict[str, Any]:
+        with self._nodes_lock:
+            node = self.nodes.get(instance_id)
+            if node is None:
+                return {"error": f"no sandbox node for {instance_id}"}
+            if node.pid is None:
+                self._start(node)
+                self._await_listening([node], deadline=time.monotonic() + 5.0)
+        return {"ok": True}
+
+    def stop_all(self) -> None:
+        with self._nodes_lock:
+            for node in self.nodes.values():
+                sshd.stop(node)
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    server: _SocketServer
+
+    def handle(self) -> None:
+        sup = self.server.supervisor
+        try:
+            req = json.loads(self.rfile.readline())
+            op = req.get("op")
+            if op == "answer":
+                reply = sup.answer(str(req["instance"]), str(req.get("command", "")))
+            elif op == "ping":
+                reply = {"ok": True, "cycles": sup.cycles, "nodes": len(sup.nodes)}
+            elif op == "stop-node":
+                reply = sup.stop_node(str(req["instance"]))
+            elif op == "start-node":
+                reply = sup.start_node(str(req["instance"]))
+            else:
+                reply = {"error": f"unknown op {op!r}"}
+        except KopsyError as exc:
+            reply = {"stdout": "", "stderr": f"kopsy sandbox: {exc.message}\n", "exit": 1, "error": exc.message}
+        except Exception as exc:  # a bug: answer it rather than hang the SSH session
+            log.exception("request failed")
+            reply = {"stdout": "", "stderr": f"kopsy sandbox: internal error: {exc}\n", "exit": 1, "error": str(exc)}
+        self.wfile.write(json.dumps(reply).encode())
+
+
+class _SocketServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+    def __init__(self, name: str, supervisor: Supervisor) -> None:
+        self.supervisor = supervisor
+        super().__init__(name, _Handler)
