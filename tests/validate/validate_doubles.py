@@ -230,13 +230,15 @@ class FakeCluster:
     def nodes(self) -> list[FakeHost]:
         return [h for h in self.hosts if not h.control_plane]
 
-    def write_ssh_config(self, extra: str = "") -> None:
-        """Contract 6: public IP, private IP and private DNS name each map to the instance's sshd."""
+    def write_ssh_config(self, extra: str = "", identity: bool = True) -> None:
+        """Contract 6: public IP, private IP and private DNS name each map to the instance's sshd.
+
+        ``identity=False`` leaves IdentityFile out, so kopsy must find the key itself (contract 8)."""
         lines = []
         for h in self.hosts:
             names = " ".join(n for n in (h.public_ip, h.private_ip, h.private_dns) if n)
-            lines += [f"Host {names}", f"  HostName {h.sshd.ip}", f"  Port {h.sshd.port}", f"  User {self.user}",
-                      f"  IdentityFile {self.private_key}", ""]
+            lines += [f"Host {names}", f"  HostName {h.sshd.ip}", f"  Port {h.sshd.port}", f"  User {self.user}"]
+            lines += [f"  IdentityFile {self.private_key}", ""] if identity else [""]
         self.ssh_config.write_text(extra + "\n".join(lines))
 
     def set_state(self, instance_id: str, state: str) -> None:
