@@ -9,6 +9,7 @@ tagged for the cluster remains, unless --force.
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any
 
 import click
@@ -139,4 +140,4 @@ def command(args: tuple[str, ...], yes: bool, region: str | None, wait: float, u
             run()
     else:
         run()
-    click.get_current_context().exit(int(ExitCode.OK))
+    sys.exit(int(ExitCode.OK))

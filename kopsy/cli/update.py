@@ -8,6 +8,7 @@ the plan in dependency order, and tells the user the next step.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import click
@@ -102,7 +103,7 @@ def command(args: tuple[str, ...], yes: bool, output: str, detailed_exitcode: bo
             code = run()
     else:
         code = run()
-    click.get_current_context().exit(int(code))
+    sys.exit(int(code))
 
 
 def _plan_dict(plan: Any) -> dict[str, Any]:
