@@ -16,7 +16,7 @@ import click
 
 from kopsy.cli.context import DURATION, aws_clients, options, strip_cluster_word
 from kopsy.cli.output import dump_json, table
-from kopsy.errors import ClusterNotFound, DeleteIncomplete, ExitCode, UsageError
+from kopsy.errors import ClusterNotFound, DeleteIncomplete, ExitCode, KopsyError, UsageError
 
 
 def _progress(state: str, change: Any, error: BaseException | None) -> None:
@@ -70,9 +70,13 @@ def command(args: tuple[str, ...], yes: bool, region: str | None, wait: float, u
         name = resolve_cluster_name(store, name, opts)
         try:
             cluster, _ = store.get_cluster(name)
-        except ClusterNotFound:
-            if not region or unregister:
+        except ClusterNotFound as exc:
+            if unregister:
                 raise
+            if not region:
+                raise KopsyError(
+                    f"{exc.message}; to delete its cloud resources by their tags anyway, pass --region REGION"
+                ) from exc
             store = None  # state already gone: delete from the cloud by tags alone
     if not name:
         raise UsageError("which cluster? pass NAME (and --region when there is no state store)")

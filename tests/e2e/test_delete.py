@@ -1,0 +1,135 @@
+"""``kopsy delete cluster`` end to end: nothing of the cluster left, nothing of anyone else touched."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_update_support import calls, create_cluster, kill_after, mutating, owned_resources, register_image, total
+
+pytestmark = pytest.mark.e2e
+
+NAME = "a.example.com"
+OTHER = "a.example.com.staging"
+
+
+@pytest.fixture
+def env(aws_env: dict[str, str], state_bucket: str, tmp_path: Path) -> dict[str, str]:
+    return {**aws_env, "KOPSY_STATE_STORE": state_bucket, "KOPSY_AWS_CALL_LOG": str(tmp_path / "calls.log")}
+
+
+@pytest.fixture
+def image(boto: Callable[[str], Any]) -> str:
+    return register_image(boto)
+
+
+def _store_keys(boto: Callable[[str], Any], cluster: str) -> list[str]:
+    resp = boto("s3").list_objects_v2(Bucket="kopsy-state", Prefix=f"{cluster}/")
+    return [o["Key"] for o in resp.get("Contents", [])]
+
+
+def _first(log: list[tuple[str, str]], op: str) -> int:
+    return next(i for i, (_, o) in enumerate(log) if o == op)
+
+
+def _last(log: list[tuple[str, str]], op: str) -> int:
+    return max(i for i, (_, o) in enumerate(log) if o == op)
+
+
+def test_delete_removes_everything_in_dependency_order(
+    env: dict[str, str], image: str, boto: Callable[[str], Any], run_kopsy: Callable[..., Any],
+    ssh_keypair: tuple[Path, Path], tmp_path: Path,
+) -> None:
+    create_cluster(run_kopsy, env, NAME, ssh_keypair[1], image)
+    assert run_kopsy(["update", "--yes"], env).returncode == 0
+    before = owned_resources(boto, NAME)
+    assert all(before[k] for k in ("vpc", "subnet", "asg", "instance", "load_balancer", "iam_role")), before
+    # Things that are not the cluster's: an untagged VPC and one the cluster only *shares*.
+    ec2 = boto("ec2")
+    untagged = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    shared = ec2.create_vpc(
+        CidrBlock="10.8.0.0/16",
+        TagSpecifications=[{"ResourceType": "vpc", "Tags": [{"Key": f"kubernetes.io/cluster/{NAME}", "Value": "shared"}]}],
+    )["Vpc"]["VpcId"]
+
+    (tmp_path / "calls.log").unlink()
+    dry = run_kopsy(["delete", "cluster", NAME], env)
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.splitlines()[0].split() == ["TYPE", "NAME", "ID"]
+    assert "Must specify --yes to delete cluster" in dry.stdout
+    assert "AutoScalingGroup" in dry.stdout and "VPC" in dry.stdout
+    assert not mutating(calls(tmp_path / "calls.log"))
+
+    (tmp_path / "calls.log").unlink()
+    r = run_kopsy(["delete", "cluster", NAME, "--yes"], env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"Deleted cluster: {NAME}" in r.stdout
+
+    left = owned_resources(boto, NAME)
+    assert total(left) == 0, left
+    assert _store_keys(boto, NAME) == []
+    assert {v["VpcId"] for v in ec2.describe_vpcs()["Vpcs"]} >= {untagged, shared}
+
+    # moto would accept most deletes in any order: check the order kopsy chose instead.
+    log = mutating(calls(tmp_path / "calls.log"))
+    first, last = (lambda op: _first(log, op)), (lambda op: _last(log, op))
+    assert last("DeleteAutoScalingGroup") < first("TerminateInstances")
+    assert last("TerminateInstances") < min(first("DeleteSubnet"), first("DeleteSecurityGroup"), first("DetachInternetGateway"))
+    assert first("DeleteLoadBalancer") < first("DeleteSecurityGroup")
+    assert last("RevokeSecurityGroupIngress") < first("DeleteSecurityGroup")
+    assert last("DeleteListener") < first("DeleteTargetGroup")
+    assert last("DisassociateRouteTable") < first("DeleteRouteTable")
+    assert first("DetachInternetGateway") < first("DeleteInternetGateway")
+    assert last("RemoveRoleFromInstanceProfile") < first("DeleteRole")
+    assert last("DeleteLaunchTemplate") > last("DeleteAutoScalingGroup")
+    assert [op for s, op in log if s == "ec2"][-1] == "DeleteVpc"
+
+
+@pytest.mark.parametrize("kill_at", [3, 20, 40])
+def test_delete_after_a_killed_update_leaves_nothing(
+    kill_at: int, env: dict[str, str], image: str, boto: Callable[[str], Any], run_kopsy: Callable[..., Any],
+    ssh_keypair: tuple[Path, Path], tmp_path: Path,
+) -> None:
+    from conftest import KOPSY
+
+    create_cluster(run_kopsy, env, NAME, ssh_keypair[1], image)
+    kill_after([KOPSY, "update", "--yes"], env, tmp_path / "calls.log", mutations=kill_at)
+    assert total(owned_resources(boto, NAME)) > 0
+    r = run_kopsy(["delete", "cluster", NAME, "--yes", "--force-unlock"], env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert total(owned_resources(boto, NAME)) == 0, owned_resources(boto, NAME)
+    assert _store_keys(boto, NAME) == []
+
+
+def test_similar_names_are_never_confused(
+    env: dict[str, str], image: str, boto: Callable[[str], Any], run_kopsy: Callable[..., Any], ssh_keypair: tuple[Path, Path],
+) -> None:
+    for name in (NAME, OTHER):
+        create_cluster(run_kopsy, env, name, ssh_keypair[1], image, "--network-cidr", "172.20.0.0/16")
+        assert run_kopsy(["update", "cluster", name, "--yes"], env).returncode == 0
+    other_before = owned_resources(boto, OTHER)
+    r = run_kopsy(["delete", "cluster", NAME, "--yes"], env)
+    assert r.returncode == 0, r.stderr
+    assert total(owned_resources(boto, NAME)) == 0
+    assert owned_resources(boto, OTHER) == other_before
+    assert _store_keys(boto, OTHER)
+    again = run_kopsy(["update", "cluster", OTHER], env)
+    assert "No changes need to be applied" in again.stdout, again.stdout
+
+
+def test_delete_works_with_the_state_store_gone(
+    env: dict[str, str], image: str, boto: Callable[[str], Any], run_kopsy: Callable[..., Any], ssh_keypair: tuple[Path, Path],
+) -> None:
+    create_cluster(run_kopsy, env, NAME, ssh_keypair[1], image)
+    assert run_kopsy(["update", "--yes"], env).returncode == 0
+    assert "Must specify --yes" in run_kopsy(["delete", "cluster", NAME, "--unregister"], env).stdout
+    r = run_kopsy(["delete", "cluster", NAME, "--unregister", "--yes"], env)
+    assert r.returncode == 0, r.stderr
+    assert _store_keys(boto, NAME) == [] and total(owned_resources(boto, NAME)) > 0
+    no_region = run_kopsy(["delete", "cluster", NAME, "--yes"], env)
+    assert no_region.returncode != 0 and "--region" in no_region.stderr
+    r = run_kopsy(["delete", "cluster", NAME, "--region", "us-east-1", "--yes"], env)
+    assert r.returncode == 0, r.stderr
+    assert total(owned_resources(boto, NAME)) == 0
