@@ -4,14 +4,11 @@ and get/put/status/imds run for real against moto server and a stand-in IMDS on 
 from __future__ import annotations
 
 import datetime as dt
-import http.server
 import importlib.util
 import json
 import os
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -52,50 +49,6 @@ def test_sigv4_matches_botocore(monkeypatch, method, url, body, token):
                               "s3", region).add_auth(req)
     assert ours["Authorization"] == req.headers["Authorization"]
     assert ours["x-amz-date"] == req.headers["X-Amz-Date"]
-
-
-class _FakeImds(http.server.BaseHTTPRequestHandler):
-    """IMDSv2 as EC2 answers it: a session token first, then metadata with that token only."""
-
-    TOKEN = "imds-session-token"
-    VALUES = {
-        "/latest/meta-data/iam/security-credentials/": "kopsy-nodes-role",
-        "/latest/meta-data/iam/security-credentials/kopsy-nodes-role": json.dumps(
-            {"Code": "Success", "AccessKeyId": "testing", "SecretAccessKey": "testing", "Token": "tok"}),
-        "/latest/meta-data/placement/region": "us-east-1",
-        "/latest/meta-data/local-hostname": "ip-172-20-32-10.ec2.internal",
-    }
-
-    def do_PUT(self) -> None:  # noqa: N802
-        if self.path != "/latest/api/token" or "X-aws-ec2-metadata-token-ttl-seconds" not in self.headers:
-            return self._send(400, "")
-        self._send(200, self.TOKEN)
-
-    def do_GET(self) -> None:  # noqa: N802
-        if self.headers.get("X-aws-ec2-metadata-token") != self.TOKEN:
-            return self._send(401, "")
-        value = self.VALUES.get(self.path)
-        self._send(200 if value is not None else 404, value or "")
-
-    def _send(self, code: int, body: str) -> None:
-        data = body.encode()
-        self.send_response(code)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def imds() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeImds)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
 
 
 def _run(args: list[str], imds: str, aws_env: dict[str, str]) -> subprocess.CompletedProcess[str]:

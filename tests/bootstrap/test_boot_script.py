@@ -1,0 +1,211 @@
+"""Run the *rendered* boot script for real, in a scratch root, with the system commands it calls
+(apt-get, kubeadm, systemctl, ...) replaced by recording stubs and the real on-instance helper
+talking to moto server and a stand-in IMDS. This checks what a schema or shellcheck cannot: the
+phases and errors recorded for validate, the kubeadm configs written at boot (valid YAML, right
+API version, token from the store), file modes, and that the token never reaches the log."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kopsy.bootstrap import render_user_data
+from kopsy.pki import ca_cert_hash, generate_cluster_pki
+from kopsy.spec.defaults import CreateOptions, new_cluster
+from kopsy.spec.versions import SUPPORTED_MINORS
+
+API_HOST = "api-demo-0123456789abcdef.elb.us-east-1.amazonaws.com"
+NAME = "demo.example.com"
+VERSION = f"{SUPPORTED_MINORS[-1]}.0"
+BASH = "/bin/bash"
+
+STUB = r"""#!/bin/bash
+echo "$(basename "$0") $*" >>"$STUB_LOG"
+case "$(basename "$0") $1 $2" in
+  "curl"*)
+    out=""; url=""
+    while (($#)); do
+      case $1 in -o) out=$2; shift ;; http*) url=$1 ;; esac
+      shift
+    done
+    if [[ $url == */livez ]]; then [[ $STUB_API == up ]]; exit; fi
+    if [[ $url == *calico.yaml ]]; then
+      printf '            # - name: CALICO_IPV4POOL_CIDR\n            #   value: "192.168.0.0/16"\n' >"$out"
+    elif [[ $url == *.sha256sum ]]; then
+      echo "$(sha256sum "${out%.sha256sum}" | cut -d' ' -f1)  cilium-linux-amd64.tar.gz" >"$out"
+    else
+      echo "downloaded $url" >"$out"
+    fi ;;
+  "containerd config default")
+    printf '    SystemdCgroup = false\n    sandbox_image = "registry.k8s.io/pause:3.8"\n' ;;
+  "kubeadm config images") echo "registry.k8s.io/pause:3.10.1" ;;
+  "kubeadm init"* | "kubeadm join"*)
+    cp "$3" "$STUB_DIR/kubeadm-$1-$(date +%s%N).yaml"
+    [[ -z ${STUB_KUBEADM_FAIL:-} ]] || { echo "kubeadm: error execution phase preflight" >&2; exit 1; }
+    mkdir -p "$STUB_ROOT/etc/kubernetes"
+    echo "kubelet" >"$STUB_ROOT/etc/kubernetes/kubelet.conf"
+    printf 'clusters:\n- cluster:\n    server: https://%s\n' "$API" >"$STUB_ROOT/etc/kubernetes/admin.conf" ;;
+  "dpkg"*) echo amd64 ;;
+esac
+exit 0
+"""
+STUBBED = ("apt-get", "apt-mark", "swapoff", "modprobe", "sysctl", "hostnamectl", "systemctl", "containerd",
+           "kubeadm", "kubectl", "curl", "cilium", "tar", "dpkg", "sleep")
+
+
+def _rooted(text: str, root: Path) -> str:
+    """Point absolute /etc, /var, /usr/local and /tmp paths into the scratch root (URLs untouched)."""
+    return re.sub(r"(?<![\w.:/])/(etc|var|usr/local|tmp)/", f"{root}/\\1/", text)
+
+
+def _boot(tmp_path: Path, boto, aws_env, imds, *, control_planes: int, role: str, networking: str = "calico",
+          api: str = "down", kubeadm_fails: bool = False, pinned_ca: bytes | None = None, pki=None):
+    pki = pki or generate_cluster_pki(NAME)
+    s3 = boto("s3")
+    s3.create_bucket(Bucket="kopsy-state")
+    for rel, body in pki.store_objects().items():
+        s3.put_object(Bucket="kopsy-state", Key=f"{NAME}/{rel}", Body=body)
+    cluster, igs = new_cluster(CreateOptions(name=NAME, zones=["us-east-1a", "us-east-1b", "us-east-1c"],
+                                             control_plane_count=control_planes, networking=networking,
+                                             kubernetes_version=VERSION))
+    ig = igs[0] if role == "init" else igs[1] if role == "join-control-plane" else igs[-1]
+    data = render_user_data(cluster, ig, api_endpoint=f"{API_HOST}:443", state_store_url=f"s3://kopsy-state/{NAME}",
+                            ca_cert_hash=ca_cert_hash(pinned_ca or pki.ca_cert), s3_endpoint=aws_env["AWS_ENDPOINT_URL"])
+    doc = yaml.safe_load(gzip.decompress(data))
+    root = tmp_path / "root"
+    for f in doc["write_files"]:
+        dest = root / f["path"].lstrip("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(_rooted(f["content"], root))
+        dest.chmod(int(f["permissions"], 8))
+    (root / "etc" / "fstab").write_text("UUID=abc / ext4 defaults 0 1\n/swap.img none swap sw 0 0\n")
+    for d in ("var/log", "var/lib/kopsy", "tmp", "etc/apt/sources.list.d"):  # as on Ubuntu
+        (root / d).mkdir(parents=True, exist_ok=True)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in STUBBED:
+        (bin_dir / name).write_text(STUB)
+        (bin_dir / name).chmod(0o755)
+    stub_dir = tmp_path / "stub"
+    stub_dir.mkdir()
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8",
+        "KOPSY_IMDS_ENDPOINT": imds, "NO_PROXY": "127.0.0.1",
+        "STUB_LOG": str(stub_dir / "calls"), "STUB_DIR": str(stub_dir), "STUB_ROOT": str(root),
+        "STUB_API": api, "API": f"{API_HOST}:443",
+    }
+    if kubeadm_fails:
+        env["STUB_KUBEADM_FAIL"] = "1"
+    script = root / "usr/local/sbin/kopsy-bootstrap"
+    proc = subprocess.run([BASH, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    status = yaml.safe_load((root / "var/lib/kopsy/bootstrap.json").read_text())
+    calls = (stub_dir / "calls").read_text().splitlines()
+    configs = [list(yaml.safe_load_all(p.read_text())) for p in sorted(stub_dir.glob("kubeadm-*.yaml"))]
+    log = (root / "var/log/kopsy-bootstrap.log").read_text()
+    return proc, status, calls, configs, log, root, pki
+
+
+@pytest.fixture(autouse=True)
+def _need_tools():
+    if not Path("/usr/bin/python3").exists() or not Path(BASH).exists():
+        pytest.skip("needs /usr/bin/python3 (the helper's interpreter) and bash")
+
+
+def test_first_control_plane_boots_through_every_phase(tmp_path, boto, aws_env, imds, cluster_pki):
+    proc, status, calls, configs, log, root, pki = _boot(tmp_path, boto, aws_env, imds, pki=cluster_pki, control_planes=3, role="init")
+    assert proc.returncode == 0, log
+    assert status["phase"] == "done" and status["error"] is None
+    phases = re.findall(r"\[([a-z-]+)\] phase started", log)
+    assert phases == ["system", "packages", "containerd", "fetch", "kubeadm-init", "cni", "token-refresh", "done"]
+
+    (init, cluster_cfg, kubelet), = configs
+    token = pki.bootstrap_token.reveal_str()
+    assert init["apiVersion"] == "kubeadm.k8s.io/v1beta4" and init["kind"] == "InitConfiguration"
+    assert init["bootstrapTokens"][0]["token"] == token and init["bootstrapTokens"][0]["ttl"] == "24h0m0s"
+    assert init["nodeRegistration"]["name"] == "ip-172-20-32-10.ec2.internal"
+    assert init["nodeRegistration"]["kubeletExtraArgs"] == [
+        {"name": "provider-id", "value": "aws:///us-east-1a/i-0123456789abcdef0"}]
+    assert cluster_cfg["kind"] == "ClusterConfiguration"
+    assert cluster_cfg["controlPlaneEndpoint"] == f"{API_HOST}:443"
+    assert cluster_cfg["kubernetesVersion"] == f"v{VERSION}"
+    assert cluster_cfg["apiServer"]["certSANs"] == [API_HOST, "127.0.0.1", "localhost"]
+    assert cluster_cfg["networking"] == {"podSubnet": "100.96.0.0/11", "serviceSubnet": "100.64.0.0/13"}
+    assert kubelet == {"apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
+                       "cgroupDriver": "systemd"}
+
+    pki_dir = root / "etc/kubernetes/pki"
+    assert (pki_dir / "ca.key").read_bytes() == pki.ca_key.reveal()
+    assert oct((pki_dir / "etcd/ca.key").stat().st_mode & 0o777) == "0o600"
+    assert oct((pki_dir / "ca.crt").stat().st_mode & 0o777) == "0o644"
+    assert not (root / "etc/kopsy/bootstrap-token").exists() and not (root / "etc/kopsy/kubeadm.yaml").exists()
+    assert "#/swap.img" in (root / "etc/fstab").read_text()
+    containerd = (root / "etc/containerd/config.toml").read_text()
+    assert "SystemdCgroup = true" in containerd and 'sandbox_image = "registry.k8s.io/pause:3.10.1"' in containerd
+    assert 'value: "100.96.0.0/11"' in (root / "etc/kopsy/cni.yaml").read_text()
+    assert "server: https://127.0.0.1:6443" in (root / "etc/kopsy/admin-local.conf").read_text()
+    minor = SUPPORTED_MINORS[-1]
+    assert f"apt-get -q -o DPkg::Lock::Timeout=600 install -y --allow-change-held-packages kubelet={VERSION}-* " \
+           f"kubeadm={VERSION}-* kubectl={VERSION}-*" in calls
+    assert "apt-mark hold kubelet kubeadm kubectl" in calls
+    assert any(c.startswith("kubeadm init --config") and c.endswith("--skip-token-print") for c in calls)
+    assert any(c.startswith("kubectl apply --server-side --force-conflicts -f") for c in calls)
+    assert "systemctl enable --now kopsy-token-refresh.timer" in calls
+    assert f"deb [signed-by={root}/etc/apt/keyrings/kubernetes-apt-keyring.asc] https://pkgs.k8s.io/core:/stable:/v{minor}/deb/ /" \
+        in (root / "etc/apt/sources.list.d/kubernetes.list").read_text()
+    for text in (log, proc.stdout, proc.stderr, "\n".join(calls)):
+        assert token not in text and token.split(".")[1] not in text
+    assert oct((root / "var/log/kopsy-bootstrap.log").stat().st_mode & 0o777) == "0o600"
+
+
+def test_node_join_failure_is_recorded_for_validate(tmp_path, boto, aws_env, imds, cluster_pki):
+    proc, status, calls, configs, log, root, pki = _boot(tmp_path, boto, aws_env, imds, pki=cluster_pki, control_planes=1, role="join",
+                                                         api="up", kubeadm_fails=True)
+    assert proc.returncode != 0
+    assert status["phase"] == "kubeadm-join"
+    assert f"kubeadm join through {API_HOST}:443 failed 3 times" in status["error"]
+    assert len(configs) == 3 and calls.count("kubeadm reset -f") == 2
+    join = configs[0][0]
+    assert join["kind"] == "JoinConfiguration" and "controlPlane" not in join
+    assert join["discovery"]["bootstrapToken"] == {"apiServerEndpoint": f"{API_HOST}:443",
+                                                   "token": pki.bootstrap_token.reveal_str(),
+                                                   "caCertHashes": [ca_cert_hash(pki.ca_cert)]}
+    assert not (root / "etc/kubernetes/pki/ca.key").exists()  # nodes never get CA keys
+    assert pki.bootstrap_token.reveal_str() not in log
+
+
+def test_extra_control_plane_joins_with_the_shared_pki(tmp_path, boto, aws_env, imds, cluster_pki):
+    proc, status, calls, configs, log, root, pki = _boot(tmp_path, boto, aws_env, imds, pki=cluster_pki, control_planes=3,
+                                                         role="join-control-plane", networking="cilium", api="up")
+    assert proc.returncode == 0, log
+    assert status["phase"] == "done"
+    (join,), = configs
+    assert join["controlPlane"] == {} and join["kind"] == "JoinConfiguration"
+    assert (root / "etc/kubernetes/pki/sa.key").read_bytes() == pki.sa_key.reveal()
+    assert not any(c.startswith(("kubectl apply", "cilium install")) for c in calls)  # CNI is the first one's job
+    assert "systemctl enable --now kopsy-token-refresh.timer" in calls
+
+
+def test_a_ca_that_does_not_match_the_pinned_hash_stops_the_boot(tmp_path, boto, aws_env, imds, pki=cluster_pki, cluster_pki):
+    other = generate_cluster_pki("other")
+    proc, status, calls, configs, log, root, pki = _boot(tmp_path, boto, aws_env, imds, pki=cluster_pki, control_planes=1, role="init",
+                                                         pinned_ca=other.ca_cert)
+    assert proc.returncode != 0
+    assert status["phase"] == "fetch"
+    assert "is not the one this user-data pins" in status["error"]
+    assert configs == [] and not any(c.startswith("kubeadm init") for c in calls)
+
+
+def test_the_first_control_plane_replaced_joins_instead_of_initialising(tmp_path, boto, aws_env, imds, cluster_pki):
+    proc, status, calls, configs, log, root, pki = _boot(tmp_path, boto, aws_env, imds, pki=cluster_pki, control_planes=3, role="init",
+                                                         networking="flannel", api="up")
+    assert proc.returncode == 0, log
+    assert "joining as an extra control plane" in log
+    (join,), = configs
+    assert join["kind"] == "JoinConfiguration" and join["controlPlane"] == {}
+    assert status["phase"] == "done"
