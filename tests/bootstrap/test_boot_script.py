@@ -191,7 +191,7 @@ def test_extra_control_plane_joins_with_the_shared_pki(tmp_path, boto, aws_env, 
     assert "systemctl enable --now kopsy-token-refresh.timer" in calls
 
 
-def test_a_ca_that_does_not_match_the_pinned_hash_stops_the_boot(tmp_path, boto, aws_env, imds, pki=cluster_pki, cluster_pki):
+def test_a_ca_that_does_not_match_the_pinned_hash_stops_the_boot(tmp_path, boto, aws_env, imds, cluster_pki):
     other = generate_cluster_pki("other")
     proc, status, calls, configs, log, root, pki = _boot(tmp_path, boto, aws_env, imds, pki=cluster_pki, control_planes=1, role="init",
                                                          pinned_ca=other.ca_cert)
