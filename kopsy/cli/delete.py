@@ -8,7 +8,7 @@ tagged for the cluster remains, unless --force.
 
 from __future__ import annotations
 
-import importlib
+import os
 import sys
 from typing import Any
 
@@ -31,16 +31,29 @@ def _rows(resources: list[Any]) -> list[list[str]]:
 
 
 def _remove_kubeconfig_context(name: str) -> str | None:
-    """Ask the kubeconfig module (bootstrap's) to drop the cluster's context, if it can."""
+    """Drop the cluster's cluster/user/context entries (named after the cluster by ``export
+    kubecfg``) from the kubeconfig kubectl would use; returns a warning instead of failing."""
     try:
-        mod = importlib.import_module("kopsy.kubeconfig")
-    except ModuleNotFoundError:
-        return None
-    fn = getattr(mod, "remove_context", None) or getattr(mod, "delete_context", None)
-    if fn is None:
+        from pathlib import Path
+
+        from kopsy import kubeconfig as kc
+    except ImportError:
         return None
     try:
-        fn(name)
+        path = kc.choose_path(None, os.environ.get("KUBECONFIG"), Path.home())
+        remove = getattr(kc, "remove_context", None)
+        if remove is not None:
+            remove(path, name)
+            return None
+        doc = kc.load(path)
+        changed = dict(doc)
+        for section in ("clusters", "users", "contexts"):
+            entries = list(doc.get(section) or [])
+            changed[section] = [e for e in entries if not (isinstance(e, dict) and e.get("name") == name)]
+        if doc.get("current-context") == name:
+            changed["current-context"] = ""
+        if changed != doc and doc:
+            kc.write_atomic(path, changed)
     except Exception as exc:  # a kubeconfig problem must not undo a finished delete
         return f"could not remove the kubeconfig context of {name}: {exc}"
     return None

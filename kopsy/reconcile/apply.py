@@ -20,7 +20,7 @@ from typing import Any
 
 from kopsy.cloud.aws.kind import ApplyContext, Key, contains_unknown, resolve
 from kopsy.cloud.aws.registry import ALL_KINDS, KINDS
-from kopsy.cloud.aws.retry import is_dependency, retry
+from kopsy.cloud.aws.retry import is_dependency, is_throttle, retry
 from kopsy.errors import CloudError
 from kopsy.reconcile.changes import Change, Plan
 from kopsy.reconcile.graph import Outcome, Skipped, run_graph
@@ -116,7 +116,7 @@ def apply_plan(
                 assert c.actual is not None
                 have = c.actual
                 budget = ctx.retry_timeout if deadline is None else max(1.0, deadline - time.monotonic())
-                retry(lambda: kind.delete(ctx, have), when=is_dependency, timeout=budget)
+                retry(lambda: kind.delete(ctx, have), when=lambda e: is_dependency(e) or is_throttle(e), timeout=budget)
                 return
             assert c.desired is not None
             with lock:

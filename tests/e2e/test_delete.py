@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from test_update_support import calls, create_cluster, kill_after, mutating, owned_resources, register_image, total
 
 pytestmark = pytest.mark.e2e
@@ -62,10 +63,21 @@ def test_delete_removes_everything_in_dependency_order(
     assert "AutoScalingGroup" in dry.stdout and "VPC" in dry.stdout
     assert not mutating(calls(tmp_path / "calls.log"))
 
+    kubeconfig = Path(env["KUBECONFIG"])
+    kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": NAME,
+        "clusters": [{"name": n, "cluster": {"server": f"https://{n}"}} for n in (NAME, OTHER)],
+        "users": [{"name": n, "user": {}} for n in (NAME, OTHER)],
+        "contexts": [{"name": n, "context": {"cluster": n, "user": n}} for n in (NAME, OTHER)],
+    }))
+
     (tmp_path / "calls.log").unlink()
     r = run_kopsy(["delete", "cluster", NAME, "--yes"], env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"Deleted cluster: {NAME}" in r.stdout
+    kc = yaml.safe_load(kubeconfig.read_text())
+    assert [c["name"] for c in kc["contexts"]] == [OTHER] and [c["name"] for c in kc["users"]] == [OTHER]
 
     left = owned_resources(boto, NAME)
     assert total(left) == 0, left
@@ -133,3 +145,20 @@ def test_delete_works_with_the_state_store_gone(
     r = run_kopsy(["delete", "cluster", NAME, "--region", "us-east-1", "--yes"], env)
     assert r.returncode == 0, r.stderr
     assert total(owned_resources(boto, NAME)) == 0
+
+
+def test_a_resource_that_cannot_go_is_reported_and_the_state_kept(
+    env: dict[str, str], image: str, boto: Callable[[str], Any], run_kopsy: Callable[..., Any], ssh_keypair: tuple[Path, Path],
+) -> None:
+    create_cluster(run_kopsy, env, NAME, ssh_keypair[1], image)
+    assert run_kopsy(["update", "--yes"], env).returncode == 0
+    ec2 = boto("ec2")
+    vpc = ec2.describe_vpcs(Filters=[{"Name": f"tag:kubernetes.io/cluster/{NAME}", "Values": ["owned"]}])["Vpcs"][0]["VpcId"]
+    foreign = ec2.create_subnet(VpcId=vpc, CidrBlock="172.20.200.0/24")["Subnet"]["SubnetId"]  # not ours: untagged
+    r = run_kopsy(["delete", "cluster", NAME, "--yes", "--wait", "3s"], env)
+    assert r.returncode == 1
+    assert "VPC" in r.stdout and vpc in r.stdout and "DependencyViolation" in r.stdout
+    assert "remain" in r.stderr and "the state was kept" in r.stderr
+    assert owned_resources(boto, NAME)["vpc"] == [vpc] and total(owned_resources(boto, NAME)) == 1
+    assert ec2.describe_subnets(SubnetIds=[foreign])["Subnets"]  # never touched
+    assert _store_keys(boto, NAME)

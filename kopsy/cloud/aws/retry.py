@@ -35,6 +35,13 @@ def is_iam_propagation(exc: BaseException) -> bool:
     return any(m in msg for m in IAM_PROPAGATION_MARKERS)
 
 
+def is_throttle(exc: BaseException) -> bool:
+    """Still throttled after botocore's own retries (a long delete can outlast them)."""
+    from kopsy.cloud.aws.session import THROTTLE_CODES
+
+    return code_of(exc) in THROTTLE_CODES
+
+
 def is_dependency(exc: BaseException) -> bool:
     """AWS is still releasing something this resource needs gone first (retry until a deadline)."""
     return code_of(exc) in DEPENDENCY_CODES

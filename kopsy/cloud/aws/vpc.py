@@ -202,9 +202,12 @@ class InternetGateway(Kind):
     def delete(self, ctx: ApplyContext, have: Actual) -> None:
         ec2 = ctx.clients.client("ec2")
         with aws_errors(f"deleting internet gateway {have.id}"):
-            try:
-                for v in have.outputs.get("vpcs", ()):
+            for v in have.outputs.get("vpcs", ()):
+                try:
                     ec2.detach_internet_gateway(InternetGatewayId=have.id, VpcId=v)
+                except Exception as exc:
+                    _ignore_missing(exc, "Gateway.NotAttached", "InvalidInternetGatewayID.NotFound")
+            try:
                 ec2.delete_internet_gateway(InternetGatewayId=have.id)
             except Exception as exc:
                 _ignore_missing(exc, "InvalidInternetGatewayID.NotFound")
@@ -278,9 +281,12 @@ class RouteTable(Kind):
     def delete(self, ctx: ApplyContext, have: Actual) -> None:
         ec2 = ctx.clients.client("ec2")
         with aws_errors(f"deleting route table {have.id}"):
-            try:
-                for aid in have.outputs.get("associations", {}).values():
+            for aid in have.outputs.get("associations", {}).values():
+                try:
                     ec2.disassociate_route_table(AssociationId=aid)
+                except Exception as exc:
+                    _ignore_missing(exc, "InvalidAssociationID.NotFound")
+            try:
                 ec2.delete_route_table(RouteTableId=have.id)
             except Exception as exc:
-                _ignore_missing(exc, "InvalidRouteTableID.NotFound", "InvalidAssociationID.NotFound")
+                _ignore_missing(exc, "InvalidRouteTableID.NotFound")
