@@ -1,0 +1,80 @@
+"""AMI resolution (SSM parameter first, DescribeImages fallback) and the retry predicates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from kopsy.cloud.aws.images import CANONICAL_OWNER, resolve_image
+from kopsy.cloud.aws.retry import is_dependency, is_iam_propagation
+from kopsy.cloud.aws.session import translate
+from kopsy.errors import KopsyError
+
+
+def _err(code: str, msg: str = "", op: str = "Op") -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": msg}}, op)
+
+
+class FakeClients:
+    """Stands in for AwsClients: a region and canned ssm/ec2 clients."""
+
+    region = "us-east-1"
+
+    def __init__(self, ssm: Any, ec2: Any) -> None:
+        self._c = {"ssm": ssm, "ec2": ec2}
+
+    def client(self, service: str) -> Any:
+        return self._c[service]
+
+
+class Ssm:
+    def __init__(self, value: str | None) -> None:
+        self.value = value
+        self.asked: list[str] = []
+
+    def get_parameter(self, Name: str) -> Any:
+        self.asked.append(Name)
+        if self.value is None:
+            raise _err("ParameterNotFound")
+        return {"Parameter": {"Value": self.value}}
+
+
+class Ec2:
+    def __init__(self, images: list[dict[str, str]]) -> None:
+        self.images = images
+        self.calls: list[dict[str, Any]] = []
+
+    def describe_images(self, **kw: Any) -> Any:
+        self.calls.append(kw)
+        return {"Images": self.images}
+
+
+def test_explicit_ami_needs_no_lookup() -> None:
+    assert resolve_image(FakeClients(None, None), "ami-123", "t3.medium") == "ami-123"  # type: ignore[arg-type]
+
+
+def test_ssm_parameter_by_architecture() -> None:
+    ssm = Ssm("ami-fromssm")
+    assert resolve_image(FakeClients(ssm, Ec2([])), "", "m7g.large") == "ami-fromssm"  # type: ignore[arg-type]
+    assert "/24.04/stable/current/arm64/hvm/ebs-gp3/ami-id" in ssm.asked[0]
+
+
+def test_describe_images_fallback_picks_newest_canonical() -> None:
+    ec2 = Ec2([{"ImageId": "ami-old", "CreationDate": "2024-05-01"}, {"ImageId": "ami-new", "CreationDate": "2025-01-01"}])
+    assert resolve_image(FakeClients(Ssm(None), ec2), "", "t3.medium") == "ami-new"  # type: ignore[arg-type]
+    assert ec2.calls[0]["Owners"] == [CANONICAL_OWNER]
+    with pytest.raises(KopsyError, match="set 'image'"):
+        resolve_image(FakeClients(Ssm(None), Ec2([])), "", "t3.medium")  # type: ignore[arg-type]
+
+
+def test_retry_predicates_are_specific() -> None:
+    iam_lag = _err("ValidationError", "You must use a valid fully-formed launch template. Invalid IamInstanceProfile name")
+    assert is_iam_propagation(iam_lag)
+    assert is_iam_propagation(translate(iam_lag, "creating") .__class__("x")) is False
+    wrapped = translate(iam_lag, "creating")
+    wrapped.__cause__ = iam_lag
+    assert is_iam_propagation(wrapped)  # still recognised after translation
+    assert not is_iam_propagation(_err("ValidationError", "MaxSize must be >= MinSize"))
+    assert is_dependency(_err("DependencyViolation")) and not is_dependency(_err("InvalidGroup.NotFound"))
