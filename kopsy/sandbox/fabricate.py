@@ -42,11 +42,15 @@ def _tags(name: str, resource: str, extra: dict[str, str] | None = None) -> list
     return [{"Key": k, "Value": v} for k, v in tags.items()]
 
 
-def fabricate_cluster(clients: AwsClients, *, name: str, bucket: str, public_key: str, zone: str = "us-east-1a") -> FabricatedCluster:
-    """Everything but the instances (see ``launch``)."""
+def fabricate_cluster(
+    clients: AwsClients, *, name: str, bucket: str, public_key: str, zone: str = "us-east-1a",
+    network_cidr: str = "172.20.0.0/16",
+) -> FabricatedCluster:
+    """Everything but the instances (see ``launch``). Give clusters sharing a sandbox their own
+    ``network_cidr``: private addresses are only unique inside one VPC."""
     from kopsy.pki import ca_cert_hash, generate_cluster_pki
 
-    cluster, igs = new_cluster(CreateOptions(name=name, zones=[zone]))
+    cluster, igs = new_cluster(CreateOptions(name=name, zones=[zone], network_cidr=network_cidr))
     cluster.config_base = f"s3://{bucket}/{name}"
     pki = generate_cluster_pki(name)
     s3, ec2, elb = clients.client("s3"), clients.client("ec2"), clients.client("elbv2")

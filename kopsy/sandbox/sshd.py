@@ -173,19 +173,36 @@ def listening_sockets() -> set[tuple[str, int]]:
     return out
 
 
-def render_ssh_config(nodes: Iterable[NodeServer], *, user: str, identity_files: Mapping[str, str], clusters: Mapping[str, str]) -> str:
-    """The OpenSSH config (team contract 6): each instance's addresses -> its loopback sshd."""
+def render_ssh_config(
+    nodes: Iterable[NodeServer], *, user: str, identity_files: Mapping[str, str], clusters: Mapping[str, str],
+    launched: Mapping[str, str],
+) -> str:
+    """The OpenSSH config (team contract 6): each instance's addresses -> its loopback sshd.
+
+    Private addresses are unique only inside one VPC, and moto hands out the same ones in every
+    VPC: an address two instances share goes to the newest of them (a comment says so), since
+    ssh would otherwise silently use whichever block comes first.
+    """
+    nodes = list(nodes)
+    owner: dict[str, str] = {}
+    for n in sorted(nodes, key=lambda n: (launched.get(n.instance_id, ""), n.instance_id), reverse=True):
+        for h in n.hosts:
+            owner.setdefault(h, n.instance_id)
     lines = [
         "# kopsy sandbox: LOCAL EMULATION, not AWS. Maps emulated instances to their loopback sshd.",
         "# Written by the sandbox node supervisor; rewritten as instances come and go.",
         "",
     ]
     for n in sorted(nodes, key=lambda n: n.instance_id):
-        if not n.hosts:
+        mine = [h for h in n.hosts if owner.get(h) == n.instance_id]
+        shadowed = [h for h in n.hosts if owner.get(h) != n.instance_id]
+        if not mine:
             continue
         cluster = clusters.get(n.instance_id, "")
         lines.append(f"# {n.instance_id}" + (f" ({cluster})" if cluster else ""))
-        lines.append("Host " + " ".join(n.hosts))
+        if shadowed:
+            lines.append(f"# also has {' '.join(shadowed)}, now mapped to a newer instance in another VPC")
+        lines.append("Host " + " ".join(mine))
         lines.append(f"    HostName {n.address}")
         lines.append(f"    Port {n.port}")
         lines.append(f"    User {user}")

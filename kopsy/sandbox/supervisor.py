@@ -171,7 +171,10 @@ class Supervisor:
     def _write_files(self, world: World) -> None:
         clusters = {i.id: i.cluster or "" for i in world.instances}
         serving = [n for n in self.nodes.values() if n.listening or n.down]
-        text = sshd.render_ssh_config(serving, user=self.config.user, identity_files=world.identity_files, clusters=clusters)
+        launched = {i.id: i.launch_time for i in world.instances}
+        text = sshd.render_ssh_config(
+            serving, user=self.config.user, identity_files=world.identity_files, clusters=clusters, launched=launched
+        )
         self._write_if_changed(self.config.layout.ssh_config, text)
         roles = {i.id: i.role or "" for i in world.instances}
         status = {
@@ -207,6 +210,8 @@ class Supervisor:
                 return {"error": f"no sandbox node for {instance_id}"}
             sshd.stop(node)
             node.down = True
+            if self._world is not None:
+                self._write_files(self._world)
         return {"ok": True}
 
     def start_node(self, instance_id: str) -> dict[str, Any]:
@@ -217,6 +222,8 @@ class Supervisor:
             if node.pid is None:
                 self._start(node)
                 self._await_listening([node], deadline=time.monotonic() + 5.0)
+            if self._world is not None:
+                self._write_files(self._world)
         return {"ok": True}
 
     def stop_all(self) -> None:

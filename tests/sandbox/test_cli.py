@@ -1,0 +1,90 @@
+"""``kopsy sandbox up / env / status / down`` through the real executable."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sandbox_helpers import KOPSY, clean_env, stop_sandbox
+
+from kopsy.sandbox import control, images, procs
+from kopsy.sandbox.layout import Layout
+
+
+def test_up_env_status_down_leave_nothing_behind(tmp_path: Path, run_kopsy: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    env = clean_env(home)
+    d = tmp_path / "sb"
+    try:
+        r = run_kopsy(["sandbox", "up", "--dir", str(d)], env)
+        assert r.returncode == 0, r.stderr
+        assert "LOCAL EMULATION" in r.stdout and "NOT AWS" in r.stdout
+        info = control.load(Layout.at(d))
+        assert info is not None
+        assert info.endpoint.startswith("http://127.0.0.1:")
+        assert info.ready_seconds < 5.0, f"sandbox up took {info.ready_seconds}s"
+        pids = [info.moto_pid, info.supervisor_pid]
+        assert all(procs.alive(p) for p in pids)
+
+        # eval "$(kopsy sandbox env)" works in a real shell and drops AWS_PROFILE
+        shell = subprocess.run(
+            ["bash", "-c", f'eval "$({KOPSY} sandbox env --dir {d})" && env'],
+            env={**env, "AWS_PROFILE": "prod"}, capture_output=True, text=True, timeout=30,
+        )
+        assert shell.returncode == 0, shell.stderr
+        exported = dict(line.split("=", 1) for line in shell.stdout.splitlines() if "=" in line)
+        assert exported["AWS_ENDPOINT_URL"] == info.endpoint
+        assert exported["KOPSY_STATE_STORE"] == "s3://kopsy-sandbox-state"
+        assert exported["KOPSY_SSH_CONFIG"] == str(Layout.at(d).ssh_config)
+        assert exported["AWS_REGION"] == exported["AWS_DEFAULT_REGION"] == "us-east-1"
+        assert exported["AWS_ACCESS_KEY_ID"] and exported["AWS_SECRET_ACCESS_KEY"]
+        assert "AWS_PROFILE" not in exported
+
+        st = run_kopsy(["sandbox", "status", "--dir", str(d), "-o", "json"], env)
+        doc = json.loads(st.stdout)
+        assert doc["running"] is True
+        assert {p["pid"] for p in doc["processes"]} == set(pids)
+        text = run_kopsy(["sandbox", "status", "--dir", str(d)], env)
+        assert text.returncode == 0 and "running" in text.stdout and "LOCAL EMULATION" in text.stdout
+
+        again = run_kopsy(["sandbox", "up", "--dir", str(d)], env)
+        assert again.returncode == 0 and "already running" in again.stdout
+
+        _check_emulated_cloud(control.sandbox_clients(info.endpoint, info.region))
+
+        down = run_kopsy(["sandbox", "down", "--dir", str(d)], env)
+        assert down.returncode == 0, down.stderr
+        assert "stopped" in down.stdout
+        assert not any(procs.alive(p) for p in pids)
+        assert procs.marked_pids(info.id) == []
+        after = run_kopsy(["sandbox", "status", "--dir", str(d)], env)
+        assert after.returncode != 0 and "no sandbox" in after.stderr
+        assert run_kopsy(["sandbox", "env", "--dir", str(d)], env).returncode != 0
+    finally:
+        assert stop_sandbox(d) == []
+
+
+def _check_emulated_cloud(clients: Any) -> None:
+    """What kopsy relies on: Ubuntu 24.04 found both ways, and a bucket kopsy does not warn about."""
+    found = clients.client("ec2").describe_images(
+        Owners=[images.CANONICAL_OWNER],
+        Filters=[{"Name": "name", "Values": ["ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*"]}],
+    )["Images"]
+    assert [i["ImageId"] for i in found] == [images.UBUNTU_2404_AMD64]
+    param = "/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id"
+    assert clients.client("ssm").get_parameter(Name=param)["Parameter"]["Value"] == images.UBUNTU_2404_AMD64
+    s3 = clients.client("s3")
+    assert s3.get_bucket_versioning(Bucket=control.BUCKET)["Status"] == "Enabled"
+    assert s3.get_bucket_encryption(Bucket=control.BUCKET)["ServerSideEncryptionConfiguration"]["Rules"]
+    from kopsy.state import open_store
+
+    assert open_store(f"s3://{control.BUCKET}", clients=clients).check() == []
+
+
+def test_down_without_sandbox_says_so(tmp_path: Path, run_kopsy: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    r = run_kopsy(["sandbox", "down", "--dir", str(tmp_path / "none")], clean_env(tmp_path))
+    assert r.returncode == 0 and "No sandbox running" in r.stdout

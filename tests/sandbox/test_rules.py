@@ -1,0 +1,114 @@
+"""The readiness rules and the answer formats, as pure functions (no processes)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from datetime import datetime, timezone
+
+from kopsy.sandbox.answers import answer
+from kopsy.sandbox.facts import ApiLoadBalancer, CaFact, IngressRule, Instance, World
+from kopsy.sandbox.rules import decode_user_data, evaluate
+from kopsy.spec.defaults import CreateOptions, new_cluster
+
+NAME = "rules.example.com"
+STORE = f"s3://bucket/{NAME}"
+HASH = "sha256:" + "a" * 64
+DNS = "api-rules.elb.us-east-1.amazonaws.com"
+NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def _user_data(role: str, endpoint: str = f"{DNS}:443", ca: str = HASH) -> bytes:
+    from kopsy.bootstrap import render_user_data
+
+    cluster, igs = new_cluster(CreateOptions(name=NAME, zones=["us-east-1a"]))
+    ig = next(g for g in igs if g.role == role)
+    return render_user_data(cluster, ig, api_endpoint=endpoint, ca_cert_hash=ca, state_store_url=STORE)
+
+
+def _inst(iid: str, role: str, ip: str, sg: str, data: bytes | None = None, state: str = "running") -> Instance:
+    return Instance(
+        id=iid, state=state, cluster=NAME, role=role, instance_group="x", zone="us-east-1a", instance_type="t3.medium",
+        image_id="ami-1", private_ip=ip, private_dns=f"ip-{ip.replace('.', '-')}.ec2.internal", public_ip=None,
+        security_groups=(sg,), key_name=None, launch_time="2026-01-01T00:00:00Z",
+        user_data=data if data is not None else _user_data(role),
+    )
+
+
+def _world(*instances: Instance, cp_rules: tuple[IngressRule, ...] | None = None, node_rules: tuple[IngressRule, ...] | None = None) -> World:
+    everything = IngressRule("-1", 0, 65535, frozenset({"sg-cp", "sg-nodes"}), ())
+    return World(
+        taken_at=0.0,
+        instances=instances,
+        ingress={"sg-cp": cp_rules if cp_rules is not None else (everything,), "sg-nodes": node_rules if node_rules is not None else (everything,)},
+        api={NAME: ApiLoadBalancer("arn:lb", DNS, frozenset({"i-cp"}))},
+        api_endpoint={NAME: f"{DNS}:443"},
+        ca={STORE: CaFact(HASH, None)},
+    )
+
+
+CP = _inst("i-cp", "ControlPlane", "10.0.0.10", "sg-cp")
+NODE = _inst("i-n1", "Node", "10.0.0.20", "sg-nodes")
+
+
+def test_consistent_cluster_is_ready() -> None:
+    v = evaluate(_world(CP, NODE))
+    assert [(x.joined, x.ready, x.phase) for x in v.values()] == [(True, "True", "done")] * 2
+
+
+def test_each_rule_names_its_phase_and_reason() -> None:
+    cases = {
+        "wrong endpoint": (_world(CP, _inst("i-n1", "Node", "10.0.0.20", "sg-nodes", _user_data("Node", "wrong.example.com:443"))),
+                           "wait-for-api", "cannot reach API endpoint wrong.example.com:443"),
+        "no 6443": (_world(CP, NODE, cp_rules=(IngressRule("tcp", 2379, 2381, frozenset({"sg-nodes"}), ()),)),
+                    "wait-for-api", "tcp/6443"),
+        "ca hash": (_world(CP, _inst("i-n1", "Node", "10.0.0.20", "sg-nodes", _user_data("Node", ca="sha256:" + "b" * 64))),
+                    "kubeadm-join", "sha256:" + "b" * 64),
+        "not registered": (_world(_inst("i-cp2", "ControlPlane", "10.0.0.11", "sg-cp"), NODE), "kubeadm-init", "not registered"),
+    }
+    for case, (world, phase, needle) in cases.items():
+        verdicts = evaluate(world)
+        bad = [v for v in verdicts.values() if not v.joined]
+        assert bad, case
+        assert bad[0].phase == phase and needle in (bad[0].error or ""), (case, bad[0])
+
+
+def test_kubelet_port_closed_means_joined_but_not_ready() -> None:
+    v = evaluate(_world(CP, NODE, node_rules=(IngressRule("tcp", 22, 22, frozenset(), ("0.0.0.0/0",)),)))["i-n1"]
+    assert (v.joined, v.ready, v.reason) == (True, "False", "KubeletNotReady") and "10250" in v.message
+
+
+def test_cidr_rules_count_like_group_rules() -> None:
+    rules = (IngressRule("tcp", 10250, 10250, frozenset(), ("10.0.0.0/28",)),)
+    assert evaluate(_world(CP, NODE, node_rules=rules))["i-n1"].ready == "True"
+
+
+def test_machine_down_is_unknown() -> None:
+    v = evaluate(_world(CP, NODE), frozenset({"i-n1"}))["i-n1"]
+    assert (v.ready, v.reason) == ("Unknown", "NodeStatusUnknown")
+
+
+def test_user_data_formats() -> None:
+    good = _user_data("Node")
+    assert decode_user_data(good).config is not None  # gzip from the real renderer
+    assert decode_user_data(gzip.decompress(good)).config is not None
+    mime = (b'Content-Type: multipart/mixed; boundary="B"\nMIME-Version: 1.0\n\n--B\nContent-Type: text/cloud-config\n\n'
+            + gzip.decompress(good) + b"\n--B--\n")
+    assert decode_user_data(mime).config is not None
+    assert "not valid cloud-init" in (decode_user_data(b"hello").problem or "")
+    assert "bad YAML" in (decode_user_data(b"#cloud-config\n: [\n").problem or "")
+    assert "no usable kopsy bootstrap config" in (decode_user_data(b"#!/bin/sh\necho hi\n").problem or "")
+
+
+def test_answers_follow_contract_5() -> None:
+    world = _world(CP, NODE)
+    v = evaluate(world)
+    nodes = answer(world, v, "i-cp", "sudo kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes -o json", NOW)
+    doc = json.loads(nodes.stdout)
+    assert nodes.exit == 0 and [n["spec"]["providerID"] for n in doc["items"]] == ["aws:///us-east-1a/i-cp", "aws:///us-east-1a/i-n1"]
+    status = json.loads(answer(world, v, "i-n1", "sudo cat /var/lib/kopsy/bootstrap.json", NOW).stdout)
+    assert set(status) == {"phase", "error", "updated"}
+    tail = answer(world, v, "i-n1", "sudo tail -n 3 /var/log/kopsy-bootstrap.log", NOW)
+    assert len(tail.stdout.splitlines()) == 3
+    assert answer(world, v, "i-n1", "uname -a", NOW).exit == 127
+    assert answer(world, v, "i-n1", "kubectl get nodes -o json", NOW).exit == 1  # no kubeconfig: localhost:8080
