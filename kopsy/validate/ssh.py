@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
 import socket
 import threading
@@ -35,6 +36,11 @@ from typing import Any, cast
 import paramiko
 
 from kopsy.errors import HostKeyChanged, SSHError
+
+# paramiko logs failures (e.g. "Secsh channel 5 open FAILED") that we translate and report
+# ourselves; without a handler Python's last-resort handler would print them to stderr, and
+# only the CLI prints. The CLI may still attach a handler (e.g. for --debug).
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 DEFAULT_USER = "ubuntu"
 MAX_JUMP_DEPTH = 8
