@@ -10,13 +10,14 @@ import gzip
 import os
 import re
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
 from kopsy.bootstrap import render_user_data
-from kopsy.pki import ca_cert_hash, generate_cluster_pki
+from kopsy.pki import ClusterPKI, ca_cert_hash, generate_cluster_pki
 from kopsy.spec.defaults import CreateOptions, new_cluster
 from kopsy.spec.versions import SUPPORTED_MINORS
 
@@ -45,6 +46,7 @@ case "$(basename "$0") $1 $2" in
   "containerd config default")
     printf '    SystemdCgroup = false\n    sandbox_image = "registry.k8s.io/pause:3.8"\n' ;;
   "kubeadm config images") echo "registry.k8s.io/pause:3.10.1" ;;
+  "kubeadm token create") echo "$STUB_NEW_TOKEN" ;;
   "kubeadm init"* | "kubeadm join"*)
     cp "$3" "$STUB_DIR/kubeadm-$1-$(date +%s%N).yaml"
     [[ -z ${STUB_KUBEADM_FAIL:-} ]] || { echo "kubeadm: error execution phase preflight" >&2; exit 1; }
@@ -57,6 +59,21 @@ exit 0
 """
 STUBBED = ("apt-get", "apt-mark", "swapoff", "modprobe", "sysctl", "hostnamectl", "systemctl", "containerd",
            "kubeadm", "kubectl", "curl", "cilium", "tar", "dpkg", "sleep")
+
+
+@dataclass
+class Boot:
+    proc: subprocess.CompletedProcess[str]
+    status: dict
+    calls: list[str]
+    configs: list[list[dict]]  # the kubeadm config documents of each kubeadm run
+    log: str
+    root: Path
+    pki: ClusterPKI
+    env: dict[str, str]  # to run more scripts in the same scratch root
+
+    def __iter__(self):  # unpack like a tuple: proc, status, calls, configs, log, root, pki
+        return iter((self.proc, self.status, self.calls, self.configs, self.log, self.root, self.pki))
 
 
 def _rooted(text: str, root: Path) -> str:
@@ -108,7 +125,7 @@ def _boot(tmp_path: Path, boto, aws_env, imds, *, control_planes: int, role: str
     calls = (stub_dir / "calls").read_text().splitlines()
     configs = [list(yaml.safe_load_all(p.read_text())) for p in sorted(stub_dir.glob("kubeadm-*.yaml"))]
     log = (root / "var/log/kopsy-bootstrap.log").read_text()
-    return proc, status, calls, configs, log, root, pki
+    return Boot(proc, status, calls, configs, log, root, pki, env)
 
 
 @pytest.fixture(autouse=True)
@@ -209,3 +226,23 @@ def test_the_first_control_plane_replaced_joins_instead_of_initialising(tmp_path
     (join,), = configs
     assert join["kind"] == "JoinConfiguration" and join["controlPlane"] == {}
     assert status["phase"] == "done"
+
+
+def test_token_refresh_publishes_a_fresh_token_to_the_store(tmp_path, boto, aws_env, imds, cluster_pki):
+    from kopsy.pki import new_bootstrap_token
+
+    boot = _boot(tmp_path, boto, aws_env, imds, pki=cluster_pki, control_planes=1, role="init")
+    proc, status, calls, configs, log, root, pki = boot
+    assert proc.returncode == 0, log
+    fresh = new_bootstrap_token().reveal_str()
+    env = {**boot.env, "STUB_NEW_TOKEN": fresh}
+    refresh = subprocess.run([BASH, str(root / "usr/local/sbin/kopsy-token-refresh")], env=env, capture_output=True,
+                             text=True, timeout=60)
+    log = (root / "var/log/kopsy-bootstrap.log").read_text()
+    assert refresh.returncode == 0, log
+    stored = boto("s3").get_object(Bucket="kopsy-state", Key=f"{NAME}/secrets/bootstrap-token")["Body"].read()
+    assert stored.decode().strip() == fresh
+    call = (tmp_path / "stub" / "calls").read_text().splitlines()[-1]
+    assert call.startswith("kubeadm token create") and "--ttl 24h0m0s" in call
+    assert "published a new bootstrap token (valid 24h0m0s)" in log and fresh not in log
+    assert not (root / "etc/kopsy/bootstrap-token.new").exists()
