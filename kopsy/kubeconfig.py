@@ -159,3 +159,25 @@ def write_atomic(path: Path, doc: dict[str, Any]) -> None:
 def export(path: Path, creds: AdminCredentials) -> None:
     """Merge ``creds`` into the kubeconfig at ``path`` (created if missing) and make it current."""
     write_atomic(path, merge(load(path), creds))
+
+
+def remove_context(path: Path, cluster_name: str) -> bool:
+    """Drop the cluster, user and context entries named ``cluster_name`` (as ``export`` wrote
+    them) after the cluster is deleted, so kubectl does not keep pointing at a dead endpoint.
+    Unsets ``current-context`` if it was this one. Returns whether the file changed; a missing
+    file or one without these entries is left untouched."""
+    doc = load(path)
+    if not doc:
+        return False
+    changed = dict(doc)
+    for section in ("clusters", "users", "contexts"):
+        entries = list(doc.get(section) or [])
+        kept = [e for e in entries if not (isinstance(e, dict) and e.get("name") == cluster_name)]
+        if len(kept) != len(entries):
+            changed[section] = kept
+    if doc.get("current-context") == cluster_name:
+        changed["current-context"] = ""
+    if changed == doc:
+        return False
+    write_atomic(path, changed)
+    return True

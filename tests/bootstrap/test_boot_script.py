@@ -7,7 +7,6 @@ API version, token from the store), file modes, and that the token never reaches
 from __future__ import annotations
 
 import gzip
-import os
 import re
 import subprocess
 from dataclasses import dataclass

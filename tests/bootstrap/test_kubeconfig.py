@@ -133,3 +133,18 @@ def test_choose_path_follows_kubectl(tmp_path):
 def test_credentials_never_print_the_key(creds):
     assert "PRIVATE" not in repr(creds) and str(creds.key) == "***"
     assert creds.server == f"https://{HOST}"
+
+
+def test_remove_context_undoes_export_only(tmp_path, creds):
+    path = tmp_path / "config"
+    path.write_text(yaml.safe_dump(OTHER))
+    kc.export(path, creds)
+    assert kc.remove_context(path, "demo.example.com") is True
+    doc = yaml.safe_load(path.read_text())
+    assert {k: doc[k] for k in ("clusters", "users", "contexts")} == {k: OTHER[k] for k in ("clusters", "users", "contexts")}
+    assert doc["current-context"] == "" and (path.stat().st_mode & 0o777) == 0o600
+    assert kubectl(path, "config", "get-contexts", "-o", "name").split() == ["work"]
+    before = path.read_bytes()
+    assert kc.remove_context(path, "demo.example.com") is False and path.read_bytes() == before
+    assert kc.remove_context(tmp_path / "absent", "demo.example.com") is False
+    assert not (tmp_path / "absent").exists()
