@@ -22,6 +22,16 @@ from pathlib import Path
 import pytest
 
 REGION = "us-east-1"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Safety net: whatever escapes a test's explicit environment talks to a closed loopback port,
+    never to real AWS (test traffic stays on 127.0.0.0/8)."""
+    os.environ["AWS_ENDPOINT_URL"] = "http://127.0.0.1:9"
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing-not-real")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing-not-real")
+    os.environ["AWS_DEFAULT_REGION"] = REGION
+    os.environ.pop("AWS_PROFILE", None)
 KOPSY = shutil.which("kopsy", path=str(Path(sys.executable).parent)) or "kopsy"
 
 

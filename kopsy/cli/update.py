@@ -7,7 +7,6 @@ the plan in dependency order, and tells the user the next step.
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
@@ -19,12 +18,12 @@ from kopsy.errors import CloudError, ExitCode, UsageError
 
 
 def _check_store_reachable(url: str) -> None:
-    """Instances fetch their PKI from the store: a file:// store only works against a local
-    endpoint (the sandbox or tests, AWS_ENDPOINT_URL set), never with real instances."""
-    if url.startswith("file://") and not os.environ.get("AWS_ENDPOINT_URL"):
+    """Instances fetch their PKI from the store with their instance role, so it must be S3;
+    refusing a file:// store here fails before anything is created, not halfway through."""
+    if url.startswith("file://"):
         raise UsageError(
-            "the state store is a local file:// store, which instances in AWS cannot read; "
-            "use an S3 state store (--state s3://BUCKET) for a real cluster"
+            "the state store is a local file:// store, which instances cannot read; "
+            "use an S3 state store (--state s3://BUCKET) to create a cluster's cloud resources"
         )
 
 
@@ -54,9 +53,9 @@ def command(args: tuple[str, ...], yes: bool, output: str, detailed_exitcode: bo
 
     def run() -> int:
         cluster, _ = store.get_cluster(name)
+        _check_store_reachable(cluster.config_base or store.store.url_for(name))
         clients = aws_clients(cluster.region)
         inputs = load_inputs(store, name, clients)
-        _check_store_reachable(inputs.state_store_url)
         planned = plan_update(clients, inputs)
         plan = planned.plan
         if output == "json" and not yes:
