@@ -118,6 +118,11 @@ def s3_request(cfg, method, relkey, body=b"", deadline=300.0):
                 region = moved
                 continue
             err = "HTTP %s for %s %s" % (e.code, method, relkey)
+            if e.code == 404:  # S3 is strongly consistent: a missing object will not appear by waiting
+                raise SystemExit("kopsy-helper: %s: %s/%s is not in the state store" % (err, cfg["stateStore"], relkey))
+            if e.code == 403:
+                err += " (access denied: the instance role may not %s this object, or is not active yet)" % (
+                    "read" if method == "GET" else "write")
         except (urllib.error.URLError, OSError) as e:
             err = "%s for %s %s" % (e, method, relkey)
         if time.monotonic() + delay > end:

@@ -81,11 +81,14 @@ def _rooted(text: str, root: Path) -> str:
 
 
 def _boot(tmp_path: Path, boto, aws_env, imds, *, control_planes: int, role: str, networking: str = "calico",
-          api: str = "down", kubeadm_fails: bool = False, pinned_ca: bytes | None = None, pki=None):
+          api: str = "down", kubeadm_fails: bool = False, pinned_ca: bytes | None = None, pki=None,
+          without: tuple[str, ...] = ()):
     pki = pki or generate_cluster_pki(NAME)
     s3 = boto("s3")
     s3.create_bucket(Bucket="kopsy-state")
     for rel, body in pki.store_objects().items():
+        if rel in without:
+            continue
         s3.put_object(Bucket="kopsy-state", Key=f"{NAME}/{rel}", Body=body)
     cluster, igs = new_cluster(CreateOptions(name=NAME, zones=["us-east-1a", "us-east-1b", "us-east-1c"],
                                              control_plane_count=control_planes, networking=networking,
@@ -245,3 +248,13 @@ def test_token_refresh_publishes_a_fresh_token_to_the_store(tmp_path, boto, aws_
     assert call.startswith("kubeadm token create") and "--ttl 24h0m0s" in call
     assert "published a new bootstrap token (valid 24h0m0s)" in log and fresh not in log
     assert not (root / "etc/kopsy/bootstrap-token.new").exists()
+
+
+def test_a_missing_token_fails_the_fetch_phase_with_the_reason(tmp_path, boto, aws_env, imds, cluster_pki):
+    proc, status, calls, configs, log, root, pki = _boot(tmp_path, boto, aws_env, imds, pki=cluster_pki,
+                                                         control_planes=1, role="join", api="up",
+                                                         without=("secrets/bootstrap-token",))
+    assert proc.returncode != 0 and status["phase"] == "fetch"
+    assert "exited 1" in status["error"]
+    assert f"s3://kopsy-state/{NAME}/secrets/bootstrap-token is not in the state store" in log
+    assert configs == []

@@ -84,13 +84,16 @@ def test_helper_gets_and_puts_through_a_configured_s3_endpoint(boto, aws_env, im
     assert got == b"zyxwvu.9876543210zyxwvu\n"
 
 
-def test_helper_reports_a_missing_object_after_its_deadline(boto, aws_env, imds, tmp_path, monkeypatch):
+def test_helper_fails_fast_on_a_missing_object_and_retries_the_network(boto, aws_env, imds, tmp_path, monkeypatch):
     helper = _load_helper()
     boto("s3").create_bucket(Bucket="kopsy-state")
     monkeypatch.setattr(helper, "IMDS", imds)
     monkeypatch.setattr(helper.time, "sleep", lambda s: None)
     cfg = {"stateStore": "s3://kopsy-state/demo", "s3Endpoint": aws_env["AWS_ENDPOINT_URL"]}
-    with pytest.raises(SystemExit, match="giving up: HTTP 404"):
+    with pytest.raises(SystemExit, match="HTTP 404 for GET pki/ca.crt: s3://kopsy-state/demo/pki/ca.crt is not in"):
+        helper.s3_request(cfg, "GET", "pki/ca.crt", deadline=0.5)
+    cfg["s3Endpoint"] = "http://127.0.0.1:9"  # nothing listens: retried until the deadline, then a clear error
+    with pytest.raises(SystemExit, match="giving up: .*for GET pki/ca.crt"):
         helper.s3_request(cfg, "GET", "pki/ca.crt", deadline=0.5)
 
 
