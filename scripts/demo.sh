@@ -1,33 +1,39 @@
 #!/usr/bin/env bash
-# The main job, end to end, on this machine with no AWS account.
-# (Interim: until `kopsy sandbox` lands this runs create -> get against a local moto server.)
+# The main job, end to end, on this machine with no AWS account:
+#   sandbox up -> create cluster -> update (plan) -> update --yes -> validate --wait
+#   -> export kubecfg -> delete --yes -> sandbox down
+# It runs in a throw-away HOME, so your ~/.kube/config and ~/.kopsy are never touched.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=scripts/setup.sh
 source "$ROOT/scripts/setup.sh"
-work="$(mktemp -d)"
-port=$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$VENV/bin/python" -m moto.server -H 127.0.0.1 -p "$port" >"$work/moto.log" 2>&1 &
-moto=$!
-trap 'kill $moto 2>/dev/null; rm -rf "$work"' EXIT
-export AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_ACCESS_KEY_ID=sandbox AWS_SECRET_ACCESS_KEY=sandbox AWS_REGION=us-east-1
-unset AWS_PROFILE
-"$VENV/bin/python" - <<'PY'
-import os, time, urllib.request
-deadline = time.time() + 20
-while True:
-    try:
-        urllib.request.urlopen(os.environ["AWS_ENDPOINT_URL"] + "/moto-api/data.json", timeout=1)
-        break
-    except OSError:
-        if time.time() > deadline:
-            raise
-        time.sleep(0.1)
-PY
-"$VENV/bin/python" -c 'import boto3; boto3.client("s3").create_bucket(Bucket="kopsy-demo")'
-export KOPSY_STATE_STORE=s3://kopsy-demo
-ssh-keygen -q -t ed25519 -N "" -f "$work/id_ed25519"
-step() { echo; echo "\$ $*"; "$@"; }
-step kopsy create cluster demo.example.com --zones us-east-1a,us-east-1b --ssh-public-key "$work/id_ed25519.pub"
-step kopsy get clusters
+
+demo="$(mktemp -d /tmp/kopsy-demo.XXXXXX)"
+export HOME="$demo"
+cleanup() {
+  kopsy sandbox down >/dev/null 2>&1 || true
+  rm -rf "$demo"
+}
+trap cleanup EXIT
+
+step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+CLUSTER="${CLUSTER:-demo.example.com}"
+
+mkdir -p -m 700 "$HOME/.ssh"
+ssh-keygen -q -t ed25519 -N "" -C "kopsy-demo" -f "$HOME/.ssh/id_ed25519"
+
+step kopsy sandbox up
+eval "$(kopsy sandbox env)"
+step kopsy create cluster "$CLUSTER" --zones us-east-1a,us-east-1b --node-count 2 \
+  --ssh-public-key "$HOME/.ssh/id_ed25519.pub"
 step kopsy get instancegroups
+step kopsy update cluster "$CLUSTER"
+step kopsy update cluster "$CLUSTER" --yes
+step kopsy update cluster "$CLUSTER"            # a second run changes nothing
+step kopsy validate cluster "$CLUSTER" --wait 5m --interval 2s
+step kopsy export kubecfg "$CLUSTER" --admin
+step kubectl config get-contexts
+step kopsy delete cluster "$CLUSTER" --yes
+step kopsy sandbox down
+echo
+echo "Done: the whole main job ran against the local sandbox (an emulation of AWS, not AWS)."
