@@ -19,7 +19,7 @@ trap cleanup EXIT
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 CLUSTER="${CLUSTER:-demo.example.com}"
 
-mkdir -p -m 700 "$HOME/.ssh"
+mkdir -m 700 "$HOME/.ssh"
 ssh-keygen -q -t ed25519 -N "" -C "kopsy-demo" -f "$HOME/.ssh/id_ed25519"
 
 step kopsy sandbox up
