@@ -121,7 +121,7 @@ def _ask_control_plane(
                     problem = str(exc)
             else:
                 problem = _command_problem(nodes_out if not nodes_out.ok else pods_out)
-            base = Failure(CONTROL_PLANE, inst.id, f"control plane {label} cannot list nodes and pods: {problem}",
+            base = Failure(CONTROL_PLANE, inst.id, f"control plane {label} cannot list nodes and pods ({problem})",
                            instance_id=inst.id)
             failures.append(checks.explain(base, _diagnose_on(conn)))
         except SSHError as exc:

@@ -234,27 +234,23 @@ def parse_bootstrap_state(text: str) -> tuple[str, str, str]:
 def parse_cloud_init_status(text: str) -> tuple[str, str]:
     """``cloud-init status --long`` -> (status, detail).
 
-    The text is ``key: value`` lines; ``detail:`` is followed by its value on the next line(s)
-    (cloud-init 22.x) until the next ``key:`` line (23.x adds errors:, recoverable_errors:).
+    The text is ``key: value`` lines whose values may continue on indented or bare lines
+    (``detail:`` then the datasource or the error on 22.x; ``errors:`` then ``- ...`` items on
+    23.x and later). The errors say why, so they are preferred over ``detail``.
     """
-    status, detail_lines, in_detail = "", [], False
+    values: dict[str, list[str]] = {}
+    current = ""
     for line in text.splitlines():
         key, sep, value = line.partition(":")
-        is_key = sep and key and " " not in key.strip() and not line.startswith((" ", "\t", "("))
-        if is_key and key.strip() == "status":
-            status, in_detail = value.strip(), False
-        elif is_key and key.strip() == "detail":
-            in_detail = True
-            if value.strip():
-                detail_lines.append(value.strip())
-        elif is_key and key.strip() in ("errors", "recoverable_errors") and value.strip() not in ("[]", "{}", ""):
-            in_detail = False
-            detail_lines.append(f"{key.strip()}: {value.strip()}")
-        elif is_key:
-            in_detail = False
-        elif in_detail and line.strip():
-            detail_lines.append(line.strip())
-    return status, "; ".join(detail_lines)
+        if sep and key and not line[0].isspace() and " " not in key and not key.startswith(("(", "-")):
+            current = key
+            values[current] = [value.strip()] if value.strip() else []
+        elif current and line.strip():
+            values.setdefault(current, []).append(line.strip().removeprefix("- "))
+    status = " ".join(values.get("status", []))
+    errors = [e for e in values.get("errors", []) if e not in ("[]", "")]
+    detail = errors or values.get("detail", [])
+    return status, "; ".join(detail)
 
 
 def diagnosis_from_results(stdouts: dict[str, tuple[int, str, str, str | None]]) -> Diagnosis:

@@ -93,7 +93,9 @@ def test_cloud_init_status_formats() -> None:
            "last_update: Thu, 01 Jan 1970 00:02:47 +0000\ndetail:\nDataSourceEc2Local\n"
            "errors:\n\t- ('scripts_user', RuntimeError('Runparts: 1 failures'))\nrecoverable_errors: {}\n")
     status, detail = parse_cloud_init_status(new)
-    assert status == "error" and "DataSourceEc2Local" in detail
+    assert (status, detail) == ("error", "('scripts_user', RuntimeError('Runparts: 1 failures'))")
+    done = "status: done\ndetail:\nDataSourceEc2Local\nerrors: []\n"
+    assert parse_cloud_init_status(done) == ("done", "DataSourceEc2Local")
     assert parse_cloud_init_status("status: running\n") == ("running", "")
 
 
