@@ -8,7 +8,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=scripts/setup.sh
 source "$ROOT/scripts/setup.sh"
 
-demo="$(mktemp -d /tmp/kopsy-demo.XXXXXX)"
+demo="$(mktemp -d "${TMPDIR:-/tmp}/kopsy-demo.XXXXXX")"
 export HOME="$demo"
 cleanup() {
   kopsy sandbox down >/dev/null 2>&1 || true
