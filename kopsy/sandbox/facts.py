@@ -107,7 +107,7 @@ class CloudReader:
         self._key_pairs: dict[str, str] = {}
         self._admin_keys: dict[str, str] = {}  # store URL -> ssh/public/admin
         self._identity: dict[str, str] = {}  # cluster -> private key path
-        self._lt_user_data: dict[tuple[str, str], bytes | None] = {}
+        self._lt_data: dict[tuple[str, str], dict[str, Any]] = {}
 
     def read(self) -> World:
         started = time.monotonic()
@@ -168,7 +168,7 @@ class CloudReader:
                     private_ip=r.get("PrivateIpAddress", ""),
                     private_dns=r.get("PrivateDnsName", ""),
                     public_ip=r.get("PublicIpAddress"),
-                    security_groups=tuple(sorted(g["GroupId"] for g in r.get("SecurityGroups", []))),
+                    security_groups=self._security_groups(r, tags),
                     key_name=r.get("KeyName"),
                     launch_time=_iso(r.get("LaunchTime")),
                     user_data=self._user_data[iid],
@@ -187,20 +187,37 @@ class CloudReader:
                 return base64.b64decode(encoded)
         except KopsyError as exc:
             log.warning("%s: %s", instance_id, exc)
+        data = self._template_data(tags).get("UserData")
+        return base64.b64decode(data) if data else None
+
+    def _template_data(self, tags: dict[str, str]) -> dict[str, Any]:
+        """The launch template version an instance was launched from (versions never change: cached)."""
         lt, version = tags.get("aws:ec2launchtemplate:id"), tags.get("aws:ec2launchtemplate:version")
-        if lt and version:
-            key = (lt, version)
-            if key not in self._lt_user_data:
-                try:
-                    with aws_errors("sandbox: reading a launch template"):
-                        versions = ec2.describe_launch_template_versions(LaunchTemplateId=lt, Versions=[version])
-                    data = versions["LaunchTemplateVersions"][0]["LaunchTemplateData"].get("UserData")
-                    self._lt_user_data[key] = base64.b64decode(data) if data else None
-                except (KopsyError, IndexError) as exc:
-                    log.warning("%s: %s", instance_id, exc)
-                    return None
-            return self._lt_user_data[key]
-        return None
+        if not lt or not version:
+            return {}
+        key = (lt, version)
+        if key not in self._lt_data:
+            try:
+                with aws_errors("sandbox: reading a launch template"):
+                    versions = self.clients.client("ec2").describe_launch_template_versions(LaunchTemplateId=lt, Versions=[version])
+                self._lt_data[key] = versions["LaunchTemplateVersions"][0]["LaunchTemplateData"]
+            except (KopsyError, IndexError) as exc:
+                log.warning("launch template %s version %s: %s", lt, version, exc)
+                return {}
+        return self._lt_data[key]
+
+    def _security_groups(self, raw: dict[str, Any], tags: dict[str, str]) -> tuple[str, ...]:
+        """The groups AWS would have given the instance. moto gives instances launched from a
+        template the VPC's default group instead of the template's, so the template wins here."""
+        data = self._template_data(tags)
+        groups = set(data.get("SecurityGroupIds", []))
+        for ni in data.get("NetworkInterfaces", []):
+            groups.update(ni.get("Groups", []))
+        if not groups:
+            groups = {g["GroupId"] for g in raw.get("SecurityGroups", [])}
+            for ni in raw.get("NetworkInterfaces", []):
+                groups.update(g["GroupId"] for g in ni.get("Groups", []))
+        return tuple(sorted(groups))
 
     # --- network --------------------------------------------------------------------------------
 
@@ -291,8 +308,9 @@ class CloudReader:
     def _identity_file(self, store_url: str, cluster: str) -> str | None:
         """The private key beside the public key the cluster was created with (contract 8), if on this machine."""
         if cluster not in self._identity:
-            import yaml
             from pathlib import Path
+
+            import yaml
 
             try:
                 doc = yaml.safe_load(self._get(store_url, "config")) or {}
@@ -301,7 +319,7 @@ class CloudReader:
             pub = ((doc.get("metadata") or {}).get("annotations") or {}).get("kopsy.io/ssh-public-key-path", "")
             if not pub:
                 return None
-            private = Path(pub[:-4] if pub.endswith(".pub") else pub)
+            private = Path(pub.removesuffix(".pub"))
             self._identity[cluster] = str(private) if private.is_file() else ""
         return self._identity[cluster] or None
 

@@ -17,8 +17,8 @@ log = logging.getLogger(__name__)
 def install_public_parameters(parameters: dict[str, str]) -> bool:
     """Make moto's SSM serve ``parameters`` as public ``/aws/service`` ones; False if moto changed shape."""
     try:
-        from moto.ssm import models
         from moto.core.utils import utcnow
+        from moto.ssm import models
 
         table = models.ParameterDict
         original = table._check_loading_status

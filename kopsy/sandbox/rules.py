@@ -38,9 +38,10 @@ from typing import TYPE_CHECKING
 import yaml
 
 from kopsy.bootstrap import BootstrapConfig, parse_user_data
+from kopsy.errors import KopsyError
 
 if TYPE_CHECKING:
-    from kopsy.sandbox.facts import Instance, IngressRule, World
+    from kopsy.sandbox.facts import IngressRule, Instance, World
 
 CONTROL_PLANE = "ControlPlane"
 API_PORT = 6443
@@ -79,7 +80,7 @@ def decode_user_data(data: bytes) -> UserData:
         return UserData(f"user-data is not valid cloud-init: {problem}", None)
     try:
         return UserData(None, parse_user_data(data))
-    except Exception as exc:  # any parse failure means the instance cannot bootstrap
+    except (ValueError, TypeError, KopsyError) as exc:  # any parse failure: the instance cannot bootstrap
         return UserData(f"user-data carries no usable kopsy bootstrap config: {exc}", None)
 
 
@@ -98,9 +99,9 @@ def _cloud_init_problem(raw: bytes) -> str | None:
                     body = gzip.decompress(body)
                 except (OSError, EOFError) as exc:
                     return f"MIME part is not valid gzip: {exc}"
-            if part.get_content_type() == "text/cloud-config" or body.startswith(b"#cloud-config"):
-                if problem := _cloud_config_problem(body):
-                    return problem
+            is_config = part.get_content_type() == "text/cloud-config" or body.startswith(b"#cloud-config")
+            if is_config and (problem := _cloud_config_problem(body)):
+                return problem
         return None
     if raw.startswith(b"#cloud-config"):
         return _cloud_config_problem(raw)

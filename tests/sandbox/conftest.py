@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from sandbox_helpers import Sandbox, start_sandbox, stop_sandbox
 
 

@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ KOPSY = str(Path(sys.executable).parent / "kopsy")
 
 def run(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """The real kopsy executable (as tests/conftest.py's run_kopsy; usable from module-scoped fixtures)."""
-    return subprocess.run([KOPSY, *args], env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([KOPSY, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def clean_env(home: Path) -> dict[str, str]:

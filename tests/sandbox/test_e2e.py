@@ -1,0 +1,134 @@
+"""The main job end to end through the real CLI, in the sandbox:
+sandbox up -> create cluster -> update --yes -> validate -> export kubecfg -> delete --yes -> sandbox down.
+Also each fault of the sandbox issue, as ``kopsy validate`` reports it (node named, reason given).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sandbox_helpers import Sandbox, start_sandbox, stop_sandbox, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def _ok(r: subprocess.CompletedProcess[str]) -> str:
+    assert r.returncode == 0, f"exit {r.returncode}\n{r.stdout}\n{r.stderr}"
+    return r.stdout
+
+
+def _owned(sb: Sandbox, cluster: str) -> dict[str, list[str]]:
+    """Everything still tagged for the cluster, service by service (moto's tagging API misses kinds)."""
+    c = sb.clients()
+    flt = [{"Name": f"tag:kubernetes.io/cluster/{cluster}", "Values": ["owned"]}]
+    ec2, elb, asg = c.client("ec2"), c.client("elbv2"), c.client("autoscaling")
+    lbs = [lb["LoadBalancerArn"] for lb in elb.describe_load_balancers()["LoadBalancers"]]
+    out = {
+        "vpc": [v["VpcId"] for v in ec2.describe_vpcs(Filters=flt)["Vpcs"]],
+        "security_group": [g["GroupId"] for g in ec2.describe_security_groups(Filters=flt)["SecurityGroups"]],
+        "launch_template": [t["LaunchTemplateId"] for t in ec2.describe_launch_templates(Filters=flt)["LaunchTemplates"]],
+        "instance": [i["InstanceId"] for r in ec2.describe_instances(Filters=flt + [{"Name": "instance-state-name", "Values": ["pending", "running"]}])["Reservations"] for i in r["Instances"]],
+        "asg": [g["AutoScalingGroupName"] for g in asg.describe_auto_scaling_groups()["AutoScalingGroups"] if g["AutoScalingGroupName"].endswith(cluster)],
+        "load_balancer": lbs,
+    }
+    return {k: v for k, v in out.items() if v}
+
+
+@pytest.fixture
+def sb(tmp_path: Path) -> Any:
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(home / ".ssh" / "id_ed25519")], check=True)
+    s = start_sandbox(tmp_path / "sb", home)
+    try:
+        yield s
+    finally:
+        assert stop_sandbox(s.dir) == [], "processes were left behind by down"
+
+
+@pytest.mark.parametrize(
+    "name,flags,expected_nodes",
+    [
+        ("one.example.com", ["--zones", "us-east-1a", "--node-count", "2"], 3),
+        ("three.example.com", ["--zones", "us-east-1a,us-east-1b,us-east-1c", "--control-plane-count", "3", "--node-count", "1"], 4),
+    ],
+)
+def test_main_job(sb: Sandbox, name: str, flags: list[str], expected_nodes: int) -> None:
+    _ok(sb.kopsy("create", "cluster", name, *flags, "--ssh-public-key", str(sb.home / ".ssh" / "id_ed25519.pub")))
+    _ok(sb.kopsy("update", "cluster", name, "--yes"))
+    out = _ok(sb.kopsy("validate", "cluster", name, "--wait", "60s", "--interval", "1s"))
+    assert f"Your cluster {name} is ready" in out
+    doc = json.loads(_ok(sb.kopsy("validate", "cluster", name, "-o", "json")))
+    assert doc["failures"] == [] and len(doc["nodes"]) == expected_nodes and all(n["ready"] for n in doc["nodes"])
+    _ok(sb.kopsy("export", "kubecfg", name, "--admin"))
+    assert name in (sb.home / ".kube" / "config").read_text()
+    _ok(sb.kopsy("delete", "cluster", name, "--yes"))
+    assert _owned(sb, name) == {}
+    wait_for("every sshd of the cluster to go", lambda: sb.nodes() == {})
+
+
+def test_validate_reports_each_fault_with_node_and_reason(sb: Sandbox) -> None:
+    name = "faults.example.com"
+    _ok(sb.kopsy("create", "cluster", name, "--zones", "us-east-1a", "--node-count", "2",
+                 "--ssh-public-key", str(sb.home / ".ssh" / "id_ed25519.pub")))
+    _ok(sb.kopsy("update", "cluster", name, "--yes"))
+    _ok(sb.kopsy("validate", "cluster", name, "--wait", "60s", "--interval", "1s"))
+    nodes = {iid: n for iid, n in sb.nodes().items() if n["role"] == "Node"}
+    victim = min(nodes)
+    c = sb.clients()
+    ec2 = c.client("ec2")
+    dns = ec2.describe_instances(InstanceIds=[victim])["Reservations"][0]["Instances"][0]["PrivateDnsName"]
+
+    # 1. a node's sshd stops: the machine is gone
+    os.kill(nodes[victim]["pid"], signal.SIGTERM)
+    wait_for("the node to count as down", lambda: sb.nodes()[victim]["state"] == "down")
+    r = sb.kopsy("validate", "cluster", name)
+    assert r.returncode == 1 and dns in r.stdout and "Validation failed" in r.stdout
+    _ok(sb.kopsy("sandbox", "start-node", "--dir", str(sb.dir), victim))
+    _ok(sb.kopsy("validate", "cluster", name))
+
+    # 2. a security-group rule removed by hand: control plane -> kubelet
+    groups = {g["GroupName"]: g["GroupId"] for g in ec2.describe_security_groups()["SecurityGroups"]}
+    cp_sg, node_sg = groups[f"control-plane.{name}"], groups[f"nodes.{name}"]
+    perm = [{"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": cp_sg}]}]
+    ec2.revoke_security_group_ingress(GroupId=node_sg, IpPermissions=perm)
+    r = sb.kopsy("validate", "cluster", name)
+    assert r.returncode == 1 and "10250" in r.stdout and dns in r.stdout
+    ec2.authorize_security_group_ingress(GroupId=node_sg, IpPermissions=perm)
+    _ok(sb.kopsy("validate", "cluster", name))
+
+    # 3. a node launched with user-data tampered to point at the wrong endpoint
+    lt = ec2.describe_launch_template_versions(LaunchTemplateName=f"nodes.{name}", Versions=["$Latest"])["LaunchTemplateVersions"][0]["LaunchTemplateData"]
+    data = gzip.decompress(base64.b64decode(lt["UserData"]))
+    endpoint = api_endpoint_of(data)
+    tampered = data.replace(endpoint.encode(), b"wrong.example.com:443")
+    tags = [{"Key": k, "Value": v} for k, v in {
+        f"kubernetes.io/cluster/{name}": "owned", "KubernetesCluster": name, "kopsy.io/cluster": name,
+        "kopsy.io/role": "Node", "kopsy.io/instancegroup": "nodes", "Name": f"nodes.{name}",
+    }.items()]
+    subnet = ec2.describe_subnets(Filters=[{"Name": f"tag:kubernetes.io/cluster/{name}", "Values": ["owned"]}])["Subnets"][0]["SubnetId"]
+    bad = ec2.run_instances(
+        ImageId=lt["ImageId"], InstanceType="t3.medium", MinCount=1, MaxCount=1, SubnetId=subnet, SecurityGroupIds=[node_sg],
+        KeyName=lt["KeyName"], UserData=tampered, TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
+    )["Instances"][0]["InstanceId"]
+    wait_for("the tampered node's sshd", lambda: sb.serving(bad))
+    r = sb.kopsy("validate", "cluster", name)
+    assert r.returncode == 1 and bad in r.stdout and "wrong.example.com:443" in r.stdout, r.stdout
+    ec2.terminate_instances(InstanceIds=[bad])
+    _ok(sb.kopsy("delete", "cluster", name, "--yes"))
+
+
+def api_endpoint_of(user_data: bytes) -> str:
+    from kopsy.bootstrap import parse_user_data
+
+    return parse_user_data(user_data).apiEndpoint
+
+
