@@ -33,13 +33,16 @@ def log(msg):
     sys.stderr.write("kopsy-helper: %s\n" % msg)
 
 
-def imds(path, _token=[]):
-    if not _token:
+_IMDS_TOKEN = []  # one IMDSv2 session token per helper run
+
+
+def imds(path):
+    if not _IMDS_TOKEN:
         req = urllib.request.Request(IMDS + "/latest/api/token", method="PUT",
                                      headers={"X-aws-ec2-metadata-token-ttl-seconds": "21600"})
         with urllib.request.urlopen(req, timeout=5) as r:
-            _token.append(r.read().decode())
-    req = urllib.request.Request(IMDS + "/latest/" + path, headers={"X-aws-ec2-metadata-token": _token[0]})
+            _IMDS_TOKEN.append(r.read().decode())
+    req = urllib.request.Request(IMDS + "/latest/" + path, headers={"X-aws-ec2-metadata-token": _IMDS_TOKEN[0]})
     with urllib.request.urlopen(req, timeout=5) as r:
         return r.read().decode()
 
@@ -96,35 +99,45 @@ def object_url(cfg, region, relkey):
     return "https://%s.s3.%s.amazonaws.com/%s" % (bucket, region, urllib.parse.quote(key))
 
 
+def _send(cfg, method, relkey, body, region, creds):
+    url = object_url(cfg, region, relkey)
+    headers = sign(method, url, region, creds, hashlib.sha256(body).hexdigest(),
+                   datetime.datetime.now(datetime.timezone.utc))
+    if method == "PUT":  # else urllib sends a form content type, which servers may parse away
+        headers["Content-Type"] = "application/octet-stream"
+    req = urllib.request.Request(url, data=body if method == "PUT" else None, method=method, headers=headers)
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return r.read()
+
+
 def s3_request(cfg, method, relkey, body=b"", deadline=300.0):
     """One S3 call, retried with backoff until ``deadline`` seconds (fresh instance roles take a moment)."""
     region = cfg.get("s3Region") or imds("meta-data/placement/region").strip()
     end = time.monotonic() + deadline
     delay = 2.0
     while True:
-        url = object_url(cfg, region, relkey)
-        headers = sign(method, url, region, credentials(), hashlib.sha256(body).hexdigest(),
-                       datetime.datetime.now(datetime.timezone.utc))
-        if method == "PUT":  # else urllib sends a form content type, which servers may parse away
-            headers["Content-Type"] = "application/octet-stream"
-        req = urllib.request.Request(url, data=body if method == "PUT" else None, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=30) as r:
-                return r.read()
-        except urllib.error.HTTPError as e:
-            moved = e.headers.get("x-amz-bucket-region")
-            if moved and moved != region:
-                log("bucket is in %s, not %s: retrying there" % (moved, region))
-                region = moved
-                continue
-            err = "HTTP %s for %s %s" % (e.code, method, relkey)
-            if e.code == 404:  # S3 is strongly consistent: a missing object will not appear by waiting
-                raise SystemExit("kopsy-helper: %s: %s/%s is not in the state store" % (err, cfg["stateStore"], relkey))
-            if e.code == 403:
-                err += " (access denied: the instance role may not %s this object, or is not active yet)" % (
-                    "read" if method == "GET" else "write")
-        except (urllib.error.URLError, OSError) as e:
-            err = "%s for %s %s" % (e, method, relkey)
+            creds = credentials()
+        except (urllib.error.URLError, OSError, ValueError, KeyError, IndexError) as e:
+            err = "no instance role credentials from IMDS yet (%s)" % e
+        else:
+            try:
+                return _send(cfg, method, relkey, body, region, creds)
+            except urllib.error.HTTPError as e:
+                moved = e.headers.get("x-amz-bucket-region")
+                if moved and moved != region:
+                    log("bucket is in %s, not %s: retrying there" % (moved, region))
+                    region = moved
+                    continue
+                err = "HTTP %s for %s %s" % (e.code, method, relkey)
+                if e.code == 404:  # S3 is strongly consistent: a missing object will not appear by waiting
+                    msg = "kopsy-helper: %s: %s/%s is not in the state store" % (err, cfg["stateStore"], relkey)
+                    raise SystemExit(msg) from None
+                if e.code == 403:
+                    err += " (access denied: the instance role may not %s this object, or is not active yet)" % (
+                        "read" if method == "GET" else "write")
+            except (urllib.error.URLError, OSError) as e:
+                err = "%s for %s %s" % (e, method, relkey)
         if time.monotonic() + delay > end:
             raise SystemExit("kopsy-helper: giving up: " + err)
         log(err + "; retrying in %.0fs" % delay)

@@ -152,7 +152,9 @@ def load_certificate(pem: bytes) -> x509.Certificate:
     try:
         return x509.load_pem_x509_certificate(pem)
     except ValueError as exc:
-        raise KopsyError(f"the cluster CA certificate in the state store is not a valid PEM certificate ({exc})") from exc
+        raise KopsyError(
+            f"the cluster CA certificate in the state store is not a valid PEM certificate ({exc})"
+        ) from exc
 
 
 def ca_cert_hash(ca_cert_pem: bytes) -> str:
@@ -191,8 +193,9 @@ def sign_admin_client_cert(
         raise KopsyError("the cluster CA key in the state store cannot be read as an unencrypted PEM key") from exc
     if not isinstance(ca_key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
         raise KopsyError("the cluster CA key in the state store is neither RSA nor ECDSA")
-    ca_pub = ca_cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    key_pub = ca_key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    ca_pub = ca_cert.public_key().public_bytes(*spki)
+    key_pub = ca_key.public_key().public_bytes(*spki)
     if ca_pub != key_pub:
         raise KopsyError("the cluster CA key in the state store does not match the CA certificate")
     start = (now or _now()) - BACKDATE

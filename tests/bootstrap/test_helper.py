@@ -112,3 +112,27 @@ def test_helper_refuses_a_file_store(imds, aws_env, tmp_path):
     config.write_text(json.dumps({"stateStore": "file:///srv/state/demo"}))
     r = _run(["--config", str(config), "get", "pki/ca.crt", str(tmp_path / "x")], imds, aws_env)
     assert r.returncode != 0 and "not s3://" in r.stderr
+
+
+def test_helper_waits_for_role_credentials(boto, aws_env, imds, monkeypatch):
+    """A fresh instance profile can take a moment to reach IMDS: retried, not fatal."""
+    import urllib.error
+
+    helper = _load_helper()
+    s3 = boto("s3")
+    s3.create_bucket(Bucket="kopsy-state")
+    s3.put_object(Bucket="kopsy-state", Key="demo/pki/ca.crt", Body=b"CA")
+    monkeypatch.setattr(helper, "IMDS", imds)
+    monkeypatch.setattr(helper.time, "sleep", lambda s: None)
+    real, attempts = helper.credentials, []
+
+    def flaky():
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise urllib.error.HTTPError("http://imds", 404, "Not Found", None, None)  # type: ignore[arg-type]
+        return real()
+
+    monkeypatch.setattr(helper, "credentials", flaky)
+    cfg = {"stateStore": "s3://kopsy-state/demo", "s3Endpoint": aws_env["AWS_ENDPOINT_URL"]}
+    assert helper.s3_request(cfg, "GET", "pki/ca.crt", deadline=60) == b"CA"
+    assert len(attempts) == 3

@@ -176,7 +176,7 @@ def test_parse_user_data_round_trips(rendered, ca_hash):
     data = next(iter(rendered.values()))[0]
     mime = email.mime.multipart.MIMEMultipart()
     mime.attach(email.mime.text.MIMEText("#!/bin/sh\necho hello\n", "x-shellscript"))
-    part = email.mime.application.MIMEApplication(data, "x-gzip")  # noqa: the cloud-config, compressed
+    part = email.mime.application.MIMEApplication(data, "x-gzip")  # the cloud-config, compressed
     part.replace_header("Content-Type", "text/cloud-config")
     mime.attach(part)
     assert parse_user_data(mime.as_bytes()) == parse_user_data(data)
@@ -203,7 +203,7 @@ def test_scripts_do_what_the_issue_asks(rendered):
     script = next(f["content"] for f in boot["write_files"] if f["path"] == "/usr/local/sbin/kopsy-bootstrap")
     for expected in ("swapoff -a", "modprobe br_netfilter", "SystemdCgroup = true", "apt-mark hold kubelet kubeadm kubectl",
                      "pkgs.k8s.io/core:/stable:/v${KUBERNETES_MINOR}/deb/", "kubeadm init --config",
-                     f"controlPlaneEndpoint: ${{API_ENDPOINT}}", f"certSANs: [{API_HOST}", "podSubnet: 100.96.0.0/11",
+                     "controlPlaneEndpoint: ${API_ENDPOINT}", f"certSANs: [{API_HOST}", "podSubnet: 100.96.0.0/11",
                      'token: "${token}"', "local-hostname", "/var/lib/kopsy", "kopsy-token-refresh.timer"):
         assert expected in script or expected in init, expected
     assert "kubeadm join --config" in node and "caCertHashes" in node
