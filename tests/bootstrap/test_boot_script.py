@@ -132,8 +132,10 @@ def _boot(tmp_path: Path, boto, aws_env, imds, *, control_planes: int, role: str
 
 @pytest.fixture(autouse=True)
 def _need_tools():
-    if not Path("/usr/bin/python3").exists() or not Path(BASH).exists():
-        pytest.skip("needs /usr/bin/python3 (the helper's interpreter) and bash")
+    import shutil
+
+    if not Path("/usr/bin/python3").exists() or not Path(BASH).exists() or not shutil.which("openssl"):
+        pytest.skip("needs /usr/bin/python3 (the helper's interpreter), bash and openssl, as on Ubuntu")
 
 
 def test_first_control_plane_boots_through_every_phase(tmp_path, boto, aws_env, imds, cluster_pki):
