@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kopsy.cloud.aws.images import resolve_image
-from kopsy.cloud.aws.kind import Actual, ApplyContext, Key
+from kopsy.cloud.aws.kind import Actual, ApplyContext, Key, parallel
 from kopsy.cloud.aws.session import AwsClients
 from kopsy.errors import ObjectNotFound
 from kopsy.reconcile.apply import ApplyResult, Event, apply_plan
@@ -28,13 +28,24 @@ def ca_hash(ca_cert_pem: bytes) -> str:
 def load_inputs(store: Any, cluster_name: str, clients: AwsClients) -> ClusterInputs:
     """Read the spec, instance groups, admin SSH key and CA from the state store
     (``store`` is a ``kopsy.state.clusters.ClusterStore``) and resolve each group's AMI."""
-    cluster, _ = store.get_cluster(cluster_name)
-    igs = [ig for ig, _ in store.list_instance_groups(cluster_name)]
-    try:
-        ssh_key = store.get_object(cluster_name, "ssh/public/admin").decode().strip()
-    except ObjectNotFound:
-        ssh_key = ""
-    ca = store.get_object(cluster_name, "pki/ca.crt")
+    def ssh_key() -> str:
+        try:
+            return str(store.get_object(cluster_name, "ssh/public/admin").decode().strip())
+        except ObjectNotFound:
+            return ""
+
+    # Independent reads: one round trip instead of four in sequence.
+    cluster_etag, ig_list, key, ca = parallel(
+        lambda f: f(),
+        [
+            lambda: store.get_cluster(cluster_name),
+            lambda: store.list_instance_groups(cluster_name),
+            ssh_key,
+            lambda: store.get_object(cluster_name, "pki/ca.crt"),
+        ],
+    )
+    cluster = cluster_etag[0]
+    igs = [ig for ig, _ in ig_list]
     state_url = cluster.config_base or store.store.url_for(cluster_name)
     images: dict[str, str] = {}
     cache: dict[tuple[str, str], str] = {}
@@ -45,7 +56,7 @@ def load_inputs(store: Any, cluster_name: str, clients: AwsClients) -> ClusterIn
         if k not in cache:
             cache[k] = resolve_image(clients, ig.image, ig.machine_type)
         images[ig.name] = cache[k]
-    return ClusterInputs(cluster, igs, ssh_key, ca_hash(ca), state_url, images)
+    return ClusterInputs(cluster, igs, key, ca_hash(ca), state_url, images)
 
 
 @dataclass

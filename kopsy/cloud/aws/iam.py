@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from kopsy.cloud.aws import tags as T
-from kopsy.cloud.aws.kind import Actual, ApplyContext, Desired, Facts, Kind
+from kopsy.cloud.aws.kind import Actual, ApplyContext, Desired, Facts, Kind, parallel
 from kopsy.cloud.aws.session import aws_errors, error_code
 
 ROLES = ("control-plane", "nodes")
@@ -140,36 +140,34 @@ class IAMRole(Kind):
 
     def find(self, facts: Facts) -> list[Actual]:
         iam = facts.clients.client("iam")
-        found: list[Actual] = []
-        for role in ROLES:
-            name = role_name(role, facts.cluster)
+
+        def one(name: str) -> Actual | None:
             with aws_errors(f"reading IAM role {name}"):
                 try:
                     r = iam.get_role(RoleName=name)["Role"]
                 except Exception as exc:
                     if error_code(exc) == "NoSuchEntity":
-                        continue
+                        return None
                     raise
                 tags = T.to_dict(r.get("Tags"))
                 if not T.is_owned(tags, facts.cluster):
-                    continue  # same name, not ours: never touch it
+                    return None  # same name, not ours: never touch it
                 try:
                     policy = _doc(iam.get_role_policy(RoleName=name, PolicyName=name)["PolicyDocument"])
                 except Exception as exc:
                     if error_code(exc) != "NoSuchEntity":
                         raise
                     policy = None
-            found.append(
-                Actual(
-                    self.kind,
-                    name,
-                    name,
-                    fields={"assume_role_policy": _doc(r["AssumeRolePolicyDocument"]), "policy": policy},
-                    outputs={"id": name, "arn": r["Arn"]},
-                    tags=tags,
-                )
+            return Actual(
+                self.kind,
+                name,
+                name,
+                fields={"assume_role_policy": _doc(r["AssumeRolePolicyDocument"]), "policy": policy},
+                outputs={"id": name, "arn": r["Arn"]},
+                tags=tags,
             )
-        return found
+
+        return [a for a in parallel(one, [role_name(r, facts.cluster) for r in ROLES]) if a is not None]
 
     def create(self, ctx: ApplyContext, want: Desired, fields: dict[str, Any]) -> dict[str, Any]:
         iam = ctx.clients.client("iam")
@@ -227,31 +225,29 @@ class IAMInstanceProfile(Kind):
 
     def find(self, facts: Facts) -> list[Actual]:
         iam = facts.clients.client("iam")
-        found: list[Actual] = []
-        for role in ROLES:
-            name = role_name(role, facts.cluster)
+
+        def one(name: str) -> Actual | None:
             with aws_errors(f"reading IAM instance profile {name}"):
                 try:
                     p = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]
                 except Exception as exc:
                     if error_code(exc) == "NoSuchEntity":
-                        continue
+                        return None
                     raise
             tags = T.to_dict(p.get("Tags"))
             if not T.is_owned(tags, facts.cluster):
-                continue
+                return None
             roles = sorted(r["RoleName"] for r in p.get("Roles", []))
-            found.append(
-                Actual(
-                    self.kind,
-                    name,
-                    name,
-                    fields={"role": roles[0] if len(roles) == 1 else tuple(roles)},
-                    outputs={"id": name, "arn": p["Arn"], "roles": tuple(roles)},
-                    tags=tags,
-                )
+            return Actual(
+                self.kind,
+                name,
+                name,
+                fields={"role": roles[0] if len(roles) == 1 else tuple(roles)},
+                outputs={"id": name, "arn": p["Arn"], "roles": tuple(roles)},
+                tags=tags,
             )
-        return found
+
+        return [a for a in parallel(one, [role_name(r, facts.cluster) for r in ROLES]) if a is not None]
 
     def create(self, ctx: ApplyContext, want: Desired, fields: dict[str, Any]) -> dict[str, Any]:
         iam = ctx.clients.client("iam")

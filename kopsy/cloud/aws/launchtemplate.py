@@ -16,7 +16,7 @@ from typing import Any
 
 from kopsy.cloud.aws import tags as T
 from kopsy.cloud.aws.ec2util import describe_all, owned
-from kopsy.cloud.aws.kind import UNKNOWN, Actual, ApplyContext, Desired, Facts, Kind
+from kopsy.cloud.aws.kind import UNKNOWN, Actual, ApplyContext, Desired, Facts, Kind, parallel
 from kopsy.cloud.aws.session import aws_errors, error_code
 
 ROOT_DEVICE = "/dev/sda1"  # Ubuntu's root device name
@@ -114,12 +114,17 @@ class LaunchTemplate(Kind):
     def find(self, facts: Facts) -> list[Actual]:
         ec2 = facts.clients.client("ec2")
         with aws_errors("reading launch templates"):
-            templates = owned(facts, "describe_launch_templates", "LaunchTemplates")
+            # Both at once: the latest version of every template is one call that needs no ids.
+            templates, versions = parallel(
+                lambda f: f(),
+                [
+                    lambda: owned(facts, "describe_launch_templates", "LaunchTemplates"),
+                    lambda: describe_all(ec2, "describe_launch_template_versions", "LaunchTemplateVersions", Versions=["$Latest"]),
+                ],
+            )
             if not templates:
                 return []
             ids = {t["LaunchTemplateId"] for t in templates}
-            # One call for the latest version of every template (no per-template loop).
-            versions = describe_all(ec2, "describe_launch_template_versions", "LaunchTemplateVersions", Versions=["$Latest"])
             latest = {v["LaunchTemplateId"]: v for v in versions if v["LaunchTemplateId"] in ids}
             missing = ids - set(latest)
             for tid in sorted(missing):  # endpoints that insist on an id: fall back per template

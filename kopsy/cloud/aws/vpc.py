@@ -11,7 +11,7 @@ from typing import Any
 
 from kopsy.cloud.aws import tags as T
 from kopsy.cloud.aws.ec2util import name_of, owned
-from kopsy.cloud.aws.kind import Actual, ApplyContext, Desired, Facts, Kind
+from kopsy.cloud.aws.kind import Actual, ApplyContext, Desired, Facts, Kind, parallel
 from kopsy.cloud.aws.session import aws_errors, error_code
 
 
@@ -41,8 +41,10 @@ class VPC(Kind):
         with aws_errors("reading VPCs"):
             for v in owned(facts, "describe_vpcs", "Vpcs"):
                 vid = v["VpcId"]
-                support = ec2.describe_vpc_attribute(VpcId=vid, Attribute="enableDnsSupport")["EnableDnsSupport"]["Value"]
-                hostnames = ec2.describe_vpc_attribute(VpcId=vid, Attribute="enableDnsHostnames")["EnableDnsHostnames"]["Value"]
+                support, hostnames = parallel(
+                    lambda attr: ec2.describe_vpc_attribute(VpcId=vid, Attribute=attr)[attr[0].upper() + attr[1:]]["Value"],
+                    ["enableDnsSupport", "enableDnsHostnames"],
+                )
                 out.append(
                     Actual(
                         self.kind,
@@ -59,7 +61,8 @@ class VPC(Kind):
         ec2 = ctx.clients.client("ec2")
         with aws_errors(f"creating VPC {want.name}"):
             vid = ec2.create_vpc(CidrBlock=fields["cidr"], TagSpecifications=T.tag_spec("vpc", want.tags))["Vpc"]["VpcId"]
-            self._attributes(ec2, vid, fields, {"dns_support", "dns_hostnames"})
+            # New VPCs have DNS support on and hostnames off: change only what differs.
+            self._attributes(ec2, vid, fields, {"dns_hostnames"} | (set() if fields["dns_support"] else {"dns_support"}))
         return {"id": vid}
 
     def modify(self, ctx: ApplyContext, want: Desired, have: Actual, fields: dict[str, Any], changed: set[str]) -> dict[str, Any]:
