@@ -1,16 +1,27 @@
-"""Benchmark ``kopsy update cluster --yes`` against moto server behind a latency proxy.
+"""Benchmark ``kopsy update cluster --yes`` (and a no-op update) through the latency proxy.
 
-For a 1-control-plane/2-node cluster and for a 3-control-plane cluster with 3 node groups,
-prints: wall time of ``update --yes``, AWS calls by operation, the number of latency periods
-spent in sequence, and wall time and call count of a no-op ``update --yes``. Figures only,
-never pass/fail.
+The real ``kopsy`` executable runs against a moto server process behind ``bench/awsproxy.py``,
+which adds a fixed latency (default 50 ms) to every AWS call and records each call. For each
+cluster shape this prints: wall time of ``update --yes``, calls by operation, the latency
+periods spent in sequence, and wall time, calls and mutating calls of a no-op ``update --yes``,
+each compared with the *dependency-forced minimum* (``FORCED`` below: the sequential calls AWS's
+own data dependencies force on any tool). Figures only, never pass/fail.
 
-    .venv/bin/python bench/update.py [--latency 0.05]
+Why three times: wall time includes starting Python and importing boto3 (about 1 s here, no
+latency involved), so "span" (first call sent to last answer received) is reported too; the
+ratio that judges the engine is span / (forced periods x latency).
+
+moto has no Ubuntu 24.04 image: the moto server gets one through ``MOTO_AMIS_PATH`` (the
+sandbox's image file), so kopsy's default AMI resolution (SSM parameter, then DescribeImages)
+runs as it would for a user.
+
+    .venv/bin/python bench/update.py [--shapes small,ha] [--latency-ms 50] [--timeline] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import socket
@@ -19,144 +30,409 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).parent))
-from awsproxy import AwsProxy  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from awsproxy import AwsProxy, Call, busy_time, max_concurrency, sequential_periods  # noqa: E402
 
 KOPSY = shutil.which("kopsy", path=str(Path(sys.executable).parent)) or "kopsy"
 REGION = "us-east-1"
+BUCKET = "kopsy-bench"
+CLUSTER = "bench.example.com"
+CLOUD_SERVICES = ("ec2", "iam", "elbv2", "autoscaling")
+READ_PREFIXES = ("Describe", "Get", "List", "Head")
+
+
+# --- shapes --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A cluster shape: control planes, and the size of each node group."""
+
+    name: str
+    control_planes: int
+    node_groups: tuple[int, ...]
+    zones: tuple[str, ...] = ("us-east-1a", "us-east-1b", "us-east-1c")
+
+    @property
+    def nodes(self) -> int:
+        return sum(self.node_groups)
+
+    @property
+    def instances(self) -> int:
+        return self.nodes + self.control_planes
+
+    def describe(self) -> str:
+        groups = len(self.node_groups)
+        return (f"{self.control_planes} control plane(s), {groups} node group(s), {self.nodes} nodes")
+
+
+SHAPES: dict[str, Shape] = {
+    "small": Shape("small", 1, (2,), ("us-east-1a", "us-east-1b")),
+    "ha": Shape("ha", 3, (10, 10, 10)),
+    "large": Shape("large", 3, (30,) * 10),
+}
+
+
+# --- the dependency-forced minimum ---------------------------------------------------------
+
+# Each entry: an AWS call -> the calls whose results it needs first. This is what AWS itself
+# forces on *any* tool creating kopsy's resources (an id, a DNS name or an attached gateway must
+# exist before the next call can name it), not kopsy's own graph: a tool that does better than
+# this is impossible, so the ratio to it measures kopsy's engine. Calls that can run at once
+# (all the describes of the fact-finding, both IAM roles, every subnet) count once.
+FORCED_UPDATE: dict[str, tuple[str, ...]] = {
+    # state store: take the lock, then read the spec (list the instance groups, then read them)
+    "s3:PutObject(lock)": (),
+    "s3:GetObject(config)+ListObjectsV2(instancegroup/)": ("s3:PutObject(lock)",),
+    "s3:GetObject(instancegroup/*)": ("s3:GetObject(config)+ListObjectsV2(instancegroup/)",),
+    # facts: every describe at once (they need nothing but the cluster name)
+    "describe*": ("s3:GetObject(instancegroup/*)",),
+    # creates (no-op update: none of these)
+    "iam:CreateRole": ("describe*",),
+    "iam:PutRolePolicy": ("iam:CreateRole",),
+    "iam:CreateInstanceProfile": ("describe*",),
+    "iam:AddRoleToInstanceProfile": ("iam:CreateRole", "iam:CreateInstanceProfile"),
+    "ec2:ImportKeyPair": ("describe*",),
+    "ec2:CreateVpc": ("describe*",),
+    "ec2:ModifyVpcAttribute": ("ec2:CreateVpc",),
+    "ec2:CreateInternetGateway": ("describe*",),
+    "ec2:AttachInternetGateway": ("ec2:CreateVpc", "ec2:CreateInternetGateway"),
+    "ec2:CreateSubnet": ("ec2:CreateVpc",),
+    "ec2:ModifySubnetAttribute": ("ec2:CreateSubnet",),
+    "ec2:CreateRouteTable": ("ec2:CreateVpc",),
+    "ec2:CreateRoute": ("ec2:CreateRouteTable", "ec2:AttachInternetGateway"),
+    "ec2:AssociateRouteTable": ("ec2:CreateRouteTable", "ec2:CreateSubnet"),
+    "ec2:CreateSecurityGroup": ("ec2:CreateVpc",),
+    "ec2:AuthorizeSecurityGroupIngress": ("ec2:CreateSecurityGroup",),
+    "elbv2:CreateTargetGroup": ("ec2:CreateVpc",),
+    # an internet-facing NLB needs its subnets, its security group and an attached gateway
+    "elbv2:CreateLoadBalancer": ("ec2:CreateSubnet", "ec2:CreateSecurityGroup", "ec2:AttachInternetGateway"),
+    "elbv2:CreateListener": ("elbv2:CreateLoadBalancer", "elbv2:CreateTargetGroup"),
+    # user-data names the API endpoint: the NLB's DNS name
+    "ec2:CreateLaunchTemplate": ("elbv2:CreateLoadBalancer", "ec2:CreateSecurityGroup",
+                                 "iam:AddRoleToInstanceProfile", "ec2:ImportKeyPair"),
+    "autoscaling:CreateAutoScalingGroup": ("ec2:CreateLaunchTemplate", "ec2:ModifySubnetAttribute",
+                                           "elbv2:CreateTargetGroup", "ec2:AssociateRouteTable"),
+    "s3:DeleteObject(lock)": ("autoscaling:CreateAutoScalingGroup", "elbv2:CreateListener", "ec2:CreateRoute",
+                              "ec2:AuthorizeSecurityGroupIngress", "iam:PutRolePolicy", "ec2:ModifyVpcAttribute"),
+}
+NOOP_CALLS = ("s3:PutObject(lock)", "s3:GetObject(config)+ListObjectsV2(instancegroup/)",
+              "s3:GetObject(instancegroup/*)", "describe*")
+FORCED_NOOP: dict[str, tuple[str, ...]] = {
+    **{k: FORCED_UPDATE[k] for k in NOOP_CALLS},
+    "s3:DeleteObject(lock)": ("describe*",),
+}
+FORCED_DELETE: dict[str, tuple[str, ...]] = {
+    "s3:GetObject(config)": (),  # the region and the cluster's existence
+    "s3:PutObject(lock)": ("s3:GetObject(config)",),
+    "describe*": ("s3:PutObject(lock)",),
+    # ForceDelete terminates the group's instances; AWS does it asynchronously, so at least one
+    # describe must confirm they are gone before what they use can go.
+    "autoscaling:DeleteAutoScalingGroup": ("describe*",),
+    "elbv2:DeleteLoadBalancer": ("describe*",),
+    "ec2:RevokeSecurityGroupIngress": ("describe*",),
+    "ec2:DisassociateRouteTable": ("describe*",),
+    "iam:RemoveRoleFromInstanceProfile": ("describe*",),
+    "iam:DeleteRolePolicy": ("describe*",),
+    "ec2:DeleteKeyPair": ("describe*",),
+    "poll(instances, load balancer gone)": ("autoscaling:DeleteAutoScalingGroup", "elbv2:DeleteLoadBalancer"),
+    "ec2:DeleteLaunchTemplate": ("autoscaling:DeleteAutoScalingGroup",),
+    "elbv2:DeleteTargetGroup": ("elbv2:DeleteLoadBalancer",),
+    "iam:DeleteInstanceProfile": ("iam:RemoveRoleFromInstanceProfile",),
+    "iam:DeleteRole": ("iam:RemoveRoleFromInstanceProfile", "iam:DeleteRolePolicy"),
+    "ec2:DeleteRouteTable": ("ec2:DisassociateRouteTable",),
+    # public addresses must be unmapped (instances, NLB gone) before the gateway can be detached
+    "ec2:DetachInternetGateway": ("poll(instances, load balancer gone)",),
+    "ec2:DeleteSecurityGroup": ("poll(instances, load balancer gone)", "ec2:RevokeSecurityGroupIngress"),
+    "ec2:DeleteSubnet": ("poll(instances, load balancer gone)",),
+    "ec2:DeleteInternetGateway": ("ec2:DetachInternetGateway",),
+    "ec2:DeleteVpc": ("ec2:DetachInternetGateway", "ec2:DeleteSecurityGroup", "ec2:DeleteSubnet", "ec2:DeleteRouteTable"),
+    "describe*(confirm nothing left)": ("ec2:DeleteVpc", "ec2:DeleteInternetGateway", "iam:DeleteRole",
+                                       "iam:DeleteInstanceProfile", "ec2:DeleteLaunchTemplate", "elbv2:DeleteTargetGroup",
+                                       "ec2:DeleteKeyPair"),
+    "s3:ListObjectsV2(cluster/)": ("describe*(confirm nothing left)",),
+    "s3:DeleteObjects(cluster/)": ("s3:ListObjectsV2(cluster/)",),
+}
+
+
+def forced_periods(graph: dict[str, tuple[str, ...]]) -> int:
+    """Length (in calls) of the longest chain of the graph: the latency periods no tool can avoid."""
+    memo: dict[str, int] = {}
+
+    def depth(k: str) -> int:
+        if k not in memo:
+            memo[k] = 1 + max((depth(d) for d in graph[k]), default=0)
+        return memo[k]
+
+    return max(depth(k) for k in graph)
+
+
+# --- running kopsy through the proxy -------------------------------------------------------
 
 
 @dataclass
-class Shape:
-    name: str
-    zones: list[str]
-    control_planes: int
-    extra_node_groups: int  # besides "nodes"
+class Measurement:
+    """One kopsy run through the proxy."""
+
+    label: str
+    wall: float
+    calls: list[Call]
+    latency: float
+    stdout: str = ""
+    first_call_after: float = 0.0  # seconds from process start to its first AWS call
+
+    @property
+    def span(self) -> float:
+        return (max(c.end for c in self.calls) - min(c.start for c in self.calls)) if self.calls else 0.0
+
+    @property
+    def sequential(self) -> int:
+        return sequential_periods(self.calls)
+
+    @property
+    def by_operation(self) -> Counter[str]:
+        return Counter(f"{c.service}:{c.operation}" for c in self.calls if not c.fault)
+
+    @property
+    def cloud_mutating(self) -> list[str]:
+        """Mutating calls to EC2, IAM, ELB and Auto Scaling (the state store's own S3 writes aside)."""
+        return [f"{c.service}:{c.operation}" for c in self.calls
+                if c.service in CLOUD_SERVICES and not c.operation.startswith(READ_PREFIXES) and not c.fault]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "wall_s": round(self.wall, 3),
+            "span_s": round(self.span, 3),
+            "first_call_after_s": round(self.first_call_after, 3),
+            "calls": len(self.calls),
+            "faults": sum(1 for c in self.calls if c.fault),
+            "sequential_periods": self.sequential,
+            "busy_s": round(busy_time(self.calls), 3),
+            "max_concurrency": max_concurrency(self.calls),
+            "cloud_mutating": len(self.cloud_mutating),
+            "by_operation": dict(sorted(self.by_operation.items())),
+        }
 
 
-SHAPES = [
-    Shape("1 control plane, 2 nodes", ["us-east-1a", "us-east-1b"], 1, 0),
-    Shape("3 control planes, 3 node groups", ["us-east-1a", "us-east-1b", "us-east-1c"], 3, 2),
-]
-
-
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-@contextmanager
-def moto_and_proxy(latency: float) -> Iterator[tuple[str, AwsProxy]]:
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
+class Bench:
+    """A moto server process (with an Ubuntu 24.04 image) behind the latency proxy, and a
+    throw-away HOME with an SSH key. Use as a context manager; everything started is stopped."""
+
+    def __init__(self, latency_ms: float = 50.0, *, fault_rate: float = 0.0, seed: int | None = 1) -> None:
+        self.latency = latency_ms / 1000.0
+        self._tmp = tempfile.TemporaryDirectory(prefix="kopsy-bench-")
+        self.work = Path(self._tmp.name)
+        from kopsy.sandbox.images import write_amis_file
+
+        amis = write_amis_file(self.work / "amis.json")
+        port = free_port()
+        self.moto_url = f"http://127.0.0.1:{port}"
+        self._moto = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "MOTO_AMIS_PATH": str(amis)},
+        )
         try:
-            urllib.request.urlopen(f"{url}/moto-api/data.json", timeout=1).read()
-            break
-        except Exception:
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise
-            time.sleep(0.05)
-    proxy = AwsProxy(url, latency=latency).start()
-    try:
-        yield url, proxy
-    finally:
-        proxy.stop()
-        proc.terminate()
-        proc.wait(timeout=10)
+            self._wait_moto()
+            self.proxy = AwsProxy(self.moto_url, latency_ms=latency_ms, fault_rate=fault_rate, seed=seed).start()
+        except BaseException:
+            self._moto.kill()
+            self._moto.wait()
+            self._tmp.cleanup()
+            raise
+        self.key = self.work / "id_ed25519"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key)], check=True)
+        (self.work / "home").mkdir()
+
+    def _wait_moto(self) -> None:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{self.moto_url}/moto-api/data.json", timeout=2).read()
+                return
+            except OSError:
+                if time.monotonic() > deadline or self._moto.poll() is not None:
+                    raise RuntimeError("moto server did not start") from None
+                time.sleep(0.05)
+
+    def close(self) -> None:
+        self.proxy.stop()
+        self._moto.terminate()
+        try:
+            self._moto.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._moto.kill()
+            self._moto.wait()
+        self._tmp.cleanup()
+
+    def __enter__(self) -> Bench:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def env(self, *, direct: bool = False) -> dict[str, str]:
+        """The environment of a kopsy process: through the proxy, or ``direct`` to moto (set-up)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KOPSY_"))}
+        env.update({
+            "AWS_ENDPOINT_URL": self.moto_url if direct else self.proxy.url,
+            "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION,
+            "HOME": str(self.work / "home"), "KOPSY_STATE_STORE": f"s3://{BUCKET}",
+            "NO_PROXY": "127.0.0.1,localhost",
+        })
+        return env
+
+    def boto(self, service: str) -> Any:
+        import boto3
+
+        session = boto3.session.Session(aws_access_key_id="bench", aws_secret_access_key="bench", region_name=REGION)
+        return session.client(service, endpoint_url=self.moto_url)
+
+    def kopsy(self, args: list[str], *, direct: bool = False, check: bool = True, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+        r = subprocess.run([KOPSY, *args], env=self.env(direct=direct), capture_output=True, text=True, timeout=timeout)
+        if check and r.returncode != 0:
+            raise RuntimeError(f"kopsy {' '.join(args)} exited {r.returncode}:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+        return r
+
+    def measure(self, label: str, args: list[str], *, check: bool = True) -> Measurement:
+        """Run kopsy through the proxy and return its calls and timings."""
+        self.proxy.reset()
+        start = time.monotonic()
+        r = self.kopsy(args, check=check)
+        wall = time.monotonic() - start
+        calls = self.proxy.calls
+        first = (min(c.start for c in calls) - start) if calls else 0.0
+        return Measurement(label, wall, calls, self.latency, r.stdout, first)
+
+    def warm_up(self) -> None:
+        """moto builds a service's backend on its first call after a reset (SSM loads its public
+        parameters: ~2 s): pay that before measuring, so only kopsy and the latency are timed."""
+        from botocore.exceptions import ClientError
+
+        for service, call in (
+            ("ssm", lambda c: c.get_parameter(Name="/aws/service/canonical/warm-up")),
+            ("ec2", lambda c: c.describe_images(Owners=["099720109477"])),
+            ("iam", lambda c: c.list_roles()),
+            ("elbv2", lambda c: c.describe_load_balancers()),
+            ("autoscaling", lambda c: c.describe_auto_scaling_groups()),
+        ):
+            try:
+                call(self.boto(service))
+            except ClientError:
+                pass
+
+    def prepare(self, shape: Shape, name: str = CLUSTER) -> None:
+        """Reset moto and write the shape's spec to the store (straight to moto: not measured)."""
+        urllib.request.urlopen(urllib.request.Request(f"{self.moto_url}/moto-api/reset", method="POST"), timeout=30).read()
+        self.boto("s3").create_bucket(Bucket=BUCKET)
+        self.warm_up()
+        self.kopsy(["create", "cluster", name, "--zones", ",".join(shape.zones),
+                    "--control-plane-count", str(shape.control_planes), "--node-count", str(shape.node_groups[0]),
+                    "--ssh-public-key", f"{self.key}.pub", "--ssh-access", "10.0.0.0/8", "--admin-access", "10.0.0.0/8"],
+                   direct=True)
+        extra = shape.node_groups[1:]
+        if extra:
+            docs = []
+            for i, size in enumerate(extra, start=1):
+                zone = shape.zones[i % len(shape.zones)]
+                docs.append(
+                    "apiVersion: kopsy.io/v1alpha1\nkind: InstanceGroup\n"
+                    f"metadata: {{name: nodes-{i}, labels: {{kopsy.io/cluster: {name}}}}}\n"
+                    f"spec: {{role: Node, machineType: t3.medium, minSize: {size}, maxSize: {size}, subnets: [{zone}]}}\n"
+                )
+            path = self.work / "groups.yaml"
+            path.write_text("---\n".join(docs))
+            self.kopsy(["create", "-f", str(path)], direct=True)
 
 
-def base_env(endpoint: str, home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KOPSY_"))}
-    env.update({
-        "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-        "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION, "HOME": str(home),
-        "KOPSY_STATE_STORE": "s3://kopsy-bench", "NO_PROXY": "127.0.0.1,localhost",
-    })
-    return env
+# --- reporting -----------------------------------------------------------------------------
 
 
-def kopsy(args: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess[str]]:
-    t = time.monotonic()
-    r = subprocess.run([KOPSY, *args], env=env, capture_output=True, text=True, timeout=900)
-    if r.returncode != 0:
-        raise SystemExit(f"kopsy {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}")
-    return time.monotonic() - t, r
+@dataclass
+class UpdateFigures:
+    shape: Shape
+    update: Measurement
+    noop: Measurement
+    forced_update: int = field(default_factory=lambda: forced_periods(FORCED_UPDATE))
+    forced_noop: int = field(default_factory=lambda: forced_periods(FORCED_NOOP))
 
 
-def prepare_cluster(moto_url: str, proxy_env: dict[str, str], shape: Shape, name: str, work: Path) -> None:
-    """Reset moto, then create the cluster's spec in the store (not timed)."""
-    import boto3
-
-    urllib.request.urlopen(urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST")).read()
-    session = boto3.session.Session(aws_access_key_id="bench", aws_secret_access_key="bench", region_name=REGION)
-    session.client("s3", endpoint_url=moto_url).create_bucket(Bucket="kopsy-bench")
-    image = session.client("ec2", endpoint_url=moto_url).register_image(Name="bench-noble", RootDeviceName="/dev/sda1")["ImageId"]
-    key = work / "id_ed25519"
-    if not key.exists():
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    env = {**proxy_env, "AWS_ENDPOINT_URL": moto_url}
-    kopsy(["create", "cluster", name, "--zones", ",".join(shape.zones), "--control-plane-count", str(shape.control_planes),
-           "--node-count", "2", "--image", image, "--ssh-public-key", f"{key}.pub"], env)
-    if shape.extra_node_groups:
-        os.environ.update({k: env[k] for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")})
-        from kopsy.cloud.aws.session import AwsClients
-        from kopsy.spec.model import replace
-        from kopsy.state import open_store
-        from kopsy.state.clusters import ClusterStore
-
-        store = ClusterStore(open_store("s3://kopsy-bench", clients=AwsClients(REGION)))
-        nodes, _ = store.get_instance_group(name, "nodes")
-        for i in range(shape.extra_node_groups):
-            zone = shape.zones[(i + 1) % len(shape.zones)]
-            store.create_instance_group(replace(nodes, name=f"nodes-{zone[-1]}", subnets=[zone]))
+def measure_update(bench: Bench, shape: Shape, name: str = CLUSTER) -> UpdateFigures:
+    bench.prepare(shape, name)
+    update = bench.measure("update --yes", ["update", "cluster", name, "--yes"])
+    noop = bench.measure("no-op update --yes", ["update", "cluster", name, "--yes"])
+    if "No changes need to be applied" not in noop.stdout:
+        raise RuntimeError(f"the second update was not a no-op:\n{noop.stdout}")
+    return UpdateFigures(shape, update, noop)
 
 
-def report_calls(title: str, proxy: AwsProxy, wall: float, latency: float) -> None:
-    """Wall time includes starting Python and importing boto3 (~1 s here); the span from the first
-    AWS call to the end of the last is what the latency can stretch, so that is what is compared
-    with the latency periods the run had to spend one after another."""
-    seq = proxy.sequential_periods()
-    span = max(c.end for c in proxy.calls) - min(c.start for c in proxy.calls)
-    print(f"  {title}: {wall:.2f} s wall, {len(proxy.calls)} AWS calls, {seq} latency periods in sequence "
-          f"(x {latency * 1000:.0f} ms = {seq * latency:.2f} s); first-to-last-call span {span:.2f} s "
-          f"= {span / max(seq * latency, 1e-9):.2f}x the sequential latency")
+def ratio_line(m: Measurement, forced: int) -> str:
+    floor = forced * m.latency
+    return (f"{m.label}: {m.wall:.2f} s wall ({m.first_call_after:.2f} s before the first call), "
+            f"span {m.span:.2f} s, {len(m.calls)} calls, {m.sequential} periods in sequence, "
+            f"at most {max_concurrency(m.calls)} at once; forced minimum {forced} periods = {floor:.2f} s; "
+            f"span/minimum {m.span / floor:.2f}x, wall/minimum {m.wall / floor:.2f}x, "
+            f"sequential/forced {m.sequential / forced:.2f}x")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--latency", type=float, default=0.05, help="seconds added to every AWS call (default 0.05)")
-    args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, moto_and_proxy(args.latency) as (moto_url, proxy):
-        work = Path(tmp)
-        env = base_env(proxy.url, work)
-        print(f"kopsy update benchmark: moto server behind a {args.latency * 1000:.0f} ms latency proxy")
-        for shape in SHAPES:
-            name = "bench.example.com"
-            prepare_cluster(moto_url, env, shape, name, work)
-            print(f"\n== {shape.name}")
-            proxy.reset()
-            wall, _ = kopsy(["update", "cluster", name, "--yes"], env)
-            report_calls("update --yes", proxy, wall, args.latency)
-            for op, n in sorted(proxy.by_operation().items(), key=lambda kv: (-kv[1], kv[0])):
-                print(f"      {n:4d}  {op}")
-            proxy.reset()
-            wall, r = kopsy(["update", "cluster", name, "--yes"], env)
-            assert "No changes need to be applied" in r.stdout, r.stdout
-            report_calls("no-op update --yes", proxy, wall, args.latency)
-            mutating = [c for c in proxy.calls if c.service != "s3" and not c.operation.startswith(("Describe", "Get", "List"))]
-            print(f"      mutating calls outside S3: {len(mutating)}")
+def print_operations(m: Measurement, indent: str = "      ") -> None:
+    for op, n in sorted(m.by_operation.items(), key=lambda kv: (-kv[1], kv[0])):
+        print(f"{indent}{n:5d}  {op}")
+
+
+def print_timeline(m: Measurement) -> None:
+    """Every call with its start offset and duration: where the sequential periods went."""
+    if not m.calls:
+        return
+    t0 = min(c.start for c in m.calls)
+    for c in sorted(m.calls, key=lambda c: c.start):
+        print(f"      {1000 * (c.start - t0):8.0f} ms  {1000 * (c.end - c.start):5.0f} ms  {c.service}:{c.operation}"
+              f"{'  [' + c.fault + ']' if c.fault else ''}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Benchmark kopsy update through a latency proxy in front of moto.")
+    ap.add_argument("--shapes", default="small,ha", help=f"comma list of {', '.join(SHAPES)} (default small,ha)")
+    ap.add_argument("--latency-ms", type=float, default=50.0)
+    ap.add_argument("--timeline", action="store_true", help="print every call of each run with its timing")
+    ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    args = ap.parse_args(argv)
+    shapes = [SHAPES[s] for s in args.shapes.split(",") if s]
+    results = []
+    with Bench(args.latency_ms) as bench:
+        print(f"kopsy update: moto server behind a {args.latency_ms:.0f} ms/call proxy; "
+              f"forced minimum {forced_periods(FORCED_UPDATE)} periods (update), {forced_periods(FORCED_NOOP)} (no-op)")
+        for shape in shapes:
+            fig = measure_update(bench, shape)
+            print(f"\n== {shape.name}: {shape.describe()}")
+            print("  " + ratio_line(fig.update, fig.forced_update))
+            print_operations(fig.update)
+            if args.timeline:
+                print_timeline(fig.update)
+            print("  " + ratio_line(fig.noop, fig.forced_noop))
+            print(f"      mutating calls to EC2/IAM/ELB/ASG: {len(fig.noop.cloud_mutating)} "
+                  f"{sorted(Counter(fig.noop.cloud_mutating).items()) or ''}")
+            print_operations(fig.noop)
+            if args.timeline:
+                print_timeline(fig.noop)
+            results.append({"shape": shape.name, "update": fig.update.summary(), "noop": fig.noop.summary(),
+                            "forced_update": fig.forced_update, "forced_noop": fig.forced_noop})
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
