@@ -84,8 +84,37 @@ def _debug_requested(argv: list[str]) -> bool:
     return "--debug" in argv or os.environ.get("KOPSY_DEBUG", "").lower() in ("1", "true", "yes")
 
 
+GLOBAL_VALUE_FLAGS = ("--state", "--name")
+GLOBAL_BOOL_FLAGS = ("--debug",)
+
+
+def hoist_global_flags(args: list[str]) -> list[str]:
+    """kops accepts --state/--name anywhere (`kopsy get clusters --state s3://x`): move them in
+    front of the subcommand, where click expects them. Nothing after a bare ``--`` is touched."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        flag = arg.split("=", 1)[0]
+        if flag in GLOBAL_VALUE_FLAGS and "=" in arg:
+            front.append(arg)
+        elif arg in GLOBAL_VALUE_FLAGS and i + 1 < len(args):
+            front.extend(args[i : i + 2])
+            i += 1
+        elif arg in GLOBAL_BOOL_FLAGS:
+            front.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = hoist_global_flags(list(sys.argv[1:] if argv is None else argv))
     debug = _debug_requested(args)
     try:
         cli.main(args=args, prog_name="kopsy", standalone_mode=False)
