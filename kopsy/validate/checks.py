@@ -147,9 +147,10 @@ def check_pods(pods: Sequence[PodFacts]) -> list[Failure]:
 
 def explain(failure: Failure, diagnosis: Diagnosis) -> Failure:
     """Check 4: add what the instance says about itself to a Machine/Node failure."""
+    base = failure.message.rstrip(". ")
     if not diagnosis.reachable:
         return Failure(failure.type, failure.name,
-                       f"{failure.message}, and it cannot be reached over SSH: {diagnosis.unreachable_reason}",
+                       f"{base}; it cannot be reached over SSH: {diagnosis.unreachable_reason}",
                        instance_id=failure.instance_id)
     parts = []
     if diagnosis.error:
@@ -157,14 +158,15 @@ def explain(failure: Failure, diagnosis: Diagnosis) -> Failure:
     elif diagnosis.phase:
         when = f", updated {diagnosis.updated}" if diagnosis.updated else ""
         parts.append(f"bootstrap is at phase {diagnosis.phase} with no error{when}")
+    elif "no such file" in diagnosis.bootstrap_state_missing.lower() or not diagnosis.bootstrap_state_missing:
+        parts.append("the kopsy bootstrap has not started (no /var/lib/kopsy/bootstrap.json)")
     else:
-        parts.append(f"no bootstrap state ({diagnosis.bootstrap_state_missing or 'empty'}): "
-                     f"the kopsy bootstrap has not started")
+        parts.append(f"could not read /var/lib/kopsy/bootstrap.json: {diagnosis.bootstrap_state_missing}")
     if diagnosis.cloud_init_status or diagnosis.cloud_init_detail:
         ci = f"cloud-init {diagnosis.cloud_init_status or 'status unknown'}"
         if diagnosis.cloud_init_detail and diagnosis.cloud_init_status not in ("done",):
             ci += f" ({diagnosis.cloud_init_detail})"
         parts.append(ci)
     details = [f"bootstrap log: {line}" for line in diagnosis.log_tail]
-    return Failure(failure.type, failure.name, f"{failure.message}: {'; '.join(parts)}", details,
+    return Failure(failure.type, failure.name, f"{base}: {'; '.join(parts)}", details,
                    failure.instance_id)

@@ -77,5 +77,5 @@ class ValidationResult:
         if self.valid:
             return f"cluster {self.cluster} is ready"
         first = self.failures[0]
-        more = f" (+{len(self.failures) - 1} more)" if len(self.failures) > 1 else ""
-        return f"{len(self.failures)} problem(s): {first.type} {first.name}: {first.message}{more}"
+        text = first.message if len(first.message) <= 120 else first.message[:119] + "…"
+        return f"{len(self.failures)} problem(s), first: {first.type} {first.name}: {text}"

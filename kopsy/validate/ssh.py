@@ -430,7 +430,9 @@ class SSHConnector:
         try:
             client.connect(
                 host_arg, port=port_arg, username=ep.user, key_filename=cast(Any, keys or None), sock=sock,
-                timeout=t, banner_timeout=t, auth_timeout=t, channel_timeout=t,
+                # paramiko's ``timeout`` bounds the key exchange wait; kept above the banner timeout so a
+                # silent host fails as a banner timeout instead of a later, vaguer "No existing session".
+                timeout=t + 1, banner_timeout=t, auth_timeout=t, channel_timeout=t,
                 allow_agent=self.settings.allow_agent, look_for_keys=False,
             )
         except paramiko.BadHostKeyException as exc:
@@ -459,6 +461,11 @@ class SSHConnector:
             raise SSHUnreachable(f"cannot reach {ep.describe()}: the SSH handshake timed out after {t:g}s") from exc
         except (paramiko.SSHException, OSError, EOFError) as exc:
             client.close()
+            if isinstance(exc.__context__, (socket.timeout, TimeoutError)):  # paramiko wraps banner timeouts
+                raise SSHUnreachable(
+                    f"cannot reach {ep.describe()}: the SSH handshake timed out after {t:g}s (no SSH banner: "
+                    f"host overloaded, or not sshd on that port?)"
+                ) from exc
             raise SSHUnreachable(f"cannot reach {ep.describe()}: SSH handshake failed: {_reason(exc)}") from exc
         return client
 

@@ -228,3 +228,43 @@ def test_bastion_reaches_instances_by_private_address(fake_cluster: Callable[...
         assert result.ssh_connections == 3  # bastion once, control plane, broken node
     finally:
         jump.stop()
+
+
+def test_stuck_hosts_are_bounded_by_timeouts(fake_cluster: Callable[..., FakeCluster], clients: Any,
+                                             tmp_path: Path) -> None:
+    """A node whose command hangs and a node that never says hello each cost about one timeout."""
+    import socket
+    import threading
+    import time
+
+    from validate_doubles import CMD_BOOTSTRAP, host_answers, loopback_address
+
+    fc = fake_cluster(ONE_CP)
+    hung, silent = fc.nodes
+    fc.set_state(hung.instance_id, "bootfail")
+    fc.set_state(silent.instance_id, "bootfail")
+    answers = host_answers(hung)
+    answers[CMD_BOOTSTRAP]["sleep"] = 3
+    hung.sshd.set_answers(answers)
+    ip, port = loopback_address()
+    listener = socket.socket()
+    listener.bind((ip, port))
+    listener.listen(8)
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: held.append(listener.accept()[0]), daemon=True).start()
+    fc.ssh_config.write_text(fc.ssh_config.read_text().replace(
+        f"HostName {silent.sshd.ip}\n  Port {silent.sshd.port}", f"HostName {ip}\n  Port {port}"))
+    try:
+        start = time.monotonic()
+        result = validate_cluster(CLUSTER, groups_of(ONE_CP), clients, SSHConnector(SSHSettings(
+            known_hosts=tmp_path / "kh", config_path=fc.ssh_config, connect_timeout=1, command_timeout=1)))
+        elapsed = time.monotonic() - start
+    finally:
+        listener.close()
+        for conn in held:
+            conn.close()
+    by_name = {f.name: f.message for f in result.failures}
+    assert "could not read /var/lib/kopsy/bootstrap.json: did not finish within 1s" in by_name[hung.instance_id]
+    assert "cloud-init error" in by_name[hung.instance_id]  # the other commands still answered
+    assert "SSH handshake timed out after 1s" in by_name[silent.instance_id]
+    assert elapsed < 4, elapsed  # in parallel, each bounded by its timeout
