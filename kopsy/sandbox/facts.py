@@ -83,6 +83,46 @@ class World:
     identity_files: dict[str, str] = field(default_factory=dict)  # cluster -> private key path, when known
 
 
+@dataclass(frozen=True)
+class Machines:
+    taken_at: float
+    instances: tuple[Instance, ...]
+    public_keys: dict[str, tuple[str, ...]]
+    identity_files: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Network:
+    taken_at: float
+    ingress: dict[str, tuple[IngressRule, ...]]
+    api: dict[str, ApiLoadBalancer]
+    api_endpoint: dict[str, str]
+    ca: dict[str, CaFact]
+
+
+def combine(machines: Machines, network: Network) -> World:
+    return World(
+        taken_at=min(machines.taken_at, network.taken_at),
+        instances=machines.instances,
+        ingress=network.ingress,
+        api=network.api,
+        api_endpoint=network.api_endpoint,
+        ca=network.ca,
+        public_keys=machines.public_keys,
+        identity_files=machines.identity_files,
+    )
+
+
+def _stores(instances: list[Instance] | tuple[Instance, ...]) -> dict[str, str]:
+    """State-store URLs named in user-data -> a cluster using each."""
+    stores: dict[str, str] = {}
+    for i in instances:
+        cfg = decode_user_data(i.user_data).config if i.user_data else None
+        if cfg is not None:
+            stores.setdefault(cfg.stateStore, cfg.clusterName)
+    return stores
+
+
 def _tag(tags: dict[str, str], *names: str) -> str | None:
     for n in names:
         if tags.get(n):
@@ -110,30 +150,25 @@ class CloudReader:
         self._lt_data: dict[tuple[str, str], dict[str, Any]] = {}
 
     def read(self) -> World:
+        machines = self.read_machines()
+        return combine(machines, self.read_network(machines.instances))
+
+    def read_machines(self) -> Machines:
+        """The slow half (DescribeInstances slows with every instance returned): the poll loop's job."""
         started = time.monotonic()
         instances = self._instances()
-        ingress = self._ingress({sg for i in instances for sg in i.security_groups})
-        clusters = {i.cluster for i in instances if i.cluster}
-        api = self._api_load_balancers(clusters)
-        endpoints = {name: self._endpoint(name, lb) for name, lb in api.items()}
-        stores: dict[str, str] = {}  # store URL -> a cluster using it
-        for i in instances:
-            cfg = decode_user_data(i.user_data).config if i.user_data else None
-            if cfg is not None:
-                stores.setdefault(cfg.stateStore, cfg.clusterName)
-        ca = {url: self._ca(url) for url in stores}
         keys = self._public_keys(instances)
-        identity = {url_cluster: path for url, url_cluster in stores.items() if (path := self._identity_file(url, url_cluster))}
-        return World(
-            taken_at=started,
-            instances=tuple(instances),
-            ingress=ingress,
-            api=api,
-            api_endpoint=endpoints,
-            ca=ca,
-            public_keys=keys,
-            identity_files=identity,
-        )
+        identity = {cluster: path for url, cluster in _stores(instances).items() if (path := self._identity_file(url, cluster))}
+        return Machines(started, tuple(instances), keys, identity)
+
+    def read_network(self, instances: tuple[Instance, ...]) -> Network:
+        """The fast half, re-read for answers: security groups, the API load balancers, the CAs."""
+        started = time.monotonic()
+        ingress = self._ingress({sg for i in instances for sg in i.security_groups})
+        api = self._api_load_balancers({i.cluster for i in instances if i.cluster})
+        endpoints = {name: self._endpoint(name, lb) for name, lb in api.items()}
+        ca = {url: self._ca(url) for url in _stores(instances)}
+        return Network(started, ingress, api, endpoints, ca)
 
     # --- instances ------------------------------------------------------------------------------
 

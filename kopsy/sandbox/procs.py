@@ -104,3 +104,15 @@ def process_rss_kib(pid: int) -> int:
     except OSError:
         pass
     return 0
+
+
+def process_pss_kib(pid: int) -> int:
+    """Proportional memory of one process in KiB: shared pages (sshd's libraries) divided among
+    the processes sharing them, so a sum over processes is the real total (0 if it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0

@@ -7,9 +7,10 @@ status file when they change. An sshd that exits on its own is not restarted: it
 counts as a machine that went down, which is how the "node sshd stopped" fault is emulated
 (``start-node`` brings it back).
 
-Node shells ask over a unix socket; answers come from a ``World`` at most ``answer_max_age``
-seconds old, judged by ``rules`` and formatted by ``answers``. The socket serves threads, and
-one lock makes concurrent answers share a single refresh instead of each reading the cloud.
+Node shells ask over a unix socket; answers are judged by ``rules`` and formatted by
+``answers`` from the instances of the last poll and a network read (security groups, load
+balancers, CAs) at most ``answer_max_age`` seconds old. The socket serves threads, and one lock
+makes concurrent answers share a single network read instead of each reading the cloud.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from urllib.parse import urlsplit
 from kopsy.errors import KopsyError
 from kopsy.sandbox import sshd
 from kopsy.sandbox.answers import answer
-from kopsy.sandbox.facts import CloudReader, World
+from kopsy.sandbox.facts import CloudReader, Instance, Machines, Network, World, combine
 from kopsy.sandbox.layout import Layout
 from kopsy.sandbox.rules import Verdict, evaluate
 
@@ -56,10 +57,12 @@ class Supervisor:
         self.reader = reader
         self.nodes: dict[str, sshd.NodeServer] = {}
         self.stopping = threading.Event()
-        self._world: World | None = None
-        self._verdicts: tuple[frozenset[str], dict[str, Verdict]] | None = None
-        self._verdicts_world: World | None = None
-        self._world_lock = threading.Lock()
+        self._machines: Machines | None = None
+        self._network: tuple[Machines, Network] | None = None
+        self._verdicts: tuple[tuple[Instance, ...], frozenset[str], Network, dict[str, Verdict]] | None = None
+        self._machines_lock = threading.Lock()
+        self._network_lock = threading.Lock()
+        self._last_world: World | None = None
         self._nodes_lock = threading.RLock()
         self._written: dict[Path, str] = {}
         self.cycles = 0
@@ -67,15 +70,29 @@ class Supervisor:
     # --- the world, shared by the loop and the node shells --------------------------------------
 
     def snapshot(self, max_age: float) -> tuple[World, dict[str, Verdict]]:
-        with self._world_lock:
-            if self._world is None or time.monotonic() - self._world.taken_at > max_age:
-                self._world = self.reader.read()
-            world = self._world
+        """The world for an answer: instances from the poll loop's last read (at most one cycle
+        old), the network half re-read when older than ``max_age`` -- so a rule removed by hand
+        shows at once, while a 100-instance DescribeInstances never sits in an answer's path."""
+        machines = self._machines
+        if machines is None:
+            machines = self.refresh_machines()
+        with self._network_lock:
+            net = self._network
+            if net is None or net[0] is not machines or time.monotonic() - net[1].taken_at > max_age:
+                net = (machines, self.reader.read_network(machines.instances))
+                self._network = net
+            world = combine(machines, net[1])
             down = frozenset(i for i, n in list(self.nodes.items()) if n.down)
-            if self._verdicts is None or self._verdicts[0] != down or self._verdicts_world is not world:
-                self._verdicts = (down, evaluate(world, down))
-                self._verdicts_world = world
-            return world, self._verdicts[1]
+            cached = self._verdicts
+            if cached is None or cached[0] is not world.instances or cached[1] != down or cached[2] is not net[1]:
+                cached = (world.instances, down, net[1], evaluate(world, down))
+                self._verdicts = cached
+            return world, cached[3]
+
+    def refresh_machines(self) -> Machines:
+        with self._machines_lock:
+            self._machines = self.reader.read_machines()
+            return self._machines
 
     def answer(self, instance_id: str, command: str) -> dict[str, Any]:
         world, verdicts = self.snapshot(self.config.answer_max_age)
@@ -117,7 +134,9 @@ class Supervisor:
                 self.stopping.wait(0.05)
 
     def cycle(self) -> None:
+        self.refresh_machines()
         world, _ = self.snapshot(max_age=0.0)
+        self._last_world = world
         self._reconcile(world)
         self.cycles += 1
 
@@ -210,8 +229,8 @@ class Supervisor:
                 return {"error": f"no sandbox node for {instance_id}"}
             sshd.stop(node)
             node.down = True
-            if self._world is not None:
-                self._write_files(self._world)
+            if self._last_world is not None:
+                self._write_files(self._last_world)
         return {"ok": True}
 
     def start_node(self, instance_id: str) -> dict[str, Any]:
@@ -222,8 +241,8 @@ class Supervisor:
             if node.pid is None:
                 self._start(node)
                 self._await_listening([node], deadline=time.monotonic() + 5.0)
-            if self._world is not None:
-                self._write_files(self._world)
+            if self._last_world is not None:
+                self._write_files(self._last_world)
         return {"ok": True}
 
     def stop_all(self) -> None:
