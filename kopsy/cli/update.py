@@ -45,17 +45,16 @@ def _progress(state: str, change: Any, error: BaseException | None) -> None:
 def command(args: tuple[str, ...], yes: bool, output: str, detailed_exitcode: bool, force_unlock: bool, parallelism: int) -> None:
     """Plan (and with --yes apply) the cloud resources of a cluster."""
     from kopsy.reconcile.render import plan_text, summary
-    from kopsy.reconcile.update import apply_update, load_inputs, plan_update
+    from kopsy.reconcile.update import apply_update, plan_update, read_inputs
 
     opts = options()
     store = open_cluster_store(opts)
     name = resolve_cluster_name(store, strip_cluster_word(args), opts)
 
     def run() -> int:
-        cluster, _ = store.get_cluster(name)
-        _check_store_reachable(cluster.config_base or store.store.url_for(name))
-        clients = aws_clients(cluster.region)
-        inputs = load_inputs(store, name, clients)
+        inputs = read_inputs(store, name)
+        _check_store_reachable(inputs.state_store_url)
+        clients = aws_clients(inputs.cluster.region)
         planned = plan_update(clients, inputs)
         plan = planned.plan
         if output == "json" and not yes:

@@ -6,10 +6,10 @@ read just now, never from a saved plan, so what is applied matches the cloud as 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from kopsy.cloud.aws.images import resolve_image
+from kopsy.cloud.aws.images import architecture, resolve_image
 from kopsy.cloud.aws.kind import Actual, ApplyContext, Key, parallel
 from kopsy.cloud.aws.session import AwsClients
 from kopsy.errors import ObjectNotFound
@@ -17,6 +17,7 @@ from kopsy.reconcile.apply import ApplyResult, Event, apply_plan
 from kopsy.reconcile.changes import Plan
 from kopsy.reconcile.desired import ClusterInputs, desired_resources
 from kopsy.reconcile.planner import diff, gather_facts
+from kopsy.spec.model import InstanceGroup
 
 
 def ca_hash(ca_cert_pem: bytes) -> str:
@@ -25,9 +26,11 @@ def ca_hash(ca_cert_pem: bytes) -> str:
     return ca_cert_hash(ca_cert_pem)
 
 
-def load_inputs(store: Any, cluster_name: str, clients: AwsClients) -> ClusterInputs:
+def read_inputs(store: Any, cluster_name: str) -> ClusterInputs:
     """Read the spec, instance groups, admin SSH key and CA from the state store
-    (``store`` is a ``kopsy.state.clusters.ClusterStore``) and resolve each group's AMI."""
+    (``store`` is a ``kopsy.state.clusters.ClusterStore``). AMIs are resolved later, while the
+    facts are being read (``plan_update``)."""
+
     def ssh_key() -> str:
         try:
             return str(store.get_object(cluster_name, "ssh/public/admin").decode().strip())
@@ -45,18 +48,20 @@ def load_inputs(store: Any, cluster_name: str, clients: AwsClients) -> ClusterIn
         ],
     )
     cluster = cluster_etag[0]
-    igs = [ig for ig, _ in ig_list]
     state_url = cluster.config_base or store.store.url_for(cluster_name)
-    images: dict[str, str] = {}
-    cache: dict[tuple[str, str], str] = {}
-    for ig in igs:
-        from kopsy.cloud.aws.images import architecture
+    return ClusterInputs(cluster, [ig for ig, _ in ig_list], key, ca_hash(ca), state_url)
 
-        k = (ig.image, architecture(ig.machine_type) if not ig.image else "")
+
+def resolve_images(clients: AwsClients, igs: list[InstanceGroup]) -> dict[str, str]:
+    """Instance group -> AMI id; each distinct (image, architecture) is looked up once."""
+    cache: dict[tuple[str, str], str] = {}
+    images: dict[str, str] = {}
+    for ig in igs:
+        k = (ig.image, architecture(ig.machine_type) if not ig.image.startswith("ami-") else "")
         if k not in cache:
             cache[k] = resolve_image(clients, ig.image, ig.machine_type)
         images[ig.name] = cache[k]
-    return ClusterInputs(cluster, igs, key, ca_hash(ca), state_url, images)
+    return images
 
 
 @dataclass
@@ -70,7 +75,13 @@ class Planned:
 
 
 def plan_update(clients: AwsClients, inputs: ClusterInputs) -> Planned:
-    facts = gather_facts(clients, inputs.cluster.name)
+    """Fresh facts and the plan. AMI lookups (read-only too) overlap with the facts."""
+    missing = [ig for ig in inputs.instance_groups if ig.name not in inputs.images]
+    facts, images = parallel(
+        lambda f: f(),
+        [lambda: gather_facts(clients, inputs.cluster.name), lambda: resolve_images(clients, missing)],
+    )
+    inputs = replace(inputs, images={**inputs.images, **images})
     return Planned(diff(inputs.cluster.name, desired_resources(inputs), facts), facts)
 
 

@@ -12,6 +12,7 @@ Policies follow the team contract: nodes may read just ``pki/ca.crt`` and
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
@@ -141,23 +142,28 @@ class IAMRole(Kind):
     def find(self, facts: Facts) -> list[Actual]:
         iam = facts.clients.client("iam")
 
+        def get(call: Callable[[], Any]) -> Any:
+            try:
+                return call()
+            except Exception as exc:
+                if error_code(exc) == "NoSuchEntity":
+                    return None
+                raise
+
         def one(name: str) -> Actual | None:
             with aws_errors(f"reading IAM role {name}"):
-                try:
-                    r = iam.get_role(RoleName=name)["Role"]
-                except Exception as exc:
-                    if error_code(exc) == "NoSuchEntity":
-                        return None
-                    raise
-                tags = T.to_dict(r.get("Tags"))
-                if not T.is_owned(tags, facts.cluster):
-                    return None  # same name, not ours: never touch it
-                try:
-                    policy = _doc(iam.get_role_policy(RoleName=name, PolicyName=name)["PolicyDocument"])
-                except Exception as exc:
-                    if error_code(exc) != "NoSuchEntity":
-                        raise
-                    policy = None
+                # Both reads at once; the policy only counts if the role turns out to be ours.
+                role, pol = parallel(
+                    get,
+                    [lambda: iam.get_role(RoleName=name)["Role"], lambda: iam.get_role_policy(RoleName=name, PolicyName=name)],
+                )
+            if role is None:
+                return None
+            r = role
+            tags = T.to_dict(r.get("Tags"))
+            if not T.is_owned(tags, facts.cluster):
+                return None  # same name, not ours: never touch it
+            policy = _doc(pol["PolicyDocument"]) if pol else None
             return Actual(
                 self.kind,
                 name,

@@ -14,7 +14,7 @@ from typing import Any
 
 from kopsy.cloud.aws import tags as T
 from kopsy.cloud.aws.ec2util import describe_all
-from kopsy.cloud.aws.kind import Actual, ApplyContext, Desired, Facts, Kind
+from kopsy.cloud.aws.kind import Actual, ApplyContext, Desired, Facts, Kind, parallel
 from kopsy.cloud.aws.session import aws_errors, error_code
 
 API_PORT = 6443
@@ -30,11 +30,17 @@ def elb_name(prefix: str, cluster: str, limit: int = 32) -> str:
     return f"{base[: limit - 9].rstrip('-')}-{digest}"
 
 
+def _all_elbv2(facts: Facts, operation: str, result_key: str) -> list[dict[str, Any]]:
+    elb = facts.clients.client("elbv2")
+    return facts.once(f"elbv2.{operation}", lambda: describe_all(elb, operation, result_key))  # type: ignore[no-any-return]
+
+
 def _owned_elbv2(facts: Facts, operation: str, result_key: str, arn_key: str) -> list[tuple[dict[str, Any], dict[str, str]]]:
+    """The items of ``operation`` carrying the cluster's ownership tag, with their tags."""
     elb = facts.clients.client("elbv2")
 
     def fetch() -> list[tuple[dict[str, Any], dict[str, str]]]:
-        items = describe_all(elb, operation, result_key)
+        items = _all_elbv2(facts, operation, result_key)
         arns = [i[arn_key] for i in items]
         tags: dict[str, dict[str, str]] = {}
         for start in range(0, len(arns), 20):
@@ -42,7 +48,7 @@ def _owned_elbv2(facts: Facts, operation: str, result_key: str, arn_key: str) ->
                 tags[d["ResourceArn"]] = T.to_dict(d.get("Tags"))
         return [(i, tags.get(i[arn_key], {})) for i in items if T.is_owned(tags.get(i[arn_key], {}), facts.cluster)]
 
-    return facts.once(f"elbv2.{operation}", fetch)  # type: ignore[no-any-return]
+    return facts.once(f"elbv2.{operation}.owned", fetch)  # type: ignore[no-any-return]
 
 
 class LoadBalancer(Kind):
@@ -205,10 +211,26 @@ class Listener(Kind):
 
     def find(self, facts: Facts) -> list[Actual]:
         elb = facts.clients.client("elbv2")
-        out = []
+
+        def listeners(arn: str) -> list[dict[str, Any]]:
+            return describe_all(elb, "describe_listeners", "Listeners", LoadBalancerArn=arn)
+
         with aws_errors("reading listeners"):
-            for lb, tags in _owned_elbv2(facts, "describe_load_balancers", "LoadBalancers", "LoadBalancerArn"):
-                for ls in describe_all(elb, "describe_listeners", "Listeners", LoadBalancerArn=lb["LoadBalancerArn"]):
+            # Listeners of the load balancer with kopsy's name are read while its tags are
+            # (one round trip less); any other owned load balancer's afterwards.
+            expected = elb_name("api", facts.cluster)
+            named = [lb["LoadBalancerArn"] for lb in _all_elbv2(facts, "describe_load_balancers", "LoadBalancers")
+                     if lb["LoadBalancerName"] == expected]
+            results = parallel(
+                lambda f: f(),
+                [lambda: _owned_elbv2(facts, "describe_load_balancers", "LoadBalancers", "LoadBalancerArn")]
+                + [lambda arn=arn: listeners(arn) for arn in named],
+            )
+            owned_lbs, by_arn = results[0], dict(zip(named, results[1:]))
+            out = []
+            for lb, tags in owned_lbs:
+                arn = lb["LoadBalancerArn"]
+                for ls in by_arn[arn] if arn in by_arn else listeners(arn):
                     forward = [a.get("TargetGroupArn") for a in ls.get("DefaultActions", []) if a.get("Type") == "forward"]
                     out.append(
                         Actual(
@@ -216,7 +238,7 @@ class Listener(Kind):
                             f"{tags.get('Name', lb['LoadBalancerName'])}:{ls['Port']}",
                             ls["ListenerArn"],
                             fields={
-                                "load_balancer": lb["LoadBalancerArn"],
+                                "load_balancer": arn,
                                 "port": ls["Port"],
                                 "protocol": ls.get("Protocol"),
                                 "target_group": forward[0] if forward else None,
