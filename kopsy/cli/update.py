@@ -41,7 +41,7 @@ def _progress(state: str, change: Any, error: BaseException | None) -> None:
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--detailed-exitcode", is_flag=True, help="Dry run: exit 2 when changes are pending, 0 when none.")
 @click.option("--force-unlock", is_flag=True, help="Take the cluster lock even if another (dead) run holds it.")
-@click.option("--parallelism", type=click.IntRange(1, 64), default=8, show_default=True, help="Changes applied at once.")
+@click.option("--parallelism", type=click.IntRange(1, 64), default=16, show_default=True, help="Changes applied at once.")
 def command(args: tuple[str, ...], yes: bool, output: str, detailed_exitcode: bool, force_unlock: bool, parallelism: int) -> None:
     """Plan (and with --yes apply) the cloud resources of a cluster."""
     from kopsy.reconcile.render import plan_text, summary

@@ -143,17 +143,25 @@ def apply_plan(
             state = "done" if o.ok else "skipped" if isinstance(o.error, Skipped) else "failed"
             on_event(state, by_key[o.key], o.error)
 
-    outcomes = run_graph(
-        {c.key: task(c) for c in plan.changes},
-        change_deps(plan.changes),
-        workers=workers,
-        on_start=started,
-        on_done=finished,
-        should_stop=(lambda: time.monotonic() > deadline) if deadline is not None else None,
-    )
+    ctx.start_follow_ups(workers)
+    try:
+        outcomes = run_graph(
+            {c.key: task(c) for c in plan.changes},
+            change_deps(plan.changes),
+            workers=workers,
+            on_start=started,
+            on_done=finished,
+            should_stop=(lambda: time.monotonic() > deadline) if deadline is not None else None,
+        )
+    finally:
+        late = ctx.finish_follow_ups()
     result = ApplyResult()
     for c in plan.changes:
         o = outcomes[c.key]
+        if o.ok and c.key in late:
+            o = Outcome(c.key, late[c.key])
+            if on_event:
+                on_event("failed", c, o.error)
         if o.ok:
             result.done.append(c)
         elif isinstance(o.error, Skipped):

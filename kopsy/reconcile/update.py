@@ -86,7 +86,7 @@ def plan_update(clients: AwsClients, inputs: ClusterInputs) -> Planned:
 
 
 def apply_update(
-    clients: AwsClients, planned: Planned, *, workers: int = 8, retry_timeout: float = 300.0, on_event: Event | None = None
+    clients: AwsClients, planned: Planned, *, workers: int = 16, retry_timeout: float = 300.0, on_event: Event | None = None
 ) -> ApplyResult:
     ctx = ApplyContext(clients, planned.plan.cluster, retry_timeout=retry_timeout)
     return apply_plan(planned.plan, ctx, outputs=planned.outputs(), workers=workers, on_event=on_event)

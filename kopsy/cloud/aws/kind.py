@@ -165,12 +165,45 @@ class Facts:
 
 
 class ApplyContext:
-    """What create/modify/delete need: clients, the cluster name, and a time budget for retries."""
+    """What create/modify/delete need: clients, the cluster name, a time budget for retries,
+    and a place for follow-up calls that no dependent has to wait for."""
 
     def __init__(self, clients: AwsClients, cluster: str, *, retry_timeout: float = 120.0) -> None:
         self.clients = clients
         self.cluster = cluster
         self.retry_timeout = retry_timeout
+        self._pool: Any = None
+        self._followups: list[tuple[Key, Any]] = []
+        self._guard = threading.Lock()
+
+    def follow_up(self, key: Key, fn: Callable[[], None]) -> None:
+        """Run ``fn`` for resource ``key`` after its create returns, without holding back its
+        dependents: for settings none of them needs (a VPC's DNS hostnames, a subnet's public-IP
+        default), so they cost no latency period on the critical path. Failures are reported
+        against ``key`` when the apply ends; a rerun then sees the setting differ and fixes it."""
+        if self._pool is None:
+            fn()
+            return
+        with self._guard:
+            self._followups.append((key, self._pool.submit(fn)))
+
+    def start_follow_ups(self, workers: int) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="follow-up")
+
+    def finish_follow_ups(self) -> dict[Key, BaseException]:
+        """Wait for every follow-up; the first error per resource."""
+        errors: dict[Key, BaseException] = {}
+        if self._pool is None:
+            return errors
+        for key, fut in self._followups:
+            exc = fut.exception()
+            if exc is not None and key not in errors:
+                errors[key] = exc
+        self._pool.shutdown(wait=True)
+        self._pool = None
+        return errors
 
 
 class Kind:

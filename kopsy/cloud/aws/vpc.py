@@ -61,8 +61,15 @@ class VPC(Kind):
         ec2 = ctx.clients.client("ec2")
         with aws_errors(f"creating VPC {want.name}"):
             vid = ec2.create_vpc(CidrBlock=fields["cidr"], TagSpecifications=T.tag_spec("vpc", want.tags))["Vpc"]["VpcId"]
-            # New VPCs have DNS support on and hostnames off: change only what differs.
-            self._attributes(ec2, vid, fields, {"dns_hostnames"} | (set() if fields["dns_support"] else {"dns_support"}))
+        # New VPCs have DNS support on and hostnames off: change only what differs, and let the
+        # subnets and groups be created meanwhile (they need only the id).
+        changed = {"dns_hostnames"} | (set() if fields["dns_support"] else {"dns_support"})
+
+        def attributes() -> None:
+            with aws_errors(f"setting DNS attributes of VPC {want.name}"):
+                self._attributes(ec2, vid, fields, changed)
+
+        ctx.follow_up(want.key, attributes)
         return {"id": vid}
 
     def modify(self, ctx: ApplyContext, want: Desired, have: Actual, fields: dict[str, Any], changed: set[str]) -> dict[str, Any]:
@@ -130,8 +137,14 @@ class Subnet(Kind):
                 AvailabilityZone=fields["zone"],
                 TagSpecifications=T.tag_spec("subnet", want.tags),
             )["Subnet"]["SubnetId"]
-            if fields["map_public_ip"]:
-                ec2.modify_subnet_attribute(SubnetId=sid, MapPublicIpOnLaunch={"Value": True})
+        if fields["map_public_ip"]:
+            # A default for launches; kopsy's templates ask for a public IP themselves, so the
+            # load balancer need not wait for this.
+            def public_ip() -> None:
+                with aws_errors(f"setting public IPs on launch for subnet {want.name}"):
+                    ec2.modify_subnet_attribute(SubnetId=sid, MapPublicIpOnLaunch={"Value": True})
+
+            ctx.follow_up(want.key, public_ip)
         return {"id": sid}
 
     def modify(self, ctx: ApplyContext, want: Desired, have: Actual, fields: dict[str, Any], changed: set[str]) -> dict[str, Any]:
