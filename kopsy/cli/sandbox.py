@@ -1,9 +1,9 @@
 """``kopsy sandbox up|down|status|env``: a LOCAL EMULATION of AWS and of the cluster's machines.
 
-The hidden commands (``_moto``, ``_supervise``, ``_node-shell``) are the sandbox's own
-processes; they live here because this is where kopsy reads the environment, prints and exits.
-They are run as ``python -m kopsy.cli.sandbox ...`` so that the node shell, which runs on every
-SSH command, starts without loading kopsy's full command table.
+The hidden commands (``_moto``, ``_supervise``) are the sandbox's own processes; they live here
+because this is where kopsy reads the environment and exits, and run as
+``python -m kopsy.cli.sandbox ...`` without loading kopsy's full command table. (The node shell,
+run by sshd on every SSH command, is the stdlib-only ``kopsy/sandbox/nodeshell.py``.)
 """
 
 from __future__ import annotations
@@ -200,26 +200,6 @@ def supervise(directory: str) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sup.stopping.set())
     signal.signal(signal.SIGINT, lambda *_: sup.stopping.set())
     sup.run()
-
-
-@command.command("_node-shell", hidden=True)
-@click.option("--socket-id", required=True)
-@click.option("--instance", required=True)
-def node_shell(socket_id: str, instance: str) -> None:
-    """sshd's ForceCommand: answer SSH_ORIGINAL_COMMAND as the emulated machine would."""
-    from kopsy.errors import SandboxError
-    from kopsy.sandbox import client
-
-    cmd = os.environ.get("SSH_ORIGINAL_COMMAND", "")
-    try:
-        reply = client.request(socket_id, {"op": "answer", "instance": instance, "command": cmd})
-    except SandboxError as exc:
-        sys.stderr.write(f"kopsy sandbox: {exc.message}\n")
-        sys.exit(255)
-    sys.stdout.write(reply.get("stdout", ""))
-    sys.stderr.write(reply.get("stderr", ""))
-    sys.stdout.flush()
-    sys.exit(int(reply.get("exit", 1)))
 
 
 if __name__ == "__main__":

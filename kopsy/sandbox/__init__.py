@@ -16,5 +16,6 @@ Modules, one job each:
 - ``answers``: the node commands validate runs over SSH, answered in their real formats.
 - ``sshd``: one real OpenSSH sshd per instance, and the ssh config that maps instances to them.
 - ``supervisor``: the background process that keeps sshds in step with EC2 and answers node shells.
-- ``client``: how the node shell and the CLI talk to the supervisor.
+- ``client``: how the CLI talks to the supervisor.
+- ``nodeshell``: sshd's ForceCommand, a stdlib-only script playing the machine's programs.
 """

@@ -1,6 +1,6 @@
 """Talking to the node supervisor over its abstract unix socket: one JSON line each way.
 
-Kept free of heavy imports: the node shell runs this on every SSH command, and it must start fast.
+The node shell (``nodeshell.py``) speaks the same protocol with its own few stdlib lines.
 """
 
 from __future__ import annotations

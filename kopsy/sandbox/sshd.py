@@ -213,6 +213,6 @@ def render_ssh_config(
 
 
 def force_command(python: str, socket_id: str, instance_id: str) -> str:
-    return " ".join(
-        shlex.quote(a) for a in (python, "-m", "kopsy.cli.sandbox", "_node-shell", "--socket-id", socket_id, "--instance", instance_id)
-    )
+    """``python -I -S nodeshell.py``: isolated and without site-packages, the shell starts fastest."""
+    shell = Path(__file__).with_name("nodeshell.py")
+    return " ".join(shlex.quote(a) for a in (python, "-I", "-S", str(shell), socket_id, instance_id))
