@@ -141,13 +141,25 @@ class AutoScalingGroup(Kind):
         return {"id": want.name, "desired": clamped}
 
     def delete(self, ctx: ApplyContext, have: Actual) -> None:
+        """Force-delete (terminating its instances) and wait, bounded, until the group is gone:
+        AWS deletes asynchronously, and subnets and groups cannot go while its instances run."""
         asg = ctx.clients.client("autoscaling")
         with aws_errors(f"deleting Auto Scaling group {have.name}"):
             try:
                 asg.delete_auto_scaling_group(AutoScalingGroupName=have.id, ForceDelete=True)
             except Exception as exc:
-                if error_code(exc) == "ValidationError" and "not found" in str(exc).lower():
+                text = str(exc).lower()
+                if error_code(exc) == "ValidationError" and "not found" in text:
                     return
-                if error_code(exc) == "ScalingActivityInProgress":
+                if not (error_code(exc) in ("ScalingActivityInProgress", "ResourceInUse") or "being deleted" in text):
                     raise
-                raise
+
+            def gone() -> None:
+                if asg.describe_auto_scaling_groups(AutoScalingGroupNames=[have.id])["AutoScalingGroups"]:
+                    raise _StillThere(have.id)
+
+            retry(gone, when=lambda e: isinstance(e, _StillThere), timeout=ctx.retry_timeout, first_delay=2.0)
+
+
+class _StillThere(Exception):
+    """The group is still being deleted."""
