@@ -271,11 +271,17 @@ def down(layout: Layout) -> DownReport:
     if info is None:
         return report
     ordered = [p for p in (info.supervisor_pid, info.moto_pid) if p and procs.carries_marker(p, info.id)]
+    tree: dict[int, int] = {}
+    for pid in ordered:
+        tree.update(procs.descendants(pid))
     for pid in ordered:  # the supervisor first: it stops its sshds on SIGTERM
         if procs.alive(pid):
             report.stopped.append(pid)
             report.survivors += procs.stop([pid], grace=10.0)
-    for _ in range(3):  # sshd connection children can appear while we sweep
+    left = procs.still_running(tree)  # e.g. sshd sessions of a supervisor that had to be killed
+    report.stopped += left
+    report.survivors += procs.stop(left, grace=3.0)
+    for _ in range(3):  # processes that started while we swept
         left = procs.marked_pids(info.id)
         if not left:
             break

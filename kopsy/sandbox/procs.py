@@ -1,9 +1,14 @@
 """Starting and stopping the sandbox's processes, so that ``down`` leaves nothing behind.
 
-Every process the sandbox starts carries ``KOPSY_SANDBOX_ID=<random id>`` in its environment,
-and children (sshd's per-connection processes, moto's threads) inherit it. ``down`` stops the
-recorded pids first, then sweeps ``/proc`` for any process still carrying this sandbox's id and
-ends it by pid: it never matches processes by name, and never touches anything it did not start.
+Two nets, both by pid, never by process name:
+
+- the process tree: before stopping a process, ``down`` (and the supervisor, for each sshd)
+  records its descendants with their start times, and ends those still running afterwards.
+  This is what catches sshd's per-connection processes: they outlive their listener, and sshd
+  overwrites its environment area with its process title, so a marker cannot be read back;
+- a marker: every process the sandbox starts gets ``KOPSY_SANDBOX_ID=<random id>`` in its
+  environment (python children such as the node shell keep it readable), and ``down`` sweeps
+  ``/proc`` for it last.
 """
 
 from __future__ import annotations
@@ -63,6 +68,45 @@ def marked_pids(sandbox_id: str) -> list[int]:
         if entry.isdigit() and int(entry) != me and carries_marker(int(entry), sandbox_id) and alive(int(entry)):
             found.append(int(entry))
     return sorted(found)
+
+
+def _stat(pid: int) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name (which may contain spaces)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    return raw[raw.rfind(b")") + 2 :].decode().split()
+
+
+def start_time(pid: int) -> int | None:
+    """When the process started (clock ticks since boot): tells a pid from a later reuse of it."""
+    fields = _stat(pid)
+    return int(fields[19]) if fields else None
+
+
+def descendants(root: int) -> dict[int, int]:
+    """Every live descendant of ``root`` -> its start time."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat(int(entry))
+            if fields:
+                children.setdefault(int(fields[1]), []).append(int(entry))
+    out: dict[int, int] = {}
+    todo = list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        started = start_time(pid)
+        if pid not in out and started is not None and alive(pid):
+            out[pid] = started
+            todo.extend(children.get(pid, []))
+    return out
+
+
+def still_running(recorded: dict[int, int]) -> list[int]:
+    """The recorded processes that still run (same pid, same start time)."""
+    return [pid for pid, started in recorded.items() if alive(pid) and start_time(pid) == started]
 
 
 def wait_gone(pids: Iterable[int], timeout: float) -> list[int]:

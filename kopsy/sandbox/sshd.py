@@ -22,6 +22,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from kopsy.sandbox import procs
+
 SSHD_CANDIDATES = ("/usr/sbin/sshd", "/usr/local/sbin/sshd", "/sbin/sshd")
 PRIVSEP_DIR = Path("/run/sshd")
 
@@ -143,15 +145,18 @@ def start(node: NodeServer, *, sshd: str, force_command: str, env: Mapping[str, 
 
 
 def stop(node: NodeServer, timeout: float = 3.0) -> None:
+    """Stop the listener and the per-connection sshds it forked (they would outlive it)."""
     if node.proc is None:
         return
     if node.proc.poll() is None:
+        sessions = procs.descendants(node.proc.pid)
         node.proc.terminate()
         try:
             node.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             node.proc.kill()
             node.proc.wait(timeout)
+        procs.stop(procs.still_running(sessions), grace=timeout)
     node.proc = None
     node.listening = False
 

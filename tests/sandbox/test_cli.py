@@ -8,9 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sandbox_helpers import KOPSY, clean_env, stop_sandbox
+import paramiko
+from sandbox_helpers import KOPSY, clean_env, start_sandbox, stop_sandbox, wait_for
 
-from kopsy.sandbox import control, images, procs
+from kopsy.sandbox import control, fabricate, images, procs
 from kopsy.sandbox.layout import Layout
 
 
@@ -88,3 +89,34 @@ def _check_emulated_cloud(clients: Any) -> None:
 def test_down_without_sandbox_says_so(tmp_path: Path, run_kopsy: Callable[..., subprocess.CompletedProcess[str]]) -> None:
     r = run_kopsy(["sandbox", "down", "--dir", str(tmp_path / "none")], clean_env(tmp_path))
     assert r.returncode == 0 and "No sandbox running" in r.stdout
+
+
+def test_down_ends_open_ssh_sessions(
+    tmp_path: Path, admin_key: tuple[Path, str], run_kopsy: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    """sshd's per-connection processes outlive their listener and hide sshd's environment:
+    down must still end them (checked by pid, including every descendant of what up started)."""
+    (tmp_path / "home").mkdir()
+    sb = start_sandbox(tmp_path / "sb", tmp_path / "home")
+    client = paramiko.SSHClient()
+    try:
+        clients = sb.clients()
+        fc = fabricate.fabricate_cluster(clients, name="open.example.com", bucket=sb.info.bucket, public_key=admin_key[1])
+        cp = fabricate.launch(clients, fc, "ControlPlane")[0]
+        wait_for("the sshd", lambda: sb.serving(cp))
+        node = sb.nodes()[cp]
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # throw-away host
+        client.connect(node["address"], port=node["port"], username=sb.info.user, key_filename=str(admin_key[0]),
+                       look_for_keys=False, allow_agent=False)
+        transport = client.get_transport()
+        assert transport is not None
+        transport.open_session()  # an open session, as a stuck client would leave it
+        tree = {**procs.descendants(sb.info.supervisor_pid), **procs.descendants(sb.info.moto_pid)}
+        assert len(tree) >= 2, "expected the sshd listener and its session processes"
+        r = run_kopsy(["sandbox", "down", "--dir", str(sb.dir)], sb.env)
+        assert r.returncode == 0, r.stderr
+        assert procs.still_running(tree) == []
+        assert not procs.alive(sb.info.supervisor_pid) and not procs.alive(sb.info.moto_pid)
+    finally:
+        client.close()
+        assert stop_sandbox(sb.dir) == []
