@@ -1,0 +1,49 @@
+"""sshd files and the ssh config, as pure functions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import paramiko
+
+from kopsy.sandbox import sshd
+
+
+def _node(iid: str, addr: str, *hosts: str) -> sshd.NodeServer:
+    return sshd.NodeServer(iid, addr, 22, Path("/nonexistent") / iid, hosts=hosts)
+
+
+def test_loopback_addresses_are_stable_distinct_and_never_127_0_0_x() -> None:
+    taken: list[str] = []
+    for n in range(200):
+        addr = sshd.loopback_address("salt", f"i-{n:017x}", taken, 22)
+        assert addr.startswith("127.") and not addr.startswith("127.0.0.")
+        assert addr not in taken
+        taken.append(addr)
+    assert sshd.loopback_address("salt", "i-00000000000000000", [], 22) == taken[0]
+    assert sshd.loopback_address("other", "i-00000000000000000", [], 22) != taken[0]
+
+
+def test_ssh_config_maps_every_address_and_gives_shared_ones_to_the_newest(tmp_path: Path) -> None:
+    old = _node("i-old", "127.64.0.1", "54.0.0.1", "172.20.32.4", "ip-172-20-32-4.ec2.internal")
+    new = _node("i-new", "127.64.0.2", "54.0.0.2", "172.20.32.4", "ip-172-20-32-4.ec2.internal")
+    text = sshd.render_ssh_config(
+        [old, new], user="root", identity_files={"b": "/keys/id"}, clusters={"i-old": "a", "i-new": "b"},
+        launched={"i-old": "2026-01-01T00:00:00Z", "i-new": "2026-01-01T00:01:00Z"},
+    )
+    (tmp_path / "cfg").write_text(text)
+    cfg = paramiko.SSHConfig.from_path(str(tmp_path / "cfg"))
+    assert cfg.lookup("54.0.0.1")["hostname"] == "127.64.0.1"
+    assert cfg.lookup("172.20.32.4")["hostname"] == "127.64.0.2"
+    assert cfg.lookup("ip-172-20-32-4.ec2.internal")["hostname"] == "127.64.0.2"
+    assert cfg.lookup("54.0.0.2")["identityfile"] == ["/keys/id"]
+    assert "identityfile" not in cfg.lookup("54.0.0.1")
+    assert cfg.lookup("54.0.0.1")["user"] == "root" and cfg.lookup("54.0.0.1")["port"] == "22"
+    assert "LOCAL EMULATION" in text and "newer instance in another VPC" in text
+
+
+def test_sshd_config_has_the_field_notes_settings() -> None:
+    text = sshd.sshd_config(_node("i-1", "127.64.0.1"), "python -I -S nodeshell.py x i-1")
+    for line in ("ListenAddress 127.64.0.1:22", "UsePAM no", "StrictModes no", "MaxStartups 200:30:300",
+                 "PasswordAuthentication no", "ForceCommand python -I -S nodeshell.py x i-1"):
+        assert line in text.splitlines()
