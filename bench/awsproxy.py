@@ -273,6 +273,18 @@ def by_operation(calls: Iterable[Call]) -> Counter[str]:
 # --- the proxy -------------------------------------------------------------------------------
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that dies mid-connection (SIGKILLed on purpose by the crash tests) is normal here."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class AwsProxy:
     """The proxy server, run in a background thread. Knobs can be changed while it runs."""
 
@@ -306,10 +318,11 @@ class AwsProxy:
         self._calls: list[Call] = []
         self._forwarded = 0
         self._hold_at: int | None = None
+        self._expire_at: int | None = None
         self._released = threading.Event()
         self.held = threading.Event()  # set once a call is blocked by hold_after
         self._local = threading.local()
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server = _QuietServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -356,6 +369,13 @@ class AwsProxy:
         self._released.clear()
         self.held.clear()
 
+    def expire_after(self, k: int | None) -> None:
+        """Forward ``k`` more counted calls, then answer every call as if the credentials expired."""
+        with self._lock:
+            self._expire_at = None if k is None else self._forwarded + k
+            if k is None:
+                self.expired_credentials = False
+
     def release(self) -> None:
         """Stop holding; blocked calls are answered with a 503 (their client is usually dead)."""
         with self._lock:
@@ -396,6 +416,8 @@ class AwsProxy:
     def _decide(self, service: str) -> str:
         """'' to forward, or the fault kind to answer with; applies hold_after."""
         with self._lock:
+            if self._expire_at is not None and self._forwarded >= self._expire_at:
+                self.expired_credentials = True
             if self.expired_credentials:
                 return "expired"
             if (

@@ -33,8 +33,8 @@ def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def proxy(moto_server: Any) -> Iterator[AwsProxy]:
-    with AwsProxy(moto_server.url, seed=7) as p:
+def proxy(rel_moto: str) -> Iterator[AwsProxy]:
+    with AwsProxy(rel_moto, seed=7) as p:
         yield p
 
 
@@ -121,8 +121,8 @@ def test_hold_after_lets_exactly_k_calls_through(proxy: AwsProxy) -> None:
     assert results == ["ok", "ok", "ServiceUnavailable"]
 
 
-def test_latency_is_added_and_sequential_periods_count_the_chain(moto_server: Any) -> None:
-    with AwsProxy(moto_server.url, latency_ms=40) as p:
+def test_latency_is_added_and_sequential_periods_count_the_chain(rel_moto: str) -> None:
+    with AwsProxy(rel_moto, latency_ms=40) as p:
         ec2 = _client(p, "ec2")
         ec2.describe_vpcs()  # warm-up (moto loads EC2 on first use)
         p.reset()
