@@ -26,12 +26,14 @@ from kopsy.reconcile.changes import Change, Plan
 from kopsy.reconcile.graph import Outcome, Skipped, run_graph
 
 
-def kind_dependents() -> dict[str, set[str]]:
-    """kind -> every kind that depends on it, directly or through others."""
+def kind_dependents(include_soft: bool = True) -> dict[str, set[str]]:
+    """kind -> every kind that depends on it, directly or through others; without
+    ``include_soft``, leaving out mere references (``soft_deps``), which need not be deleted first."""
     direct: dict[str, set[str]] = {k.kind: set() for k in ALL_KINDS}
     for kd in ALL_KINDS:
         for d in kd.depends_on:
-            direct.setdefault(d, set()).add(kd.kind)
+            if include_soft or d not in kd.soft_deps:
+                direct.setdefault(d, set()).add(kd.kind)
     closed: dict[str, set[str]] = {}
 
     def walk(kind: str) -> set[str]:
@@ -49,17 +51,21 @@ def kind_dependents() -> dict[str, set[str]]:
 def change_deps(changes: list[Change]) -> dict[Key, set[Key]]:
     """The dependency graph between the changes of a plan (keys are (kind, name))."""
     keys = {c.key for c in changes}
-    dependents = kind_dependents()
+    every, hard = kind_dependents(True), kind_dependents(False)
     deps: dict[Key, set[Key]] = {}
     for c in changes:
         if c.action == "delete":
+            # Wait for changes that move references away (any dependent kind), and for deletes
+            # of what really holds this resource (hard dependents, ``delete_after``).
             kind = KINDS[c.kind]
-            after = dependents.get(c.kind, set())
             deps[c.key] = {
                 o.key
                 for o in changes
                 if o.key != c.key
-                and (o.kind in after or (o.action == "delete" and o.kind in kind.delete_after))
+                and (
+                    (o.action != "delete" and o.kind in every.get(c.kind, set()))
+                    or (o.action == "delete" and (o.kind in hard.get(c.kind, set()) or o.kind in kind.delete_after))
+                )
             }
         else:
             assert c.desired is not None
@@ -116,7 +122,9 @@ def apply_plan(
                 assert c.actual is not None
                 have = c.actual
                 budget = ctx.retry_timeout if deadline is None else max(1.0, deadline - time.monotonic())
-                retry(lambda: kind.delete(ctx, have), when=lambda e: is_dependency(e) or is_throttle(e), timeout=budget)
+                members = list(c.batch)
+                run_delete = (lambda: kind.delete_many(ctx, members)) if members else (lambda: kind.delete(ctx, have))
+                retry(run_delete, when=lambda e: is_dependency(e) or is_throttle(e), timeout=budget)
                 return
             assert c.desired is not None
             with lock:

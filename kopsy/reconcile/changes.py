@@ -33,6 +33,7 @@ class Change:
     notes: tuple[str, ...] = ()
     desired: Desired | None = field(default=None, repr=False, compare=False)
     actual: Actual | None = field(default=None, repr=False, compare=False)
+    batch: tuple[Actual, ...] = field(default=(), repr=False, compare=False)  # a batched delete's members
 
     @property
     def key(self) -> Key:

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from kopsy.cloud.aws.kind import Actual, ApplyContext, Key
-from kopsy.cloud.aws.registry import ALL_KINDS
+from kopsy.cloud.aws.registry import ALL_KINDS, KINDS
 from kopsy.cloud.aws.session import AwsClients
 from kopsy.reconcile.apply import Event, apply_plan
 from kopsy.reconcile.changes import Change, Plan
@@ -42,7 +42,18 @@ def _cross_group_rules(a: Actual) -> bool:
 
 
 def delete_plan(cluster: str, resources: list[Actual]) -> Plan:
-    return Plan(cluster, [Change("delete", a.kind, a.name, a.id, actual=a) for a in resources])
+    """One delete per resource, except kinds with a batch API: one change for all of them."""
+    changes: list[Change] = []
+    batches: dict[str, list[Actual]] = {}
+    for a in resources:
+        if KINDS[a.kind].batch_delete:
+            batches.setdefault(a.kind, []).append(a)
+        else:
+            changes.append(Change("delete", a.kind, a.name, a.id, actual=a))
+    for kind, items in batches.items():
+        ids = ",".join(a.id for a in items)
+        changes.append(Change("delete", kind, f"{len(items)} {kind.lower()}(s)", ids, actual=items[0], batch=tuple(items)))
+    return Plan(cluster, changes)
 
 
 @dataclass

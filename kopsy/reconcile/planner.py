@@ -17,7 +17,7 @@ from kopsy.reconcile.changes import Change, FieldChange, NoOp, Plan
 
 
 def gather_facts(
-    clients: AwsClients, cluster: str, kinds: Iterable[Kind] = MANAGED_KINDS, workers: int = 8
+    clients: AwsClients, cluster: str, kinds: Iterable[Kind] = MANAGED_KINDS, workers: int = 20
 ) -> dict[str, list[Actual]]:
     """Every resource of ``cluster`` per kind, discovered by its ownership tag (or IAM name)."""
     facts = Facts(clients, cluster)

@@ -201,12 +201,29 @@ class IAMRole(Kind):
         return dict(have.outputs)
 
     def delete(self, ctx: ApplyContext, have: Actual) -> None:
+        """Inline policies deleted and the role taken out of any profile, then the role."""
         iam = ctx.clients.client("iam")
         with aws_errors(f"deleting IAM role {have.name}"):
-            for p in iam.list_role_policies(RoleName=have.id).get("PolicyNames", []):
-                iam.delete_role_policy(RoleName=have.id, PolicyName=p)
-            for prof in iam.list_instance_profiles_for_role(RoleName=have.id).get("InstanceProfiles", []):
-                iam.remove_role_from_instance_profile(InstanceProfileName=prof["InstanceProfileName"], RoleName=have.id)
+            try:
+                policies, profiles = parallel(
+                    lambda f: f(),
+                    [
+                        lambda: iam.list_role_policies(RoleName=have.id).get("PolicyNames", []),
+                        lambda: iam.list_instance_profiles_for_role(RoleName=have.id).get("InstanceProfiles", []),
+                    ],
+                )
+            except Exception as exc:
+                if error_code(exc) == "NoSuchEntity":
+                    return
+                raise
+            parallel(
+                lambda f: f(),
+                [lambda p=p: iam.delete_role_policy(RoleName=have.id, PolicyName=p) for p in policies]
+                + [
+                    lambda n=prof["InstanceProfileName"]: iam.remove_role_from_instance_profile(InstanceProfileName=n, RoleName=have.id)
+                    for prof in profiles
+                ],
+            )
             try:
                 iam.delete_role(RoleName=have.id)
             except Exception as exc:
@@ -279,14 +296,26 @@ class IAMInstanceProfile(Kind):
         return {**have.outputs, "roles": (fields["role"],)}
 
     def delete(self, ctx: ApplyContext, have: Actual) -> None:
+        """Emptied (roles from the facts just read), then deleted."""
         iam = ctx.clients.client("iam")
         with aws_errors(f"deleting IAM instance profile {have.name}"):
+            roles = have.outputs.get("roles")
+            if roles is None:
+                try:
+                    p = iam.get_instance_profile(InstanceProfileName=have.id)["InstanceProfile"]
+                except Exception as exc:
+                    if error_code(exc) == "NoSuchEntity":
+                        return
+                    raise
+                roles = [r["RoleName"] for r in p.get("Roles", [])]
+            for r in roles:
+                try:
+                    iam.remove_role_from_instance_profile(InstanceProfileName=have.id, RoleName=r)
+                except Exception as exc:
+                    if error_code(exc) not in ("NoSuchEntity", "LimitExceeded"):
+                        raise
             try:
-                p = iam.get_instance_profile(InstanceProfileName=have.id)["InstanceProfile"]
+                iam.delete_instance_profile(InstanceProfileName=have.id)
             except Exception as exc:
-                if error_code(exc) == "NoSuchEntity":
-                    return
-                raise
-            for r in p.get("Roles", []):
-                iam.remove_role_from_instance_profile(InstanceProfileName=have.id, RoleName=r["RoleName"])
-            iam.delete_instance_profile(InstanceProfileName=have.id)
+                if error_code(exc) != "NoSuchEntity":
+                    raise

@@ -213,11 +213,15 @@ class Kind:
     service: ClassVar[str] = ""
     id_field: ClassVar[str] = ""
     depends_on: ClassVar[tuple[str, ...]] = ()  # kinds whose resources this one references
+    # Of those, kinds referenced only by value (a DNS name, a key name, a group id in a template):
+    # their deletion need not wait for this kind's.
+    soft_deps: ClassVar[tuple[str, ...]] = ()
     delete_after: ClassVar[tuple[str, ...]] = ()  # kinds that must be gone before this one is deleted
     permissions: ClassVar[tuple[str, ...]] = ()  # IAM actions kopsy needs to manage this kind
     immutable: ClassVar[tuple[str, ...]] = ()  # fields a modify cannot change
     create_only: ClassVar[tuple[str, ...]] = ()  # inputs to create that AWS does not describe back
     managed: ClassVar[bool] = True  # False: only discovered for delete (e.g. instances launched by ASGs)
+    batch_delete: ClassVar[bool] = False  # delete all of this kind in one change (``delete_many``)
 
     def find(self, facts: Facts) -> list[Actual]:
         """Read-only discovery of this cluster's resources of this kind."""
@@ -238,6 +242,10 @@ class Kind:
 
     def delete(self, ctx: ApplyContext, have: Actual) -> None:
         raise NotImplementedError
+
+    def delete_many(self, ctx: ApplyContext, haves: list[Actual]) -> None:
+        """Delete several at once (kinds with a batch API override this)."""
+        parallel(lambda h: self.delete(ctx, h), haves, workers=8)
 
     def notes(self, changed: set[str]) -> list[str]:
         """Extra lines for the plan (e.g. 'instances pick this up when replaced')."""

@@ -98,6 +98,7 @@ class LaunchTemplate(Kind):
     service = "ec2"
     id_field = "LaunchTemplateId"
     depends_on = ("SecurityGroup", "IAMInstanceProfile", "KeyPair", "LoadBalancer")
+    soft_deps = depends_on  # a template only names them: each can be deleted while it exists
     permissions = (
         "ec2:DescribeLaunchTemplates",
         "ec2:DescribeLaunchTemplateVersions",
