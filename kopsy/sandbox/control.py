@@ -271,9 +271,7 @@ def down(layout: Layout) -> DownReport:
     if info is None:
         return report
     ordered = [p for p in (info.supervisor_pid, info.moto_pid) if p and procs.carries_marker(p, info.id)]
-    tree: dict[int, int] = {}
-    for pid in ordered:
-        tree.update(procs.descendants(pid))
+    tree = procs.descendants(*ordered)
     for pid in ordered:  # the supervisor first: it stops its sshds on SIGTERM
         if procs.alive(pid):
             report.stopped.append(pid)

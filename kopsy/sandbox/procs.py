@@ -85,8 +85,8 @@ def start_time(pid: int) -> int | None:
     return int(fields[19]) if fields else None
 
 
-def descendants(root: int) -> dict[int, int]:
-    """Every live descendant of ``root`` -> its start time."""
+def descendants(*roots: int) -> dict[int, int]:
+    """Every live descendant of the ``roots`` -> its start time (one pass over /proc)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -94,7 +94,7 @@ def descendants(root: int) -> dict[int, int]:
             if fields:
                 children.setdefault(int(fields[1]), []).append(int(entry))
     out: dict[int, int] = {}
-    todo = list(children.get(root, []))
+    todo = [c for r in roots for c in children.get(r, [])]
     while todo:
         pid = todo.pop()
         started = start_time(pid)

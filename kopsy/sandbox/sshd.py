@@ -15,6 +15,7 @@ import os
 import shlex
 import socket
 import subprocess
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,19 +147,31 @@ def start(node: NodeServer, *, sshd: str, force_command: str, env: Mapping[str, 
 
 def stop(node: NodeServer, timeout: float = 3.0) -> None:
     """Stop the listener and the per-connection sshds it forked (they would outlive it)."""
-    if node.proc is None:
-        return
-    if node.proc.poll() is None:
-        sessions = procs.descendants(node.proc.pid)
-        node.proc.terminate()
+    stop_many([node], timeout)
+
+
+def stop_many(nodes: list[NodeServer], timeout: float = 3.0) -> None:
+    """Stop several nodes at once: signal every listener, then wait, so 100 take one grace period."""
+    running = [n for n in nodes if n.proc is not None and n.proc.poll() is None]
+    sessions = procs.descendants(*(n.proc.pid for n in running if n.proc is not None))
+    for n in running:
+        if n.proc is not None:
+            n.proc.terminate()
+    deadline = time.monotonic() + timeout
+    for n in running:
+        if n.proc is None:
+            continue
         try:
-            node.proc.wait(timeout)
+            n.proc.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            node.proc.kill()
-            node.proc.wait(timeout)
-        procs.stop(procs.still_running(sessions), grace=timeout)
-    node.proc = None
-    node.listening = False
+            n.proc.kill()
+            n.proc.wait(timeout)
+    procs.stop(procs.still_running(sessions), grace=timeout)
+    for n in nodes:
+        if n.proc is not None and n.proc.poll() is None:
+            continue  # cannot happen after kill+wait; keep the handle rather than lose the pid
+        n.proc = None
+        n.listening = False
 
 
 def listening_sockets() -> set[tuple[str, int]]:

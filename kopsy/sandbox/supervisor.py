@@ -114,6 +114,8 @@ class Supervisor:
                     self.cycle()
                 except KopsyError as exc:
                     log.warning("poll failed: %s", exc)
+                except Exception:  # a daemon: one bad poll must not take every node down with it
+                    log.exception("poll failed")
                 took = time.monotonic() - started
                 self.stopping.wait(max(self.config.poll_interval, 3 * took))
         finally:
@@ -143,9 +145,10 @@ class Supervisor:
     def _reconcile(self, world: World) -> None:
         running = {i.id: i for i in world.instances if i.state == "running"}
         with self._nodes_lock:
-            for iid in [i for i in self.nodes if i not in running]:
-                log.info("%s is gone: stopping its sshd", iid)
-                sshd.stop(self.nodes.pop(iid))
+            gone = [self.nodes.pop(i) for i in [i for i in self.nodes if i not in running]]
+            if gone:
+                log.info("instances gone, stopping their sshds: %s", " ".join(n.instance_id for n in gone))
+                sshd.stop_many(gone)
             for node in self.nodes.values():
                 if node.proc is not None and node.proc.poll() is not None and not node.down:
                     log.warning("sshd of %s exited (code %s): the instance now counts as down", node.instance_id, node.proc.returncode)
@@ -247,8 +250,7 @@ class Supervisor:
 
     def stop_all(self) -> None:
         with self._nodes_lock:
-            for node in self.nodes.values():
-                sshd.stop(node)
+            sshd.stop_many(list(self.nodes.values()))
 
 
 class _Handler(socketserver.StreamRequestHandler):

@@ -111,7 +111,7 @@ def test_down_ends_open_ssh_sessions(
         transport = client.get_transport()
         assert transport is not None
         transport.open_session()  # an open session, as a stuck client would leave it
-        tree = {**procs.descendants(sb.info.supervisor_pid), **procs.descendants(sb.info.moto_pid)}
+        tree = procs.descendants(sb.info.supervisor_pid, sb.info.moto_pid)
         assert len(tree) >= 2, "expected the sshd listener and its session processes"
         r = run_kopsy(["sandbox", "down", "--dir", str(sb.dir)], sb.env)
         assert r.returncode == 0, r.stderr
