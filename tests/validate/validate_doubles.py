@@ -107,6 +107,9 @@ class SshdDouble:
             "AllowTcpForwarding yes",
             "PrintMotd no",
             "LogLevel ERROR",
+            # Debian's bash sources ~/.bashrc when started by sshd with SHLVL unset (here: pyenv
+            # init, ~0.1 s per command); a shell level of 1 makes it skip that, as on a plain host.
+            "SetEnv SHLVL=1",
             f"ForceCommand {sys.executable} -I -S {ANSWER} {self.answers_path}",
             "",
         ])
