@@ -27,7 +27,7 @@ def inventory(clients: AwsClients, cluster: str) -> list[Actual]:
 
     Security-group rule sets are listed only when they reference other groups (the part that
     has to be revoked before the groups can be deleted)."""
-    facts = gather_facts(clients, cluster, ALL_KINDS)
+    facts = gather_facts(clients, cluster, ALL_KINDS, detail=False)
     found: list[Actual] = []
     for kind in ALL_KINDS:
         for a in sorted(facts.get(kind.kind, []), key=lambda a: a.name):
@@ -73,7 +73,7 @@ def delete_resources(
     cluster: str,
     *,
     timeout: float = 600.0,
-    workers: int = 8,
+    workers: int = 20,
     on_event: Event | None = None,
 ) -> DeleteResult:
     """Delete, re-discover and repeat (a few rounds, within ``timeout``) until nothing is left."""

@@ -17,10 +17,10 @@ from kopsy.reconcile.changes import Change, FieldChange, NoOp, Plan
 
 
 def gather_facts(
-    clients: AwsClients, cluster: str, kinds: Iterable[Kind] = MANAGED_KINDS, workers: int = 20
+    clients: AwsClients, cluster: str, kinds: Iterable[Kind] = MANAGED_KINDS, workers: int = 20, detail: bool = True
 ) -> dict[str, list[Actual]]:
     """Every resource of ``cluster`` per kind, discovered by its ownership tag (or IAM name)."""
-    facts = Facts(clients, cluster)
+    facts = Facts(clients, cluster, detail=detail)
     kinds = list(kinds)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="facts") as pool:
         results = list(pool.map(lambda k: (k.kind, k.find(facts)), kinds))

@@ -148,9 +148,10 @@ def parallel(fn: Callable[[Any], Any], items: list[Any], workers: int = 4) -> li
 class Facts:
     """Raw describe answers for one run, fetched at most once each (kinds may share one call)."""
 
-    def __init__(self, clients: AwsClients, cluster: str) -> None:
+    def __init__(self, clients: AwsClients, cluster: str, *, detail: bool = True) -> None:
         self.clients = clients
         self.cluster = cluster
+        self.detail = detail  # False: only what delete needs (ids, references), no extra describes
         self._cache: dict[str, Any] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()

@@ -41,6 +41,9 @@ class VPC(Kind):
         with aws_errors("reading VPCs"):
             for v in owned(facts, "describe_vpcs", "Vpcs"):
                 vid = v["VpcId"]
+                if not facts.detail:
+                    out.append(Actual(self.kind, name_of(v, vid), vid, fields={"cidr": v["CidrBlock"]}, outputs={"id": vid}, tags=T.to_dict(v.get("Tags"))))
+                    continue
                 support, hostnames = parallel(
                     lambda attr: ec2.describe_vpc_attribute(VpcId=vid, Attribute=attr)[attr[0].upper() + attr[1:]]["Value"],
                     ["enableDnsSupport", "enableDnsHostnames"],
@@ -297,11 +300,13 @@ class RouteTable(Kind):
     def delete(self, ctx: ApplyContext, have: Actual) -> None:
         ec2 = ctx.clients.client("ec2")
         with aws_errors(f"deleting route table {have.id}"):
-            for aid in have.outputs.get("associations", {}).values():
+            def disassociate(aid: str) -> None:
                 try:
                     ec2.disassociate_route_table(AssociationId=aid)
                 except Exception as exc:
                     _ignore_missing(exc, "InvalidAssociationID.NotFound")
+
+            parallel(disassociate, list(have.outputs.get("associations", {}).values()))
             try:
                 ec2.delete_route_table(RouteTableId=have.id)
             except Exception as exc:
