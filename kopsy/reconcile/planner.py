@@ -27,11 +27,25 @@ def gather_facts(
     return dict(results)
 
 
-def _index(items: list[Actual]) -> tuple[dict[Key, Actual], list[Actual]]:
-    """By key; when a name appears twice (a duplicate from some earlier failure) keep the first by id."""
+def _referenced(facts: dict[str, list[Actual]]) -> dict[str, int]:
+    """How often each id appears in other resources' fields (a subnet names its VPC, ...)."""
+    from kopsy.cloud.aws.kind import iter_values
+
+    counts: dict[str, int] = {}
+    for items in facts.values():
+        for a in items:
+            for v in iter_values(a.fields):
+                if isinstance(v, str) and v != a.id:
+                    counts[v] = counts.get(v, 0) + 1
+    return counts
+
+
+def _index(items: list[Actual], refs: dict[str, int]) -> tuple[dict[Key, Actual], list[Actual]]:
+    """By key. When a name appears twice (a create repeated after its answer was lost), keep the
+    copy others refer to (the VPC holding the subnets), else the first by id; the rest is extra."""
     by_key: dict[Key, Actual] = {}
     extra: list[Actual] = []
-    for a in sorted(items, key=lambda a: a.id):
+    for a in sorted(items, key=lambda a: (-refs.get(a.id, 0), a.id)):
         if a.key in by_key:
             extra.append(a)
         else:
@@ -49,8 +63,9 @@ def diff(cluster: str, desired: list[Desired], facts: dict[str, list[Actual]], w
     plan = Plan(cluster, [], [], list(warnings or []))
     outputs: dict[Key, dict[str, Any]] = {}
     actual: dict[Key, Actual] = {}
+    refs = _referenced(facts)
     for kind in MANAGED_KINDS:
-        by_key, extra = _index(facts.get(kind.kind, []))
+        by_key, extra = _index(facts.get(kind.kind, []), refs)
         actual.update(by_key)
         for a in extra:
             plan.changes.append(Change("delete", a.kind, a.name, a.id, notes=("duplicate of another resource with this name",), actual=a))

@@ -30,3 +30,16 @@ def owned(facts: Facts, operation: str, result_key: str, **kwargs: Any) -> list[
 
 def name_of(item: dict[str, Any], fallback: str) -> str:
     return T.to_dict(item.get("Tags")).get("Name") or fallback
+
+
+def tolerate(call: Any, *codes: str) -> Any:
+    """Run ``call()``; an error with one of ``codes`` means a retried (or crashed) earlier attempt
+    already did it, so it counts as done (returns None). Makes creates safe to repeat."""
+    from kopsy.cloud.aws.session import error_code
+
+    try:
+        return call()
+    except Exception as exc:
+        if error_code(exc) in codes:
+            return None
+        raise

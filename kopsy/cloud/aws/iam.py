@@ -282,7 +282,7 @@ class IAMInstanceProfile(Kind):
                     raise
                 p = iam.get_instance_profile(InstanceProfileName=want.name)["InstanceProfile"]
             if fields["role"] not in [r["RoleName"] for r in p.get("Roles", [])]:
-                iam.add_role_to_instance_profile(InstanceProfileName=want.name, RoleName=fields["role"])
+                self._add_role(iam, want.name, fields["role"])
         return {"id": want.name, "arn": p["Arn"], "roles": (fields["role"],)}
 
     def modify(self, ctx: ApplyContext, want: Desired, have: Actual, fields: dict[str, Any], changed: set[str]) -> dict[str, Any]:
@@ -292,8 +292,20 @@ class IAMInstanceProfile(Kind):
                 if r != fields["role"]:
                     iam.remove_role_from_instance_profile(InstanceProfileName=want.name, RoleName=r)
             if fields["role"] not in have.outputs.get("roles", ()):
-                iam.add_role_to_instance_profile(InstanceProfileName=want.name, RoleName=fields["role"])
+                self._add_role(iam, want.name, fields["role"])
         return {**have.outputs, "roles": (fields["role"],)}
+
+    @staticmethod
+    def _add_role(iam: Any, profile: str, role: str) -> None:
+        """A profile holds one role: a repeated add (first answer lost) fails with LimitExceeded."""
+        try:
+            iam.add_role_to_instance_profile(InstanceProfileName=profile, RoleName=role)
+        except Exception as exc:
+            if error_code(exc) != "LimitExceeded":
+                raise
+            roles = [r["RoleName"] for r in iam.get_instance_profile(InstanceProfileName=profile)["InstanceProfile"]["Roles"]]
+            if roles != [role]:
+                raise
 
     def delete(self, ctx: ApplyContext, have: Actual) -> None:
         """Emptied (roles from the facts just read), then deleted."""

@@ -106,6 +106,15 @@ def iter_refs(value: Any) -> list[Ref]:
     return []
 
 
+def iter_values(value: Any) -> list[Any]:
+    """Every scalar inside a field value (through lists, tuples, sets and dicts)."""
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [x for v in value for x in iter_values(v)]
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in iter_values(v)]
+    return [value]
+
+
 def resolve(value: Any, outputs: Mapping[Key, Mapping[str, Any]]) -> Any:
     """Replace refs by the outputs they point at (``UNKNOWN`` where not known yet)."""
     if isinstance(value, Ref):

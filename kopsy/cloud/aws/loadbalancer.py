@@ -250,13 +250,20 @@ class Listener(Kind):
         return out
 
     def create(self, ctx: ApplyContext, want: Desired, fields: dict[str, Any]) -> dict[str, Any]:
+        elb = ctx.clients.client("elbv2")
         with aws_errors(f"creating listener {want.name}"):
-            ls = ctx.clients.client("elbv2").create_listener(
-                LoadBalancerArn=fields["load_balancer"],
-                Protocol=fields["protocol"],
-                Port=fields["port"],
-                DefaultActions=[{"Type": "forward", "TargetGroupArn": fields["target_group"]}],
-            )["Listeners"][0]
+            try:
+                ls = elb.create_listener(
+                    LoadBalancerArn=fields["load_balancer"],
+                    Protocol=fields["protocol"],
+                    Port=fields["port"],
+                    DefaultActions=[{"Type": "forward", "TargetGroupArn": fields["target_group"]}],
+                )["Listeners"][0]
+            except Exception as exc:
+                if error_code(exc) != "DuplicateListener":
+                    raise
+                ls = next(x for x in elb.describe_listeners(LoadBalancerArn=fields["load_balancer"])["Listeners"]
+                          if x["Port"] == fields["port"])
         return {"id": ls["ListenerArn"]}
 
     def modify(self, ctx: ApplyContext, want: Desired, have: Actual, fields: dict[str, Any], changed: set[str]) -> dict[str, Any]:

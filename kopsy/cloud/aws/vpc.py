@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from kopsy.cloud.aws import tags as T
-from kopsy.cloud.aws.ec2util import name_of, owned
+from kopsy.cloud.aws.ec2util import name_of, owned, tolerate
 from kopsy.cloud.aws.kind import Actual, ApplyContext, Desired, Facts, Kind, parallel
 from kopsy.cloud.aws.session import aws_errors, error_code
 
@@ -134,12 +134,23 @@ class Subnet(Kind):
     def create(self, ctx: ApplyContext, want: Desired, fields: dict[str, Any]) -> dict[str, Any]:
         ec2 = ctx.clients.client("ec2")
         with aws_errors(f"creating subnet {want.name}"):
-            sid = ec2.create_subnet(
-                VpcId=fields["vpc"],
-                CidrBlock=fields["cidr"],
-                AvailabilityZone=fields["zone"],
-                TagSpecifications=T.tag_spec("subnet", want.tags),
-            )["Subnet"]["SubnetId"]
+            try:
+                sid = ec2.create_subnet(
+                    VpcId=fields["vpc"],
+                    CidrBlock=fields["cidr"],
+                    AvailabilityZone=fields["zone"],
+                    TagSpecifications=T.tag_spec("subnet", want.tags),
+                )["Subnet"]["SubnetId"]
+            except Exception as exc:
+                if error_code(exc) != "InvalidSubnet.Conflict":
+                    raise
+                # A repeated create (our first answer was lost): take it if it is ours.
+                found = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [fields["vpc"]]},
+                                                      {"Name": "cidr-block", "Values": [fields["cidr"]]}])["Subnets"]
+                mine = [x for x in found if T.is_owned(T.to_dict(x.get("Tags")), ctx.cluster)]
+                if not mine:
+                    raise
+                sid = mine[0]["SubnetId"]
         if fields["map_public_ip"]:
             # A default for launches; kopsy's templates ask for a public IP themselves, so the
             # load balancer need not wait for this.
@@ -205,7 +216,7 @@ class InternetGateway(Kind):
             gid = ec2.create_internet_gateway(TagSpecifications=T.tag_spec("internet-gateway", want.tags))[
                 "InternetGateway"
             ]["InternetGatewayId"]
-            ec2.attach_internet_gateway(InternetGatewayId=gid, VpcId=fields["vpc"])
+            tolerate(lambda: ec2.attach_internet_gateway(InternetGatewayId=gid, VpcId=fields["vpc"]), "Resource.AlreadyAssociated")
         return {"id": gid, "vpcs": (fields["vpc"],)}
 
     def modify(self, ctx: ApplyContext, want: Desired, have: Actual, fields: dict[str, Any], changed: set[str]) -> dict[str, Any]:
@@ -215,7 +226,7 @@ class InternetGateway(Kind):
                 if v != fields["vpc"]:
                     ec2.detach_internet_gateway(InternetGatewayId=have.id, VpcId=v)
             if fields["vpc"] not in have.outputs.get("vpcs", ()):
-                ec2.attach_internet_gateway(InternetGatewayId=have.id, VpcId=fields["vpc"])
+                tolerate(lambda: ec2.attach_internet_gateway(InternetGatewayId=have.id, VpcId=fields["vpc"]), "Resource.AlreadyAssociated")
         return {"id": have.id, "vpcs": (fields["vpc"],)}
 
     def delete(self, ctx: ApplyContext, have: Actual) -> None:
@@ -288,11 +299,13 @@ class RouteTable(Kind):
             existing = {dest: gw for dest, gw in have.fields.get("routes", frozenset())}
             for dest, gw in sorted(fields["routes"]):
                 if dest not in existing:
-                    ec2.create_route(RouteTableId=have.id, DestinationCidrBlock=dest, GatewayId=gw)
+                    tolerate(lambda: ec2.create_route(RouteTableId=have.id, DestinationCidrBlock=dest, GatewayId=gw), "RouteAlreadyExists")
                 elif existing[dest] != gw:
                     ec2.replace_route(RouteTableId=have.id, DestinationCidrBlock=dest, GatewayId=gw)
             for sid in sorted(fields["subnets"] - set(assoc)):
-                assoc[sid] = ec2.associate_route_table(RouteTableId=have.id, SubnetId=sid)["AssociationId"]
+                r = tolerate(lambda: ec2.associate_route_table(RouteTableId=have.id, SubnetId=sid), "Resource.AlreadyAssociated")
+                if r:
+                    assoc[sid] = r["AssociationId"]
             for sid in sorted(set(assoc) - fields["subnets"]):
                 ec2.disassociate_route_table(AssociationId=assoc.pop(sid))
         return {"id": have.id, "associations": assoc}
