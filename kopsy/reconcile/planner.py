@@ -40,12 +40,23 @@ def _referenced(facts: dict[str, list[Actual]]) -> dict[str, int]:
     return counts
 
 
+def _links(a: Actual) -> int:
+    """How many other resources' ids this one's fields hold (associations, attachments)."""
+    from kopsy.cloud.aws.kind import iter_values
+
+    return sum(1 for v in iter_values(a.fields) if isinstance(v, str) and v.split("-", 1)[0] in _ID_PREFIXES)
+
+
+_ID_PREFIXES = {"vpc", "subnet", "igw", "sg", "rtb", "lt", "i", "eni"}
+
+
 def _index(items: list[Actual], refs: dict[str, int]) -> tuple[dict[Key, Actual], list[Actual]]:
     """By key. When a name appears twice (a create repeated after its answer was lost), keep the
-    copy others refer to (the VPC holding the subnets), else the first by id; the rest is extra."""
+    copy others refer to (the VPC holding the subnets), then the one wired up most (the route
+    table with the associations, the attached gateway), then the first by id; the rest is extra."""
     by_key: dict[Key, Actual] = {}
     extra: list[Actual] = []
-    for a in sorted(items, key=lambda a: (-refs.get(a.id, 0), a.id)):
+    for a in sorted(items, key=lambda a: (-refs.get(a.id, 0), -_links(a), a.id)):
         if a.key in by_key:
             extra.append(a)
         else:
