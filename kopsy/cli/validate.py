@@ -17,6 +17,7 @@ import click
 
 from kopsy.cli.context import (
     DURATION,
+    options,
     aws_clients,
     open_cluster_store,
     resolve_cluster_name,
@@ -85,6 +86,14 @@ def command(
         raise UsageError("--count needs --wait (it counts consecutive successful polls)")
     if interval <= 0:
         raise UsageError("--interval must be more than 0s")
+    debug = options().debug
+    if debug:  # paramiko's own log (handshakes, channel failures) on stderr
+        import logging
+
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("debug: %(name)s: %(message)s"))
+        logging.getLogger("paramiko").addHandler(handler)
+        logging.getLogger("paramiko").setLevel(logging.INFO)
     store = open_cluster_store()
     name = resolve_cluster_name(store, strip_cluster_word(args))
     cluster, _ = store.get_cluster(name)
@@ -99,6 +108,8 @@ def command(
         result = validate_cluster(name, igs, clients, SSHConnector(settings), parallelism=parallelism)
         for notice in result.notices:
             click.echo(f"Note: {notice}", err=True)
+        if debug:
+            click.echo(f"debug: this validation opened {result.ssh_connections} SSH connection(s)", err=True)
         return result
 
     if wait is None:

@@ -161,6 +161,11 @@ class _TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
         self.name = name
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        recorded = self.known.known(self.name)
+        if recorded:
+            # A key of another type than the one recorded: not a first use. OpenSSH would ask;
+            # accepting it would let anyone bypass the changed-key check by offering a new type.
+            raise paramiko.BadHostKeyException(hostname, key, next(iter(recorded.values())))
         self.known.record(self.name, key)
 
 
@@ -308,8 +313,12 @@ class SSHConnector:
 
     # -- resolution -------------------------------------------------------------------------
 
-    def resolve(self, alias: str, *, user: str | None = None, port: int | None = None) -> Endpoint:
-        """Apply the ssh config (and the flags, which win) to an alias."""
+    def resolve(self, alias: str, *, user: str | None = None, port: int | None = None, hop: bool = False) -> Endpoint:
+        """Apply the ssh config (and the flags, which win) to an alias.
+
+        ``hop`` marks a jump host or the bastion: there the ssh config's User beats ``--ssh-user``
+        (as ``ssh -l`` only names the destination's user), and a user written into the hop wins.
+        """
         cfg = self.config.lookup(alias)
         hostname = str(cfg.get("hostname", alias))
         try:
@@ -317,7 +326,10 @@ class SSHConnector:
         except ValueError as exc:
             raise SSHError(f"ssh config: Port for {alias} is not a number: {cfg.get('port')!r}") from exc
         # A user written into a ProxyJump/--bastion hop ("admin@bastion") is explicit and wins there.
-        chosen_user = user or self.settings.user or cfg.get("user") or self.settings.default_user
+        if hop:
+            chosen_user = user or cfg.get("user") or self.settings.user or self.settings.default_user
+        else:
+            chosen_user = user or self.settings.user or cfg.get("user") or self.settings.default_user
         if self.settings.key_path is not None:
             keys: tuple[Path, ...] = (self.settings.key_path,)
         else:
@@ -343,10 +355,11 @@ class SSHConnector:
         return self._connect(alias, via=via, depth=0)
 
     def _connect(self, alias: str, *, via: SSHConnection | None, depth: int,
-                 user: str | None = None, port: int | None = None, use_bastion: bool = True) -> SSHConnection:
+                 user: str | None = None, port: int | None = None, use_bastion: bool = True,
+                 hop: bool = False) -> SSHConnection:
         if depth > MAX_JUMP_DEPTH:
             raise SSHError(f"more than {MAX_JUMP_DEPTH} jump hosts reaching {alias}: is there a ProxyJump loop in the ssh config?")
-        ep = self.resolve(alias, user=user, port=port)
+        ep = self.resolve(alias, user=user, port=port, hop=hop)
         jumps: list[SSHConnection] = []
         sock: Any
         try:
@@ -357,10 +370,10 @@ class SSHConnector:
                     raise SSHUnreachable(f"cannot reach {ep.describe()}: ProxyCommand failed: {_reason(exc)}") from exc
             elif ep.proxy_jump:
                 hop_via: SSHConnection | None = None
-                for hop in ep.proxy_jump.split(","):
-                    host, hop_user, hop_port = _split_hop(hop.strip())
+                for hop_spec in ep.proxy_jump.split(","):
+                    host, hop_user, hop_port = _split_hop(hop_spec.strip())
                     hop_conn = self._connect(host, via=hop_via, depth=depth + 1, user=hop_user, port=hop_port,
-                                             use_bastion=False)
+                                             use_bastion=False, hop=True)
                     jumps.append(hop_conn)
                     hop_via = hop_conn
                 assert hop_via is not None
@@ -386,7 +399,8 @@ class SSHConnector:
         with self._bastion_lock:
             if self._bastion is None:
                 host, user, port = _split_hop(self.settings.bastion)
-                self._bastion = self._connect(host, via=None, depth=1, user=user, port=port, use_bastion=False)
+                self._bastion = self._connect(host, via=None, depth=1, user=user, port=port, use_bastion=False,
+                                              hop=True)
             return self._bastion
 
     def close(self) -> None:

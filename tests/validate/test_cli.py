@@ -69,8 +69,9 @@ def test_healthy_cluster_table_and_tofu_said_once(make_setup: Callable[..., Setu
     assert out.count("True") == 3 and "control-plane" in out
     assert r.stderr.count("Note: recorded the host key") == 1
     assert s.known_hosts.is_file()
-    again = run_kopsy(["validate"], s.env)
+    again = run_kopsy(["--debug", "validate"], s.env)
     assert again.returncode == 0 and "Note:" not in again.stderr
+    assert "debug: this validation opened 1 SSH connection(s)" in again.stderr
 
 
 def test_three_control_planes_json(make_setup: Callable[..., Setup], run_kopsy: Run) -> None:

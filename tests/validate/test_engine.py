@@ -170,6 +170,22 @@ def test_changed_control_plane_host_key_is_refused(fake_cluster: Callable[..., F
     assert known.read_text() == before  # never overwritten silently
 
 
+def test_key_of_another_type_than_recorded_is_refused(fake_cluster: Callable[..., FakeCluster], clients: Any,
+                                                     tmp_path: Path) -> None:
+    import subprocess
+
+    fc = fake_cluster(ONE_CP)
+    cp = fc.control_planes[0]
+    rsa = tmp_path / "rsa"
+    subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", str(rsa)], check=True)
+    known = tmp_path / "known_hosts" / CLUSTER
+    known.parent.mkdir(parents=True)
+    known.write_text(f"[{cp.sshd.ip}]:{cp.sshd.port} ssh-rsa {rsa.with_suffix('.pub').read_text().split()[1]}\n")
+    with pytest.raises(HostKeyChanged, match="has CHANGED"):
+        run(fc, ONE_CP, clients, tmp_path)  # the sshd only has an ed25519 key
+    assert len(known.read_text().splitlines()) == 1
+
+
 def test_changed_node_host_key_is_refused_in_its_failure(fake_cluster: Callable[..., FakeCluster], clients: Any,
                                                          tmp_path: Path) -> None:
     fc = fake_cluster(ONE_CP)

@@ -131,10 +131,11 @@ def validate_json(sb: Sandbox, name: str, *args: str) -> tuple[int, dict[str, An
 def test_healthy_one_control_plane_two_nodes(sandbox: Sandbox, key: Path) -> None:
     name = "healthy.example.com"
     instances = make_cluster(sandbox, key, name)
-    r = sandbox.kopsy("validate", "cluster", name)
+    r = sandbox.kopsy("--debug", "validate", "cluster", name)
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"Your cluster {name} is ready" in r.stdout
     assert r.stdout.count(" True") == 3 and len(instances) == 3
+    assert "debug: this validation opened 1 SSH connection(s)" in r.stderr  # healthy: one session
 
 
 def test_healthy_three_control_planes(sandbox: Sandbox, key: Path) -> None:

@@ -51,6 +51,10 @@ def test_config_user_beats_default_and_flag_beats_config(tmp_path: Path) -> None
     plain = connector(tmp_path, CONFIG).resolve("other")
     assert (plain.hostname, plain.port, plain.known_hosts_name) == ("other", 22, "other")
     assert connector(tmp_path, CONFIG).resolve("elsewhere").proxy_command == "nc elsewhere 22"
+    # jump hosts: the config's User beats --ssh-user (which names the destination's user), a hop's own user wins
+    assert connector(tmp_path, CONFIG, user="ops").resolve("54.1.2.3", hop=True).user == "admin"
+    assert connector(tmp_path, CONFIG, user="ops").resolve("other", hop=True).user == "ops"
+    assert connector(tmp_path, CONFIG, user="ops").resolve("54.1.2.3", user="jump", hop=True).user == "jump"
 
 
 def test_key_precedence(tmp_path: Path) -> None:
