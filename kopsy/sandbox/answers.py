@@ -59,7 +59,7 @@ def answer(world: World, verdicts: dict[str, Verdict], instance_id: str, command
     except ValueError:
         argv = []
     while argv and argv[0] == "sudo":
-        argv = [a for a in argv[1:]]
+        argv = argv[1:]
         while argv and argv[0] in ("-n", "-E", "-H", "--non-interactive"):
             argv = argv[1:]
     if argv[:1] == ["kubectl"]:
