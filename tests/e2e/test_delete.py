@@ -162,3 +162,20 @@ def test_a_resource_that_cannot_go_is_reported_and_the_state_kept(
     assert owned_resources(boto, NAME)["vpc"] == [vpc] and total(owned_resources(boto, NAME)) == 1
     assert ec2.describe_subnets(SubnetIds=[foreign])["Subnets"]  # never touched
     assert _store_keys(boto, NAME)
+
+
+def test_a_killed_delete_finishes_on_rerun(
+    env: dict[str, str], image: str, boto: Callable[[str], Any], run_kopsy: Callable[..., Any],
+    ssh_keypair: tuple[Path, Path], tmp_path: Path,
+) -> None:
+    from conftest import KOPSY
+
+    create_cluster(run_kopsy, env, NAME, ssh_keypair[1], image)
+    assert run_kopsy(["update", "--yes"], env).returncode == 0
+    (tmp_path / "calls.log").unlink()
+    kill_after([KOPSY, "delete", "cluster", NAME, "--yes"], env, tmp_path / "calls.log", mutations=8)
+    assert total(owned_resources(boto, NAME)) > 0
+    r = run_kopsy(["delete", "cluster", NAME, "--yes", "--force-unlock"], env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert total(owned_resources(boto, NAME)) == 0
+    assert _store_keys(boto, NAME) == []
