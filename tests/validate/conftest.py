@@ -14,6 +14,28 @@ from validate_doubles import FakeCluster
 CLUSTER = "demo.example.com"
 
 
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Guard for in-process tests: any TCP connection kopsy's SSH layer opens must go to 127.0.0.0/8.
+
+    moto hands out public-looking addresses; the ssh config must map every one of them. An
+    unmapped address fails the test here instead of sending a packet off this machine."""
+    import ipaddress
+    import socket
+
+    real = socket.create_connection
+
+    def guarded(address: tuple[str, int], *args: Any, **kwargs: Any) -> socket.socket:
+        for info in socket.getaddrinfo(address[0], address[1], proto=socket.IPPROTO_TCP):
+            ip = ipaddress.ip_address(info[4][0])
+            assert ip.is_loopback, f"test tried to connect to non-loopback {address[0]} ({ip})"
+        return real(address, *args, **kwargs)
+
+    import kopsy.validate.ssh as ssh_module
+
+    monkeypatch.setattr(ssh_module.socket, "create_connection", guarded)
+
+
 @pytest.fixture
 def clients(aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
     """kopsy's own AwsClients, pointed at the test's moto server (for driving the engine in-process)."""

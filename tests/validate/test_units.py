@@ -161,3 +161,10 @@ def _keyfile(tmp_path: Path) -> Path:
     path = tmp_path / "hostkey"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
     return path
+
+
+def test_the_loopback_guard_catches_unmapped_addresses(tmp_path: Path) -> None:
+    """The autouse guard in conftest.py: an unmapped moto address must never be dialled."""
+    c = connector(tmp_path, CONFIG, key_path=tmp_path / "none")
+    with pytest.raises(AssertionError, match="non-loopback 198.51.100.7"):
+        c.connect("198.51.100.7")
