@@ -277,6 +277,9 @@ def down(layout: Layout) -> DownReport:
             report.stopped.append(pid)
             report.survivors += procs.stop([pid], grace=10.0)
     left = procs.still_running(tree)  # e.g. sshd sessions of a supervisor that had to be killed
+    # sshds orphaned by a supervisor that died before down (SIGKILL, OOM), and their sessions
+    orphans = procs.pids_with_cmdline(f"-f {layout.nodes_dir}/")
+    left += [p for p in [*orphans, *procs.descendants(*orphans)] if p not in left]
     report.stopped += left
     report.survivors += procs.stop(left, grace=3.0)
     for _ in range(3):  # processes that started while we swept

@@ -6,6 +6,8 @@ Two nets, both by pid, never by process name:
   records its descendants with their start times, and ends those still running afterwards.
   This is what catches sshd's per-connection processes: they outlive their listener, and sshd
   overwrites its environment area with its process title, so a marker cannot be read back;
+- the sshd config path: an sshd listener keeps ``-f <sandbox dir>/nodes/<id>/sshd_config`` in
+  its process title, which finds listeners orphaned by a supervisor that was killed outright;
 - a marker: every process the sandbox starts gets ``KOPSY_SANDBOX_ID=<random id>`` in its
   environment (python children such as the node shell keep it readable), and ``down`` sweeps
   ``/proc`` for it last.
@@ -107,6 +109,23 @@ def descendants(*roots: int) -> dict[int, int]:
 def still_running(recorded: dict[int, int]) -> list[int]:
     """The recorded processes that still run (same pid, same start time)."""
     return [pid for pid, started in recorded.items() if alive(pid) and start_time(pid) == started]
+
+
+def pids_with_cmdline(fragment: str) -> list[int]:
+    """Live processes whose command line (or process title) contains ``fragment``, e.g. a path
+    only this sandbox uses."""
+    me, found = os.getpid(), []
+    needle = fragment.encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if needle in cmdline.replace(b"\0", b" ") and alive(int(entry)):
+            found.append(int(entry))
+    return sorted(found)
 
 
 def wait_gone(pids: Iterable[int], timeout: float) -> list[int]:

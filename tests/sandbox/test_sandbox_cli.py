@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -119,4 +121,27 @@ def test_down_ends_open_ssh_sessions(
         assert not procs.alive(sb.info.supervisor_pid) and not procs.alive(sb.info.moto_pid)
     finally:
         client.close()
+        assert stop_sandbox(sb.dir) == []
+
+
+def test_down_after_the_supervisor_was_killed(
+    tmp_path: Path, admin_key: tuple[Path, str], run_kopsy: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    """A supervisor killed outright orphans its sshds; down still finds and ends them (by pid)."""
+    (tmp_path / "home").mkdir()
+    sb = start_sandbox(tmp_path / "sb", tmp_path / "home")
+    try:
+        clients = sb.clients()
+        fc = fabricate.fabricate_cluster(clients, name="orphan.example.com", bucket=sb.info.bucket, public_key=admin_key[1])
+        ids = fabricate.launch(clients, fc, "ControlPlane") + fabricate.launch(clients, fc, "Node", 2)
+        wait_for("the sshds", lambda: sb.serving(*ids))
+        sshd_pids = [n["pid"] for n in sb.nodes().values()]
+        os.kill(sb.info.supervisor_pid, signal.SIGKILL)
+        wait_for("the supervisor to die", lambda: not procs.alive(sb.info.supervisor_pid))
+        st = run_kopsy(["sandbox", "status", "--dir", str(sb.dir)], sb.env)
+        assert st.returncode == 1 and "NOT running" in st.stdout
+        r = run_kopsy(["sandbox", "down", "--dir", str(sb.dir)], sb.env)
+        assert r.returncode == 0, r.stderr
+        assert [p for p in sshd_pids if procs.alive(p)] == []
+    finally:
         assert stop_sandbox(sb.dir) == []
