@@ -59,7 +59,7 @@ def up(directory: str, region: str) -> None:
     )
     click.echo(control.NOTICE)
     if already:
-        click.echo(f"Sandbox already running in {info.dir} (endpoint {info.endpoint}).")
+        click.echo(f"Sandbox running in {info.dir} (endpoint {info.endpoint}, node supervisor pid {info.supervisor_pid}).")
     else:
         click.echo(f"Sandbox ready in {info.ready_seconds:.1f}s in {info.dir}.")
         click.echo(f"  AWS endpoint:  {info.endpoint} (moto server, pid {info.moto_pid})")

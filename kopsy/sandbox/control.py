@@ -165,6 +165,10 @@ def up(layout: Layout, *, python: str, user: str, base_env: Mapping[str, str], r
     current = status(layout)
     if current.running and current.info is not None:
         return current.info, True
+    if current.info is not None and current.processes and current.processes[0].running:
+        # moto (and with it every emulated cluster) is fine, only the supervisor died: restart
+        # just that; nodes come back on the same addresses with the same host keys.
+        return _restart_supervisor(layout, current.info, python, base_env), True
     if current.info is not None:  # left over from a crash: clean it before starting again
         down(layout)
     sshd_path = sshd.find_sshd()
@@ -224,6 +228,26 @@ def up(layout: Layout, *, python: str, user: str, base_env: Mapping[str, str], r
     info.ready_seconds = round(time.monotonic() - started, 2)
     _save(layout, info)
     return info, False
+
+
+def _restart_supervisor(layout: Layout, info: SandboxInfo, python: str, base_env: Mapping[str, str]) -> SandboxInfo:
+    orphans = procs.pids_with_cmdline(f"-f {layout.nodes_dir}/")
+    procs.stop([*orphans, *procs.descendants(*orphans)], grace=3.0)
+    if info.supervisor_pid and procs.alive(info.supervisor_pid) and procs.carries_marker(info.supervisor_pid, info.id):
+        procs.stop([info.supervisor_pid])  # running but not answering: replace it
+    supervisor = procs.spawn(
+        [python, "-m", "kopsy.cli.sandbox", "_supervise", "--dir", str(layout.root)],
+        env=_child_env(base_env, info),
+        log_path=layout.supervisor_log,
+    )
+    info.supervisor_pid = supervisor.pid
+    _save(layout, info)
+    _wait(
+        "the node supervisor",
+        lambda: client.request(layout.socket_id, {"op": "ping"}, timeout=2).get("cycles", 0) >= 1,
+        time.monotonic() + 20, supervisor, str(layout.supervisor_log),
+    )
+    return info
 
 
 def _create_state_bucket(clients: AwsClients, bucket: str, region: str) -> None:

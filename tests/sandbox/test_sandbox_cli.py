@@ -55,7 +55,7 @@ def test_up_env_status_down_leave_nothing_behind(tmp_path: Path, run_kopsy: Call
         assert text.returncode == 0 and "running" in text.stdout and "LOCAL EMULATION" in text.stdout
 
         again = run_kopsy(["sandbox", "up", "--dir", str(d)], env)
-        assert again.returncode == 0 and "already running" in again.stdout
+        assert again.returncode == 0 and "Sandbox running" in again.stdout
 
         _check_emulated_cloud(control.sandbox_clients(info.endpoint, info.region))
 
@@ -124,10 +124,11 @@ def test_down_ends_open_ssh_sessions(
         assert stop_sandbox(sb.dir) == []
 
 
-def test_down_after_the_supervisor_was_killed(
+def test_up_and_down_after_the_supervisor_was_killed(
     tmp_path: Path, admin_key: tuple[Path, str], run_kopsy: Callable[..., subprocess.CompletedProcess[str]]
 ) -> None:
-    """A supervisor killed outright orphans its sshds; down still finds and ends them (by pid)."""
+    """A supervisor killed outright orphans its sshds: up replaces them (keeping the cloud), and
+    down finds and ends them (by pid)."""
     (tmp_path / "home").mkdir()
     sb = start_sandbox(tmp_path / "sb", tmp_path / "home")
     try:
@@ -140,6 +141,17 @@ def test_down_after_the_supervisor_was_killed(
         wait_for("the supervisor to die", lambda: not procs.alive(sb.info.supervisor_pid))
         st = run_kopsy(["sandbox", "status", "--dir", str(sb.dir)], sb.env)
         assert st.returncode == 1 and "NOT running" in st.stdout
+        # up again restarts only the supervisor: the emulated cloud and its instances survive,
+        # and every node comes back on its address with its host key
+        before = {i: (n["address"], (sb.layout.node_dir(i) / "ssh_host_ed25519_key").read_bytes()) for i, n in sb.nodes().items()}
+        r = run_kopsy(["sandbox", "up", "--dir", str(sb.dir)], sb.env)
+        assert r.returncode == 0, r.stderr
+        assert [p for p in sshd_pids if procs.alive(p)] == []  # the orphans were replaced
+        wait_for("the sshds again", lambda: sb.serving(*ids))
+        after = {i: (n["address"], (sb.layout.node_dir(i) / "ssh_host_ed25519_key").read_bytes()) for i, n in sb.nodes().items()}
+        assert after == before
+        sshd_pids = [n["pid"] for n in sb.nodes().values()]
+        os.kill(control.load(sb.layout).supervisor_pid, signal.SIGKILL)  # and once more, for down
         r = run_kopsy(["sandbox", "down", "--dir", str(sb.dir)], sb.env)
         assert r.returncode == 0, r.stderr
         assert [p for p in sshd_pids if procs.alive(p)] == []
