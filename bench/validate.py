@@ -9,14 +9,19 @@ Figures (printed, never pass/fail):
 - the real `kopsy validate` executable: wall time and peak RSS (from wait4).
 Targets: 1 SSH connection when healthy; < 10 s wall with 10 of 100 nodes broken.
 
-    .venv/bin/python bench/validate.py [--nodes 100] [--broken 10] [--repeat 3]
+    .venv/bin/python bench/validate.py [--nodes 100] [--broken 10] [--repeat 3] [--sandbox]
+
+``--sandbox`` runs the whole user path instead (`kopsy sandbox up`, `create`, `update --yes`,
+`validate`), where the node stand-ins derive their answers from the emulated cloud.
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import os
+import re
 import shutil
 import socket
 import statistics
@@ -68,14 +73,20 @@ def environment(endpoint: str, home: Path) -> dict[str, str]:
     return env
 
 
-def run_cli(env: dict[str, str]) -> tuple[float, int, float]:
-    """Wall seconds, exit code and peak RSS (MiB) of one `kopsy validate` process."""
+def run_cli(env: dict[str, str], cluster: str = CLUSTER) -> tuple[float, int, float, int, int]:
+    """Wall seconds, exit code, peak RSS (MiB), SSH connections and failures of one `kopsy validate`."""
     start = time.monotonic()
-    proc = subprocess.Popen([KOPSY, "validate", "-o", "json"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return time.monotonic() - start, proc.returncode, usage.ru_maxrss / 1024
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([KOPSY, "--debug", "validate", "cluster", cluster, "-o", "json"], env=env,
+                                stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.monotonic() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        failures = len(json.loads(out.read() or b"{}").get("failures", []))
+        found = re.search(rb"opened (\d+) SSH connection", err.read())
+    return wall, proc.returncode, usage.ru_maxrss / 1024, int(found.group(1)) if found else -1, failures
 
 
 def run_engine(igs: list[Any], clients: Any, settings: Any) -> tuple[float, Any, float]:
@@ -90,12 +101,88 @@ def run_engine(igs: list[Any], clients: Any, settings: Any) -> tuple[float, Any,
     return wall, result, peak
 
 
+def bench_sandbox(args: argparse.Namespace) -> None:
+    """The whole user path: `kopsy sandbox up`, `create`, `update --yes`, then `kopsy validate`.
+
+    Broken: half the broken nodes have their machine stopped (`sandbox stop-node`: NotReady,
+    unreachable), the other half are extra instances whose user-data names a wrong API endpoint
+    (never join, reachable: they cost a diagnosis each). Nodes in total: ``--nodes``."""
+    from validate_doubles import (
+        give_instances_their_launch_template_groups,
+        launch_with_wrong_endpoint,
+        poll,
+        role_of,
+        tagged_instances,
+    )
+
+    work = Path(tempfile.mkdtemp(prefix="kopsy-bench-validate-sandbox-"))
+    home = work / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KOPSY_"))}
+    env["HOME"] = str(home)
+    sb = str(work / "sb")
+
+    def kopsy(*a: str) -> subprocess.CompletedProcess[str]:
+        r = subprocess.run([KOPSY, *a], env=env, capture_output=True, text=True, timeout=600)
+        if r.returncode != 0 and a[0] != "validate":
+            raise SystemExit(f"kopsy {' '.join(a)} failed: {r.stdout}{r.stderr}")
+        return r
+
+    try:
+        t0 = time.monotonic()
+        kopsy("sandbox", "up", "--dir", sb)
+        for k, v in re.findall(r"^export (\w+)=(\S+)$", kopsy("sandbox", "env", "--dir", sb).stdout, re.M):
+            env[k] = v.strip("'\"")
+        key = work / "admin"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+        wrong = args.broken // 2
+        kopsy("create", "cluster", CLUSTER, "--zones", "us-east-1a", "--node-count", str(args.nodes - wrong),
+              "--ssh-public-key", f"{key}.pub")
+        kopsy("update", "cluster", CLUSTER, "--yes")
+        import boto3
+
+        ec2 = boto3.session.Session(aws_access_key_id="bench", aws_secret_access_key="bench", region_name="us-east-1"
+                                    ).client("ec2", endpoint_url=env["AWS_ENDPOINT_URL"])
+        instances = tagged_instances(ec2, CLUSTER)
+        give_instances_their_launch_template_groups(ec2, instances)  # moto gap, see tests/validate
+        config = Path(env["KOPSY_SSH_CONFIG"])
+        poll(lambda: all(i["PrivateIpAddress"] in config.read_text() for i in instances.values()), timeout=120)
+        print(f"setup: sandbox + create + update --yes + {len(instances)} sshd stand-ins serving "
+              f"({time.monotonic() - t0:.1f}s)")
+        kopsy("validate")  # records host keys
+
+        def measure(label: str) -> None:
+            runs = [run_cli(env) for _ in range(args.repeat)]
+            walls = [r[0] for r in runs]
+            print(f"{label}: kopsy validate CLI wall median {statistics.median(walls):.2f}s (max {max(walls):.2f}s), "
+                  f"SSH connections {sorted({r[3] for r in runs})}, failures {sorted({r[4] for r in runs})}, "
+                  f"peak RSS {max(r[2] for r in runs):.0f} MiB, exit {sorted({r[1] for r in runs})}")
+
+        print(f"cluster (sandbox): 1 control plane + {args.nodes} nodes; {args.repeat} run(s) each; "
+              f"{os.cpu_count()} CPUs")
+        measure("healthy")
+        nodes = sorted(i for i, inst in instances.items() if role_of(inst) == "Node")
+        for iid in nodes[: args.broken - wrong]:
+            kopsy("sandbox", "stop-node", "--dir", sb, iid)
+        bad = launch_with_wrong_endpoint(ec2, instances[nodes[-1]], wrong) if wrong else []
+        poll(lambda: all(b in config.read_text() for b in bad), timeout=60)
+        measure(f"{args.broken} broken")
+    finally:
+        subprocess.run([KOPSY, "sandbox", "down", "--dir", sb], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nodes", type=int, default=100)
     ap.add_argument("--broken", type=int, default=10)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--sandbox", action="store_true",
+                    help="use `kopsy sandbox` and `create`/`update --yes` instead of the sshd test doubles")
     args = ap.parse_args()
+    if args.sandbox:
+        bench_sandbox(args)
+        return
 
     work = Path(tempfile.mkdtemp(prefix="kopsy-bench-validate-"))
     moto, endpoint = start_moto()
@@ -147,7 +234,7 @@ def main() -> None:
                 peaks.append(peak)
                 conns.add(result.ssh_connections)
                 failures = len(result.failures)
-                cwall, code, maxrss = run_cli(env)
+                cwall, code, maxrss, _, _ = run_cli(env)
                 cli_walls.append(cwall)
                 rss.append(maxrss)
                 codes.add(code)

@@ -7,8 +7,6 @@ host key refused.
 
 from __future__ import annotations
 
-import base64
-import gzip
 import json
 import re
 import subprocess
@@ -18,7 +16,13 @@ from typing import Any
 
 import pytest
 
-from validate_doubles import poll
+from validate_doubles import (
+    give_instances_their_launch_template_groups,
+    launch_with_wrong_endpoint,
+    poll,
+    role_of,
+    tagged_instances,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 Run = Callable[..., subprocess.CompletedProcess[str]]
@@ -98,31 +102,6 @@ def make_cluster(sb: Sandbox, key: Path, name: str, *create_args: str) -> dict[s
     return tagged_instances(ec2, name)
 
 
-def tagged_instances(ec2: Any, name: str) -> dict[str, dict[str, Any]]:
-    res = ec2.describe_instances(Filters=[{"Name": "tag:kopsy.io/cluster", "Values": [name]},
-                                          {"Name": "instance-state-name", "Values": ["pending", "running"]}])
-    return {i["InstanceId"]: i for r in res["Reservations"] for i in r["Instances"]}
-
-
-def give_instances_their_launch_template_groups(ec2: Any, instances: dict[str, dict[str, Any]]) -> None:
-    """MOTO GAP (FIELD-NOTES): instances an ASG launches from a launch template do not get the
-    template's security groups, which the sandbox's readiness rules read. AWS would attach them;
-    we do it by hand so the emulated cluster is the one `update` asked for."""
-    for iid, inst in instances.items():
-        tags = {t["Key"]: t["Value"] for t in inst.get("Tags", [])}
-        lt = tags.get("aws:ec2launchtemplate:id")
-        if not lt or inst.get("SecurityGroups"):
-            continue
-        data = ec2.describe_launch_template_versions(LaunchTemplateId=lt, Versions=["$Latest"])[
-            "LaunchTemplateVersions"][0]["LaunchTemplateData"]
-        groups = data.get("SecurityGroupIds") or [g for ni in data.get("NetworkInterfaces", []) for g in ni.get("Groups", [])]
-        ec2.modify_instance_attribute(InstanceId=iid, Groups=groups)
-
-
-def role_of(inst: dict[str, Any]) -> str:
-    return next(t["Value"] for t in inst["Tags"] if t["Key"] == "kopsy.io/role")
-
-
 def validate_json(sb: Sandbox, name: str, *args: str) -> tuple[int, dict[str, Any], str]:
     r = sb.kopsy("validate", "cluster", name, "-o", "json", *args)
     return r.returncode, json.loads(r.stdout) if r.stdout.strip() else {}, r.stderr
@@ -194,23 +173,7 @@ def test_faults_fail_with_node_and_reason_and_wait_turns_green(sandbox: Sandbox,
     assert validate_json(sandbox, name)[0] == 0
 
     # 3. an instance whose user-data names the wrong API endpoint never joins
-    template = json.loads(json.dumps(instances[nodes[1]], default=str))
-    lt = next(t["Value"] for t in template["Tags"] if t["Key"] == "aws:ec2launchtemplate:id")
-    data = ec2.describe_launch_template_versions(LaunchTemplateId=lt, Versions=["$Latest"])[
-        "LaunchTemplateVersions"][0]["LaunchTemplateData"]
-    raw = base64.b64decode(data["UserData"])
-    text = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
-    endpoint = re.search(rb"api-[a-z0-9.-]+\.elb\.amazonaws\.com", text)
-    assert endpoint, "user-data names no API endpoint"
-    bad_text = text.replace(endpoint.group(0), b"wrong.example.com")
-    bad = gzip.compress(bad_text) if raw[:2] == b"\x1f\x8b" else bad_text
-    groups_of_node = [g["GroupId"] for g in ec2.describe_instances(InstanceIds=[nodes[1]])["Reservations"][0][
-        "Instances"][0]["SecurityGroups"]]
-    tags = [t for t in template["Tags"] if not t["Key"].startswith("aws:")]
-    bad_id = ec2.run_instances(ImageId=template["ImageId"], InstanceType=template["InstanceType"], MinCount=1,
-                               MaxCount=1, SubnetId=template["SubnetId"], SecurityGroupIds=groups_of_node,
-                               UserData=bad, TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
-                               )["Instances"][0]["InstanceId"]
+    bad_id = launch_with_wrong_endpoint(ec2, instances[nodes[1]])[0]
     ssh_config = Path(sandbox.env["KOPSY_SSH_CONFIG"])
     poll(lambda: bad_id in ssh_config.read_text(), timeout=30)
     code, doc, _ = validate_json(sandbox, name)
