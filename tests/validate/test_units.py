@@ -168,3 +168,41 @@ def test_the_loopback_guard_catches_unmapped_addresses(tmp_path: Path) -> None:
     c = connector(tmp_path, CONFIG, key_path=tmp_path / "none")
     with pytest.raises(AssertionError, match="non-loopback 198.51.100.7"):
         c.connect("198.51.100.7")
+
+
+def _results(*valid: bool) -> list[object]:
+    from kopsy.validate.result import Failure, ValidationResult
+
+    return [ValidationResult("c", [] if ok else [Failure("Node", "n", "not Ready")]) for ok in valid]
+
+
+def test_wait_needs_consecutive_successes(capsys: pytest.CaptureFixture[str]) -> None:
+    from kopsy.cli.validate import _poll
+
+    answers = iter(_results(False, True, False, True, True, False))
+    result = _poll(lambda: next(answers), wait=30, interval=0.001, count=2)  # type: ignore[arg-type, return-value]
+    assert result.valid and next(answers).valid is False  # stopped right after the 2nd success in a row
+    progress = capsys.readouterr().err.splitlines()
+    assert len(progress) == 4 and "attempt 4: cluster c is ready (1/2 consecutive successes)" in progress[3]
+
+
+def test_wait_returns_the_last_result_at_the_deadline_and_survives_errors() -> None:
+    from kopsy.cli.validate import _poll
+    from kopsy.errors import CloudError, HostKeyChanged
+
+    calls = []
+
+    def flaky() -> object:
+        calls.append(1)
+        if len(calls) == 1:
+            raise CloudError("throttled")
+        return _results(False)[0]
+
+    result = _poll(flaky, wait=0.05, interval=0.01, count=1)  # type: ignore[arg-type]
+    assert not result.valid and len(calls) >= 2
+
+    def refused() -> object:
+        raise HostKeyChanged("REFUSED")
+
+    with pytest.raises(HostKeyChanged):
+        _poll(refused, wait=30, interval=0.01, count=1)  # type: ignore[arg-type]
