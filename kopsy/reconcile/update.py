@@ -12,7 +12,7 @@ from typing import Any
 from kopsy.cloud.aws.images import architecture, resolve_image
 from kopsy.cloud.aws.kind import Actual, ApplyContext, Key, parallel
 from kopsy.cloud.aws.session import AwsClients
-from kopsy.errors import ObjectNotFound
+from kopsy.errors import ObjectNotFound, StateStoreError
 from kopsy.reconcile.apply import ApplyResult, Event, apply_plan
 from kopsy.reconcile.changes import Plan
 from kopsy.reconcile.desired import ClusterInputs, desired_resources
@@ -33,9 +33,16 @@ def read_inputs(store: Any, cluster_name: str) -> ClusterInputs:
 
     def ssh_key() -> str:
         try:
-            return str(store.get_object(cluster_name, "ssh/public/admin").decode().strip())
+            data = store.get_object(cluster_name, "ssh/public/admin")
         except ObjectNotFound:
             return ""
+        try:
+            return str(data.decode("ascii").strip())
+        except UnicodeDecodeError:
+            raise StateStoreError(
+                f"{cluster_name}/ssh/public/admin in the state store is not an OpenSSH public key (not text); "
+                f"replace it with the cluster admin's public key (a line like 'ssh-ed25519 AAAA...')"
+            ) from None
 
     # Independent reads: one round trip instead of four in sequence.
     cluster_etag, ig_list, key, ca = parallel(

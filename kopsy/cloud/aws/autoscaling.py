@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from kopsy.cloud.aws import tags as T
-from kopsy.cloud.aws.ec2util import describe_all
+from kopsy.cloud.aws.ec2util import describe_all, tolerate
 from kopsy.cloud.aws.kind import Actual, ApplyContext, Desired, Facts, Kind
 from kopsy.cloud.aws.retry import is_iam_propagation, retry
 from kopsy.cloud.aws.session import aws_errors, error_code
@@ -118,7 +118,15 @@ class AutoScalingGroup(Kind):
         asg = ctx.clients.client("autoscaling")
         desired = int(have.outputs.get("desired", fields["min_size"]))
         clamped = min(max(desired, fields["min_size"]), fields["max_size"])
+        have_tgs: frozenset[str] = have.fields.get("target_groups", frozenset())
+        add = sorted(fields["target_groups"] - have_tgs) if "target_groups" in changed else []
+        remove = sorted(have_tgs - fields["target_groups"]) if "target_groups" in changed else []
         with aws_errors(f"updating Auto Scaling group {want.name}"):
+            # Stale target groups first: one deleted behind our back makes every later call on
+            # the group fail; detaching a group that no longer exists counts as done.
+            if remove:
+                tolerate(lambda: asg.detach_load_balancer_target_groups(AutoScalingGroupName=want.name, TargetGroupARNs=remove),
+                         "TargetGroupNotFound")
             if changed - {"target_groups"}:
                 kwargs: dict[str, Any] = {
                     "AutoScalingGroupName": want.name,
@@ -130,14 +138,8 @@ class AutoScalingGroup(Kind):
                 if clamped != desired:
                     kwargs["DesiredCapacity"] = clamped
                 retry(lambda: asg.update_auto_scaling_group(**kwargs), when=is_iam_propagation, timeout=ctx.retry_timeout)
-            if "target_groups" in changed:
-                have_tgs: frozenset[str] = have.fields.get("target_groups", frozenset())
-                add = sorted(fields["target_groups"] - have_tgs)
-                remove = sorted(have_tgs - fields["target_groups"])
-                if add:
-                    asg.attach_load_balancer_target_groups(AutoScalingGroupName=want.name, TargetGroupARNs=add)
-                if remove:
-                    asg.detach_load_balancer_target_groups(AutoScalingGroupName=want.name, TargetGroupARNs=remove)
+            if add:
+                asg.attach_load_balancer_target_groups(AutoScalingGroupName=want.name, TargetGroupARNs=add)
         return {"id": want.name, "desired": clamped}
 
     def delete(self, ctx: ApplyContext, have: Actual) -> None:
