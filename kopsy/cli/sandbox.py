@@ -54,6 +54,7 @@ def up(directory: str, region: str) -> None:
     """Start the moto server, the state-store bucket and the node supervisor."""
     from kopsy.sandbox import control
 
+    _ensure_sshd()
     info, already = control.up(
         _layout(directory), python=sys.executable, user=getpass.getuser(), base_env=dict(os.environ), region=region
     )
@@ -71,6 +72,28 @@ def up(directory: str, region: str) -> None:
     click.echo("")
     click.echo("# Use it in this shell with:  eval \"$(kopsy sandbox env" + _dir_flag(directory) + ")\"")
     click.echo(_exports(info.environment()))
+
+
+def _ensure_sshd() -> None:
+    """The node stand-ins are real OpenSSH daemons: install Debian's openssh-server when it is
+    missing and we may (root with apt-get); otherwise control.up explains what to install."""
+    import shutil
+    import subprocess
+
+    from kopsy.sandbox import sshd
+
+    if sshd.find_sshd() is not None or os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return
+    click.echo("Installing OpenSSH's sshd (Debian package openssh-server) for the node stand-ins ...", err=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for argv in (["apt-get", "update", "-qq"],
+                 ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "openssh-server"]):
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            from kopsy.errors import SandboxError
+
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise SandboxError(f"installing openssh-server failed ({' '.join(argv)}: {last}); install it by hand and re-run")
 
 
 def _dir_flag(directory: str) -> str:
