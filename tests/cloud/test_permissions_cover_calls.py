@@ -1,0 +1,48 @@
+"""The declared permissions are the real ones: every AWS call an update, a no-op update and a
+delete make (in-process moto) is covered by some kind's declared IAM actions."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from goldenkit import HERE, inputs_for
+
+PREFIX = {"ec2": "ec2", "iam": "iam", "elasticloadbalancing": "elasticloadbalancing", "autoscaling": "autoscaling", "ssm": "ssm"}
+
+
+@pytest.fixture
+def mocked(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    for k in list(os.environ):
+        if k.startswith("AWS_"):
+            monkeypatch.delenv(k)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    from moto import mock_aws
+
+    with mock_aws():
+        yield
+
+
+def test_every_call_is_a_declared_permission(mocked: None) -> None:
+    import boto3
+
+    from kopsy.cloud.aws.registry import required_permissions
+    from kopsy.cloud.aws.session import AwsClients
+    from kopsy.reconcile.delete import delete_resources
+    from kopsy.reconcile.update import apply_update, plan_update
+
+    clients = AwsClients("us-east-1", session=boto3.session.Session(region_name="us-east-1"))
+    seen: set[str] = set()
+    clients.on_call(lambda service, op: seen.add(f"{service}:{op}"))
+    inp = inputs_for((HERE / "_baseline" / "spec.yaml").read_text())
+    assert apply_update(clients, plan_update(clients, inp)).ok
+    assert plan_update(clients, inp).plan.empty
+    result = delete_resources(clients, inp.cluster.name, timeout=60)
+    assert result.ok, result.remaining
+    declared = set(required_permissions())
+    called = {f"{PREFIX.get(c.split(':')[0], c.split(':')[0])}:{c.split(':')[1]}" for c in seen}
+    called = {c.replace("elbv2:", "elasticloadbalancing:") for c in called}
+    assert called - declared == set()
+    assert len(called) > 40
