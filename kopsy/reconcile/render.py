@@ -16,6 +16,8 @@ def _block(c: Change) -> list[str]:
     for f in c.fields:
         value = short(f.new) if c.action == "create" else f"{short(f.old)} -> {short(f.new)}"
         lines.append(f"    \t{f.field.ljust(width)}  {value}")
+        if c.action == "modify" and f.field == "user_data":
+            lines += [f"    \t  {k}: {a} -> {b}" for k, a, b in _bootstrap_diff(f.old, f.new)]
     lines += [f"    \tnote: {n}" for n in c.notes]
     return lines
 
@@ -39,3 +41,19 @@ def plan_text(plan: Plan) -> str:
 def summary(plan: Plan) -> str:
     counts = {a: len(plan.by_action(a)) for a in ("create", "modify", "delete")}  # type: ignore[arg-type]
     return f"{counts['create']} to create, {counts['modify']} to modify, {counts['delete']} to delete"
+
+
+def _bootstrap_diff(old: object, new: object) -> list[tuple[str, object, object]]:
+    """Which bootstrap settings a user-data change carries (e.g. kubernetesVersion), when both
+    sides parse; an empty list otherwise (the hashes above still show that it changed)."""
+    if not isinstance(old, bytes) or not isinstance(new, bytes):
+        return []
+    try:
+        from dataclasses import asdict
+
+        from kopsy.bootstrap import parse_user_data
+
+        a, b = asdict(parse_user_data(old)), asdict(parse_user_data(new))
+    except Exception:
+        return []
+    return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]

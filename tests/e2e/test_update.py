@@ -189,6 +189,14 @@ def test_spec_changes_give_minimal_plans(
     assert "Will create" not in out and "Will delete" not in out
     etag = store.replace_instance_group(replace(nodes, machine_type="t3.medium"), etag)
 
+    # Kubernetes version: new template versions for every group, and the plan says what changed
+    c, cetag = store.get_cluster(NAME)
+    cetag = store.replace_cluster(replace(c, kubernetes_version="1.36.9"), cetag)
+    out = plan()
+    assert f"kubernetesVersion: {c.kubernetes_version} -> 1.36.9" in out
+    assert out.count("LaunchTemplate/") == 2 and "Will create" not in out and "Will delete" not in out
+    store.replace_cluster(c, cetag)
+
     # removed instance group: its ASG and launch template go, nothing else
     store.delete_instance_group(NAME, "nodes")
     out = plan()
