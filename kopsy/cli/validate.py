@@ -94,6 +94,14 @@ def command(
         handler.setFormatter(logging.Formatter("debug: %(name)s: %(message)s"))
         logging.getLogger("paramiko").addHandler(handler)
         logging.getLogger("paramiko").setLevel(logging.INFO)
+    if bastion:
+        from kopsy.errors import SSHError
+        from kopsy.validate.ssh import parse_hop
+
+        try:
+            parse_hop(bastion)
+        except SSHError as exc:
+            raise UsageError(f"--bastion: {exc.message}") from exc
     store = open_cluster_store()
     name = resolve_cluster_name(store, strip_cluster_word(args))
     cluster, _ = store.get_cluster(name)

@@ -180,8 +180,15 @@ def _read_config(path: Path | None) -> paramiko.SSHConfig:
         raise SSHError(f"cannot read ssh config {path}: {exc}") from exc
 
 
-def _split_hop(hop: str) -> tuple[str, str | None, int | None]:
-    """'user@host:port' -> (host, user, port), as in ProxyJump."""
+def parse_hop(hop: str) -> tuple[str, str | None, int | None]:
+    """'user@host:port' -> (host, user, port), as in ProxyJump and --bastion."""
+    try:
+        return _parse_hop_unchecked(hop)
+    except ValueError as exc:
+        raise SSHError(f"jump host {hop!r} is not [USER@]HOST[:PORT] (the port must be a number)") from exc
+
+
+def _parse_hop_unchecked(hop: str) -> tuple[str, str | None, int | None]:
     user = None
     if "@" in hop:
         user, hop = hop.rsplit("@", 1)
@@ -371,7 +378,7 @@ class SSHConnector:
             elif ep.proxy_jump:
                 hop_via: SSHConnection | None = None
                 for hop_spec in ep.proxy_jump.split(","):
-                    host, hop_user, hop_port = _split_hop(hop_spec.strip())
+                    host, hop_user, hop_port = parse_hop(hop_spec.strip())
                     hop_conn = self._connect(host, via=hop_via, depth=depth + 1, user=hop_user, port=hop_port,
                                              use_bastion=False, hop=True)
                     jumps.append(hop_conn)
@@ -398,7 +405,7 @@ class SSHConnector:
         assert self.settings.bastion
         with self._bastion_lock:
             if self._bastion is None:
-                host, user, port = _split_hop(self.settings.bastion)
+                host, user, port = parse_hop(self.settings.bastion)
                 self._bastion = self._connect(host, via=None, depth=1, user=user, port=port, use_bastion=False,
                                               hop=True)
             return self._bastion
@@ -493,4 +500,5 @@ __all__ = [
     "SSHSettings",
     "SSHUnreachable",
     "fingerprint",
+    "parse_hop",
 ]

@@ -19,7 +19,7 @@ from kopsy.validate.facts import (
     parse_node_list,
     parse_pod_list,
 )
-from kopsy.validate.ssh import SSHConnector, SSHSettings, _split_hop
+from kopsy.validate.ssh import SSHConnector, SSHSettings, parse_hop
 
 
 def connector(tmp_path: Path, config: str, **kw: object) -> SSHConnector:
@@ -85,8 +85,15 @@ def test_cli_settings_find_the_key_beside_the_create_time_public_key(tmp_path: P
 @pytest.mark.parametrize("hop,expected", [
     ("gw", ("gw", None, None)), ("me@gw:2200", ("gw", "me", 2200)), ("[::1]:22", ("::1", None, 22)),
 ])
-def test_split_hop(hop: str, expected: tuple[str, str | None, int | None]) -> None:
-    assert _split_hop(hop) == expected
+def test_parse_hop(hop: str, expected: tuple[str, str | None, int | None]) -> None:
+    assert parse_hop(hop) == expected
+
+
+def test_bad_jump_host_is_a_clear_error() -> None:
+    from kopsy.errors import SSHError
+
+    with pytest.raises(SSHError, match="not \\[USER@\\]HOST\\[:PORT\\]"):
+        parse_hop("admin@bastion:ssh")
 
 
 def test_cloud_init_status_formats() -> None:
