@@ -35,20 +35,31 @@ def _all_elbv2(facts: Facts, operation: str, result_key: str) -> list[dict[str, 
     return facts.once(f"elbv2.{operation}", lambda: describe_all(elb, operation, result_key))  # type: ignore[no-any-return]
 
 
-def _owned_elbv2(facts: Facts, operation: str, result_key: str, arn_key: str) -> list[tuple[dict[str, Any], dict[str, str]]]:
-    """The items of ``operation`` carrying the cluster's ownership tag, with their tags."""
+def _elbv2_tags(facts: Facts) -> dict[str, dict[str, str]]:
+    """Tags of every load balancer and target group, read together in batches of 20 ARNs
+    (DescribeTags takes both kinds at once: one call for a usual account, not one per kind)."""
     elb = facts.clients.client("elbv2")
 
-    def fetch() -> list[tuple[dict[str, Any], dict[str, str]]]:
-        items = _all_elbv2(facts, operation, result_key)
-        arns = [i[arn_key] for i in items]
+    def fetch() -> dict[str, dict[str, str]]:
+        lbs, tgs = parallel(
+            lambda args: _all_elbv2(facts, *args),
+            [("describe_load_balancers", "LoadBalancers"), ("describe_target_groups", "TargetGroups")],
+        )
+        arns = [i["LoadBalancerArn"] for i in lbs] + [i["TargetGroupArn"] for i in tgs]
         tags: dict[str, dict[str, str]] = {}
         for start in range(0, len(arns), 20):
             for d in elb.describe_tags(ResourceArns=arns[start : start + 20]).get("TagDescriptions", []):
                 tags[d["ResourceArn"]] = T.to_dict(d.get("Tags"))
-        return [(i, tags.get(i[arn_key], {})) for i in items if T.is_owned(tags.get(i[arn_key], {}), facts.cluster)]
+        return tags
 
-    return facts.once(f"elbv2.{operation}.owned", fetch)  # type: ignore[no-any-return]
+    return facts.once("elbv2.tags", fetch)  # type: ignore[no-any-return]
+
+
+def _owned_elbv2(facts: Facts, operation: str, result_key: str, arn_key: str) -> list[tuple[dict[str, Any], dict[str, str]]]:
+    """The items of ``operation`` carrying the cluster's ownership tag, with their tags."""
+    tags = _elbv2_tags(facts)
+    items = _all_elbv2(facts, operation, result_key)
+    return [(i, tags.get(i[arn_key], {})) for i in items if T.is_owned(tags.get(i[arn_key], {}), facts.cluster)]
 
 
 class LoadBalancer(Kind):
