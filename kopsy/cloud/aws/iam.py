@@ -121,6 +121,44 @@ def _doc(value: Any) -> Any:
     return value
 
 
+def _read(facts: Facts, name: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None, Any]:
+    """(role, instance profile, inline policy document) named ``name``, each None if absent.
+
+    The profile's answer embeds its role (trust policy included), so a steady-state run reads
+    the profile and the policy at once and needs no GetRole: 2 calls per role, not 3."""
+    iam = facts.clients.client("iam")
+
+    def get(call: Callable[[], Any]) -> Any:
+        try:
+            return call()
+        except Exception as exc:
+            if error_code(exc) == "NoSuchEntity":
+                return None
+            raise
+
+    def fetch() -> tuple[dict[str, Any] | None, dict[str, Any] | None, Any]:
+        with aws_errors(f"reading IAM role and instance profile {name}"):
+            profile, pol = parallel(
+                get,
+                [
+                    lambda: iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"],
+                    lambda: iam.get_role_policy(RoleName=name, PolicyName=name),
+                ],
+            )
+            role = next((r for r in (profile or {}).get("Roles", []) if r["RoleName"] == name), None)
+            if role is not None and "Tags" not in role:
+                # Trust the profile's ownership for its own role only when it is ours.
+                if profile is not None and T.is_owned(T.to_dict(profile.get("Tags")), facts.cluster):
+                    role = {**role, "Tags": profile.get("Tags")}
+                else:
+                    role = None
+            if role is None:
+                role = get(lambda: iam.get_role(RoleName=name)["Role"])
+        return role, profile, (_doc(pol["PolicyDocument"]) if pol else None)
+
+    return facts.once(f"iam.{name}", fetch)  # type: ignore[no-any-return]
+
+
 class IAMRole(Kind):
     kind = "IAMRole"
     service = "iam"
@@ -140,30 +178,13 @@ class IAMRole(Kind):
     )
 
     def find(self, facts: Facts) -> list[Actual]:
-        iam = facts.clients.client("iam")
-
-        def get(call: Callable[[], Any]) -> Any:
-            try:
-                return call()
-            except Exception as exc:
-                if error_code(exc) == "NoSuchEntity":
-                    return None
-                raise
-
         def one(name: str) -> Actual | None:
-            with aws_errors(f"reading IAM role {name}"):
-                # Both reads at once; the policy only counts if the role turns out to be ours.
-                role, pol = parallel(
-                    get,
-                    [lambda: iam.get_role(RoleName=name)["Role"], lambda: iam.get_role_policy(RoleName=name, PolicyName=name)],
-                )
-            if role is None:
+            r, _, policy = _read(facts, name)
+            if r is None:
                 return None
-            r = role
             tags = T.to_dict(r.get("Tags"))
             if not T.is_owned(tags, facts.cluster):
                 return None  # same name, not ours: never touch it
-            policy = _doc(pol["PolicyDocument"]) if pol else None
             return Actual(
                 self.kind,
                 name,
@@ -247,16 +268,10 @@ class IAMInstanceProfile(Kind):
     )
 
     def find(self, facts: Facts) -> list[Actual]:
-        iam = facts.clients.client("iam")
-
         def one(name: str) -> Actual | None:
-            with aws_errors(f"reading IAM instance profile {name}"):
-                try:
-                    p = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]
-                except Exception as exc:
-                    if error_code(exc) == "NoSuchEntity":
-                        return None
-                    raise
+            _, p, _ = _read(facts, name)
+            if p is None:
+                return None
             tags = T.to_dict(p.get("Tags"))
             if not T.is_owned(tags, facts.cluster):
                 return None
