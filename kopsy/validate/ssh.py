@@ -25,6 +25,7 @@ import base64
 import hashlib
 import logging
 import os
+import select
 import socket
 import threading
 import time
@@ -204,6 +205,60 @@ def _parse_hop_unchecked(hop: str) -> tuple[str, str | None, int | None]:
     return hop, user, port
 
 
+class _ProxyCommand(paramiko.ProxyCommand):
+    """paramiko's ProxyCommand, but a proxy that exits is noticed at once (paramiko keeps polling
+    its closed stdout until the banner timeout) and is reported with its own error output, and a
+    closed proxy is reaped rather than left as a zombie."""
+
+    def recv(self, size: int) -> bytes:
+        start = time.monotonic()
+        buffer = b""
+        stdout = self.process.stdout
+        assert stdout is not None  # paramiko opens it as a pipe
+        try:
+            while len(buffer) < size:
+                wait = None
+                if self.timeout is not None:
+                    wait = self.timeout - (time.monotonic() - start)
+                    if wait <= 0:
+                        if buffer:
+                            return buffer
+                        raise socket.timeout()
+                ready, _, _ = select.select([stdout], [], [], wait)
+                if ready:
+                    data = os.read(stdout.fileno(), size - len(buffer))
+                    if not data:
+                        if buffer:
+                            return buffer
+                        raise paramiko.ProxyCommandFailure(" ".join(self.cmd), self._exit_reason())
+                    buffer += data
+            return buffer
+        except OSError as exc:
+            if isinstance(exc, socket.timeout):
+                raise
+            raise paramiko.ProxyCommandFailure(" ".join(self.cmd), exc.strerror or str(exc)) from exc
+
+    def _exit_reason(self) -> str:
+        try:
+            code = self.process.wait(timeout=1)
+        except Exception:
+            return "closed its output"
+        err = self.process.stderr.read().decode(errors="replace").strip().splitlines() if self.process.stderr else []
+        return f"exited with status {code}" + (f": {err[-1]}" if err else "")
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=2)
+            except Exception:
+                self.process.kill()
+                self.process.wait()
+        for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
 class SSHConnection:
     """One authenticated SSH connection; runs several commands as separate exec channels."""
 
@@ -372,7 +427,7 @@ class SSHConnector:
         try:
             if ep.proxy_command:
                 try:
-                    sock = paramiko.ProxyCommand(ep.proxy_command)
+                    sock = _ProxyCommand(ep.proxy_command)
                 except (paramiko.SSHException, OSError) as exc:
                     raise SSHUnreachable(f"cannot reach {ep.describe()}: ProxyCommand failed: {_reason(exc)}") from exc
             elif ep.proxy_jump:
@@ -477,6 +532,9 @@ class SSHConnector:
                 f"{ep.describe()} refused to log in user {ep.user!r} with key(s) {', '.join(keys) or '(agent)'}; "
                 f"pass --ssh-user/--ssh-key, or set User/IdentityFile in the ssh config"
             ) from exc
+        except paramiko.ProxyCommandFailure as exc:
+            client.close()
+            raise SSHUnreachable(f"cannot reach {ep.describe()}: ProxyCommand {exc.command!r} {exc.error}") from exc
         except (socket.timeout, TimeoutError) as exc:
             client.close()
             raise SSHUnreachable(f"cannot reach {ep.describe()}: the SSH handshake timed out after {t:g}s") from exc

@@ -285,3 +285,21 @@ def test_stuck_hosts_are_bounded_by_timeouts(fake_cluster: Callable[..., FakeClu
     assert "SSH handshake timed out after 1s" in by_name[silent.instance_id]
     # The messages above prove which timeout fired; this is only a sanity bound (shared, loaded CI cores).
     assert elapsed < 10, elapsed
+
+
+def test_proxy_command_from_ssh_config(fake_cluster: Callable[..., FakeCluster], clients: Any, tmp_path: Path) -> None:
+    import sys
+
+    relay = Path(__file__).with_name("tcp_relay.py")
+    fc = fake_cluster(ONE_CP)
+    cp = fc.control_planes[0]
+    fc.write_ssh_config(f"Host {cp.public_ip}\n  ProxyCommand {sys.executable} -I {relay} %h %p\n\n")
+    result = run(fc, ONE_CP, clients, tmp_path)
+    assert result.valid, result.failures
+    assert result.ssh_connections == 1
+    cp.sshd.stop()
+    result = run(fc, ONE_CP, clients, tmp_path)
+    assert [f.type for f in result.failures] == ["ControlPlane"]
+    msg = result.failures[0].message
+    assert "cannot be reached over SSH" in msg and "ProxyCommand" in msg and "exited with status 1" in msg
+    assert "ConnectionRefusedError" in msg  # the proxy's own last error line

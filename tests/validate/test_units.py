@@ -38,6 +38,11 @@ Host 54.1.2.3 10.0.0.5
 
 Host elsewhere
   ProxyCommand nc %h %p
+
+Host aliased
+  HostName 127.9.9.8
+  Port 2200
+  HostKeyAlias cp-1.demo
 """
 
 
@@ -51,6 +56,7 @@ def test_config_user_beats_default_and_flag_beats_config(tmp_path: Path) -> None
     plain = connector(tmp_path, CONFIG).resolve("other")
     assert (plain.hostname, plain.port, plain.known_hosts_name) == ("other", 22, "other")
     assert connector(tmp_path, CONFIG).resolve("elsewhere").proxy_command == "nc elsewhere 22"
+    assert connector(tmp_path, CONFIG).resolve("aliased").known_hosts_name == "cp-1.demo"
     # jump hosts: the config's User beats --ssh-user (which names the destination's user), a hop's own user wins
     assert connector(tmp_path, CONFIG, user="ops").resolve("54.1.2.3", hop=True).user == "admin"
     assert connector(tmp_path, CONFIG, user="ops").resolve("other", hop=True).user == "ops"
