@@ -84,8 +84,10 @@ def command(
     """
     if count > 1 and wait is None:
         raise UsageError("--count needs --wait (it counts consecutive successful polls)")
-    if interval <= 0:
-        raise UsageError("--interval must be more than 0s")
+    for flag, value in (("--interval", interval), ("--connect-timeout", connect_timeout),
+                        ("--command-timeout", command_timeout)):
+        if value <= 0:
+            raise UsageError(f"{flag} must be more than 0s")
     debug = options().debug
     if debug:  # paramiko's own log (handshakes, channel failures) on stderr
         import logging

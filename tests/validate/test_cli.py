@@ -175,7 +175,8 @@ def test_ssh_user_flag_beats_the_ssh_config(make_setup: Callable[..., Setup], ru
 
 @pytest.mark.parametrize("args", [["validate", "a.example.com", "b.example.com"], ["validate", "--count", "2"],
                                   ["validate", "-o", "xml"], ["validate", "--wait", "soon"],
-                                  ["validate", "--bastion", "admin@bastion:ssh"]])
+                                  ["validate", "--bastion", "admin@bastion:ssh"],
+                                  ["validate", "--connect-timeout", "0s"]])
 def test_usage_errors_exit_2(args: list[str], aws_env: dict[str, str], run_kopsy: Run) -> None:
     r = run_kopsy(args, {**aws_env, "KOPSY_STATE_STORE": "file:///nonexistent"})
     assert r.returncode == 2, r.stderr
