@@ -44,10 +44,10 @@ class VPC(Kind):
                 if not facts.detail:
                     out.append(Actual(self.kind, name_of(v, vid), vid, fields={"cidr": v["CidrBlock"]}, outputs={"id": vid}, tags=T.to_dict(v.get("Tags"))))
                     continue
-                support, hostnames = parallel(
-                    lambda attr: ec2.describe_vpc_attribute(VpcId=vid, Attribute=attr)[attr[0].upper() + attr[1:]]["Value"],
-                    ["enableDnsSupport", "enableDnsHostnames"],
-                )
+                # AWS allows DNS hostnames only with DNS support on: when hostnames are on
+                # (the steady state) support is known without a second call.
+                hostnames = ec2.describe_vpc_attribute(VpcId=vid, Attribute="enableDnsHostnames")["EnableDnsHostnames"]["Value"]
+                support = hostnames or ec2.describe_vpc_attribute(VpcId=vid, Attribute="enableDnsSupport")["EnableDnsSupport"]["Value"]
                 out.append(
                     Actual(
                         self.kind,
