@@ -55,13 +55,14 @@ class Instance(Kind):
             chunk = ids[start : start + BATCH]
             with aws_errors(f"terminating {len(chunk)} instance(s)"):
                 try:
-                    ec2.terminate_instances(InstanceIds=chunk)
+                    states = ec2.terminate_instances(InstanceIds=chunk).get("TerminatingInstances", [])
                 except Exception as exc:
                     if error_code(exc) != "InvalidInstanceID.NotFound":
                         raise
                     live = _live(ec2, chunk)  # some were gone already: terminate the rest
-                    if live:
-                        ec2.terminate_instances(InstanceIds=live)
+                    states = ec2.terminate_instances(InstanceIds=live).get("TerminatingInstances", []) if live else []
+                if all(st.get("CurrentState", {}).get("Name") == "terminated" for st in states):
+                    continue  # nothing left to wait for
                 delay = 5
                 ec2.get_waiter("instance_terminated").wait(
                     Filters=[{"Name": "instance-id", "Values": chunk}],
