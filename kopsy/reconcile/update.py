@@ -44,15 +44,17 @@ def read_inputs(store: Any, cluster_name: str) -> ClusterInputs:
                 f"replace it with the cluster admin's public key (a line like 'ssh-ed25519 AAAA...')"
             ) from None
 
+    def instance_groups() -> list[tuple[InstanceGroup, str]]:
+        # The documented layout (<cluster>/instancegroup/<name>), read in parallel: a cluster
+        # with 13 groups then costs two round trips, not fourteen.
+        prefix = f"{cluster_name}/instancegroup/"
+        names = sorted(k[len(prefix):] for k in store.store.list(prefix) if "/" not in k[len(prefix):])
+        return parallel(lambda n: store.get_instance_group(cluster_name, n), names, workers=16)
+
     # Independent reads: one round trip instead of four in sequence.
     cluster_etag, ig_list, key, ca = parallel(
         lambda f: f(),
-        [
-            lambda: store.get_cluster(cluster_name),
-            lambda: store.list_instance_groups(cluster_name),
-            ssh_key,
-            lambda: store.get_object(cluster_name, "pki/ca.crt"),
-        ],
+        [lambda: store.get_cluster(cluster_name), instance_groups, ssh_key, lambda: store.get_object(cluster_name, "pki/ca.crt")],
     )
     cluster = cluster_etag[0]
     state_url = cluster.config_base or store.store.url_for(cluster_name)
