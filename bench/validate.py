@@ -108,7 +108,6 @@ def bench_sandbox(args: argparse.Namespace) -> None:
     unreachable), the other half are extra instances whose user-data names a wrong API endpoint
     (never join, reachable: they cost a diagnosis each). Nodes in total: ``--nodes``."""
     from validate_doubles import (
-        give_instances_their_launch_template_groups,
         launch_with_wrong_endpoint,
         poll,
         role_of,
@@ -144,7 +143,6 @@ def bench_sandbox(args: argparse.Namespace) -> None:
         ec2 = boto3.session.Session(aws_access_key_id="bench", aws_secret_access_key="bench", region_name="us-east-1"
                                     ).client("ec2", endpoint_url=env["AWS_ENDPOINT_URL"])
         instances = tagged_instances(ec2, CLUSTER)
-        give_instances_their_launch_template_groups(ec2, instances)  # moto gap, see tests/validate
         config = Path(env["KOPSY_SSH_CONFIG"])
         poll(lambda: all(i["PrivateIpAddress"] in config.read_text() for i in instances.values()), timeout=120)
         print(f"setup: sandbox + create + update --yes + {len(instances)} sshd stand-ins serving "

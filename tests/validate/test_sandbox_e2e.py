@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 from validate_doubles import (
-    give_instances_their_launch_template_groups,
     launch_with_wrong_endpoint,
     poll,
     role_of,
@@ -95,7 +94,6 @@ def make_cluster(sb: Sandbox, key: Path, name: str, *create_args: str) -> dict[s
     assert r.returncode == 0, r.stdout + r.stderr
     ec2 = sb.boto("ec2")
     instances = tagged_instances(ec2, name)
-    give_instances_their_launch_template_groups(ec2, instances)
     ssh_config = Path(sb.env["KOPSY_SSH_CONFIG"])
     poll(lambda: all(i["PrivateIpAddress"] in ssh_config.read_text() for i in tagged_instances(ec2, name).values()),
          timeout=30)

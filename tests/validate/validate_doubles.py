@@ -10,8 +10,8 @@
   ``ready`` | ``notready`` (joined, kubelet NotReady) | ``bootfail`` (never joined; bootstrap
   failed in kubeadm-join) | ``down`` (sshd stopped).
 
-Plus helpers for clusters made by the real ``kopsy update`` in the sandbox: instances by tag,
-the launch-template security groups moto leaves off ASG instances, and the wrong-endpoint fault.
+Plus helpers for clusters made by the real ``kopsy update`` in the sandbox: instances by tag and
+the wrong-endpoint fault.
 
 Only 127.0.0.0/8 is ever used: moto's public-looking addresses appear solely as ``Host`` names.
 Also used by ``bench/validate.py``.
@@ -366,21 +366,6 @@ def tagged_instances(ec2: Any, name: str) -> dict[str, dict[str, Any]]:
     return {i["InstanceId"]: i for r in res["Reservations"] for i in r["Instances"]}
 
 
-def give_instances_their_launch_template_groups(ec2: Any, instances: dict[str, dict[str, Any]]) -> None:
-    """MOTO GAP (FIELD-NOTES): instances an ASG launches from a launch template do not get the
-    template's security groups, which the sandbox's readiness rules read. AWS would attach them;
-    we do it by hand so the emulated cluster is the one `update` asked for."""
-    for iid, inst in instances.items():
-        tags = {t["Key"]: t["Value"] for t in inst.get("Tags", [])}
-        lt = tags.get("aws:ec2launchtemplate:id")
-        if not lt or inst.get("SecurityGroups"):
-            continue
-        data = ec2.describe_launch_template_versions(LaunchTemplateId=lt, Versions=["$Latest"])[
-            "LaunchTemplateVersions"][0]["LaunchTemplateData"]
-        groups = data.get("SecurityGroupIds") or [g for ni in data.get("NetworkInterfaces", []) for g in ni.get("Groups", [])]
-        ec2.modify_instance_attribute(InstanceId=iid, Groups=groups)
-
-
 def role_of(inst: dict[str, Any]) -> str:
     return next(t["Value"] for t in inst["Tags"] if t["Key"] == "kopsy.io/role")
 
@@ -397,8 +382,8 @@ def launch_with_wrong_endpoint(ec2: Any, like: dict[str, Any], count: int = 1) -
     endpoint = re.search(rb"api-[a-z0-9.-]+\.elb\.amazonaws\.com", text)
     assert endpoint, "user-data names no API endpoint"
     bad = text.replace(endpoint.group(0), b"api.wrong.example.com")
-    groups = [g["GroupId"] for g in ec2.describe_instances(InstanceIds=[like["InstanceId"]])["Reservations"][0][
-        "Instances"][0]["SecurityGroups"]]
+    # the template's groups: moto gives ASG instances the VPC's default group instead
+    groups = data.get("SecurityGroupIds") or [g for ni in data.get("NetworkInterfaces", []) for g in ni.get("Groups", [])]
     reservation = ec2.run_instances(
         ImageId=like["ImageId"], InstanceType=like["InstanceType"], MinCount=count, MaxCount=count,
         SubnetId=like["SubnetId"], SecurityGroupIds=groups, UserData=gzip.compress(bad) if zipped else bad,
