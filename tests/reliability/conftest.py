@@ -45,7 +45,10 @@ def baseline(rel_cloud: Cloud) -> Baseline:
     calls = len(cloud.proxy.calls)
     inv = cloud.inventory()
     assert not inv.duplicates()
-    return Baseline(store, inv, calls)
+    cloud.proxy.reset()
+    r = cloud.kopsy(["delete", "cluster", CLUSTER, "--yes"])
+    assert r.returncode == 0, r.stderr
+    return Baseline(store, inv, calls, len(cloud.proxy.calls))
 
 
 @pytest.fixture

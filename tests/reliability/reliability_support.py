@@ -110,6 +110,7 @@ class Baseline:
     store: dict[str, bytes]
     inventory: Inventory
     calls: int  # AWS calls of the clean update (S3 included)
+    delete_calls: int  # AWS calls of the clean delete that followed
 
 
 class Cloud:

@@ -67,11 +67,9 @@ def test_update_killed_after_k_calls_reruns_to_the_clean_inventory(fresh: Cloud,
 
 
 @pytest.mark.parametrize("fraction", DELETE_FRACTIONS)
-def test_delete_killed_mid_way_finishes_on_rerun(built: Cloud, fraction: float) -> None:
-    total = 100  # a clean delete of this shape makes about this many calls
-    k = max(1, round(fraction * total))
-    if not kill_after(built, ["delete", "cluster", CLUSTER, "--yes"], k):
-        pytest.skip(f"delete finished before call {k}")
+def test_delete_killed_mid_way_finishes_on_rerun(built: Cloud, baseline: Baseline, fraction: float) -> None:
+    k = max(1, round(fraction * baseline.delete_calls))
+    assert kill_after(built, ["delete", "cluster", CLUSTER, "--yes"], k), f"delete finished before call {k}"
     r = built.kopsy(["delete", "cluster", CLUSTER, "--yes"])
     if r.returncode != 0:
         assert len(one_error_line(r.stderr)) == 1 and "Traceback" not in r.stderr, r.stderr

@@ -34,15 +34,10 @@ def damage(cloud: Cloud, rel: str, how: str) -> None:
 
 # how the error line must name the damaged object
 NAMED = {"pki/ca.crt": "CA certificate", "lock": f"{CLUSTER}/lock", "ssh/public/admin": "ssh"}
-SSH_KEY_BUG = pytest.mark.xfail(strict=True, reason=(
-    "bug (cloud): kopsy/reconcile/update.py load_inputs decodes ssh/public/admin without translating "
-    "UnicodeDecodeError: 'Error: unexpected UnicodeDecodeError ...' instead of naming the object"))
-
-
 @pytest.mark.parametrize(("rel", "how"), [
     ("config", "half"), ("config", "empty"), ("config", "garbage"),
     ("instancegroup/nodes", "half"), ("instancegroup/control-plane-us-east-1a", "garbage"),
-    ("pki/ca.crt", "half"), pytest.param("ssh/public/admin", "garbage", marks=SSH_KEY_BUG), ("lock", "lock"),
+    ("pki/ca.crt", "half"), ("ssh/public/admin", "garbage"), ("lock", "lock"),
 ])
 def test_a_damaged_state_object_is_refused_in_one_line(fresh: Cloud, rel: str, how: str) -> None:
     damage(fresh, rel, how)
@@ -134,11 +129,6 @@ def delete_vpc_like_the_console(cloud: Cloud) -> str:
     return vpc
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "stuck (cloud): the control-plane ASG still lists the deleted target group; kopsy attaches the new one "
-    "(moto: TargetGroupNotFound, it re-registers with every attached group) and on the re-run detaches the "
-    "deleted one (TargetGroupNotFound again), so 're-run, it resumes' never converges. AWS behaviour unverified; "
-    "detaching stale groups first and treating TargetGroupNotFound on detach as done would converge."))
 def test_a_vpc_deleted_under_a_live_spec_is_rebuilt_or_explained(built: Cloud, baseline: Baseline) -> None:
     old_vpc = delete_vpc_like_the_console(built)
     plan = built.kopsy(["update", "cluster", CLUSTER])
