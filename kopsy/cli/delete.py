@@ -20,10 +20,11 @@ from kopsy.errors import ClusterNotFound, DeleteIncomplete, ExitCode, KopsyError
 
 
 def _progress(state: str, change: Any, error: BaseException | None) -> None:
+    ident = "" if change.batch else f"\t{change.id}"  # a batch names its count, not 300 ids
     if state == "done":
-        click.echo(f"  deleted {change.kind}\t{change.name}\t{change.id}", err=True)
+        click.echo(f"  deleted {change.kind}\t{change.name}{ident}", err=True)
     elif state == "failed":
-        click.echo(f"  still waiting on {change.kind} {change.name} ({change.id}): {error}", err=True)
+        click.echo(f"  could not delete {change.kind} {change.name}{ident}: {error}", err=True)
 
 
 def _rows(resources: list[Any]) -> list[list[str]]:
