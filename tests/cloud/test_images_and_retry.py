@@ -78,3 +78,27 @@ def test_retry_predicates_are_specific() -> None:
     assert is_iam_propagation(wrapped)  # still recognised after translation
     assert not is_iam_propagation(_err("ValidationError", "MaxSize must be >= MinSize"))
     assert is_dependency(_err("DependencyViolation")) and not is_dependency(_err("InvalidGroup.NotFound"))
+
+
+def test_asg_create_rides_out_iam_propagation() -> None:
+    """CreateAutoScalingGroup right after the instance profile: retried on that error only."""
+    from kopsy.cloud.aws.autoscaling import AutoScalingGroup
+    from kopsy.cloud.aws.kind import ApplyContext, Desired
+
+    class Asg:
+        calls = 0
+
+        def create_auto_scaling_group(self, **kw: Any) -> None:
+            Asg.calls += 1
+            if Asg.calls < 3:
+                raise _err("ValidationError", "Invalid IamInstanceProfile: nodes.demo.example.com", "CreateAutoScalingGroup")
+
+    class Clients:
+        def client(self, service: str) -> Any:
+            return Asg()
+
+    want = Desired("AutoScalingGroup", "nodes.demo.example.com", {})
+    fields = {"launch_template": "lt", "launch_template_version": "1", "min_size": 1, "max_size": 1,
+              "subnets": frozenset({"subnet-1"}), "target_groups": frozenset()}
+    out = AutoScalingGroup().create(ApplyContext(Clients(), "demo.example.com", retry_timeout=20), want, fields)  # type: ignore[arg-type]
+    assert out["id"] == "nodes.demo.example.com" and Asg.calls == 3
