@@ -230,25 +230,32 @@ class Bench:
     """A moto server process (with an Ubuntu 24.04 image) behind the latency proxy, and a
     throw-away HOME with an SSH key. Use as a context manager; everything started is stopped."""
 
-    def __init__(self, latency_ms: float = 50.0, *, fault_rate: float = 0.0, seed: int | None = 1) -> None:
+    def __init__(self, latency_ms: float = 50.0, *, fault_rate: float = 0.0, seed: int | None = 1,
+                 moto_url: str | None = None, extra_env: dict[str, str] | None = None) -> None:
+        """Start a moto server, or use ``moto_url`` (e.g. the sandbox's; not stopped on close)."""
         self.latency = latency_ms / 1000.0
+        self.extra_env = dict(extra_env or {})
         self._tmp = tempfile.TemporaryDirectory(prefix="kopsy-bench-")
         self.work = Path(self._tmp.name)
-        from kopsy.sandbox.images import write_amis_file
+        self._moto: subprocess.Popen[bytes] | None = None
+        if moto_url is None:
+            from kopsy.sandbox.images import write_amis_file
 
-        amis = write_amis_file(self.work / "amis.json")
-        port = free_port()
-        self.moto_url = f"http://127.0.0.1:{port}"
-        self._moto = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "MOTO_AMIS_PATH": str(amis)},
-        )
+            amis = write_amis_file(self.work / "amis.json")
+            port = free_port()
+            moto_url = f"http://127.0.0.1:{port}"
+            self._moto = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "MOTO_AMIS_PATH": str(amis)},
+            )
+        self.moto_url = moto_url
         try:
             self._wait_moto()
             self.proxy = AwsProxy(self.moto_url, latency_ms=latency_ms, fault_rate=fault_rate, seed=seed).start()
         except BaseException:
-            self._moto.kill()
-            self._moto.wait()
+            if self._moto is not None:
+                self._moto.kill()
+                self._moto.wait()
             self._tmp.cleanup()
             raise
         self.key = self.work / "id_ed25519"
@@ -262,18 +269,19 @@ class Bench:
                 urllib.request.urlopen(f"{self.moto_url}/moto-api/data.json", timeout=2).read()
                 return
             except OSError:
-                if time.monotonic() > deadline or self._moto.poll() is not None:
+                if time.monotonic() > deadline or (self._moto is not None and self._moto.poll() is not None):
                     raise RuntimeError("moto server did not start") from None
                 time.sleep(0.05)
 
     def close(self) -> None:
         self.proxy.stop()
-        self._moto.terminate()
-        try:
-            self._moto.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._moto.kill()
-            self._moto.wait()
+        if self._moto is not None:
+            self._moto.terminate()
+            try:
+                self._moto.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._moto.kill()
+                self._moto.wait()
         self._tmp.cleanup()
 
     def __enter__(self) -> Bench:
@@ -292,6 +300,7 @@ class Bench:
             "HOME": str(self.work / "home"), "KOPSY_STATE_STORE": f"s3://{BUCKET}",
             "NO_PROXY": "127.0.0.1,localhost",
         })
+        env.update(self.extra_env)
         return env
 
     def boto(self, service: str) -> Any:
