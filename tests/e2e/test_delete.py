@@ -104,7 +104,7 @@ def test_delete_after_a_killed_update_leaves_nothing(
     kill_at: int, env: dict[str, str], image: str, boto: Callable[[str], Any], run_kopsy: Callable[..., Any],
     ssh_keypair: tuple[Path, Path], tmp_path: Path,
 ) -> None:
-    from conftest import KOPSY
+    from tests.conftest import KOPSY
 
     create_cluster(run_kopsy, env, NAME, ssh_keypair[1], image)
     kill_after([KOPSY, "update", "--yes"], env, tmp_path / "calls.log", mutations=kill_at)
@@ -168,7 +168,7 @@ def test_a_killed_delete_finishes_on_rerun(
     env: dict[str, str], image: str, boto: Callable[[str], Any], run_kopsy: Callable[..., Any],
     ssh_keypair: tuple[Path, Path], tmp_path: Path,
 ) -> None:
-    from conftest import KOPSY
+    from tests.conftest import KOPSY
 
     create_cluster(run_kopsy, env, NAME, ssh_keypair[1], image)
     assert run_kopsy(["update", "--yes"], env).returncode == 0

@@ -224,7 +224,7 @@ def test_spec_changes_give_minimal_plans(
 def test_a_killed_apply_converges_on_rerun_without_duplicates(
     env: dict[str, str], cluster: str, boto: Callable[[str], Any], run_kopsy: Callable[..., Any], tmp_path: Path
 ) -> None:
-    from conftest import KOPSY
+    from tests.conftest import KOPSY
 
     made = kill_after([KOPSY, "update", "--yes"], env, tmp_path / "calls.log", mutations=12)
     assert 12 <= made < 60, made
