@@ -24,8 +24,10 @@ How a call is named (``service``, ``operation``):
   ``POST /b?delete`` DeleteObjects (see ``s3_operation``).
 
 Faults (``fault_rate`` in [0, 1], kinds ``"503"`` and ``"throttle"``) are answered *before*
-forwarding, as AWS does when it throttles: the call is not executed. Each service gets its real
-error format, which is what botocore parses to decide whether to retry:
+forwarding, as AWS does when it throttles: the call is not executed. The opt-in kind ``"lost"``
+forwards the call and then answers 503 (the work was done, the answer lost: the case idempotency
+tokens exist for). Each service gets its real error format, which is what botocore parses to
+decide whether to retry:
 
 - ``503``: HTTP 503 with a ``ServiceUnavailable`` body (botocore retries any 503);
 - EC2 throttle: HTTP 503, ``<Response><Errors><Error><Code>RequestLimitExceeded``;
@@ -503,9 +505,12 @@ class AwsProxy:
                 if not control:
                     time.sleep(proxy.latency)
                     fault = proxy._decide(service)
+                if fault == "lost":  # executed by moto, but the answer is lost: the client sees a 503
+                    proxy._forward(self.command, self.path, [(k, v) for k, v in self.headers.items()
+                                   if k.lower() not in HOP_BY_HOP and k.lower() not in ("content-length", "expect")], body)
                 if fault:
                     json_protocol = bool(self.headers.get("X-Amz-Target"))
-                    status, rtype, rbody = fault_response("503" if fault == "held" else fault, service, json_protocol)
+                    status, rtype, rbody = fault_response("503" if fault in ("held", "lost") else fault, service, json_protocol)
                     rheaders = [("Content-Type", rtype)]
                 else:
                     fwd = [(k, v) for k, v in self.headers.items()

@@ -208,11 +208,15 @@ def render(results: dict[str, Any], chart: str | None) -> str:
             f"{'met' if noop['calls'] < NOOP_CALL_TARGET else 'MISSED'}), {noop['cloud_mutating']} mutating; "
             f"update span {_ratio(upd, forced['update'], lat)} the forced minimum (target ≤ {RATIO_TARGET}x: "
             f"{'met' if upd['span_s'] / (forced['update'] * lat) <= RATIO_TARGET else 'missed'}); "
-            f"delete span {_ratio(dele, forced['delete'], lat)} ({dele['span_s'] / lat:.0f} latency periods"
-            + (f", target < {LARGE_DELETE_PERIODS_TARGET} for large: "
-               f"{'met' if dele['span_s'] / lat < LARGE_DELETE_PERIODS_TARGET else 'missed'}" if e["shape"] == "large" else "")
-            + ")."
+            f"delete: {dele['sequential_periods']} latency periods in sequence"
+            + (f" (target < {LARGE_DELETE_PERIODS_TARGET} for large: "
+               f"{'met' if dele['sequential_periods'] < LARGE_DELETE_PERIODS_TARGET else 'missed'})" if e["shape"] == "large" else "")
+            + f", span {dele['span_s'] / lat:.0f} periods ({_ratio(dele, forced['delete'], lat)} the forced minimum)."
         )
+        for key in ("update", "noop", "delete", "validate"):
+            slow = e.get(key, {}).get("slow_calls")
+            if slow:
+                lines.append(f"  - {key}: moto's slowest answers (its own time, not latency): {', '.join(slow)}")
     if results.get("validate_skipped"):
         lines += ["", f"validate was not measured: {results['validate_skipped']}."]
     for e in results["shapes"]:

@@ -217,6 +217,10 @@ class Measurement:
             "max_concurrency": max_concurrency(self.calls),
             "cloud_mutating": len(self.cloud_mutating),
             "by_operation": dict(sorted(self.by_operation.items())),
+            # moto's own slowness (answers far slower than the added latency), to tell it from kopsy's
+            "slow_calls": [f"{c.service}:{c.operation} {c.end - c.start:.2f} s"
+                           for c in sorted(self.calls, key=lambda c: c.start - c.end)[:4]
+                           if c.end - c.start > self.latency + 0.2],
         }
 
 
