@@ -102,7 +102,8 @@ def desired_resources(inp: ClusterInputs) -> list[Desired]:
 
     # API load balancer
     api = api_name(name)
-    add("TargetGroup", api, {"tg_name": elb_name("tcp", name), "protocol": "TCP", "port": API_PORT, "vpc": vpc, "health_check": "TCP"}, T.ROLE_API)
+    add("TargetGroup", api, {"tg_name": elb_name("tcp", name), "protocol": "TCP", "port": API_PORT, "vpc": vpc, "health_check": "TCP",
+                               "preserve_client_ip": False}, T.ROLE_API)
     add(
         "LoadBalancer",
         api,
@@ -136,8 +137,11 @@ def desired_resources(inp: ClusterInputs) -> list[Desired]:
 
 def _instance_group(inp: ClusterInputs, ig: InstanceGroup, subnet_refs: dict[str, Ref], key_ref: Any) -> list[Desired]:
     from kopsy.bootstrap import render_user_data
+    from kopsy.bootstrap.render import init_control_plane_group
 
     render = inp.renderer or render_user_data
+    # Exactly one control-plane group runs kubeadm init; the renderer is told which, not left to guess.
+    is_init = ig.name == init_control_plane_group(inp.instance_groups) if ig.role == ROLE_CONTROL_PLANE else False
     c = inp.cluster
     name = c.name
     rname = f"{ig.name}.{name}"
@@ -151,7 +155,8 @@ def _instance_group(inp: ClusterInputs, ig: InstanceGroup, subnet_refs: dict[str
 
     def user_data(dns: str) -> bytes:
         return render(
-            c, ig, api_endpoint=f"{dns}:{LISTENER_PORT}", ca_cert_hash=inp.ca_cert_hash, state_store_url=inp.state_store_url
+            c, ig, api_endpoint=f"{dns}:{LISTENER_PORT}", ca_cert_hash=inp.ca_cert_hash,
+            state_store_url=inp.state_store_url, init_control_plane=is_init,
         )
 
     lt = Desired(

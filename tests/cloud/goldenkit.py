@@ -25,7 +25,8 @@ CA_HASH = "sha256:" + "ab" * 32
 IMAGE = "ami-0123456789abcdef0"
 
 
-def fixed_renderer(cluster: Cluster, ig: InstanceGroup, *, api_endpoint: str, ca_cert_hash: str, state_store_url: str) -> bytes:
+def fixed_renderer(cluster: Cluster, ig: InstanceGroup, *, api_endpoint: str, ca_cert_hash: str, state_store_url: str,
+                   init_control_plane: bool | None = None) -> bytes:
     """A stand-in for kopsy.bootstrap.render_user_data with a stable output."""
     return json.dumps(
         {"cluster": cluster.name, "ig": ig.name, "role": ig.role, "version": cluster.kubernetes_version,

@@ -150,12 +150,17 @@ class TargetGroup(Kind):
         "elasticloadbalancing:CreateTargetGroup",
         "elasticloadbalancing:AddTags",
         "elasticloadbalancing:ModifyTargetGroup",
+        "elasticloadbalancing:DescribeTargetGroupAttributes",
+        "elasticloadbalancing:ModifyTargetGroupAttributes",
         "elasticloadbalancing:DeleteTargetGroup",
     )
 
     def find(self, facts: Facts) -> list[Actual]:
         with aws_errors("reading target groups"):
             tgs = _owned_elbv2(facts, "describe_target_groups", "TargetGroups", "TargetGroupArn")
+            # One attribute read per target group (kopsy owns one), skipped when delete only needs ids.
+            preserve = {tg["TargetGroupArn"]: _preserves_client_ip(facts, tg["TargetGroupArn"])
+                        for tg, _ in tgs} if facts.detail else {}
         return [
             Actual(
                 self.kind,
@@ -167,6 +172,7 @@ class TargetGroup(Kind):
                     "port": tg.get("Port"),
                     "vpc": tg.get("VpcId"),
                     "health_check": tg.get("HealthCheckProtocol"),
+                    "preserve_client_ip": preserve.get(tg["TargetGroupArn"], True),
                 },
                 outputs={"id": tg["TargetGroupArn"], "arn": tg["TargetGroupArn"]},
                 tags=tags,
@@ -191,11 +197,16 @@ class TargetGroup(Kind):
                 if error_code(exc) != "DuplicateTargetGroupName":
                     raise
                 tg = elb.describe_target_groups(Names=[fields["tg_name"]])["TargetGroups"][0]
+            _set_preserve_client_ip(elb, tg["TargetGroupArn"], fields["preserve_client_ip"])
         return {"id": tg["TargetGroupArn"], "arn": tg["TargetGroupArn"]}
 
     def modify(self, ctx: ApplyContext, want: Desired, have: Actual, fields: dict[str, Any], changed: set[str]) -> dict[str, Any]:
+        elb = ctx.clients.client("elbv2")
         with aws_errors(f"updating target group {fields['tg_name']}"):
-            ctx.clients.client("elbv2").modify_target_group(TargetGroupArn=have.id, HealthCheckProtocol=fields["health_check"])
+            if "health_check" in changed:
+                elb.modify_target_group(TargetGroupArn=have.id, HealthCheckProtocol=fields["health_check"])
+            if "preserve_client_ip" in changed:
+                _set_preserve_client_ip(elb, have.id, fields["preserve_client_ip"])
         return dict(have.outputs)
 
     def delete(self, ctx: ApplyContext, have: Actual) -> None:
@@ -205,6 +216,23 @@ class TargetGroup(Kind):
             except Exception as exc:
                 if error_code(exc) != "TargetGroupNotFound":
                     raise
+
+
+PRESERVE_CLIENT_IP = "preserve_client_ip.enabled"
+
+
+def _preserves_client_ip(facts: Facts, arn: str) -> bool:
+    """AWS preserves client IPs for instance targets unless told not to (absent means true)."""
+    attrs = facts.clients.client("elbv2").describe_target_group_attributes(TargetGroupArn=arn)["Attributes"]
+    return {a["Key"]: a["Value"] for a in attrs}.get(PRESERVE_CLIENT_IP, "true") == "true"
+
+
+def _set_preserve_client_ip(elb: Any, arn: str, enabled: bool) -> None:
+    # With client IPs preserved, an NLB drops a target's connection to itself (hairpin), and
+    # kubeadm on a control plane reaches its own API through the load balancer: turn it off.
+    elb.modify_target_group_attributes(
+        TargetGroupArn=arn, Attributes=[{"Key": PRESERVE_CLIENT_IP, "Value": "true" if enabled else "false"}]
+    )
 
 
 class Listener(Kind):
