@@ -116,6 +116,10 @@ def sshd_config(node: NodeServer, force_command: str) -> str:
             "X11Forwarding no",
             "PermitTTY no",
             "LogLevel INFO",
+            # sshd runs ForceCommand through the login shell; Debian's bash then sources ~/.bashrc
+            # for every command unless it is already a nested shell (SHLVL >= 1), which costs a
+            # slow interactive setup (pyenv init here) per command.
+            "SetEnv SHLVL=1",
             f"ForceCommand {force_command}",
             "",
         ]
