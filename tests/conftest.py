@@ -31,6 +31,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing-not-real")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing-not-real")
     os.environ["AWS_DEFAULT_REGION"] = REGION
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"  # never look for credentials at 169.254.169.254
     os.environ.pop("AWS_PROFILE", None)
 KOPSY = shutil.which("kopsy", path=str(Path(sys.executable).parent)) or "kopsy"
 
@@ -106,6 +107,7 @@ def aws_environment(endpoint: str, home: Path) -> dict[str, str]:
             "KUBECONFIG": str(home / ".kube" / "config"),
             "EDITOR": "false",
             "NO_PROXY": "127.0.0.1,localhost",
+            "AWS_EC2_METADATA_DISABLED": "true",
         }
     )
     env.pop("AWS_PROFILE", None)
