@@ -6,8 +6,13 @@ import click
 
 from kopsy.cli.context import open_cluster_store, resolve_cluster_name
 from kopsy.cli.output import OUTPUT_FORMATS, emit, table
-from kopsy.errors import ClusterNotFound, KopsyError
+from kopsy.errors import KopsyError
 from kopsy.spec.model import cluster_to_dict, instance_group_to_dict
+
+class NoClusters(KopsyError):
+    def __init__(self) -> None:
+        super().__init__("no clusters in this state store; create one with: kopsy create cluster NAME --zones ZONES")
+
 
 ALIASES = {"cluster": "clusters", "instancegroup": "instancegroups", "ig": "instancegroups", "igs": "instancegroups"}
 
@@ -41,16 +46,11 @@ def get_clusters(names: tuple[str, ...], output: str) -> None:
         clusters.append(cluster)
     if output == "table":
         if not clusters:
-            raise ClusterNotFound("(any)", []) if names else _NoClusters()
+            raise NoClusters()
         click.echo(table(["NAME", "CLOUD", "ZONES"], [[c.name, "aws", ",".join(c.zones)] for c in clusters]))
         return
     docs = [cluster_to_dict(c) for c in clusters]
     emit(docs[0] if len(docs) == 1 and names else docs, output)
-
-
-class _NoClusters(KopsyError):
-    def __init__(self) -> None:
-        super().__init__("no clusters in this state store; create one with: kopsy create cluster NAME --zones ZONES")
 
 
 @command.command("instancegroups")
