@@ -149,7 +149,9 @@ class Cloud:
         return r
 
     def popen(self, args: list[str], **extra: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([KOPSY, *args], env=self.env(**extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env = self.env()
+        env.update(extra)
+        return subprocess.Popen([KOPSY, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def collect(self, proc: subprocess.Popen[str], timeout: float = 180) -> tuple[int, str, str]:
         out, err = proc.communicate(timeout=timeout)

@@ -213,8 +213,8 @@ def broken_spec(draw: st.DrawFn) -> tuple[str, Any]:
                                st.text(min_size=1, max_size=10).filter(lambda s: not re.fullmatch(r"v?1\.3[5-7]\.\d+", s))))
         return f"kubernetesVersion={value!r}", ("set", "0.spec.kubernetesVersion", value)
     if kind == "cp-size":
-        value = draw(st.integers(-5, 10).filter(lambda n: n != 1))
-        return f"control-plane size {value}", ("set", draw(st.sampled_from(["1.spec.minSize", "1.spec.maxSize"])), value)
+        size = draw(st.integers(-5, 10).filter(lambda n: n != 1))
+        return f"control-plane size {size}", ("set", draw(st.sampled_from(["1.spec.minSize", "1.spec.maxSize"])), size)
     if kind == "node-size":
         lo, hi = draw(st.one_of(
             st.tuples(st.integers(max_value=-1), st.integers(0, 5)),
@@ -237,9 +237,9 @@ def broken_spec(draw: st.DrawFn) -> tuple[str, Any]:
     if kind == "access":
         return "sshAccess bad CIDR", ("set", draw(st.sampled_from(["0.spec.sshAccess", "0.spec.kubernetesApiAccess"])), [draw(bad_access)])
     if kind == "not-a-mapping":
-        value = draw(st.one_of(st.integers(), st.text(alphabet="abc xyz", min_size=1, max_size=10).map(lambda s: "x" + s),
-                               st.lists(st.integers(), min_size=1, max_size=3)))
-        return f"document replaced by {value!r}", ("set-doc", draw(st.integers(0, 2)), value)
+        doc = draw(st.one_of(st.integers(), st.text(alphabet="abc xyz", min_size=1, max_size=10).map(lambda s: "x" + s),
+                             st.lists(st.integers(), min_size=1, max_size=3)))
+        return f"document replaced by {doc!r}", ("set-doc", draw(st.integers(0, 2)), doc)
     if kind == "yaml-syntax":
         snippet = draw(st.sampled_from(["spec: [unclosed", "\tkey: tab-indented", "- : :\n  ]", "{a: b", "a: 'open"]))
         return f"YAML syntax {snippet!r}", ("append", snippet)
@@ -308,7 +308,8 @@ def broken_flags(draw: st.DrawFn) -> list[str]:
         return [*create, NAME, *GOOD, "--network-cidr", draw(bad_cidr.filter(lambda s: not s.startswith("-")))]
     if flag == "cp-count":
         return [*create, NAME, *GOOD, "--control-plane-count",
-                draw(st.one_of(st.integers(-3, 9).filter(lambda n: n not in (1, 3, 5)).map(str), not_an_int.filter(lambda v: isinstance(v, str) and not v.startswith("-"))))]
+                str(draw(st.one_of(st.integers(-3, 9).filter(lambda n: n not in (1, 3, 5)).map(str),
+                                   not_an_int.filter(lambda v: isinstance(v, str) and not v.startswith("-")))))]
     if flag == "node-count":
         return [*create, NAME, *GOOD, "--node-count", str(draw(st.one_of(st.integers(max_value=-1), st.integers(min_value=1001))))]
     if flag == "k8s":

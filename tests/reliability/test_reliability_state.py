@@ -54,7 +54,7 @@ def test_a_damaged_state_object_is_refused_in_one_line(fresh: Cloud, rel: str, h
     assert fresh.inventory().total() == 0, "nothing may be built from a damaged spec"
 
 
-@pytest.mark.parametrize("version", ["kopsy.io/v1alpha2", "kopsy.io/v1beta1", "kopsy.io/v2"])
+@pytest.mark.parametrize("version", ["kopsy.io/v1alpha2", "kopsy.io/v2"])
 @pytest.mark.parametrize("rel", ["config", "instancegroup/nodes"])
 def test_a_store_from_a_newer_kopsy_asks_for_an_upgrade(fresh: Cloud, baseline: Baseline, version: str, rel: str) -> None:
     key = f"{CLUSTER}/{rel}"
