@@ -90,7 +90,7 @@ def _ensure_sshd() -> None:
                  ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "openssh-server"]):
         done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
         if done.returncode != 0:
-            from kopsy.errors import SandboxError
+            from kopsy.sandbox import SandboxError
 
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
             raise SandboxError(f"installing openssh-server failed ({' '.join(argv)}: {last}); install it by hand and re-run")
@@ -104,7 +104,7 @@ def _dir_flag(directory: str) -> str:
 @dir_option
 def env(directory: str) -> None:
     """Print export lines for the sandbox (use: eval "$(kopsy sandbox env)")."""
-    from kopsy.errors import SandboxError
+    from kopsy.sandbox import SandboxError
     from kopsy.sandbox import control
 
     info = control.load(_layout(directory))
@@ -121,7 +121,7 @@ def status(directory: str, output: str) -> None:
     """Say what runs: moto, the supervisor, and each node's sshd."""
     from dataclasses import asdict
 
-    from kopsy.errors import SandboxError
+    from kopsy.sandbox import SandboxError
     from kopsy.sandbox import control
 
     st = control.status(_layout(directory))
@@ -151,7 +151,7 @@ def status(directory: str, output: str) -> None:
 @dir_option
 def down(directory: str) -> None:
     """Stop everything the sandbox started (moto, supervisor, every sshd)."""
-    from kopsy.errors import SandboxError
+    from kopsy.sandbox import SandboxError
     from kopsy.sandbox import control
 
     report = control.down(_layout(directory))
@@ -203,7 +203,7 @@ def supervise(directory: str) -> None:
     import logging
     import signal
 
-    from kopsy.errors import SandboxError
+    from kopsy.sandbox import SandboxError
     from kopsy.sandbox import control, procs, sshd
     from kopsy.sandbox.facts import CloudReader
     from kopsy.sandbox.supervisor import Supervisor, SupervisorConfig

@@ -19,3 +19,10 @@ Modules, one job each:
 - ``client``: how the CLI talks to the supervisor.
 - ``nodeshell``: sshd's ForceCommand, a stdlib-only script playing the machine's programs.
 """
+
+from kopsy.errors import KopsyError
+
+
+class SandboxError(KopsyError):
+    """The sandbox cannot start, stop or answer. Defined here, not in ``kopsy.errors``, because
+    nothing in kopsy outside the sandbox may know the sandbox exists."""

@@ -9,7 +9,7 @@ import json
 import socket
 from typing import Any
 
-from kopsy.errors import SandboxError
+from kopsy.sandbox import SandboxError
 from kopsy.sandbox.layout import socket_name
 
 

@@ -21,8 +21,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from kopsy.cloud.aws.session import AwsClients, aws_errors
-from kopsy.errors import KopsyError, SandboxError
-from kopsy.sandbox import client, images, procs, sshd
+from kopsy.errors import KopsyError
+from kopsy.sandbox import SandboxError, client, images, procs, sshd
 from kopsy.sandbox.layout import Layout
 
 BUCKET = "kopsy-sandbox-state"
