@@ -52,9 +52,15 @@ def command() -> None:
 @click.option("--region", default="us-east-1", show_default=True, help="Region the emulated cloud pretends to be.")
 def up(directory: str, region: str) -> None:
     """Start the moto server, the state-store bucket and the node supervisor."""
+    import signal
+
     from kopsy.sandbox import control
 
     _ensure_sshd()
+    # A plain SIGTERM/SIGHUP would end this process between two steps and leave moto and the
+    # supervisor running detached: as an exception, it goes through up's clean-up like Ctrl-C.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupted)
     info, already = control.up(
         _layout(directory), python=sys.executable, user=getpass.getuser(), base_env=dict(os.environ), region=region
     )
@@ -72,6 +78,10 @@ def up(directory: str, region: str) -> None:
     click.echo("")
     click.echo("# Use it in this shell with:  eval \"$(kopsy sandbox env" + _dir_flag(directory) + ")\"")
     click.echo(_exports(info.environment()))
+
+
+def _interrupted(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _ensure_sshd() -> None:

@@ -195,14 +195,17 @@ def up(layout: Layout, *, python: str, user: str, base_env: Mapping[str, str], r
         started=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
     amis = images.write_amis_file(layout.amis_file)
-    moto = procs.spawn(
-        [python, "-m", "kopsy.cli.sandbox", "_moto", "--port", str(port)],
-        env=_child_env(base_env, info, {"MOTO_AMIS_PATH": str(amis)}),
-        log_path=layout.moto_log,
-    )
-    info.moto_pid = moto.pid
-    _save(layout, info)  # from here on, ``down`` can clean up whatever happens next
+    # Saved before anything starts: from here on, ``down`` finds whatever ``up`` started (by pid
+    # once recorded, by the marker before that) even if this process dies between two steps.
+    _save(layout, info)
     try:
+        moto = procs.spawn(
+            [python, "-m", "kopsy.cli.sandbox", "_moto", "--port", str(port)],
+            env=_child_env(base_env, info, {"MOTO_AMIS_PATH": str(amis)}),
+            log_path=layout.moto_log,
+        )
+        info.moto_pid = moto.pid
+        _save(layout, info)
         # The supervisor starts alongside moto (it waits for the endpoint): importing moto and
         # boto3 in parallel is most of the start-up time saved.
         supervisor = procs.spawn(

@@ -157,3 +157,88 @@ def test_up_and_down_after_the_supervisor_was_killed(
         assert [p for p in sshd_pids if procs.alive(p)] == []
     finally:
         assert stop_sandbox(sb.dir) == []
+
+
+def _processes_of(d: Path) -> list[int]:
+    """Processes started for the sandbox in ``d``, found without its (maybe deleted) state file:
+    the supervisor and sshds name ``d`` on their command line, moto in its MOTO_AMIS_PATH."""
+    amis = f"MOTO_AMIS_PATH={Layout.at(d).amis_file}".encode()
+    found = set(procs.pids_with_cmdline(str(d)))
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and amis in Path(f"/proc/{entry}/environ").read_bytes().split(b"\0") and procs.alive(int(entry)):
+                found.add(int(entry))
+        except OSError:
+            pass
+    return sorted(found)
+
+
+def _start_up(d: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], control.SandboxInfo]:
+    """``kopsy sandbox up`` in the background, returned as soon as it has recorded its sandbox id
+    (before or while it starts moto): the point where a failure leaves the most half-started."""
+    proc = subprocess.Popen([KOPSY, "sandbox", "up", "--dir", str(d)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    info = wait_for("up to record its sandbox", lambda: control.load(Layout.at(d)) or proc.poll() is not None, timeout=30)
+    assert isinstance(info, control.SandboxInfo), "up ended before recording anything"
+    return proc, info
+
+
+def test_up_terminated_mid_start_leaves_nothing(tmp_path: Path) -> None:
+    """SIGTERM (or a closed terminal) while up starts things: up cleans up after itself."""
+    (tmp_path / "home").mkdir()
+    env, d = clean_env(tmp_path / "home"), tmp_path / "sb"
+    proc, info = _start_up(d, env)
+    try:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode != 0, "up finished before the signal: the test proved nothing"
+        assert procs.marked_pids(info.id) == []
+        assert _processes_of(d) == []
+        assert control.load(Layout.at(d)) is None
+    finally:
+        proc.kill()
+        proc.communicate()
+        assert stop_sandbox(d) == []
+
+
+def test_down_after_up_was_killed_mid_start_leaves_nothing(
+    tmp_path: Path, run_kopsy: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    """SIGKILL gives up no chance to clean: down finds what it started (state saved before moto)."""
+    (tmp_path / "home").mkdir()
+    env, d = clean_env(tmp_path / "home"), tmp_path / "sb"
+    proc, info = _start_up(d, env)
+    try:
+        proc.kill()
+        proc.communicate(timeout=30)
+        r = run_kopsy(["sandbox", "down", "--dir", str(d)], env)
+        assert r.returncode == 0, r.stderr
+        assert "stopped" in r.stdout
+        assert procs.marked_pids(info.id) == []
+        assert _processes_of(d) == []
+    finally:
+        assert stop_sandbox(d) == []
+
+
+def test_a_supervisor_failing_during_up_leaves_nothing(
+    tmp_path: Path, run_kopsy: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    """A child that fails while up waits for it: up says which and where its log is, and stops
+    everything it started. (The supervisor is made to fail by a sitecustomize on PYTHONPATH,
+    which the sandbox's python children import; the kopsy CLI itself ignores it.)"""
+    (tmp_path / "home").mkdir()
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import os, sys\nif '_supervise' in sys.argv:\n    os._exit(3)\n"
+    )
+    env = {**clean_env(tmp_path / "home"), "PYTHONPATH": str(hook)}
+    d = tmp_path / "sb"
+    try:
+        r = run_kopsy(["sandbox", "up", "--dir", str(d)], env)
+        assert r.returncode == 1
+        assert "node supervisor exited during start-up (code 3)" in r.stderr and "supervisor.log" in r.stderr
+        assert _processes_of(d) == []
+        assert control.load(Layout.at(d)) is None
+    finally:
+        assert stop_sandbox(d) == []
