@@ -46,6 +46,8 @@ def test_up_env_status_down_leave_nothing_behind(tmp_path: Path, run_kopsy: Call
         assert exported["AWS_REGION"] == exported["AWS_DEFAULT_REGION"] == "us-east-1"
         assert exported["AWS_ACCESS_KEY_ID"] and exported["AWS_SECRET_ACCESS_KEY"]
         assert "AWS_PROFILE" not in exported
+        printed = run_kopsy(["sandbox", "env", "--dir", str(d)], env).stdout
+        assert printed.startswith("# ") and "LOCAL EMULATION" in printed.splitlines()[0]  # said, yet eval-safe
 
         st = run_kopsy(["sandbox", "status", "--dir", str(d), "-o", "json"], env)
         doc = json.loads(st.stdout)
@@ -61,7 +63,7 @@ def test_up_env_status_down_leave_nothing_behind(tmp_path: Path, run_kopsy: Call
 
         down = run_kopsy(["sandbox", "down", "--dir", str(d)], env)
         assert down.returncode == 0, down.stderr
-        assert "stopped" in down.stdout
+        assert "stopped" in down.stdout and "LOCAL EMULATION" in down.stdout
         assert not any(procs.alive(p) for p in pids)
         assert procs.marked_pids(info.id) == []
         after = run_kopsy(["sandbox", "status", "--dir", str(d)], env)

@@ -188,3 +188,33 @@ def test_ca_hash_mismatch_is_a_join_failure(sandbox: Sandbox, admin_key: tuple[P
     status = c.bootstrap(bad)
     assert status["phase"] == "kubeadm-join" and "sha256:" + "0" * 64 in status["error"]
     assert c.name(bad) not in c.readiness()
+
+
+def test_every_listening_socket_of_the_sandbox_is_on_loopback(sandbox: Sandbox, admin_key: tuple[Path, str]) -> None:
+    """Issue 6: up binds 127.0.0.1 / 127.x.y.z only. Checked with ``ss`` over every listening
+    TCP, UDP and raw socket of every process the sandbox runs (moto, supervisor, sshds and
+    their children), not just the ones we expect."""
+    import re
+    import subprocess
+
+    from kopsy.sandbox import procs
+
+    c = Cluster(sandbox, admin_key, "listen.example.com", nodes=1)
+    ours = {sandbox.info.moto_pid, sandbox.info.supervisor_pid, *procs.descendants(sandbox.info.moto_pid, sandbox.info.supervisor_pid)}
+    ss = subprocess.run(["ss", "-H", "-l", "-n", "-p", "-t", "-u", "-w"], capture_output=True, text=True, check=True, timeout=30)
+    listening: dict[str, set[int]] = {}
+    for line in ss.stdout.splitlines():
+        pids = {int(p) for p in re.findall(r"pid=(\d+)", line)}
+        if pids & ours:
+            local = line.split()[4]
+            listening[local] = pids & ours
+    assert listening, ss.stdout
+    elsewhere = [a for a in listening if not a.rsplit(":", 1)[0].startswith("127.")]
+    assert elsewhere == [], f"sandbox processes listen beyond loopback: {elsewhere}"
+    # and the ones we expect are among them: moto, and each node's sshd on its own 127.x address
+    assert sandbox.info.endpoint.removeprefix("http://") in listening
+    nodes = sandbox.nodes()
+    for iid in (c.cp, *c.nodes):
+        n = nodes[iid]
+        assert not n["address"].startswith("127.0.0.")
+        assert listening.get(f"{n['address']}:{n['port']}") == {n["pid"]}
