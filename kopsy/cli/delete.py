@@ -20,11 +20,16 @@ from kopsy.errors import ClusterNotFound, DeleteIncomplete, ExitCode, KopsyError
 
 
 def _progress(state: str, change: Any, error: BaseException | None) -> None:
-    ident = "" if change.batch else f"\t{change.id}"  # a batch names its count, not 300 ids
+    """One aligned line per resource as it goes, like kops: ``Deleted VPC  NAME  ID``.
+    A batch names its count, not 300 ids; the id is left out where it is the name."""
+    from kopsy.cloud.aws.registry import KINDS
+
+    width = max(len(k) for k in KINDS)
+    ident = "" if change.batch or change.id == change.name else f"  {change.id}"
     if state == "done":
-        click.echo(f"  deleted {change.kind}\t{change.name}{ident}", err=True)
+        click.echo(f"Deleted {change.kind:<{width}}  {change.name}{ident}", err=True)
     elif state == "failed":
-        click.echo(f"  could not delete {change.kind} {change.name}{ident}: {error}", err=True)
+        click.echo(f"Failed  {change.kind:<{width}}  {change.name}{ident}: {error}", err=True)
 
 
 def _rows(resources: list[Any]) -> list[list[str]]:
@@ -127,28 +132,36 @@ def command(args: tuple[str, ...], yes: bool, region: str | None, wait: float, u
     def run() -> None:
         click.echo(f"Deleting cluster {name} in {clients.region}...", err=True)
         result = delete_resources(clients, name, timeout=wait, on_event=_progress if output == "text" else None)
+
+        def why(a: Any) -> str:
+            return result.errors.get((a.kind, a.id)) or "still there when the cloud was searched again"
+
         if output == "json":
             click.echo(dump_json({
                 "cluster": name,
                 "deleted": [{"type": c.kind, "name": c.name, "id": c.id} for c in result.deleted],
-                "remaining": [{"type": a.kind, "name": a.name, "id": a.id, "error": result.errors.get((a.kind, a.id), "")} for a in result.remaining],
+                "remaining": [{"type": a.kind, "name": a.name, "id": a.id, "error": why(a)} for a in result.remaining],
             }))
-        if result.remaining:
-            if output == "text":
-                click.echo("Resources still carrying the cluster's tag (not deleted):")
-                rows = [[a.kind, a.name, a.id, result.errors.get((a.kind, a.id), "")[:120]] for a in result.remaining]
-                click.echo(table(["TYPE", "NAME", "ID", "LAST ERROR"], rows))
-            if not force:
-                raise DeleteIncomplete(
-                    f"{len(result.remaining)} resource(s) of cluster {name} remain; the state was kept. "
-                    f"Re-run 'kopsy delete cluster {name} --yes' (perhaps with a longer --wait), or remove them by hand",
-                    result.remaining,
-                )
+        if result.remaining and output == "text":
+            click.echo("Resources still carrying the cluster's tag (not deleted):")
+            click.echo(table(["TYPE", "NAME", "ID", "WHY"], [[a.kind, a.name, a.id, why(a)[:160]] for a in result.remaining]))
+        if result.remaining and not force:
+            raise DeleteIncomplete(
+                f"{len(result.remaining)} resource(s) of cluster {name} remain; the state was kept. "
+                f"Re-run 'kopsy delete cluster {name} --yes' (perhaps with a longer --wait), or remove them by hand",
+                result.remaining,
+            )
         if store is not None:
             store.delete_cluster_state(name)
         warning = _remove_kubeconfig_context(name)
         if warning:
             click.echo(f"Warning: {warning}", err=True)
+        if result.remaining:  # --force: the state is gone, but a leak is still not a success
+            raise DeleteIncomplete(
+                f"{len(result.remaining)} resource(s) of cluster {name} remain; the state was removed anyway (--force). "
+                f"Remove them by hand, or with 'kopsy delete cluster {name} --region {clients.region} --yes'",
+                result.remaining,
+            )
         if output == "text":
             click.echo(f"Deleted {len(result.deleted)} resource(s).")
             click.echo(f"Deleted cluster: {name}")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from kopsy.cloud.aws.kind import Actual, ApplyContext, Key
 from kopsy.cloud.aws.registry import ALL_KINDS, KINDS
 from kopsy.cloud.aws.session import AwsClients
-from kopsy.reconcile.apply import Event, apply_plan
+from kopsy.reconcile.apply import ApplyResult, Event, apply_plan, change_deps
 from kopsy.reconcile.changes import Change, Plan
 from kopsy.reconcile.planner import gather_facts
 
@@ -86,10 +86,31 @@ def delete_resources(
         ctx = ApplyContext(clients, cluster, retry_timeout=max(1.0, deadline - time.monotonic()))
         applied = apply_plan(plan, ctx, outputs={}, workers=workers, on_event=on_event, deadline=deadline)
         result.deleted.extend(applied.done)
-        result.errors = {(c.kind, c.id or ""): str(e) for c, e in applied.failed}
+        result.errors = _reasons(plan, applied, out_of_time=time.monotonic() > deadline)
         # Re-discover: instances an ASG launched meanwhile, or things AWS had not released yet.
         resources = inventory(clients, cluster)
         if not applied.done:
             break  # no progress this round: another round would fail the same way
     result.remaining = resources
     return result
+
+
+def _reasons(plan: Plan, applied: ApplyResult, *, out_of_time: bool) -> dict[Key, str]:
+    """Why each resource of the round is still there, by (kind, id): the last error of its
+    delete, or for one never attempted, what it was waiting for (a failed delete or the deadline)."""
+    def members(c: Change) -> tuple[Actual, ...]:
+        return c.batch or ((c.actual,) if c.actual is not None else ())
+
+    reasons: dict[Key, str] = {}
+    for c, e in applied.failed:
+        for a in members(c):
+            reasons[(a.kind, a.id)] = str(e)
+    deps = change_deps(plan.changes)
+    stuck = {c.key: c for c, _ in applied.failed} | {c.key: c for c in applied.skipped}
+    for c in applied.skipped:
+        blockers = sorted(f"{stuck[k].kind}/{stuck[k].name}" for k in deps.get(c.key, set()) if k in stuck)
+        why = (f"not attempted: waits for {', '.join(blockers[:3])} to be deleted first" if blockers
+               else "not attempted: --wait ran out" if out_of_time else "not attempted")
+        for a in members(c):
+            reasons[(a.kind, a.id)] = why
+    return reasons

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,23 @@ def _store_keys(boto: Callable[[str], Any], cluster: str) -> list[str]:
     return [o["Key"] for o in resp.get("Contents", [])]
 
 
+def _write_kubeconfig(env: dict[str, str]) -> Path:
+    """A kubeconfig holding this cluster's context and a neighbour's (as ``export kubecfg`` names them)."""
+    kubeconfig = Path(env["KUBECONFIG"])
+    kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": NAME,
+        "clusters": [{"name": n, "cluster": {"server": f"https://{n}"}} for n in (NAME, OTHER)],
+        "users": [{"name": n, "user": {}} for n in (NAME, OTHER)],
+        "contexts": [{"name": n, "context": {"cluster": n, "user": n}} for n in (NAME, OTHER)],
+    }))
+    return kubeconfig
+
+
+def _contexts(kubeconfig: Path) -> list[str]:
+    return [c["name"] for c in yaml.safe_load(kubeconfig.read_text())["contexts"]]
+
+
 def _first(log: list[tuple[str, str]], op: str) -> int:
     return next(i for i, (_, o) in enumerate(log) if o == op)
 
@@ -56,28 +74,30 @@ def test_delete_removes_everything_in_dependency_order(
     )["Vpc"]["VpcId"]
 
     (tmp_path / "calls.log").unlink()
-    dry = run_kopsy(["delete", "cluster", NAME], env)
+    dry = run_kopsy(["delete"], env)  # the short form: the store's only cluster
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.splitlines()[0].split() == ["TYPE", "NAME", "ID"]
     assert "Must specify --yes to delete cluster" in dry.stdout
     assert "AutoScalingGroup" in dry.stdout and "VPC" in dry.stdout
     assert not mutating(calls(tmp_path / "calls.log"))
 
-    kubeconfig = Path(env["KUBECONFIG"])
-    kubeconfig.parent.mkdir(parents=True, exist_ok=True)
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": NAME,
-        "clusters": [{"name": n, "cluster": {"server": f"https://{n}"}} for n in (NAME, OTHER)],
-        "users": [{"name": n, "user": {}} for n in (NAME, OTHER)],
-        "contexts": [{"name": n, "context": {"cluster": n, "user": n}} for n in (NAME, OTHER)],
-    }))
+    kubeconfig = _write_kubeconfig(env)
 
     (tmp_path / "calls.log").unlink()
-    r = run_kopsy(["delete", "cluster", NAME, "--yes"], env)
+    r = run_kopsy(["delete", "--yes"], env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"Deleted cluster: {NAME}" in r.stdout
+    assert _contexts(kubeconfig) == [OTHER]
     kc = yaml.safe_load(kubeconfig.read_text())
-    assert [c["name"] for c in kc["contexts"]] == [OTHER] and [c["name"] for c in kc["users"]] == [OTHER]
+    assert [c["name"] for c in kc["users"]] == [OTHER]
+
+    # Progress as it goes, one aligned line per resource: "Deleted <kind> <name> [<id>]".
+    progress = [line for line in r.stderr.splitlines() if line.startswith("Deleted ")]
+    assert any(re.fullmatch(rf"Deleted VPC +{re.escape(NAME)}  {before['vpc'][0]}", line) for line in progress), progress
+    assert any(re.fullmatch(rf"Deleted KeyPair +kubernetes\.{re.escape(NAME)}-[0-9a-f:]+", line) for line in progress), progress
+    starts = {len(line) - len(line.split(None, 2)[2]) for line in progress}  # where the name begins
+    assert len(starts) == 1, f"names not aligned: {progress}"
+    assert "\t" not in r.stderr
 
     left = owned_resources(boto, NAME)
     assert total(left) == 0, left
@@ -155,13 +175,24 @@ def test_a_resource_that_cannot_go_is_reported_and_the_state_kept(
     ec2 = boto("ec2")
     vpc = ec2.describe_vpcs(Filters=[{"Name": f"tag:kubernetes.io/cluster/{NAME}", "Values": ["owned"]}])["Vpcs"][0]["VpcId"]
     foreign = ec2.create_subnet(VpcId=vpc, CidrBlock="172.20.200.0/24")["Subnet"]["SubnetId"]  # not ours: untagged
+    kubeconfig = _write_kubeconfig(env)
     r = run_kopsy(["delete", "cluster", NAME, "--yes", "--wait", "3s"], env)
     assert r.returncode == 1
-    assert "VPC" in r.stdout and vpc in r.stdout and "DependencyViolation" in r.stdout
+    remains = r.stdout[r.stdout.index("Resources still carrying the cluster's tag"):].splitlines()
+    assert remains[1].split() == ["TYPE", "NAME", "ID", "WHY"] and len(remains) == 3, remains
+    assert remains[2].split()[:3] == ["VPC", NAME, vpc] and "DependencyViolation" in remains[2]
     assert "remain" in r.stderr and "the state was kept" in r.stderr
     assert owned_resources(boto, NAME)["vpc"] == [vpc] and total(owned_resources(boto, NAME)) == 1
     assert ec2.describe_subnets(SubnetIds=[foreign])["Subnets"]  # never touched
-    assert _store_keys(boto, NAME)
+    assert _store_keys(boto, NAME) and _contexts(kubeconfig) == [NAME, OTHER]
+
+    # --force removes the state and the context anyway, but a leak is still not a success.
+    forced = run_kopsy(["delete", "cluster", NAME, "--yes", "--force", "--wait", "1s"], env)
+    assert forced.returncode == 1, forced.stdout + forced.stderr
+    assert vpc in forced.stdout and "removed anyway (--force)" in forced.stderr
+    assert f"Deleted cluster: {NAME}" not in forced.stdout
+    assert _store_keys(boto, NAME) == [] and _contexts(kubeconfig) == [OTHER]
+    assert owned_resources(boto, NAME)["vpc"] == [vpc]
 
 
 def test_a_killed_delete_finishes_on_rerun(
@@ -179,3 +210,24 @@ def test_a_killed_delete_finishes_on_rerun(
     assert r.returncode == 0, r.stdout + r.stderr
     assert total(owned_resources(boto, NAME)) == 0
     assert _store_keys(boto, NAME) == []
+
+
+def test_delete_and_update_take_the_cluster_lock(
+    env: dict[str, str], image: str, boto: Callable[[str], Any], run_kopsy: Callable[..., Any],
+    ssh_keypair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    create_cluster(run_kopsy, env, NAME, ssh_keypair[1], image)
+    for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"):
+        monkeypatch.setenv(k, env[k])
+    from kopsy.cloud.aws.session import AwsClients
+    from kopsy.state import open_store
+    from kopsy.state.clusters import ClusterStore
+
+    store = ClusterStore(open_store(env["KOPSY_STATE_STORE"], clients=AwsClients("us-east-1")))
+    keys = _store_keys(boto, NAME)
+    with store.lock(NAME, "edit by another user"):
+        for args in (["delete", "--yes"], ["update", "--yes"]):
+            r = run_kopsy(args, env)
+            assert r.returncode != 0 and "is locked by" in r.stderr and "edit by another user" in r.stderr, r.stderr
+    assert _store_keys(boto, NAME) == keys
+    assert total(owned_resources(boto, NAME)) == 0  # the refused update created nothing
