@@ -79,7 +79,8 @@ def test_three_control_planes_json(make_setup: Callable[..., Setup], run_kopsy: 
     r = run_kopsy(["validate", "-o", "json"], s.env)
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
-    assert doc["failures"] == []
+    assert set(doc) == {"failures", "nodes"} and doc["failures"] == []
+    assert all(set(n) == {"name", "instanceId", "role", "instanceGroup", "ready"} for n in doc["nodes"])
     assert sorted(n["role"] for n in doc["nodes"]) == ["ControlPlane"] * 3 + ["Node"] * 2
     assert all(n["ready"] and n["instanceId"].startswith("i-") and n["instanceGroup"] for n in doc["nodes"])
 
@@ -100,6 +101,7 @@ def test_broken_node_fails_with_reason_in_every_format(make_setup: Callable[...,
     as_json = run_kopsy(["validate", "-o", "json"], s.env)
     assert as_json.returncode == 1
     failure = json.loads(as_json.stdout)["failures"][0]
+    assert set(failure) == {"type", "name", "message", "details"}  # details: the bootstrap log tail
     assert (failure["type"], failure["name"]) == ("Machine", broken.instance_id)
     assert "couldn't validate the identity of the API Server" in failure["message"]
     as_yaml = run_kopsy(["validate", "-o", "yaml"], s.env)
@@ -181,3 +183,61 @@ def test_usage_errors_exit_2(args: list[str], aws_env: dict[str, str], run_kopsy
     r = run_kopsy(args, {**aws_env, "KOPSY_STATE_STORE": "file:///nonexistent"})
     assert r.returncode == 2, r.stderr
     assert r.stderr.startswith("Error:") or "Usage:" in r.stderr
+
+
+def test_count_needs_consecutive_successes(make_setup: Callable[..., Setup], run_kopsy: Run) -> None:
+    s = make_setup()
+    r = run_kopsy(["validate", "--wait", "60s", "--interval", "0.2s", "--count", "2"], s.env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    progress = [line for line in r.stderr.splitlines() if line.startswith("[")]
+    assert len(progress) == 1 and "attempt 1: cluster demo.example.com is ready (1/2 consecutive successes)" \
+        in progress[0] and "next check in 0.2s" in progress[0]
+    assert f"Your cluster {CLUSTER} is ready" in r.stdout
+
+
+def test_ssh_key_flag_is_the_only_key_used(make_setup: Callable[..., Setup], run_kopsy: Run,
+                                           ssh_keypair: tuple[Path, Path], tmp_path: Path) -> None:
+    s = make_setup()  # the ssh config has no IdentityFile: by default the create-time key logs in
+    stranger = tmp_path / "stranger"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
+    r = run_kopsy(["validate", "--ssh-key", str(stranger)], s.env)
+    assert r.returncode == 1
+    assert f"refused to log in user '{s.fc.user}' with key(s) {stranger}" in r.stdout  # not the cluster's key too
+    r = run_kopsy(["validate", "--ssh-key", str(tmp_path / "absent")], s.env)
+    assert r.returncode == 1 and f"SSH key {tmp_path / 'absent'} does not exist; fix --ssh-key" in r.stdout
+    copy = tmp_path / "copy-of-admin"
+    shutil.copy(ssh_keypair[0], copy)
+    ssh_keypair[0].rename(tmp_path / "moved")  # nothing beside the create-time path any more
+    assert run_kopsy(["validate"], s.env).returncode == 1
+    r = run_kopsy(["validate", "--ssh-key", str(copy)], s.env)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_bastion_flag_reaches_private_addresses(make_setup: Callable[..., Setup], run_kopsy: Run,
+                                                tmp_path: Path) -> None:
+    from validate_doubles import SshdDouble
+
+    s = make_setup()
+    broken = s.fc.nodes[0]
+    s.fc.set_state(broken.instance_id, "bootfail")
+    bastion = SshdDouble(tmp_path / "bastion", s.fc.workdir / "authorized_keys")
+    bastion.start()
+    try:
+        # Only the private addresses (and the bastion) are mapped: a public address must not be used.
+        text = s.fc.ssh_config.read_text()
+        for h in s.fc.hosts:
+            text = text.replace(f"Host {h.public_ip} ", "Host ")
+        s.fc.ssh_config.write_text(f"Host bastion.example.com\n  HostName {bastion.ip}\n  Port {bastion.port}\n\n"
+                                   + text)
+        r = run_kopsy(["--debug", "validate", "-o", "json", "--bastion", f"{s.fc.user}@bastion.example.com"], s.env)
+        assert r.returncode == 1, r.stderr
+        (failure,) = json.loads(r.stdout)["failures"]
+        assert (failure["type"], failure["name"]) == ("Machine", broken.instance_id)
+        assert "bootstrap failed in phase kubeadm-join" in failure["message"]
+        assert "debug: this validation opened 3 SSH connection(s)" in r.stderr  # bastion, control plane, node
+        assert f"[{bastion.ip}]:{bastion.port}" in s.known_hosts.read_text()
+        bastion.stop()
+        r = run_kopsy(["validate", "--bastion", "bastion.example.com"], s.env)
+        assert r.returncode == 1 and "connection refused" in r.stdout
+    finally:
+        bastion.stop()
