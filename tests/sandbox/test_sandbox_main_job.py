@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 from sandbox_helpers import Sandbox, start_sandbox, stop_sandbox, wait_for
 
+from tests.e2e.test_update_support import owned_resources
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
@@ -26,19 +28,11 @@ def _ok(r: subprocess.CompletedProcess[str]) -> str:
 
 
 def _owned(sb: Sandbox, cluster: str) -> dict[str, list[str]]:
-    """Everything still tagged for the cluster, service by service (moto's tagging API misses kinds)."""
-    c = sb.clients()
-    flt = [{"Name": f"tag:kubernetes.io/cluster/{cluster}", "Values": ["owned"]}]
-    ec2, elb, asg = c.client("ec2"), c.client("elbv2"), c.client("autoscaling")
-    lbs = [lb["LoadBalancerArn"] for lb in elb.describe_load_balancers()["LoadBalancers"]]
-    out = {
-        "vpc": [v["VpcId"] for v in ec2.describe_vpcs(Filters=flt)["Vpcs"]],
-        "security_group": [g["GroupId"] for g in ec2.describe_security_groups(Filters=flt)["SecurityGroups"]],
-        "launch_template": [t["LaunchTemplateId"] for t in ec2.describe_launch_templates(Filters=flt)["LaunchTemplates"]],
-        "instance": [i["InstanceId"] for r in ec2.describe_instances(Filters=flt + [{"Name": "instance-state-name", "Values": ["pending", "running"]}])["Reservations"] for i in r["Instances"]],
-        "asg": [g["AutoScalingGroupName"] for g in asg.describe_auto_scaling_groups()["AutoScalingGroups"] if g["AutoScalingGroupName"].endswith(cluster)],
-        "load_balancer": lbs,
-    }
+    """Everything still tagged for the cluster, every kind kopsy makes (the delete tests' own
+    inventory, read service by service), plus the cluster's objects in the state store."""
+    out = owned_resources(sb.clients().client, cluster)
+    listed = sb.clients().client("s3").list_objects_v2(Bucket=sb.info.bucket, Prefix=f"{cluster}/")
+    out["state_store_objects"] = [o["Key"] for o in listed.get("Contents", [])]
     return {k: v for k, v in out.items() if v}
 
 
@@ -64,6 +58,10 @@ def sb(tmp_path: Path) -> Any:
 def test_main_job(sb: Sandbox, name: str, flags: list[str], expected_nodes: int) -> None:
     _ok(sb.kopsy("create", "cluster", name, *flags, "--ssh-public-key", str(sb.home / ".ssh" / "id_ed25519.pub")))
     _ok(sb.kopsy("update", "cluster", name, "--yes"))
+    made = _owned(sb, name)
+    assert all(made.get(k) for k in ("vpc", "subnet", "igw", "security_group", "key_pair", "launch_template", "asg",
+                                     "instance", "load_balancer", "target_group", "iam_role", "instance_profile",
+                                     "state_store_objects")), made
     out = _ok(sb.kopsy("validate", "cluster", name, "--wait", "60s", "--interval", "1s"))
     assert f"Your cluster {name} is ready" in out
     doc = json.loads(_ok(sb.kopsy("validate", "cluster", name, "-o", "json")))
@@ -91,7 +89,9 @@ def test_validate_reports_each_fault_with_node_and_reason(sb: Sandbox) -> None:
     os.kill(nodes[victim]["pid"], signal.SIGTERM)
     wait_for("the node to count as down", lambda: sb.nodes()[victim]["state"] == "down")
     r = sb.kopsy("validate", "cluster", name)
-    assert r.returncode == 1 and dns in r.stdout and "Validation failed" in r.stdout
+    assert r.returncode == 1 and "Validation failed" in r.stdout
+    assert _error_line(r.stdout, dns) and "NodeStatusUnknown" in _error_line(r.stdout, dns)
+    assert "cannot be reached over SSH" in _error_line(r.stdout, dns), r.stdout
     _ok(sb.kopsy("sandbox", "start-node", "--dir", str(sb.dir), victim))
     _ok(sb.kopsy("validate", "cluster", name))
 
@@ -101,7 +101,7 @@ def test_validate_reports_each_fault_with_node_and_reason(sb: Sandbox) -> None:
     perm = [{"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": cp_sg}]}]
     ec2.revoke_security_group_ingress(GroupId=node_sg, IpPermissions=perm)
     r = sb.kopsy("validate", "cluster", name)
-    assert r.returncode == 1 and "10250" in r.stdout and dns in r.stdout
+    assert r.returncode == 1 and "10250" in _error_line(r.stdout, dns), r.stdout
     ec2.authorize_security_group_ingress(GroupId=node_sg, IpPermissions=perm)
     _ok(sb.kopsy("validate", "cluster", name))
 
@@ -121,9 +121,16 @@ def test_validate_reports_each_fault_with_node_and_reason(sb: Sandbox) -> None:
     )["Instances"][0]["InstanceId"]
     wait_for("the tampered node's sshd", lambda: sb.serving(bad))
     r = sb.kopsy("validate", "cluster", name)
-    assert r.returncode == 1 and bad in r.stdout and "wrong.example.com:443" in r.stdout, r.stdout
+    assert r.returncode == 1 and "cannot reach API endpoint wrong.example.com:443" in _error_line(r.stdout, bad), r.stdout
     ec2.terminate_instances(InstanceIds=[bad])
     _ok(sb.kopsy("delete", "cluster", name, "--yes"))
+    assert _owned(sb, name) == {}
+
+
+def _error_line(out: str, node: str) -> str:
+    """validate's error line that names ``node`` (the reason must be on the same line as the name)."""
+    errors = out.split("VALIDATION ERRORS", 1)[-1].splitlines()
+    return next((line for line in errors if node in line and line.startswith(("Node ", "Machine "))), "")
 
 
 def api_endpoint_of(user_data: bytes) -> str:
