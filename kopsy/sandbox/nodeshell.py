@@ -1,11 +1,17 @@
 """The emulated machine's shell: sshd's ``ForceCommand`` on every sandbox node.
 
-Not part of kopsy's CLI or library: it plays the remote machine's programs (kubectl, cat,
-cloud-init, tail), like ``cloudinit/kopsy-helper.py`` plays kopsy's on-instance helper. It
-reads ``SSH_ORIGINAL_COMMAND``, asks the node supervisor for the answer over its abstract unix
-socket, prints it and exits with its code. It runs once per SSH command, so it is stdlib only
-and started as ``python -I -S nodeshell.py SOCKET_ID INSTANCE_ID``: ~15 ms of CPU instead of
-~50 ms through the CLI, which adds up when validate diagnoses a hundred nodes.
+Not part of kopsy's CLI or library, so kopsy's layering rule (only ``kopsy/cli`` prints, reads
+``os.environ`` or exits) does not apply to it, and it breaks that rule on purpose: it is a
+stdlib-only program that plays the remote machine's own programs (kubectl, cat, cloud-init,
+tail), as ``cloudinit/kopsy-helper.py`` plays kopsy's on-instance helper. Like a real program
+on the machine it reads its input from the environment sshd gives it (``SSH_ORIGINAL_COMMAND``),
+prints to stdout/stderr and exits with the program's code. Between those it only asks the node
+supervisor for the answer over its abstract unix socket; the supervisor (inside kopsy, under
+its rules) decides what the answer is. It imports nothing from kopsy.
+
+It runs once per SSH command, so it is started as ``python -I -S nodeshell.py SOCKET_ID
+INSTANCE_ID``: ~15 ms of CPU instead of ~50 ms through the CLI, which adds up when validate
+diagnoses a hundred nodes.
 """
 
 import json

@@ -112,3 +112,18 @@ def test_answers_follow_contract_5() -> None:
     assert len(tail.stdout.splitlines()) == 3
     assert answer(world, v, "i-n1", "uname -a", NOW).exit == 127
     assert answer(world, v, "i-n1", "kubectl get nodes -o json", NOW).exit == 1  # no kubeconfig: localhost:8080
+
+
+def test_docs_list_every_readiness_rule() -> None:
+    """docs/sandbox.md lists the rules of kopsy/sandbox/rules.py, one numbered item per rule."""
+    import re
+    from pathlib import Path
+
+    import kopsy.sandbox.rules as rules_module
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "sandbox.md").read_text()
+    section = docs.split("## The readiness rules (`kopsy/sandbox/rules.py`)", 1)[1].split("\n## ", 1)[0]
+    numbered = re.compile(r"^(\d+)\. ", re.M)
+    in_module = numbered.findall(rules_module.__doc__ or "")
+    in_docs = numbered.findall(section)
+    assert in_module and in_docs == in_module

@@ -47,3 +47,24 @@ def test_sshd_config_has_the_field_notes_settings() -> None:
     for line in ("ListenAddress 127.64.0.1:22", "UsePAM no", "StrictModes no", "MaxStartups 200:30:300",
                  "PasswordAuthentication no", "ForceCommand python -I -S nodeshell.py x i-1"):
         assert line in text.splitlines()
+
+
+def test_node_shell_is_a_stdlib_only_program() -> None:
+    """The node shell plays the machine's own programs outside kopsy (it prints, reads the
+    environment and exits, which only kopsy/cli may do inside kopsy): it must import nothing
+    from kopsy or from site-packages, since it runs as ``python -I -S``."""
+    import ast
+    import subprocess
+    import sys
+
+    source = Path(sshd.__file__).with_name("nodeshell.py")
+    tree = ast.parse(source.read_text())
+    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert imported <= set(sys.stdlib_module_names), imported
+    doc = ast.get_docstring(tree) or ""
+    assert "stdlib-only program" in doc and "only ``kopsy/cli`` prints" in doc
+    # and it runs exactly as sshd runs it: isolated, no site; without a supervisor it says so
+    r = subprocess.run([sys.executable, "-I", "-S", str(source), "0" * 16, "i-0"], env={"SSH_ORIGINAL_COMMAND": "cloud-init status"},
+                       capture_output=True, text=True, timeout=30, check=False)
+    assert r.returncode == 255 and "node supervisor is not reachable" in r.stderr
