@@ -15,7 +15,7 @@ def _block(c: Change) -> list[str]:
     width = max((len(f.field) for f in c.fields), default=0)
     for f in c.fields:
         value = short(f.new) if c.action == "create" else f"{short(f.old)} -> {short(f.new)}"
-        lines.append(f"    \t{f.field.ljust(width)}  {value}")
+        lines.append(f"    \t{(f.field + ':').ljust(width + 1)} {value}")  # kops: "field: old -> new", aligned
         if c.action == "modify" and f.field == "user_data":
             lines += [f"    \t  {k}: {a} -> {b}" for k, a, b in _bootstrap_diff(f.old, f.new)]
     lines += [f"    \tnote: {n}" for n in c.notes]

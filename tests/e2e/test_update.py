@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_update_support import calls, create_cluster, kill_after, mutating, register_image
+from test_update_support import RecordingProxy, calls, create_cluster, kill_after, mutating, query_error, register_image
 
 pytestmark = pytest.mark.e2e
 
@@ -170,7 +170,7 @@ def test_spec_changes_give_minimal_plans(
     etag = store.replace_instance_group(replace(nodes, min_size=3, max_size=3), etag)
     out = plan()
     assert "Will modify resources:\n  AutoScalingGroup/nodes.demo.example.com\n" in out
-    assert "min_size  2 -> 3" in out and "Will create" not in out and "Will delete" not in out
+    assert "min_size: 2 -> 3" in out and "Will create" not in out and "Will delete" not in out
     blocks = [line.strip() for line in out.splitlines() if line.startswith("  ") and not line.startswith("    ")]
     assert blocks == ["AutoScalingGroup/nodes.demo.example.com"]  # one resource, nothing else
     log = tmp_path / "calls.log"
@@ -184,8 +184,8 @@ def test_spec_changes_give_minimal_plans(
     nodes, etag = store.get_instance_group(NAME, "nodes")
     etag = store.replace_instance_group(replace(nodes, machine_type="t3.large"), etag)
     out = plan()
-    assert "LaunchTemplate/nodes.demo.example.com" in out and "instance_type  t3.medium -> t3.large" in out
-    assert "launch_template_version  1 -> (known after apply)" in out and "replaced" in out
+    assert "LaunchTemplate/nodes.demo.example.com" in out and "instance_type: t3.medium -> t3.large" in out
+    assert "launch_template_version: 1 -> (known after apply)" in out and "replaced" in out
     assert "Will create" not in out and "Will delete" not in out
     etag = store.replace_instance_group(replace(nodes, machine_type="t3.medium"), etag)
 
@@ -241,3 +241,47 @@ def test_a_killed_apply_converges_on_rerun_without_duplicates(
     assert len(ec2.describe_launch_templates(Filters=owner)["LaunchTemplates"]) == 2
     assert len(boto("elbv2").describe_load_balancers()["LoadBalancers"]) == 1
     assert len(boto("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]) == 2
+
+
+def _takes_client_token() -> set[str]:
+    """Every EC2/IAM/ELB/Auto Scaling operation whose request has a ClientToken parameter."""
+    import botocore.session
+
+    session = botocore.session.get_session()
+    out = set()
+    for service in ("ec2", "iam", "elbv2", "autoscaling"):
+        model = session.get_service_model(service)
+        for op in model.operation_names:
+            shape = model.operation_model(op).input_shape
+            if shape is not None and "ClientToken" in shape.members:
+                out.add(op)
+    return out
+
+
+def test_client_tokens_everywhere_and_iam_propagation_is_ridden_out(
+    env: dict[str, str], cluster: str, boto: Callable[[str], Any], run_kopsy: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lag = query_error("ValidationError", "You must use a valid fully-formed launch template. Invalid IamInstanceProfile")
+    with RecordingProxy(env["AWS_ENDPOINT_URL"]) as proxy:
+        via = {**env, "AWS_ENDPOINT_URL": proxy.url}
+        # IAM eventual consistency: the first two group creates are refused as AWS does right
+        # after the instance profile appears; kopsy retries that error and creates each group once.
+        proxy.fail["CreateAutoScalingGroup"] = [lag, lag]
+        r = run_kopsy(["update", "--yes"], via)
+        assert r.returncode == 0, r.stderr
+        assert len(proxy.sent("CreateAutoScalingGroup")) == 4
+        assert len(boto("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]) == 2
+
+        store = _store(env, monkeypatch)
+        from kopsy.spec.model import replace
+
+        nodes, etag = store.get_instance_group(NAME, "nodes")
+        store.replace_instance_group(replace(nodes, machine_type="t3.large"), etag)
+        assert run_kopsy(["update", "--yes"], via).returncode == 0
+
+    # A retried request (its answer lost) must never create a second copy: every call to an API
+    # that takes a ClientToken carries one.
+    checked = {req["Action"] for req in proxy.requests} & _takes_client_token()
+    assert {"CreateLaunchTemplate", "CreateLaunchTemplateVersion", "ModifyLaunchTemplate", "CreateRouteTable"} <= checked
+    for op in sorted(checked):
+        assert all(req.get("ClientToken") for req in proxy.sent(op)), f"{op} sent without a ClientToken"

@@ -114,3 +114,85 @@ def owned_resources(boto: Callable[[str], Any], cluster: str) -> dict[str, list[
 
 def total(resources: dict[str, list[str]]) -> int:
     return sum(len(v) for v in resources.values())
+
+
+class RecordingProxy:
+    """A loopback HTTP proxy in front of moto server that keeps the parameters of every
+    query-protocol request (EC2, IAM, ELB and Auto Scaling send form bodies), and can answer
+    chosen operations with an AWS error instead of forwarding them (``fail``). Lets a test see
+    *what* kopsy sent (e.g. a ClientToken), which the call log does not show."""
+
+    def __init__(self, target: str) -> None:
+        import http.client
+        import threading
+        import urllib.parse
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        host, port = urllib.parse.urlsplit(target).hostname, urllib.parse.urlsplit(target).port
+        assert host and host.startswith("127."), "tests talk only to loopback"
+        self.requests: list[dict[str, str]] = []
+        self.fail: dict[str, list[tuple[int, bytes]]] = {}  # Action -> queued (status, XML body) answers
+        lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _handle(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                form = {}
+                if "x-www-form-urlencoded" in (self.headers.get("Content-Type") or ""):
+                    form = dict(urllib.parse.parse_qsl(body.decode(), keep_blank_values=True))
+                with lock:
+                    if form:
+                        proxy.requests.append(form)
+                    queued = proxy.fail.get(form.get("Action", ""))
+                    answer = queued.pop(0) if queued else None
+                if answer is not None:
+                    status, headers, data = answer[0], [("Content-Type", "text/xml")], answer[1]
+                else:
+                    conn = http.client.HTTPConnection(host, port, timeout=120)
+                    skip = {"host", "content-length", "connection", "expect", "transfer-encoding"}
+                    conn.request(self.command, self.path, body=body,
+                                 headers={k: v for k, v in self.headers.items() if k.lower() not in skip})
+                    resp = conn.getresponse()
+                    status, headers, data = resp.status, resp.getheaders(), resp.read()
+                    conn.close()
+                self.send_response_only(status)
+                for k, v in headers:
+                    if k.lower() not in ("content-length", "connection", "transfer-encoding", "date", "server"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> RecordingProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+    def sent(self, action: str) -> list[dict[str, str]]:
+        return [r for r in self.requests if r.get("Action") == action]
+
+
+def query_error(code: str, message: str) -> tuple[int, bytes]:
+    """An AWS query-protocol error answer (IAM, ELB, Auto Scaling), as botocore parses it."""
+    return 400, (f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>"
+                 f"<RequestId>kopsy-test</RequestId></ErrorResponse>").encode()
