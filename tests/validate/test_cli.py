@@ -241,3 +241,14 @@ def test_bastion_flag_reaches_private_addresses(make_setup: Callable[..., Setup]
         assert r.returncode == 1 and "connection refused" in r.stdout
     finally:
         bastion.stop()
+
+
+def test_home_ssh_config_is_honoured_without_ssh_config(make_setup: Callable[..., Setup], run_kopsy: Run) -> None:
+    s = make_setup()
+    env = {k: v for k, v in s.env.items() if k != "KOPSY_SSH_CONFIG"}
+    # (no run without it: kopsy would dial moto's public-looking addresses, and tests stay on loopback)
+    ssh_dir = Path(env["HOME"]) / ".ssh"
+    ssh_dir.mkdir(exist_ok=True)
+    (ssh_dir / "config").write_text(s.fc.ssh_config.read_text())
+    r = run_kopsy(["validate"], env)
+    assert r.returncode == 0, r.stdout + r.stderr  # the loopback mapping came from ~/.ssh/config
