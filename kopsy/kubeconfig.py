@@ -134,7 +134,13 @@ def merge(doc: dict[str, Any], creds: AdminCredentials) -> dict[str, Any]:
 
 
 def write_atomic(path: Path, doc: dict[str, Any]) -> None:
-    """Write ``doc`` to ``path`` with mode 0600, all or nothing."""
+    """Write ``doc`` to ``path`` with mode 0600, all or nothing.
+
+    A symlinked kubeconfig (e.g. kept in a dotfiles repository) is written through, as kubectl
+    does: the rename replaces the file the link points to, not the link.
+    """
+    if path.is_symlink():
+        path = path.resolve()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     data = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False).encode()
     try:

@@ -148,3 +148,19 @@ def test_remove_context_undoes_export_only(tmp_path, creds):
     assert kc.remove_context(path, "demo.example.com") is False and path.read_bytes() == before
     assert kc.remove_context(tmp_path / "absent", "demo.example.com") is False
     assert not (tmp_path / "absent").exists()
+
+
+def test_a_symlinked_kubeconfig_stays_a_symlink(tmp_path, creds):
+    target = tmp_path / "dotfiles" / "kubeconfig"
+    target.parent.mkdir()
+    target.write_text(yaml.safe_dump(OTHER))
+    link = tmp_path / "kube" / "config"
+    link.parent.mkdir()
+    link.symlink_to(target)
+    kc.export(link, creds)
+    assert link.is_symlink() and link.resolve() == target
+    doc = yaml.safe_load(target.read_text())
+    assert doc["current-context"] == "demo.example.com" and OTHER["contexts"][0] in doc["contexts"]
+    assert (target.stat().st_mode & 0o777) == 0o600
+    assert sorted(p.name for p in target.parent.iterdir()) == ["kubeconfig"]  # no temp file left
+    assert kc.remove_context(link, "demo.example.com") is True and link.is_symlink()
