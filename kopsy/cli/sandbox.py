@@ -152,7 +152,7 @@ def status(directory: str, output: str) -> None:
     click.echo(f"  endpoint {st.info.endpoint}, state store {st.info.state_store}")
     click.echo(f"Nodes: {len(st.nodes)}")
     for iid, n in st.nodes.items():
-        click.echo(f"  {iid:<20} {n['state']:<8} {n['address']}:{n['port']:<5} pid {n['pid'] or '-':<8} {n['role'] or '-':<12} {n['cluster'] or '-'}  {' '.join(n['hosts'])}")
+        click.echo(f"  {iid:<20} {n['state']:<8} {n['address'] + ':' + str(n['port']):<21} pid {n['pid'] or '-':<8} {n['role'] or '-':<12} {n['cluster'] or '-'}  {' '.join(n['hosts'])}")
     if not st.running:
         sys.exit(1)
 

@@ -90,6 +90,10 @@ def test_healthy_cluster_answers_in_real_formats(sandbox: Sandbox, admin_key: tu
     assert critical == {"system-cluster-critical", "system-node-critical"}
     assert any(n.startswith("coredns-") for n in names) and any(n.startswith("kube-proxy-") for n in names)
 
+    # each stand-in has its own host key and its own loopback address
+    keys = {(sandbox.layout.node_dir(i) / "ssh_host_ed25519_key").read_bytes() for i in [c.cp, *c.nodes]}
+    assert len(keys) == 1 + len(c.nodes)
+    assert len({sandbox.nodes()[i]["address"] for i in [c.cp, *c.nodes]}) == 1 + len(c.nodes)
     # every address of an instance reaches the same stand-in; the node diagnostics answer
     node = c.nodes[0]
     for via in ("PublicIpAddress", "PrivateIpAddress", "PrivateDnsName"):

@@ -65,6 +65,11 @@ def test_each_rule_names_its_phase_and_reason() -> None:
         "ca hash": (_world(CP, _inst("i-n1", "Node", "10.0.0.20", "sg-nodes", _user_data("Node", ca="sha256:" + "b" * 64))),
                     "kubeadm-join", "sha256:" + "b" * 64),
         "not registered": (_world(_inst("i-cp2", "ControlPlane", "10.0.0.11", "sg-cp"), NODE), "kubeadm-init", "not registered"),
+        "no control plane": (_world(NODE), "wait-for-api", "no control plane answers"),
+        "control plane pins another CA": (
+            _world(_inst("i-cp", "ControlPlane", "10.0.0.10", "sg-cp", _user_data("ControlPlane", ca="sha256:" + "c" * 64)), NODE),
+            "fetch", "sha256:" + "c" * 64),
+        "not cloud-init": (_world(CP, _inst("i-n1", "Node", "10.0.0.20", "sg-nodes", b"hello")), None, "not valid cloud-init"),
     }
     for case, (world, phase, needle) in cases.items():
         verdicts = evaluate(world)
