@@ -1,7 +1,8 @@
 """Sandbox cost: `kopsy sandbox up` to ready, and 100 emulated instances served by their sshds.
 
 Run: .venv/bin/python bench/sandbox.py [--instances 100] [--runs 3]
-Prints figures; never passes or fails on time. Everything it starts is stopped at the end
+Prints figures (and the machine's load average at start and end, since the machine is shared);
+never passes or fails on time. Everything it starts is stopped at the end
 (``kopsy sandbox down``, then a check by pid that nothing of the sandbox is left).
 
 Figures:
@@ -64,11 +65,17 @@ def ssh(config: paramiko.SSHConfig, host: str, key: Path, command: str) -> tuple
         c.close()
 
 
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} (1/5/15 min)"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--instances", type=int, default=100)
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
+    print(f"machine: {os.cpu_count()} cores; {load()} at start")
     work = Path(tempfile.mkdtemp(prefix="kopsy-bench-sandbox-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KOPSY_"))}
     env["HOME"] = str(work)
@@ -152,6 +159,7 @@ def main() -> None:
                 assert rc == 0
             extra = f", {len(json.loads(out)['items'])} items" if "nodes" in cmd else ""
             print(f"  {label}: {statistics.median(samples) * 1000:.0f} ms (connect + command, median of 5{extra})")
+        print(f"machine: {load()} at the end (other engineers' tests share it: read the figures with it)")
     finally:
         info = control.load(layout)
         control.down(layout)
