@@ -16,7 +16,7 @@ import click
 
 from kopsy.cli.context import DURATION, aws_clients, options, strip_cluster_word
 from kopsy.cli.output import dump_json, table
-from kopsy.errors import ClusterNotFound, DeleteIncomplete, ExitCode, KopsyError, UsageError
+from kopsy.errors import ClusterNotFound, DeleteIncomplete, ExitCode, KopsyError, StateStoreError, UsageError
 
 
 def _progress(state: str, change: Any, error: BaseException | None) -> None:
@@ -97,6 +97,16 @@ def command(args: tuple[str, ...], yes: bool, region: str | None, wait: float, u
                     f"{exc.message}; to delete its cloud resources by their tags anyway, pass --region REGION"
                 ) from exc
             store = None  # state already gone: delete from the cloud by tags alone
+        except StateStoreError as exc:
+            # The store itself is gone or unreadable (bucket deleted, damaged config): with
+            # --region the user asked for a delete by tags, which needs no state; the state
+            # (if any) is left alone.
+            if unregister or not region:
+                raise KopsyError(
+                    f"{exc.message}; to delete the cluster's cloud resources by their tags anyway, pass --region REGION"
+                ) from exc
+            click.echo(f"Warning: {exc.message}; deleting by tags in {region} and leaving the state store alone", err=True)
+            store = None
     if not name:
         raise UsageError("which cluster? pass NAME (and --region when there is no state store)")
     if unregister:

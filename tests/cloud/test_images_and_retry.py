@@ -102,3 +102,33 @@ def test_asg_create_rides_out_iam_propagation() -> None:
               "subnets": frozenset({"subnet-1"}), "target_groups": frozenset()}
     out = AutoScalingGroup().create(ApplyContext(Clients(), "demo.example.com", retry_timeout=20), want, fields)  # type: ignore[arg-type]
     assert out["id"] == "nodes.demo.example.com" and Asg.calls == 3
+
+
+def test_retry_backs_off_and_gives_up_at_its_deadline() -> None:
+    """Bounded: the matching error is re-raised once the time budget is spent; delays grow
+    (exponential with jitter, capped), never one fixed sleep; other errors are not retried."""
+    from kopsy.cloud.aws.retry import retry
+
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(s: float) -> None:
+        slept.append(s)
+        now[0] += s
+
+    def always_lagging() -> None:
+        raise _err("ValidationError", "Invalid IamInstanceProfile")
+
+    with pytest.raises(ClientError):
+        retry(always_lagging, when=is_iam_propagation, timeout=60, sleep=sleep, clock=lambda: now[0])
+    assert 0 < sum(slept) <= 60 and now[0] >= 60 - 1e-9
+    assert max(slept) <= 15 and slept[3] > slept[0], slept  # grows, capped at max_delay
+    calls = []
+
+    def wrong() -> None:
+        calls.append(1)
+        raise _err("ValidationError", "MaxSize must be >= MinSize")
+
+    with pytest.raises(ClientError):
+        retry(wrong, when=is_iam_propagation, timeout=60, sleep=sleep, clock=lambda: now[0])
+    assert calls == [1]

@@ -162,8 +162,18 @@ def test_delete_works_with_the_state_store_gone(
     assert _store_keys(boto, NAME) == [] and total(owned_resources(boto, NAME)) > 0
     no_region = run_kopsy(["delete", "cluster", NAME, "--yes"], env)
     assert no_region.returncode != 0 and "--region" in no_region.stderr
+    # Gone entirely: the bucket itself (KOPSY_STATE_STORE still names it).
+    s3 = boto("s3")
+    for v in s3.list_object_versions(Bucket="kopsy-state").get("Versions", []):
+        s3.delete_object(Bucket="kopsy-state", Key=v["Key"], VersionId=v["VersionId"])
+    for m in s3.list_object_versions(Bucket="kopsy-state").get("DeleteMarkers", []):
+        s3.delete_object(Bucket="kopsy-state", Key=m["Key"], VersionId=m["VersionId"])
+    s3.delete_bucket(Bucket="kopsy-state")
+    no_region = run_kopsy(["delete", "cluster", NAME, "--yes"], env)
+    assert no_region.returncode != 0 and "--region" in no_region.stderr and total(owned_resources(boto, NAME)) > 0
     r = run_kopsy(["delete", "cluster", NAME, "--region", "us-east-1", "--yes"], env)
     assert r.returncode == 0, r.stderr
+    assert "does not exist" in r.stderr and f"Deleted cluster: {NAME}" in r.stdout
     assert total(owned_resources(boto, NAME)) == 0
 
 
