@@ -241,3 +241,29 @@ def test_delete_and_update_take_the_cluster_lock(
             assert r.returncode != 0 and "is locked by" in r.stderr and "edit by another user" in r.stderr, r.stderr
     assert _store_keys(boto, NAME) == keys
     assert total(owned_resources(boto, NAME)) == 0  # the refused update created nothing
+
+
+def test_iam_entities_with_kopsys_names_but_not_owned_are_never_taken_over_or_deleted(
+    env: dict[str, str], image: str, boto: Callable[[str], Any], run_kopsy: Callable[..., Any], ssh_keypair: tuple[Path, Path],
+) -> None:
+    """IAM has no tag filter: kopsy finds roles and profiles by name. One of those names held by
+    an untagged role or a ``shared`` profile stops the update, and delete leaves both alone."""
+    import json
+
+    iam = boto("iam")
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+    iam.create_role(RoleName=f"nodes.{NAME}", AssumeRolePolicyDocument=trust)  # untagged
+    iam.create_instance_profile(InstanceProfileName=f"control-plane.{NAME}",
+                                Tags=[{"Key": f"kubernetes.io/cluster/{NAME}", "Value": "shared"}])
+    create_cluster(run_kopsy, env, NAME, ssh_keypair[1], image)
+    r = run_kopsy(["update", "--yes"], env)
+    assert r.returncode != 0 and "not owned by cluster" in r.stderr, r.stderr
+    assert iam.list_role_policies(RoleName=f"nodes.{NAME}")["PolicyNames"] == []  # not written into
+    d = run_kopsy(["delete", "--yes"], env)
+    assert d.returncode == 0, d.stdout + d.stderr
+    assert iam.get_role(RoleName=f"nodes.{NAME}")["Role"]
+    assert iam.get_instance_profile(InstanceProfileName=f"control-plane.{NAME}")["InstanceProfile"]["Roles"] == []
+    left = owned_resources(boto, NAME)
+    assert sorted(left.pop("iam_role")) == [f"nodes.{NAME}"] and left.pop("instance_profile") == [f"control-plane.{NAME}"]
+    assert total(left) == 0, left  # (owned_resources lists kopsy's names whatever their tags)

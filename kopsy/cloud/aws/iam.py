@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 from kopsy.cloud.aws import tags as T
 from kopsy.cloud.aws.kind import Actual, ApplyContext, Desired, Facts, Kind, parallel
 from kopsy.cloud.aws.session import aws_errors, error_code
+from kopsy.errors import CloudError
 
 ROLES = ("control-plane", "nodes")
 
@@ -159,6 +160,17 @@ def _read(facts: Facts, name: str) -> tuple[dict[str, Any] | None, dict[str, Any
     return facts.once(f"iam.{name}", fetch)  # type: ignore[no-any-return]
 
 
+def _refuse_foreign(what: str, name: str, entity: dict[str, Any], cluster: str) -> None:
+    """An existing entity with kopsy's name is adopted only if it carries the cluster's ownership
+    tag (kopsy tags at creation, so a crashed earlier run's entity always does). Adopting an
+    untagged or ``shared`` one would make it the cluster's, and ``delete`` would then remove it."""
+    if not T.is_owned(T.to_dict(entity.get("Tags")), cluster):
+        raise CloudError(
+            f"{what} {name} already exists but is not owned by cluster {cluster} "
+            f"(no tag {T.ownership_key(cluster)}={T.OWNED}); kopsy will not take it over: rename or remove it, then re-run"
+        )
+
+
 class IAMRole(Kind):
     kind = "IAMRole"
     service = "iam"
@@ -209,6 +221,7 @@ class IAMRole(Kind):
                 if error_code(exc) != "EntityAlreadyExists":
                     raise
                 r = iam.get_role(RoleName=want.name)["Role"]
+                _refuse_foreign("IAM role", want.name, r, ctx.cluster)
             iam.put_role_policy(RoleName=want.name, PolicyName=want.name, PolicyDocument=json.dumps(fields["policy"]))
         return {"id": want.name, "arn": r["Arn"]}
 
@@ -296,6 +309,7 @@ class IAMInstanceProfile(Kind):
                 if error_code(exc) != "EntityAlreadyExists":
                     raise
                 p = iam.get_instance_profile(InstanceProfileName=want.name)["InstanceProfile"]
+                _refuse_foreign("IAM instance profile", want.name, p, ctx.cluster)
             if fields["role"] not in [r["RoleName"] for r in p.get("Roles", [])]:
                 self._add_role(iam, want.name, fields["role"])
         return {"id": want.name, "arn": p["Arn"], "roles": (fields["role"],)}
