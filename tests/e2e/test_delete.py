@@ -267,3 +267,25 @@ def test_iam_entities_with_kopsys_names_but_not_owned_are_never_taken_over_or_de
     left = owned_resources(boto, NAME)
     assert sorted(left.pop("iam_role")) == [f"nodes.{NAME}"] and left.pop("instance_profile") == [f"control-plane.{NAME}"]
     assert total(left) == 0, left  # (owned_resources lists kopsy's names whatever their tags)
+
+
+def test_clusters_whose_names_map_to_the_same_load_balancer_name_stay_apart(
+    env: dict[str, str], image: str, boto: Callable[[str], Any], run_kopsy: Callable[..., Any], ssh_keypair: tuple[Path, Path],
+) -> None:
+    """ELB names allow no dots: ``a.example.com`` and ``a-example.com`` both map to
+    ``api-a-example-com``. The second cluster must not take over the first one's load balancer."""
+    twin = "a-example.com"
+    for name in (NAME, twin):
+        create_cluster(run_kopsy, env, name, ssh_keypair[1], image)
+    assert run_kopsy(["update", "cluster", NAME, "--yes"], env).returncode == 0
+    elb = boto("elbv2")
+    (lb,) = elb.describe_load_balancers()["LoadBalancers"]
+    (tg,) = elb.describe_target_groups()["TargetGroups"]
+    r = run_kopsy(["update", "cluster", twin, "--yes"], env)
+    assert r.returncode != 0 and "not owned by cluster a-example.com" in r.stderr, r.stderr
+    assert len(elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]) == 1
+    asg = boto("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
+    assert [g["AutoScalingGroupName"] for g in asg if tg["TargetGroupArn"] in g["TargetGroupARNs"]] == [f"control-plane-us-east-1a.{NAME}"]
+    assert run_kopsy(["delete", "cluster", twin, "--yes"], env).returncode == 0
+    assert total(owned_resources(boto, twin)) == 0
+    assert "No changes need to be applied" in run_kopsy(["update", "cluster", NAME], env).stdout

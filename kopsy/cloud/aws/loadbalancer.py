@@ -16,6 +16,7 @@ from kopsy.cloud.aws import tags as T
 from kopsy.cloud.aws.ec2util import describe_all
 from kopsy.cloud.aws.kind import Actual, ApplyContext, Desired, Facts, Kind, parallel
 from kopsy.cloud.aws.session import aws_errors, error_code
+from kopsy.errors import CloudError
 
 API_PORT = 6443
 LISTENER_PORT = 443
@@ -60,6 +61,19 @@ def _owned_elbv2(facts: Facts, operation: str, result_key: str, arn_key: str) ->
     tags = _elbv2_tags(facts)
     items = _all_elbv2(facts, operation, result_key)
     return [(i, tags.get(i[arn_key], {})) for i in items if T.is_owned(tags.get(i[arn_key], {}), facts.cluster)]
+
+
+def _refuse_foreign(elb: Any, what: str, name: str, arn: str, cluster: str) -> None:
+    """ELB names are per account and region, and two cluster names can map to one (``a.b.com``
+    and ``a-b.com``): a name taken by a resource the cluster does not own is never adopted, or
+    kopsy would add listeners and targets to another cluster's load balancer. (kopsy tags at
+    creation, so a crashed earlier run's resource always carries the tag.)"""
+    found = elb.describe_tags(ResourceArns=[arn]).get("TagDescriptions", [])
+    if not T.is_owned(T.to_dict(found[0].get("Tags")) if found else {}, cluster):
+        raise CloudError(
+            f"{what} name {name} is already taken by a {what} not owned by cluster {cluster} "
+            f"(no tag {T.ownership_key(cluster)}={T.OWNED}); kopsy will not take it over: remove or rename it, then re-run"
+        )
 
 
 class LoadBalancer(Kind):
@@ -115,6 +129,7 @@ class LoadBalancer(Kind):
                 if error_code(exc) != "DuplicateLoadBalancerName":
                     raise
                 lb = elb.describe_load_balancers(Names=[fields["lb_name"]])["LoadBalancers"][0]
+                _refuse_foreign(elb, "load balancer", fields["lb_name"], lb["LoadBalancerArn"], ctx.cluster)
         return {"id": lb["LoadBalancerArn"], "arn": lb["LoadBalancerArn"], "dns": lb["DNSName"]}
 
     def modify(self, ctx: ApplyContext, want: Desired, have: Actual, fields: dict[str, Any], changed: set[str]) -> dict[str, Any]:
@@ -197,6 +212,7 @@ class TargetGroup(Kind):
                 if error_code(exc) != "DuplicateTargetGroupName":
                     raise
                 tg = elb.describe_target_groups(Names=[fields["tg_name"]])["TargetGroups"][0]
+                _refuse_foreign(elb, "target group", fields["tg_name"], tg["TargetGroupArn"], ctx.cluster)
             _set_preserve_client_ip(elb, tg["TargetGroupArn"], fields["preserve_client_ip"])
         return {"id": tg["TargetGroupArn"], "arn": tg["TargetGroupArn"]}
 
