@@ -85,6 +85,16 @@ def start_sandbox(directory: Path, home: Path) -> Sandbox:
     return Sandbox(directory, home, {**env, **info.environment()}, info)
 
 
+def env_from_eval(directory: Path, base: dict[str, str]) -> dict[str, str]:
+    """The environment a user gets from ``eval "$(kopsy sandbox env --dir DIR)"`` in bash."""
+    shell = subprocess.run(
+        ["bash", "-c", 'eval "$("$0" sandbox env --dir "$1")" && env -0', KOPSY, str(directory)],
+        env=base, capture_output=True, timeout=60, check=False,
+    )
+    assert shell.returncode == 0, shell.stderr.decode()
+    return dict(item.split("=", 1) for item in shell.stdout.decode().split("\0") if "=" in item)
+
+
 def stop_sandbox(directory: Path) -> list[int]:
     """``down``, then make sure (by pid) that nothing of this sandbox still runs; returns leftovers."""
     layout = Layout.at(directory)

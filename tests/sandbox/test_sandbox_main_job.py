@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sandbox_helpers import Sandbox, start_sandbox, stop_sandbox, wait_for
+from sandbox_helpers import Sandbox, clean_env, env_from_eval, start_sandbox, stop_sandbox, wait_for
 
+from kopsy.sandbox import procs
 from tests.e2e.test_update_support import owned_resources
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -56,6 +57,10 @@ def sb(tmp_path: Path) -> Any:
     ],
 )
 def test_main_job(sb: Sandbox, name: str, flags: list[str], expected_nodes: int) -> None:
+    """As a newcomer runs it: the environment from eval "$(kopsy sandbox env)", then each step,
+    ending with kopsy sandbox down."""
+    sb.env = env_from_eval(sb.dir, clean_env(sb.home))
+    assert sb.env["AWS_ENDPOINT_URL"] == sb.info.endpoint and sb.env["KOPSY_SSH_CONFIG"] == str(sb.layout.ssh_config)
     _ok(sb.kopsy("create", "cluster", name, *flags, "--ssh-public-key", str(sb.home / ".ssh" / "id_ed25519.pub")))
     _ok(sb.kopsy("update", "cluster", name, "--yes"))
     made = _owned(sb, name)
@@ -71,6 +76,8 @@ def test_main_job(sb: Sandbox, name: str, flags: list[str], expected_nodes: int)
     _ok(sb.kopsy("delete", "cluster", name, "--yes"))
     assert _owned(sb, name) == {}
     wait_for("every sshd of the cluster to go", lambda: sb.nodes() == {})
+    assert "LOCAL EMULATION" in _ok(sb.kopsy("sandbox", "down", "--dir", str(sb.dir)))
+    assert procs.marked_pids(sb.info.id) == []
 
 
 def test_validate_reports_each_fault_with_node_and_reason(sb: Sandbox) -> None:
