@@ -1,6 +1,7 @@
 """Crashes: ``update --yes`` SIGKILLed after exactly k AWS calls, for k spread over the whole
 run; the rerun must converge to the clean inventory (no duplicates, nothing missing), and
-``delete --yes`` must then leave nothing. ``delete --yes`` killed mid-way must finish on rerun.
+``delete --yes`` must then leave nothing — also when it runs straight after the crash, on the
+half-built cluster. ``delete --yes`` killed mid-way must finish on rerun.
 
 The proxy (``hold_after``) lets exactly k calls through and holds the next ones, so the kill
 point is exact even though kopsy runs calls in parallel.
@@ -62,6 +63,17 @@ def test_update_killed_after_k_calls_reruns_to_the_clean_inventory(fresh: Cloud,
 
     r = fresh.kopsy(["delete", "cluster", CLUSTER, "--yes"])
     assert r.returncode == 0, r.stdout + r.stderr
+    assert fresh.inventory().total() == 0, fresh.inventory().counts()
+    assert fresh.store_objects(f"{CLUSTER}/") == {}
+
+
+@pytest.mark.parametrize("fraction", (0.15, 0.35, 0.5, 0.65, 0.8, 0.97))
+def test_update_killed_then_delete_straight_away_leaves_nothing(fresh: Cloud, baseline: Baseline, fraction: float) -> None:
+    """The path most likely to leak: half-built resources (a profile without its role, a group
+    without its rules) deleted without an update to finish them first."""
+    k = max(1, round(fraction * baseline.calls))
+    assert kill_after(fresh, ["update", "cluster", CLUSTER, "--yes"], k), f"the update finished before call {k}"
+    rerun(fresh, ["delete", "cluster", CLUSTER, "--yes"])
     assert fresh.inventory().total() == 0, fresh.inventory().counts()
     assert fresh.store_objects(f"{CLUSTER}/") == {}
 
