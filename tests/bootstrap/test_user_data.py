@@ -97,11 +97,13 @@ def test_every_user_data_is_strictly_valid_cloud_config(rendered):
     # Negative controls: prove the check is strict about unknown keys and wrong types.
     docs["control-typo"] = "#cloud-config\nruncmdd: [ls]\n"
     docs["control-type"] = "#cloud-config\nwrite_files: 3\n"
+    docs["control-item"] = "#cloud-config\nwrite_files:\n- path: /x\n  content: y\n  permision: '0644'\n"
     proc = subprocess.run([str(SYSTEM_PYTHON), str(HERE / "cloudinit_schema_check.py")], input=json.dumps(docs),
                           capture_output=True, text=True, timeout=120, check=True)
     result = json.loads(proc.stdout)
     assert "runcmdd" in result.pop("control-typo")
     assert "not of type" in result.pop("control-type")
+    assert "'permision' was unexpected" in result.pop("control-item")  # strict inside write_files items too
     assert {k: v for k, v in result.items() if v} == {}
     assert len(result) == len(CASES)
 
