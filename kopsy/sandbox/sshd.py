@@ -99,9 +99,9 @@ def sshd_config(node: NodeServer, force_command: str) -> str:
         [
             f"# kopsy sandbox stand-in for {node.instance_id} (LOCAL EMULATION)",
             f"ListenAddress {node.address}:{node.port}",
-            f"HostKey {d / 'ssh_host_ed25519_key'}",
-            f"PidFile {d / 'sshd.pid'}",
-            f"AuthorizedKeysFile {d / 'authorized_keys'}",
+            f"HostKey {_quoted(d / 'ssh_host_ed25519_key')}",
+            f"PidFile {_quoted(d / 'sshd.pid')}",
+            f"AuthorizedKeysFile {_quoted(d / 'authorized_keys')}",
             "PubkeyAuthentication yes",
             "PasswordAuthentication no",
             "KbdInteractiveAuthentication no",
@@ -124,6 +124,11 @@ def sshd_config(node: NodeServer, force_command: str) -> str:
             "",
         ]
     )
+
+
+def _quoted(path: Path) -> str:
+    """sshd_config splits arguments on spaces: a sandbox dir such as "/home/a b/.kopsy" needs quotes."""
+    return f'"{path}"'
 
 
 def start(node: NodeServer, *, sshd: str, force_command: str, env: Mapping[str, str]) -> None:
@@ -229,7 +234,7 @@ def render_ssh_config(
         lines.append(f"    Port {n.port}")
         lines.append(f"    User {user}")
         if cluster and identity_files.get(cluster):
-            lines.append(f"    IdentityFile {identity_files[cluster]}")
+            lines.append(f"    IdentityFile {_quoted(Path(identity_files[cluster]))}")
         lines.append("")
     return "\n".join(lines)
 

@@ -28,7 +28,7 @@ def test_ssh_config_maps_every_address_and_gives_shared_ones_to_the_newest(tmp_p
     old = _node("i-old", "127.64.0.1", "54.0.0.1", "172.20.32.4", "ip-172-20-32-4.ec2.internal")
     new = _node("i-new", "127.64.0.2", "54.0.0.2", "172.20.32.4", "ip-172-20-32-4.ec2.internal")
     text = sshd.render_ssh_config(
-        [old, new], user="root", identity_files={"b": "/keys/id"}, clusters={"i-old": "a", "i-new": "b"},
+        [old, new], user="root", identity_files={"b": "/home/a b/keys/id"}, clusters={"i-old": "a", "i-new": "b"},
         launched={"i-old": "2026-01-01T00:00:00Z", "i-new": "2026-01-01T00:01:00Z"},
     )
     (tmp_path / "cfg").write_text(text)
@@ -36,7 +36,7 @@ def test_ssh_config_maps_every_address_and_gives_shared_ones_to_the_newest(tmp_p
     assert cfg.lookup("54.0.0.1")["hostname"] == "127.64.0.1"
     assert cfg.lookup("172.20.32.4")["hostname"] == "127.64.0.2"
     assert cfg.lookup("ip-172-20-32-4.ec2.internal")["hostname"] == "127.64.0.2"
-    assert cfg.lookup("54.0.0.2")["identityfile"] == ["/keys/id"]
+    assert cfg.lookup("54.0.0.2")["identityfile"] == ["/home/a b/keys/id"]  # quoted, as OpenSSH needs for spaces
     assert "identityfile" not in cfg.lookup("54.0.0.1")
     assert cfg.lookup("54.0.0.1")["user"] == "root" and cfg.lookup("54.0.0.1")["port"] == "22"
     assert "LOCAL EMULATION" in text and "newer instance in another VPC" in text
@@ -68,3 +68,21 @@ def test_node_shell_is_a_stdlib_only_program() -> None:
     r = subprocess.run([sys.executable, "-I", "-S", str(source), "0" * 16, "i-0"], env={"SSH_ORIGINAL_COMMAND": "cloud-init status"},
                        capture_output=True, text=True, timeout=30, check=False)
     assert r.returncode == 255 and "node supervisor is not reachable" in r.stderr
+
+
+def test_sshd_accepts_the_config_in_a_directory_with_spaces(tmp_path: Path) -> None:
+    """A sandbox under a path with a space (a HOME like "/home/a b") must still give working sshds."""
+    import subprocess
+
+    import pytest
+
+    path = sshd.find_sshd()
+    if path is None:
+        pytest.skip("no sshd")
+    node = sshd.NodeServer("i-1", "127.64.0.1", 22, tmp_path / "a b" / "nodes" / "i-1")
+    node.directory.mkdir(parents=True)
+    sshd.write_host_key(node.directory / "ssh_host_ed25519_key")
+    cfg = node.directory / "sshd_config"
+    cfg.write_text(sshd.sshd_config(node, sshd.force_command("/usr/bin/python3", "0" * 16, "i-1")))
+    r = subprocess.run([path, "-t", "-f", str(cfg)], capture_output=True, text=True, timeout=30, check=False)
+    assert r.returncode == 0, r.stderr
