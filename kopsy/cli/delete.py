@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -19,17 +20,26 @@ from kopsy.cli.output import dump_json, table
 from kopsy.errors import ClusterNotFound, DeleteIncomplete, ExitCode, KopsyError, StateStoreError, UsageError
 
 
-def _progress(state: str, change: Any, error: BaseException | None) -> None:
-    """One aligned line per resource as it goes, like kops: ``Deleted VPC  NAME  ID``.
-    A batch names its count, not 300 ids; the id is left out where it is the name."""
+def _progress() -> Callable[[str, Any, BaseException | None], None]:
+    """An event printer: one aligned line per resource as it goes, like kops
+    (``Deleted VPC  NAME  ID``). A batch names its count, not 300 ids; the id is left out where
+    it is the name. A delete AWS refuses for now is announced once, not at every backoff."""
     from kopsy.cloud.aws.registry import KINDS
 
     width = max(len(k) for k in KINDS)
-    ident = "" if change.batch or change.id == change.name else f"  {change.id}"
-    if state == "done":
-        click.echo(f"Deleted {change.kind:<{width}}  {change.name}{ident}", err=True)
-    elif state == "failed":
-        click.echo(f"Failed  {change.kind:<{width}}  {change.name}{ident}: {error}", err=True)
+    waiting: set[Any] = set()
+
+    def show(state: str, change: Any, error: BaseException | None) -> None:
+        ident = "" if change.batch or change.id == change.name else f"  {change.id}"
+        if state == "done":
+            click.echo(f"Deleted {change.kind:<{width}}  {change.name}{ident}", err=True)
+        elif state == "failed":
+            click.echo(f"Failed  {change.kind:<{width}}  {change.name}{ident}: {error}", err=True)
+        elif state == "retry" and change.key not in waiting:
+            waiting.add(change.key)
+            click.echo(f"Waiting {change.kind:<{width}}  {change.name}{ident}: {error} (retrying within --wait)", err=True)
+
+    return show
 
 
 def _rows(resources: list[Any]) -> list[list[str]]:
@@ -141,7 +151,7 @@ def command(args: tuple[str, ...], yes: bool, region: str | None, wait: float, u
 
     def run() -> None:
         click.echo(f"Deleting cluster {name} in {clients.region}...", err=True)
-        result = delete_resources(clients, name, timeout=wait, on_event=_progress if output == "text" else None)
+        result = delete_resources(clients, name, timeout=wait, on_event=_progress() if output == "text" else None)
 
         def why(a: Any) -> str:
             return result.errors.get((a.kind, a.id)) or "still there when the cloud was searched again"

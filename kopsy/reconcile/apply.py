@@ -97,7 +97,9 @@ class ApplyResult:
         return not self.failed and not self.skipped
 
 
-Event = Callable[[str, Change, "BaseException | None"], None]  # ("start"|"done"|"failed"|"skipped", change, error)
+# ("start"|"done"|"failed"|"skipped"|"retry", change, error); "retry": a delete AWS refused for
+# now (DependencyViolation, throttling) will be tried again after a backoff.
+Event = Callable[[str, Change, "BaseException | None"], None]
 
 
 def apply_plan(
@@ -124,7 +126,8 @@ def apply_plan(
                 budget = ctx.retry_timeout if deadline is None else max(1.0, deadline - time.monotonic())
                 members = list(c.batch)
                 run_delete = (lambda: kind.delete_many(ctx, members)) if members else (lambda: kind.delete(ctx, have))
-                retry(run_delete, when=lambda e: is_dependency(e) or is_throttle(e), timeout=budget)
+                retry(run_delete, when=lambda e: is_dependency(e) or is_throttle(e), timeout=budget,
+                      on_retry=(lambda e: on_event("retry", c, e)) if on_event else None)
                 return
             assert c.desired is not None
             with lock:

@@ -119,8 +119,10 @@ def test_retry_backs_off_and_gives_up_at_its_deadline() -> None:
     def always_lagging() -> None:
         raise _err("ValidationError", "Invalid IamInstanceProfile")
 
+    told: list[BaseException] = []
     with pytest.raises(ClientError):
-        retry(always_lagging, when=is_iam_propagation, timeout=60, sleep=sleep, clock=lambda: now[0])
+        retry(always_lagging, when=is_iam_propagation, timeout=60, sleep=sleep, clock=lambda: now[0], on_retry=told.append)
+    assert len(told) == len(slept)  # the caller hears of every wait (delete prints "Waiting ...")
     assert 0 < sum(slept) <= 60 and now[0] >= 60 - 1e-9
     assert max(slept) <= 15 and slept[3] > slept[0], slept  # grows, capped at max_delay
     calls = []

@@ -192,6 +192,8 @@ def test_a_resource_that_cannot_go_is_reported_and_the_state_kept(
     assert remains[1].split() == ["TYPE", "NAME", "ID", "WHY"] and len(remains) == 3, remains
     assert remains[2].split()[:3] == ["VPC", NAME, vpc] and "DependencyViolation" in remains[2]
     assert "remain" in r.stderr and "the state was kept" in r.stderr
+    waiting = [line for line in r.stderr.splitlines() if line.startswith("Waiting ")]
+    assert len(waiting) == 1 and re.match(rf"Waiting VPC +{re.escape(NAME)}  {vpc}: .*DependencyViolation", waiting[0]), r.stderr
     assert owned_resources(boto, NAME)["vpc"] == [vpc] and total(owned_resources(boto, NAME)) == 1
     assert ec2.describe_subnets(SubnetIds=[foreign])["Subnets"]  # never touched
     assert _store_keys(boto, NAME) and _contexts(kubeconfig) == [NAME, OTHER]

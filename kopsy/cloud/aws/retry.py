@@ -56,11 +56,13 @@ def retry(
     max_delay: float = 15.0,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    on_retry: Callable[[BaseException], None] | None = None,
 ) -> T:
     """Call ``fn``; while it raises an error ``when`` accepts, back off and retry until ``timeout``.
 
     The last error is re-raised unchanged once the deadline passes, so the caller's error
-    translation still says what failed.
+    translation still says what failed. ``on_retry(error)`` is told before each wait, so a
+    caller can show that it is waiting rather than look stuck.
     """
     deadline = clock() + timeout
     delay = first_delay
@@ -73,5 +75,7 @@ def retry(
             remaining = deadline - clock()
             if remaining <= 0:
                 raise
+            if on_retry is not None:
+                on_retry(exc)
             sleep(min(delay * (0.5 + random.random() / 2), remaining))
             delay = min(delay * 2, max_delay)
