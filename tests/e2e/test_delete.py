@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -79,6 +80,9 @@ def test_delete_removes_everything_in_dependency_order(
     assert dry.stdout.splitlines()[0].split() == ["TYPE", "NAME", "ID"]
     assert "Must specify --yes to delete cluster" in dry.stdout
     assert "AutoScalingGroup" in dry.stdout and "VPC" in dry.stdout
+    as_json = json.loads(run_kopsy(["delete", "cluster", NAME, "-o", "json"], env).stdout)
+    rows = [line.split()[:3] for line in dry.stdout.splitlines()[1:] if line.strip() and not line.startswith("Must")]
+    assert [[r["type"], r["name"], r["id"]] for r in as_json["resources"]] == rows
     assert not mutating(calls(tmp_path / "calls.log"))
 
     kubeconfig = _write_kubeconfig(env)

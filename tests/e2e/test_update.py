@@ -219,6 +219,12 @@ def test_spec_changes_give_minimal_plans(
     assert doc["pending"] and {(c["action"], c["kind"]) for c in doc["plan"]["changes"]} == {
         ("create", "Subnet"), ("modify", "RouteTable"), ("modify", "LoadBalancer"), ("modify", "AutoScalingGroup")
     }
+    applied = run_kopsy(["update", "--yes", "-o", "json"], env)
+    assert applied.returncode == 0, applied.stderr
+    result = json.loads(applied.stdout)
+    assert sorted(result["applied"]) == sorted(f"{c['kind']}/{c['name']}" for c in doc["plan"]["changes"])
+    assert result["failed"] == [] and result["skipped"] == []
+    assert json.loads(run_kopsy(["update", "-o", "json"], env).stdout)["pending"] is False
 
 
 def test_a_killed_apply_converges_on_rerun_without_duplicates(
