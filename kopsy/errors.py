@@ -143,7 +143,3 @@ class SSHError(KopsyError):
 
 class HostKeyChanged(SSHError):
     pass
-
-
-class SandboxError(KopsyError):
-    pass
