@@ -140,6 +140,28 @@ def test_update_builds_a_wired_cluster_and_a_second_run_changes_nothing(
         assert [r["RoleName"] for r in prof["Roles"]] == [f"{role}.{NAME}"]
         assert json.dumps(iam.get_role_policy(RoleName=f"{role}.{NAME}", PolicyName=f"{role}.{NAME}")["PolicyDocument"])
 
+    # Every resource carries the common tags and a Name (kopsy.io/role where it has one).
+    tagged = {
+        "vpc": ec2.describe_vpcs(Filters=owner)["Vpcs"],
+        "subnet": subnets,
+        "igw": ec2.describe_internet_gateways(Filters=owner)["InternetGateways"],
+        "route table": ec2.describe_route_tables(Filters=owner)["RouteTables"],
+        "security group": list(groups.values()),
+        "key pair": ec2.describe_key_pairs(Filters=owner)["KeyPairs"],
+        "launch template": ec2.describe_launch_templates(Filters=owner)["LaunchTemplates"],
+        "target group": [{"Tags": elb.describe_tags(ResourceArns=[tg["TargetGroupArn"]])["TagDescriptions"][0]["Tags"]}],
+        "asg": list(groups_by_name.values()),
+        "iam role": [iam.get_role(RoleName=f"{r}.{NAME}")["Role"] for r in ("control-plane", "nodes")],
+        "instance profile": [iam.get_instance_profile(InstanceProfileName=f"{r}.{NAME}")["InstanceProfile"] for r in ("control-plane", "nodes")],
+    }
+    for what, items in tagged.items():
+        assert items, what
+        for item in items:
+            t = _tags(item.get("Tags"))
+            assert common.items() <= t.items() and t.get("Name"), (what, t)
+    assert {_tags(g["Tags"])["kopsy.io/role"] for g in groups.values()} == {"ControlPlane", "Node", "api"}
+    assert {_tags(r["Tags"])["kopsy.io/role"] for r in tagged["iam role"]} == {"ControlPlane", "Node"}
+
     # The second run: nothing to do, and not a single mutating call to the cloud.
     log = tmp_path / "calls.log"
     log.unlink()
