@@ -20,10 +20,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "kopsy"
 SANDBOX_MODULES = ("kopsy.sandbox", "kopsy.cli.sandbox")
-# (file, name) mentions not ours to remove: ``SandboxError`` was seeded in kopsy/errors.py by the
-# lead; the sandbox now defines its own (kopsy.sandbox.SandboxError) and nothing uses this one.
-# Asked the lead to delete it; drop this entry then.
-PENDING: set[tuple[str, str]] = {("kopsy/errors.py", "SandboxError")}
 
 
 def _outside_modules() -> list[Path]:
@@ -81,7 +77,7 @@ def mentions(path: Path, rel: str = "") -> list[str]:
                 continue
             words = [node.value.decode(errors="replace") if isinstance(node.value, bytes) else node.value]
         for w in words:
-            if "sandbox" in w.lower() and (rel, w) not in PENDING:
+            if "sandbox" in w.lower():
                 found.append(f"{rel}:{getattr(node, 'lineno', '?')}: {w!r}")
     return found
 
@@ -91,19 +87,6 @@ def test_no_module_outside_the_sandbox_refers_to_it() -> None:
     assert len(modules) > 20, "expected to scan all of kopsy/"
     found = [m for p in modules for m in mentions(p)]
     assert found == [], "kopsy must reach the sandbox only through AWS_ENDPOINT_URL and the ssh config:\n" + "\n".join(found)
-
-
-def test_the_sandbox_needs_nothing_sandbox_specific_from_kopsy() -> None:
-    """The PENDING class can go: the sandbox's own modules do not import it from kopsy.errors."""
-    own = [*(PACKAGE / "sandbox").rglob("*.py"), PACKAGE / "cli" / "sandbox.py"]
-    uses = [
-        f"{p.relative_to(ROOT)}:{node.lineno}"
-        for p in own
-        for node in ast.walk(ast.parse(p.read_text()))
-        if isinstance(node, ast.ImportFrom) and node.module == "kopsy.errors"
-        and any((f"kopsy/{node.module.split('.')[1]}.py", a.name) in PENDING for a in node.names)
-    ]
-    assert uses == []
 
 
 def test_the_check_catches_a_mention(tmp_path: Path) -> None:
