@@ -224,7 +224,15 @@ def test_spec_changes_give_minimal_plans(
     out = plan()
     assert "Will delete resources:" in out and "Will create" not in out and "Will modify" not in out
     assert "AutoScalingGroup/nodes.demo.example.com" in out and "LaunchTemplate/nodes.demo.example.com" in out
+    log.unlink()
+    assert run_kopsy(["update", "--yes"], env).returncode == 0
+    assert mutating(calls(log)) == [("autoscaling", "DeleteAutoScalingGroup"), ("ec2", "DeleteLaunchTemplate")]  # in this order
+    assert [g["AutoScalingGroupName"] for g in boto("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]] == [
+        f"control-plane-us-east-1a.{NAME}"]
+    assert [t["LaunchTemplateName"] for t in boto("ec2").describe_launch_templates()["LaunchTemplates"]] == [
+        f"control-plane-us-east-1a.{NAME}"]
     store.create_instance_group(nodes)
+    assert run_kopsy(["update", "--yes"], env).returncode == 0
 
     # a new zone for nodes: a subnet, and the route table, LB and node ASG take it in
     c, cetag = store.get_cluster(NAME)
