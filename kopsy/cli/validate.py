@@ -44,9 +44,9 @@ SSH_KEY_ANNOTATION = "kopsy.io/ssh-public-key-path"
 @click.option("--count", type=click.IntRange(min=1), default=1, show_default=True,
               help="Consecutive successful validations required under --wait.")
 @click.option("--ssh-user", metavar="USER", help="Login user (beats the ssh config's User; default ubuntu).")
-@click.option("--ssh-key", type=click.Path(dir_okay=False), metavar="PATH",
+@click.option("--ssh-key", type=click.Path(dir_okay=False, exists=True), metavar="PATH",
               help="Private key (beats IdentityFile; default: the key the cluster was created with).")
-@click.option("--ssh-config", type=click.Path(dir_okay=False), envvar="KOPSY_SSH_CONFIG", show_envvar=True,
+@click.option("--ssh-config", type=click.Path(dir_okay=False, exists=True), envvar="KOPSY_SSH_CONFIG", show_envvar=True,
               metavar="PATH", help="OpenSSH config to resolve hosts with (default ~/.ssh/config).")
 @click.option("--bastion", metavar="[USER@]HOST[:PORT]",
               help="Reach instances by their private addresses through this jump host.")

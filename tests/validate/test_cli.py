@@ -204,7 +204,7 @@ def test_ssh_key_flag_is_the_only_key_used(make_setup: Callable[..., Setup], run
     assert r.returncode == 1
     assert f"refused to log in user '{s.fc.user}' with key(s) {stranger}" in r.stdout  # not the cluster's key too
     r = run_kopsy(["validate", "--ssh-key", str(tmp_path / "absent")], s.env)
-    assert r.returncode == 1 and f"SSH key {tmp_path / 'absent'} does not exist; fix --ssh-key" in r.stdout
+    assert r.returncode == 2 and "--ssh-key" in r.stderr and "does not exist" in r.stderr  # a usage error
     copy = tmp_path / "copy-of-admin"
     shutil.copy(ssh_keypair[0], copy)
     ssh_keypair[0].rename(tmp_path / "moved")  # nothing beside the create-time path any more
@@ -252,3 +252,15 @@ def test_home_ssh_config_is_honoured_without_ssh_config(make_setup: Callable[...
     (ssh_dir / "config").write_text(s.fc.ssh_config.read_text())
     r = run_kopsy(["validate"], env)
     assert r.returncode == 0, r.stdout + r.stderr  # the loopback mapping came from ~/.ssh/config
+
+
+def test_missing_files_named_by_flags_are_usage_errors_even_under_wait(make_setup: Callable[..., Setup],
+                                                                       run_kopsy: Run, tmp_path: Path) -> None:
+    """Not a poll failure: waiting cannot make a mistyped path appear, so --wait must not retry it."""
+    s = make_setup()
+    absent = tmp_path / "absent"
+    for args, env in ((["--ssh-config", str(absent)], s.env), ([], {**s.env, "KOPSY_SSH_CONFIG": str(absent)}),
+                      (["--ssh-key", str(absent)], s.env)):
+        r = run_kopsy(["validate", "--wait", "20s", "--interval", "1s", *args], env)
+        assert r.returncode == 2, r.stderr
+        assert str(absent) in r.stderr and "does not exist" in r.stderr and "attempt 1" not in r.stderr
