@@ -311,6 +311,18 @@ def test_client_tokens_everywhere_and_iam_propagation_is_ridden_out(
         store = _store(env, monkeypatch)
         from kopsy.spec.model import replace
 
+        # An instance group removed and added back: its template is created anew with the same
+        # content, and must not carry the first one's token (AWS would answer with the deleted
+        # template from its idempotency cache).
+        nodes, etag = store.get_instance_group(NAME, "nodes")
+        store.delete_instance_group(NAME, "nodes")
+        assert run_kopsy(["update", "--yes"], via).returncode == 0
+        store.create_instance_group(nodes)
+        assert run_kopsy(["update", "--yes"], via).returncode == 0
+        first, again = [r for r in proxy.sent("CreateLaunchTemplate") if r["LaunchTemplateName"] == f"nodes.{NAME}"]
+        assert first["LaunchTemplateData.UserData"] == again["LaunchTemplateData.UserData"]
+        assert first["ClientToken"] != again["ClientToken"]
+
         nodes, etag = store.get_instance_group(NAME, "nodes")
         store.replace_instance_group(replace(nodes, machine_type="t3.large"), etag)
         assert run_kopsy(["update", "--yes"], via).returncode == 0

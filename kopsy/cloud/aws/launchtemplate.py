@@ -2,8 +2,8 @@
 
 A changed field never edits a version in place (EC2 cannot): it adds a new version, which the
 Auto Scaling group is then pointed at; running instances keep theirs until replaced. Versions
-are created with a ``ClientToken`` derived from their content, so a rerun after a crash reuses
-the version instead of adding a duplicate.
+are created with a ``ClientToken`` derived from their content and the template's id, so a rerun
+after a crash reuses the version instead of adding a duplicate.
 """
 
 from __future__ import annotations
@@ -166,10 +166,13 @@ class LaunchTemplate(Kind):
         data = template_data(fields, fields["instance_tags"])
         with aws_errors(f"creating launch template {want.name}"):
             try:
+                # No content-derived token here: the name is unique already (a repeat fails with
+                # AlreadyExists, handled below), and a template deleted with its instance group
+                # then re-added with the same content would get the deleted one's id back from
+                # AWS's idempotency cache. botocore's per-call token covers its own retries.
                 t = ec2.create_launch_template(
                     LaunchTemplateName=want.name,
                     LaunchTemplateData=data,
-                    ClientToken=_token(want.name, data),
                     TagSpecifications=T.tag_spec("launch-template", want.tags),
                 )["LaunchTemplate"]
             except Exception as exc:
@@ -184,8 +187,10 @@ class LaunchTemplate(Kind):
         ec2 = ctx.clients.client("ec2")
         data = template_data(fields, fields["instance_tags"])
         with aws_errors(f"adding a version to launch template {want.name}"):
+            # Content-derived and bound to this template's id, so a rerun after a crash reuses
+            # the version it made, and a re-created template never gets an old one's version.
             v = ec2.create_launch_template_version(
-                LaunchTemplateId=have.id, LaunchTemplateData=data, ClientToken=_token(want.name, data)
+                LaunchTemplateId=have.id, LaunchTemplateData=data, ClientToken=_token(f"{have.id}/{want.name}", data)
             )["LaunchTemplateVersion"]
             version = str(v["VersionNumber"])
             ec2.modify_launch_template(LaunchTemplateId=have.id, DefaultVersion=version)
