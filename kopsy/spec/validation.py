@@ -65,9 +65,13 @@ def _access_list(values: list[str], path: str, problems: list[str]) -> None:
         problems.append(f"{path}: at least one CIDR is required (use 0.0.0.0/0 for everywhere)")
     for i, v in enumerate(values):
         try:
-            ipaddress.ip_network(v, strict=False)
-        except ValueError:
-            problems.append(f"{path}[{i}]: {v!r} is not a CIDR like 203.0.113.0/24")
+            ipaddress.ip_network(v, strict=True)
+        except ValueError as exc:
+            if "host bits" in str(exc):
+                network = ipaddress.ip_network(v, strict=False)
+                problems.append(f"{path}[{i}]: {v!r} has host bits set; did you mean {network} (or {v.split('/')[0]}/32)?")
+            else:
+                problems.append(f"{path}[{i}]: {v!r} is not a CIDR like 203.0.113.0/24")
 
 
 def cluster_problems(c: Cluster) -> list[str]:

@@ -60,6 +60,8 @@ FLAG_CASES = [
     ("bad-ami", ["create", "cluster", NAME, *GOOD_ZONES, "--image", "ubuntu-latest"], 1, "spec.image"),
     ("ssh-access", ["create", "cluster", NAME, *GOOD_ZONES, "--ssh-access", "1.2.3.4/99"], 1, "spec.sshAccess"),
     ("admin-access", ["create", "cluster", NAME, *GOOD_ZONES, "--admin-access", "everywhere"], 1, "kubernetesApiAccess"),
+    ("access-host-bits", ["create", "cluster", NAME, *GOOD_ZONES, "--ssh-access", "10.1.2.3/8"], 1,
+     "has host bits set; did you mean 10.0.0.0/8 (or 10.1.2.3/32)?"),
     ("cp-zone-outside", ["create", "cluster", NAME, *GOOD_ZONES, "--control-plane-zones", "us-east-1c"], 1, "not in --zones"),
     ("unknown-flag", ["create", "cluster", NAME, *GOOD_ZONES, "--frobnicate"], 2, "No such option"),
     ("no-zones", ["create", "cluster", NAME], 2, "--zones"),
