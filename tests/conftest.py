@@ -93,8 +93,20 @@ def moto_server() -> Iterator[MotoServer]:
         server.proc.kill()
 
 
+SSH_SAFETY_NET = (
+    "# Written by tests/conftest.py: a test that forgets to map an instance's address to its\n"
+    "# loopback stand-in reaches a closed loopback port, never the public-looking address moto made up.\n"
+    "Host *\n  HostName 127.0.0.1\n  Port 9\n"
+)
+
+
 def aws_environment(endpoint: str, home: Path) -> dict[str, str]:
-    """The environment a kopsy subprocess gets: only loopback endpoints, dummy credentials."""
+    """The environment a kopsy subprocess gets: only loopback endpoints, dummy credentials, and a
+    default ~/.ssh/config that sends any unmapped host to a closed loopback port."""
+    ssh_dir = home / ".ssh"
+    ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not (ssh_dir / "config").exists():
+        (ssh_dir / "config").write_text(SSH_SAFETY_NET)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KOPSY_"))}
     env.update(
         {
