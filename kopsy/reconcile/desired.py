@@ -57,7 +57,7 @@ def desired_resources(inp: ClusterInputs) -> list[Desired]:
     # IAM
     for role, krole in (("control-plane", ROLE_CONTROL_PLANE), ("nodes", ROLE_NODE)):
         rn = role_name(role, name)
-        add("IAMRole", rn, {"assume_role_policy": EC2_TRUST, "policy": policy_document(role, inp.state_store_url, inp.partition)}, krole)
+        add("IAMRole", rn, {"assume_role_policy": EC2_TRUST, "policy": policy_document(role, inp.state_store_url, inp.partition, name)}, krole)
         add("IAMInstanceProfile", rn, {"role": rn}, krole)
         out[-1].extra_deps = (("IAMRole", rn),)  # names are deterministic: show them in the plan
 

@@ -128,14 +128,6 @@ def test_control_planes_stay_inside_their_own_cluster_prefix(roles: dict[str, li
         assert not allowed(cp, iam_write, "arn:aws:iam::123456789012:role/anything")
 
 
-SCOPED_WRITE_BUG = pytest.mark.xfail(strict=True, reason=(
-    "finding (cloud, kopsy/cloud/aws/iam.py): the control-plane role may ec2:CreateTags, ec2:CreateRoute, "
-    "ec2:DeleteRoute, ec2:ModifyInstanceAttribute and elasticloadbalancing:(De)RegisterTargets on Resource '*' "
-    "with no condition, i.e. on every instance/route table/target group in the account; kops scopes these with "
-    "aws:ResourceTag/KubernetesCluster (and aws:RequestTag for CreateTags) conditions"))
-
-
-@SCOPED_WRITE_BUG
 def test_write_apis_are_scoped_to_the_cluster(roles: dict[str, list[dict[str, Any]]]) -> None:
     unscoped = []
     for role, statements in roles.items():

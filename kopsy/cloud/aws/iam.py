@@ -52,14 +52,18 @@ CONTROL_PLANE_ACTIONS = [
     "ec2:DescribeSubnets",
     "ec2:DescribeVolumes",
     "ec2:DescribeVpcs",
-    "ec2:CreateTags",
-    "ec2:CreateRoute",
-    "ec2:DeleteRoute",
-    "ec2:ModifyInstanceAttribute",
     "elasticloadbalancing:DescribeLoadBalancers",
     "elasticloadbalancing:DescribeListeners",
     "elasticloadbalancing:DescribeTargetGroups",
     "elasticloadbalancing:DescribeTargetHealth",
+]
+# Writes the AWS cloud provider makes, allowed only on resources that carry the cluster's tag:
+# unscoped, a control plane could retag, reroute or re-target anything in the account.
+CONTROL_PLANE_SCOPED_WRITES = [
+    "ec2:CreateTags",
+    "ec2:CreateRoute",
+    "ec2:DeleteRoute",
+    "ec2:ModifyInstanceAttribute",
     "elasticloadbalancing:RegisterTargets",
     "elasticloadbalancing:DeregisterTargets",
 ]
@@ -77,8 +81,11 @@ def _s3_location(state_store_url: str) -> tuple[str, str] | None:
     return u.netloc, u.path.strip("/")
 
 
-def policy_document(role: str, state_store_url: str, partition: str = "aws") -> dict[str, Any]:
-    """The inline policy of ``role`` ('control-plane' or 'nodes'), least privilege (contract 9)."""
+def policy_document(role: str, state_store_url: str, partition: str = "aws", cluster: str = "") -> dict[str, Any]:
+    """The inline policy of ``role`` ('control-plane' or 'nodes'), least privilege (contract 9).
+
+    ``cluster`` (default: the last part of the state-store URL, which is the cluster's prefix)
+    scopes the control plane's write actions to resources tagged ``KubernetesCluster=<cluster>``."""
     statements: list[dict[str, Any]] = []
     loc = _s3_location(state_store_url)
     if role == "nodes":
@@ -96,6 +103,15 @@ def policy_document(role: str, state_store_url: str, partition: str = "aws") -> 
             )
     else:
         statements.append({"Effect": "Allow", "Action": CONTROL_PLANE_ACTIONS, "Resource": "*"})
+        owner = cluster or state_store_url.rstrip("/").rsplit("/", 1)[-1]
+        statements.append(
+            {
+                "Effect": "Allow",
+                "Action": CONTROL_PLANE_SCOPED_WRITES,
+                "Resource": "*",
+                "Condition": {"StringEquals": {f"aws:ResourceTag/{T.TAG_KUBERNETES_CLUSTER}": owner}},
+            }
+        )
         statements.append({"Effect": "Allow", "Action": ECR_READ, "Resource": "*"})
         if loc:
             bucket, prefix = loc
