@@ -204,6 +204,13 @@ class Measurement:
         return [f"{c.service}:{c.operation}" for c in self.calls
                 if c.service in CLOUD_SERVICES and not c.operation.startswith(READ_PREFIXES) and not c.fault]
 
+    @property
+    def lock_writes(self) -> int:
+        """The state-store lock's own S3 writes (take + release), which issue 3 sets aside when
+        counting a no-op; in a no-op these are the only S3 writes."""
+        return sum(1 for c in self.calls if c.service == "s3" and c.operation in ("PutObject", "DeleteObject")
+                   and not c.fault)
+
     def summary(self) -> dict[str, Any]:
         return {
             "label": self.label,
@@ -211,6 +218,7 @@ class Measurement:
             "span_s": round(self.span, 3),
             "first_call_after_s": round(self.first_call_after, 3),
             "calls": len(self.calls),
+            "calls_without_lock_writes": len(self.calls) - self.lock_writes,
             "faults": sum(1 for c in self.calls if c.fault),
             "sequential_periods": self.sequential,
             "busy_s": round(busy_time(self.calls), 3),
@@ -435,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.timeline:
                 print_timeline(fig.update)
             print("  " + ratio_line(fig.noop, fig.forced_noop))
+            print(f"      calls with the lock's own S3 writes set aside (issue 3's count): "
+                  f"{len(fig.noop.calls) - fig.noop.lock_writes}")
             print(f"      mutating calls to EC2/IAM/ELB/ASG: {len(fig.noop.cloud_mutating)} "
                   f"{sorted(Counter(fig.noop.cloud_mutating).items()) or ''}")
             print_operations(fig.noop)
