@@ -208,13 +208,7 @@ def up(layout: Layout, *, python: str, user: str, base_env: Mapping[str, str], r
         _save(layout, info)
         # The supervisor starts alongside moto (it waits for the endpoint): importing moto and
         # boto3 in parallel is most of the start-up time saved.
-        supervisor = procs.spawn(
-            [python, "-m", "kopsy.cli.sandbox", "_supervise", "--dir", str(layout.root)],
-            env=_child_env(base_env, info),
-            log_path=layout.supervisor_log,
-        )
-        info.supervisor_pid = supervisor.pid
-        _save(layout, info)
+        supervisor = _spawn_supervisor(layout, info, python, base_env)
         deadline = time.monotonic() + 20
         _wait("the moto server", lambda: urllib.request.urlopen(f"{info.endpoint}/moto-api/data.json", timeout=1).read(), deadline, moto, str(layout.moto_log))
         clients = sandbox_clients(info.endpoint, region)
@@ -233,11 +227,8 @@ def up(layout: Layout, *, python: str, user: str, base_env: Mapping[str, str], r
     return info, False
 
 
-def _restart_supervisor(layout: Layout, info: SandboxInfo, python: str, base_env: Mapping[str, str]) -> SandboxInfo:
-    orphans = procs.pids_with_cmdline(f"-f {layout.nodes_dir}/")
-    procs.stop([*orphans, *procs.descendants(*orphans)], grace=3.0)
-    if info.supervisor_pid and procs.alive(info.supervisor_pid) and procs.carries_marker(info.supervisor_pid, info.id):
-        procs.stop([info.supervisor_pid])  # running but not answering: replace it
+def _spawn_supervisor(layout: Layout, info: SandboxInfo, python: str, base_env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    """Start the node supervisor and record its pid, so down finds it even if up dies next."""
     supervisor = procs.spawn(
         [python, "-m", "kopsy.cli.sandbox", "_supervise", "--dir", str(layout.root)],
         env=_child_env(base_env, info),
@@ -245,6 +236,15 @@ def _restart_supervisor(layout: Layout, info: SandboxInfo, python: str, base_env
     )
     info.supervisor_pid = supervisor.pid
     _save(layout, info)
+    return supervisor
+
+
+def _restart_supervisor(layout: Layout, info: SandboxInfo, python: str, base_env: Mapping[str, str]) -> SandboxInfo:
+    orphans = procs.pids_with_cmdline(f"-f {layout.nodes_dir}/")
+    procs.stop([*orphans, *procs.descendants(*orphans)], grace=3.0)
+    if info.supervisor_pid and procs.alive(info.supervisor_pid) and procs.carries_marker(info.supervisor_pid, info.id):
+        procs.stop([info.supervisor_pid])  # running but not answering: replace it
+    supervisor = _spawn_supervisor(layout, info, python, base_env)
     _wait(
         "the node supervisor",
         lambda: client.request(layout.socket_id, {"op": "ping"}, timeout=2).get("cycles", 0) >= 1,
