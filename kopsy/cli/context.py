@@ -5,6 +5,7 @@ This is the only place (with the commands themselves) that reads the environment
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -37,9 +38,16 @@ def default_region() -> str:
 
 
 def aws_clients(region: str | None = None) -> AwsClients:
+    """The run's clients for ``region``: one per region per process, so the state store and the
+    cloud calls of a command share a boto3 session instead of resolving credentials twice."""
+    return _clients_for(region or default_region())
+
+
+@functools.lru_cache(maxsize=None)
+def _clients_for(region: str) -> AwsClients:
     from kopsy.cloud.aws.session import AwsClients
 
-    clients = AwsClients(region or default_region())
+    clients = AwsClients(region)
     log = os.environ.get("KOPSY_AWS_CALL_LOG")
     if log:  # test and benchmark hook: one line "service operation" per API call
         _log_calls(clients, log)
