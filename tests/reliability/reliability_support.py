@@ -14,7 +14,6 @@ import base64
 import gzip
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,8 @@ if str(BENCH) not in sys.path:
 
 from awsproxy import AwsProxy, Call, busy_time, sequential_periods  # noqa: E402
 
+from tests.conftest import free_port  # noqa: E402
+
 __all__ = ["AwsProxy", "Baseline", "Call", "Cloud", "Inventory", "busy_time", "sequential_periods", "start_moto"]
 
 REGION = "us-east-1"
@@ -37,12 +38,6 @@ BUCKET = "kopsy-rel"
 CLUSTER = "rel.example.com"
 ZONES = "us-east-1a,us-east-1b"
 KOPSY = shutil.which("kopsy", path=str(Path(sys.executable).parent)) or "kopsy"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_moto(work: Path) -> tuple[subprocess.Popen[bytes], str]:
