@@ -11,9 +11,9 @@ Why three times: wall time includes starting Python and importing boto3 (about 1
 latency involved), so "span" (first call sent to last answer received) is reported too; the
 ratio that judges the engine is span / (forced periods x latency).
 
-moto has no Ubuntu 24.04 image: the moto server gets one through ``MOTO_AMIS_PATH`` (the
-sandbox's image file), so kopsy's default AMI resolution (SSM parameter, then DescribeImages)
-runs as it would for a user.
+moto has no Ubuntu 24.04 image and no Canonical SSM parameter: the benchmark runs the sandbox's
+moto server (``kopsy sandbox _moto``), which serves both, so kopsy's default AMI resolution
+(Canonical's SSM parameter) costs what it costs a user on AWS.
 
     .venv/bin/python bench/update.py [--shapes small,ha] [--latency-ms 50] [--timeline] [--json FILE]
 """
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -185,6 +186,7 @@ class Measurement:
     latency: float
     stdout: str = ""
     first_call_after: float = 0.0  # seconds from process start to its first AWS call
+    cpu: float = 0.0  # CPU seconds (user + system) of the kopsy process
 
     @property
     def span(self) -> float:
@@ -256,8 +258,9 @@ class Bench:
             amis = write_amis_file(self.work / "amis.json")
             port = free_port()
             moto_url = f"http://127.0.0.1:{port}"
+            # The sandbox's moto server: moto plus Canonical's public SSM parameters, as AWS has them.
             self._moto = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                [KOPSY, "sandbox", "_moto", "--port", str(port)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "MOTO_AMIS_PATH": str(amis)},
             )
         self.moto_url = moto_url
@@ -330,12 +333,15 @@ class Bench:
     def measure(self, label: str, args: list[str], *, check: bool = True) -> Measurement:
         """Run kopsy through the proxy and return its calls and timings."""
         self.proxy.reset()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.monotonic()
         r = self.kopsy(args, check=check)
         wall = time.monotonic() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         calls = self.proxy.calls
         first = (min(c.start for c in calls) - start) if calls else 0.0
-        return Measurement(label, wall, calls, self.latency, r.stdout, first)
+        return Measurement(label, wall, calls, self.latency, r.stdout, first, cpu)
 
     def warm_up(self) -> None:
         """moto builds a service's backend on its first call after a reset (SSM loads its public
@@ -401,7 +407,7 @@ def measure_update(bench: Bench, shape: Shape, name: str = CLUSTER) -> UpdateFig
 
 def ratio_line(m: Measurement, forced: int) -> str:
     floor = forced * m.latency
-    return (f"{m.label}: {m.wall:.2f} s wall ({m.first_call_after:.2f} s before the first call), "
+    return (f"{m.label}: {m.wall:.2f} s wall ({m.first_call_after:.2f} s before the first call, {m.cpu:.2f} s CPU), "
             f"span {m.span:.2f} s, {len(m.calls)} calls, {m.sequential} periods in sequence, "
             f"at most {max_concurrency(m.calls)} at once; forced minimum {forced} periods = {floor:.2f} s; "
             f"span/minimum {m.span / floor:.2f}x, wall/minimum {m.wall / floor:.2f}x, "
