@@ -142,7 +142,8 @@ def _read(facts: Facts, name: str) -> tuple[dict[str, Any] | None, dict[str, Any
     """(role, instance profile, inline policy document) named ``name``, each None if absent.
 
     The profile's answer embeds its role (trust policy included), so a steady-state run reads
-    the profile and the policy at once and needs no GetRole: 2 calls per role, not 3."""
+    the profile and the policy at once and needs no GetRole: 2 calls per role, not 3, in one
+    round trip."""
     iam = facts.clients.client("iam")
 
     def get(call: Callable[[], Any]) -> Any:
@@ -155,21 +156,29 @@ def _read(facts: Facts, name: str) -> tuple[dict[str, Any] | None, dict[str, Any
 
     def fetch() -> tuple[dict[str, Any] | None, dict[str, Any] | None, Any]:
         with aws_errors(f"reading IAM role and instance profile {name}"):
-            profile, pol = parallel(
-                get,
-                [
-                    lambda: iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"],
-                    lambda: iam.get_role_policy(RoleName=name, PolicyName=name),
-                ],
-            )
-            role = next((r for r in (profile or {}).get("Roles", []) if r["RoleName"] == name), None)
-            if role is not None and "Tags" not in role:
-                # Trust the profile's ownership for its own role only when it is ours.
+            reads = [
+                lambda: iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"],
+                lambda: iam.get_role_policy(RoleName=name, PolicyName=name),
+            ]
+            if not facts.detail:
+                # Delete must find a role whatever else is left of it (a run killed right after
+                # CreateRole leaves nothing else), so it asks GetRole too, in the same round trip.
+                reads.append(lambda: iam.get_role(RoleName=name)["Role"])
+            profile, pol, *rest = parallel(get, reads)
+            role = rest[0] if rest else next((r for r in (profile or {}).get("Roles", []) if r["RoleName"] == name), None)
+            if role is not None and "Tags" not in role and not rest:
+                # A profile lists its role without the role's tags: trust the profile's ownership
+                # for it only when the profile is ours (kopsy adds only its own roles). A role from
+                # GetRole has its own tags, or none.
                 if profile is not None and T.is_owned(T.to_dict(profile.get("Tags")), facts.cluster):
                     role = {**role, "Tags": profile.get("Tags")}
                 else:
                     role = None
-            if role is None:
+            if role is None and not rest and (profile is not None or pol is not None):
+                # The role exists (its policy or profile does) but the profile did not vouch for it.
+                # With neither, it almost never does (a fresh cluster): plan a create, which adopts a
+                # role left by a run that crashed between CreateRole and PutRolePolicy. Asking GetRole
+                # here would put a second round trip before every first apply.
                 role = get(lambda: iam.get_role(RoleName=name)["Role"])
         return role, profile, (_doc(pol["PolicyDocument"]) if pol else None)
 
@@ -238,6 +247,8 @@ class IAMRole(Kind):
                     raise
                 r = iam.get_role(RoleName=want.name)["Role"]
                 _refuse_foreign("IAM role", want.name, r, ctx.cluster)
+                if _doc(r.get("AssumeRolePolicyDocument")) != fields["assume_role_policy"]:
+                    iam.update_assume_role_policy(RoleName=want.name, PolicyDocument=json.dumps(fields["assume_role_policy"]))
             iam.put_role_policy(RoleName=want.name, PolicyName=want.name, PolicyDocument=json.dumps(fields["policy"]))
         return {"id": want.name, "arn": r["Arn"]}
 
@@ -286,6 +297,7 @@ class IAMInstanceProfile(Kind):
     service = "iam"
     id_field = "InstanceProfileName"
     depends_on = ("IAMRole",)
+    late_fields = ("role",)
     permissions = (
         "iam:GetInstanceProfile",
         "iam:CreateInstanceProfile",
@@ -326,9 +338,11 @@ class IAMInstanceProfile(Kind):
                     raise
                 p = iam.get_instance_profile(InstanceProfileName=want.name)["InstanceProfile"]
                 _refuse_foreign("IAM instance profile", want.name, p, ctx.cluster)
-            if fields["role"] not in [r["RoleName"] for r in p.get("Roles", [])]:
-                self._add_role(iam, want.name, fields["role"])
-        return {"id": want.name, "arn": p["Arn"], "roles": (fields["role"],)}
+        return {"id": want.name, "arn": p["Arn"], "roles": tuple(r["RoleName"] for r in p.get("Roles", []))}
+
+    def finish(self, ctx: ApplyContext, want: Desired, fields: dict[str, Any], created: dict[str, Any]) -> dict[str, Any]:
+        """The role goes in once it exists (it is created alongside the profile)."""
+        return self.modify(ctx, want, Actual(self.kind, want.name, want.name, outputs=created), fields, {"role"})
 
     def modify(self, ctx: ApplyContext, want: Desired, have: Actual, fields: dict[str, Any], changed: set[str]) -> dict[str, Any]:
         iam = ctx.clients.client("iam")
