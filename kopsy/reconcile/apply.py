@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,19 +73,6 @@ def change_deps(changes: list[Change]) -> dict[Key, set[Key]]:
     return deps
 
 
-def levels(changes: list[Change]) -> int:
-    """Length of the longest dependency chain: the minimum number of sequential steps."""
-    deps = change_deps(changes)
-    memo: dict[Key, int] = {}
-
-    def depth(k: Key) -> int:
-        if k not in memo:
-            memo[k] = 1 + max((depth(d) for d in deps.get(k, set())), default=0)
-        return memo[k]
-
-    return max((depth(c.key) for c in changes), default=0)
-
-
 @dataclass
 class ApplyResult:
     done: list[Change] = field(default_factory=list)
@@ -102,6 +89,36 @@ class ApplyResult:
 Event = Callable[[str, Change, "BaseException | None"], None]
 
 
+def _finish_key(key: Key) -> tuple[str, str, str]:
+    return (key[0], key[1], "finish")
+
+
+def _two_step(c: Change) -> bool:
+    """A create of a kind with late fields runs as two graph nodes: create, then finish."""
+    return c.action == "create" and bool(KINDS[c.kind].late_fields)
+
+
+def _graph(changes: list[Change]) -> dict[Hashable, set[Hashable]]:
+    """``change_deps`` with each two-step create split: its create needs only the early fields'
+    resources, its finish the create and the rest, and everyone else waits for the finish."""
+    deps = change_deps(changes)
+    split = {c.key for c in changes if _two_step(c)}
+
+    def after(keys: set[Key]) -> set[Hashable]:
+        return {_finish_key(k) if k in split else k for k in keys}
+
+    graph: dict[Hashable, set[Hashable]] = {}
+    for c in changes:
+        if c.key in split:
+            assert c.desired is not None
+            early, late = c.desired.split_deps(KINDS[c.kind].late_fields)
+            graph[c.key] = after(deps[c.key] & early)
+            graph[_finish_key(c.key)] = {c.key} | after(deps[c.key] & late)
+        else:
+            graph[c.key] = after(deps[c.key])
+    return graph
+
+
 def apply_plan(
     plan: Plan,
     ctx: ApplyContext,
@@ -114,7 +131,18 @@ def apply_plan(
     """Run the plan's changes. ``outputs`` holds the known outputs of unchanged resources
     (from the facts) and receives those of created/modified ones."""
     lock = threading.Lock()
-    by_key = {c.key: c for c in plan.changes}
+    by_key: dict[Hashable, Change] = {c.key: c for c in plan.changes}
+    by_key.update({_finish_key(c.key): c for c in plan.changes if _two_step(c)})
+
+    def known_fields(c: Change, names: Iterable[str]) -> dict[str, Any]:
+        assert c.desired is not None
+        with lock:  # a snapshot: rendering a Deferred (user-data) then runs outside the lock, in parallel
+            known = {k: outputs[k] for k in c.desired.deps() if k in outputs}
+        fields = {k: resolve(c.desired.fields[k], known) for k in names}
+        if contains_unknown(fields):
+            missing = sorted(k for k, v in fields.items() if contains_unknown(v))
+            raise CloudError(f"{c.kind}/{c.name}: {', '.join(missing)} still unknown when applying (a dependency was not created)")
+        return fields
 
     def task(c: Change) -> Callable[[], None]:
         kind = KINDS[c.kind]
@@ -130,35 +158,58 @@ def apply_plan(
                       on_retry=(lambda e: on_event("retry", c, e)) if on_event else None)
                 return
             assert c.desired is not None
-            with lock:
-                fields = {k: resolve(v, outputs) for k, v in c.desired.fields.items()}
-            if contains_unknown(fields):
-                missing = sorted(k for k, v in fields.items() if contains_unknown(v))
-                raise CloudError(f"{c.kind}/{c.name}: {', '.join(missing)} still unknown when applying (a dependency was not created)")
             if c.action == "create":
+                fields = known_fields(c, [f for f in c.desired.fields if f not in kind.late_fields or not _two_step(c)])
                 result = kind.create(ctx, c.desired, fields)
             else:
                 assert c.actual is not None
-                result = kind.modify(ctx, c.desired, c.actual, fields, c.changed)
+                result = kind.modify(ctx, c.desired, c.actual, known_fields(c, c.desired.fields), c.changed)
             with lock:
                 outputs[c.key] = result
 
         return run
 
-    def started(k: Key) -> None:
-        if on_event:
+    def finish_task(c: Change) -> Callable[[], None]:
+        def run() -> None:
+            assert c.desired is not None
+            fields = known_fields(c, c.desired.fields)
+            with lock:
+                created = dict(outputs[c.key])
+            result = KINDS[c.kind].finish(ctx, c.desired, fields, created)
+            with lock:
+                outputs[c.key] = result
+
+        return run
+
+    tasks: dict[Hashable, Callable[[], None]] = {}
+    for c in plan.changes:
+        tasks[c.key] = task(c)
+        if _two_step(c):
+            tasks[_finish_key(c.key)] = finish_task(c)
+    first_step_failed: set[Key] = set()
+
+    def started(k: Hashable) -> None:
+        if on_event and k in plan_keys:
             on_event("start", by_key[k], None)
 
-    def finished(o: Outcome[Key]) -> None:
+    def finished(o: Outcome[Hashable]) -> None:
+        c = by_key[o.key]
+        if o.key == c.key and _two_step(c):
+            if o.ok:
+                return  # reported when its finish step is done
+            first_step_failed.add(c.key)
+        elif c.key in first_step_failed:
+            return  # the finish step skipped: the create's failure was reported
         if on_event:
             state = "done" if o.ok else "skipped" if isinstance(o.error, Skipped) else "failed"
-            on_event(state, by_key[o.key], o.error)
+            on_event(state, c, o.error)
 
+    plan_keys = {c.key for c in plan.changes}
     ctx.start_follow_ups(workers)
     try:
         outcomes = run_graph(
-            {c.key: task(c) for c in plan.changes},
-            change_deps(plan.changes),
+            tasks,
+            _graph(plan.changes),
             workers=workers,
             on_start=started,
             on_done=finished,
@@ -169,6 +220,8 @@ def apply_plan(
     result = ApplyResult()
     for c in plan.changes:
         o = outcomes[c.key]
+        if o.ok and _two_step(c):
+            o = Outcome(c.key, outcomes[_finish_key(c.key)].error)
         if o.ok and c.key in late:
             o = Outcome(c.key, late[c.key])
             if on_event:

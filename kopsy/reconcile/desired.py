@@ -59,7 +59,9 @@ def desired_resources(inp: ClusterInputs) -> list[Desired]:
         rn = role_name(role, name)
         add("IAMRole", rn, {"assume_role_policy": EC2_TRUST, "policy": policy_document(role, inp.state_store_url, inp.partition, name)}, krole)
         add("IAMInstanceProfile", rn, {"role": rn}, krole)
-        out[-1].extra_deps = (("IAMRole", rn),)  # names are deterministic: show them in the plan
+        # The role is named, not referenced (names are deterministic, so the plan can show them):
+        # the profile waits for it only to add it (``late_deps``), not to be created.
+        out[-1].late_deps = (("IAMRole", rn),)
 
     # Network
     vpc = Ref("VPC", name)

@@ -49,3 +49,71 @@ def test_outputs_flow_and_follow_up_failures_are_reported(monkeypatch: pytest.Mo
     assert [c.name for c in result.done] == ["b"]
     assert [(c.name, str(e)) for c, e in result.failed] == [("a", "attribute failed")]
     assert outputs[("VPC", "b")] == {"id": "id-b"}
+
+
+class Network(Kind):
+    """Fakes for a VPC, a gateway created in two steps (``late_fields``), and a dependent."""
+
+    def __init__(self, kind: str, log: list[str], gateway_created: threading.Event, fail: bool = False) -> None:
+        self.kind = kind  # type: ignore[misc]
+        self.late_fields = ("vpc",) if kind == "InternetGateway" else ()  # type: ignore[misc]
+        self.log, self.gateway_created, self.fail = log, gateway_created, fail
+
+    def create(self, ctx: ApplyContext, want: Desired, fields: dict[str, Any]) -> dict[str, Any]:
+        if self.kind == "VPC":
+            # The gateway's create must start while the VPC's is still running.
+            started = self.gateway_created.wait(timeout=5)
+            self.log.append(f"VPC created (gateway create already started: {started})")
+        elif self.kind == "InternetGateway":
+            self.log.append(f"gateway created with fields {sorted(fields)}")
+            self.gateway_created.set()
+            if self.fail:
+                raise RuntimeError("CreateInternetGateway refused")
+        else:
+            self.log.append(f"{self.kind} created")
+        return {"id": f"id-{want.name}"}
+
+    def finish(self, ctx: ApplyContext, want: Desired, fields: dict[str, Any], created: dict[str, Any]) -> dict[str, Any]:
+        self.log.append(f"gateway {created['id']} attached to {fields['vpc']}")
+        return {**created, "vpcs": (fields["vpc"],)}
+
+
+def _two_step_plan(monkeypatch: pytest.MonkeyPatch, fail: bool) -> tuple[Plan, list[str]]:
+    log: list[str] = []
+    created = threading.Event()
+    for kind in ("VPC", "InternetGateway", "LoadBalancer"):
+        monkeypatch.setitem(KINDS, kind, Network(kind, log, created, fail=fail))
+    vpc = Desired("VPC", "net", {})
+    gw = Desired("InternetGateway", "gw", {"vpc": Ref("VPC", "net")})
+    lb = Desired("LoadBalancer", "api", {}, extra_deps=(("InternetGateway", "gw"),))
+    plan = Plan("c", [Change("create", d.kind, d.name, None, desired=d) for d in (vpc, gw, lb)])
+    return plan, log
+
+
+def test_a_two_step_create_starts_before_what_it_attaches_to_and_holds_back_its_dependents(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    plan, log = _two_step_plan(monkeypatch, fail=False)
+    events: list[tuple[str, str]] = []
+    result = apply_plan(plan, ApplyContext(None, "c"), outputs={}, workers=4,  # type: ignore[arg-type]
+                        on_event=lambda state, c, e: events.append((state, c.name)))
+    assert result.ok
+    assert log == [
+        "gateway created with fields []",  # the late field (vpc) is not given to the create
+        "VPC created (gateway create already started: True)",
+        "gateway id-gw attached to id-net",
+        "LoadBalancer created",  # only after the gateway's second step
+    ]
+    assert events.count(("done", "gw")) == 1 and events.count(("start", "gw")) == 1
+    assert events.index(("done", "gw")) < events.index(("start", "api"))
+
+
+def test_a_failed_first_step_is_reported_once_and_skips_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
+    plan, log = _two_step_plan(monkeypatch, fail=True)
+    events: list[tuple[str, str]] = []
+    result = apply_plan(plan, ApplyContext(None, "c"), outputs={}, workers=4,  # type: ignore[arg-type]
+                        on_event=lambda state, c, e: events.append((state, c.name)))
+    assert [(c.name, str(e)) for c, e in result.failed] == [("gw", "CreateInternetGateway refused")]
+    assert [c.name for c in result.skipped] == ["api"] and [c.name for c in result.done] == ["net"]
+    assert not any("attached" in line for line in log)
+    assert [e for e in events if e[1] == "gw"] == [("start", "gw"), ("failed", "gw")]

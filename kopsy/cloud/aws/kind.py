@@ -64,6 +64,7 @@ class Desired:
     fields: dict[str, Any]
     tags: dict[str, str] = field(default_factory=dict)
     extra_deps: tuple[Key, ...] = ()
+    late_deps: tuple[Key, ...] = ()  # needed only by the kind's ``finish`` step (see ``Kind.late_fields``)
 
     @property
     def key(self) -> Key:
@@ -71,11 +72,17 @@ class Desired:
 
     def deps(self) -> set[Key]:
         """Every resource this one needs first: the targets of its refs plus explicit extras."""
-        found: set[Key] = set(self.extra_deps)
-        for value in self.fields.values():
-            for ref in iter_refs(value):
-                found.add(ref.key)
-        return found
+        early, late = self.split_deps(())
+        return early | late
+
+    def split_deps(self, late_fields: tuple[str, ...]) -> tuple[set[Key], set[Key]]:
+        """(what the create needs, what only the finish step needs) for a kind whose ``late_fields``
+        are set after the create."""
+        early: set[Key] = set(self.extra_deps)
+        late: set[Key] = set(self.late_deps)
+        for name, value in self.fields.items():
+            (late if name in late_fields else early).update(ref.key for ref in iter_refs(value))
+        return early, late - early
 
 
 @dataclass
@@ -232,6 +239,10 @@ class Kind:
     create_only: ClassVar[tuple[str, ...]] = ()  # inputs to create that AWS does not describe back
     managed: ClassVar[bool] = True  # False: only discovered for delete (e.g. instances launched by ASGs)
     batch_delete: ClassVar[bool] = False  # delete all of this kind in one change (``delete_many``)
+    # Fields a create sets in a second step (``finish``): their refs hold back only that step, so
+    # the resource itself is created while what it attaches to is still being made (a gateway
+    # while its VPC is, a profile while its role is). Dependents wait for both steps.
+    late_fields: ClassVar[tuple[str, ...]] = ()
 
     def find(self, facts: Facts) -> list[Actual]:
         """Read-only discovery of this cluster's resources of this kind."""
@@ -245,6 +256,11 @@ class Kind:
         return dict(actual.outputs)
 
     def create(self, ctx: ApplyContext, want: Desired, fields: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def finish(self, ctx: ApplyContext, want: Desired, fields: dict[str, Any], created: dict[str, Any]) -> dict[str, Any]:
+        """Second step of a create, for kinds with ``late_fields``: ``fields`` are all known now,
+        ``created`` is what ``create`` returned (it was given every field but the late ones)."""
         raise NotImplementedError
 
     def modify(self, ctx: ApplyContext, want: Desired, have: Actual, fields: dict[str, Any], changed: set[str]) -> dict[str, Any]:

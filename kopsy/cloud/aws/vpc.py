@@ -7,6 +7,8 @@ the next run or to ``delete``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from kopsy.cloud.aws import tags as T
@@ -181,6 +183,7 @@ class InternetGateway(Kind):
     service = "ec2"
     id_field = "InternetGatewayId"
     depends_on = ("VPC",)
+    late_fields = ("vpc",)
     # AWS refuses to detach a gateway while public addresses in the VPC are mapped.
     delete_after = ("Instance", "LoadBalancer", "NetworkInterface", "AutoScalingGroup")
     permissions = (
@@ -211,13 +214,18 @@ class InternetGateway(Kind):
         return out
 
     def create(self, ctx: ApplyContext, want: Desired, fields: dict[str, Any]) -> dict[str, Any]:
+        """Created on its own, while the VPC is; attached to it in ``finish``. A run that stops in
+        between leaves a tagged, detached gateway, which the next plan attaches (a modify)."""
         ec2 = ctx.clients.client("ec2")
         with aws_errors(f"creating internet gateway {want.name}"):
             gid = ec2.create_internet_gateway(TagSpecifications=T.tag_spec("internet-gateway", want.tags))[
                 "InternetGateway"
             ]["InternetGatewayId"]
-            tolerate(lambda: ec2.attach_internet_gateway(InternetGatewayId=gid, VpcId=fields["vpc"]), "Resource.AlreadyAssociated")
-        return {"id": gid, "vpcs": (fields["vpc"],)}
+        return {"id": gid, "vpcs": ()}
+
+    def finish(self, ctx: ApplyContext, want: Desired, fields: dict[str, Any], created: dict[str, Any]) -> dict[str, Any]:
+        have = Actual(self.kind, want.name, created["id"], outputs=created)
+        return self.modify(ctx, want, have, fields, {"vpc"})
 
     def modify(self, ctx: ApplyContext, want: Desired, have: Actual, fields: dict[str, Any], changed: set[str]) -> dict[str, Any]:
         ec2 = ctx.clients.client("ec2")
@@ -248,6 +256,7 @@ class RouteTable(Kind):
     service = "ec2"
     id_field = "RouteTableId"
     depends_on = ("VPC", "InternetGateway", "Subnet")
+    late_fields = ("routes", "subnets")
     immutable = ("vpc",)
     permissions = (
         "ec2:DescribeRouteTables",
@@ -284,30 +293,44 @@ class RouteTable(Kind):
         return out
 
     def create(self, ctx: ApplyContext, want: Desired, fields: dict[str, Any]) -> dict[str, Any]:
+        """Created as soon as the VPC is; its routes (which need the attached gateway) and subnet
+        associations follow in ``finish``."""
         ec2 = ctx.clients.client("ec2")
         with aws_errors(f"creating route table {want.name}"):
             rid = ec2.create_route_table(VpcId=fields["vpc"], TagSpecifications=T.tag_spec("route-table", want.tags))[
                 "RouteTable"
             ]["RouteTableId"]
-        have = Actual(self.kind, want.name, rid, fields={"routes": frozenset(), "subnets": frozenset()}, outputs={"id": rid, "associations": {}})
+        return {"id": rid, "associations": {}}
+
+    def finish(self, ctx: ApplyContext, want: Desired, fields: dict[str, Any], created: dict[str, Any]) -> dict[str, Any]:
+        have = Actual(self.kind, want.name, created["id"], fields={"routes": frozenset(), "subnets": frozenset()}, outputs=created)
         return self.modify(ctx, want, have, fields, {"routes", "subnets"})
 
     def modify(self, ctx: ApplyContext, want: Desired, have: Actual, fields: dict[str, Any], changed: set[str]) -> dict[str, Any]:
+        """Routes and associations are independent of each other: all sent at once."""
         ec2 = ctx.clients.client("ec2")
         assoc = dict(have.outputs.get("associations", {}))
+        existing = {dest: gw for dest, gw in have.fields.get("routes", frozenset())}
+        jobs: list[tuple[str, str, Callable[[], Any]]] = []  # (action, subnet, call)
+        rt = have.id
+        for dest, gw in sorted(fields["routes"]):
+            if dest not in existing:
+                create = partial(ec2.create_route, RouteTableId=rt, DestinationCidrBlock=dest, GatewayId=gw)
+                jobs.append(("route", "", partial(tolerate, create, "RouteAlreadyExists")))
+            elif existing[dest] != gw:
+                jobs.append(("route", "", partial(ec2.replace_route, RouteTableId=rt, DestinationCidrBlock=dest, GatewayId=gw)))
+        for sid in sorted(fields["subnets"] - set(assoc)):
+            associate = partial(ec2.associate_route_table, RouteTableId=rt, SubnetId=sid)
+            jobs.append(("associate", sid, partial(tolerate, associate, "Resource.AlreadyAssociated")))
+        for sid in sorted(set(assoc) - fields["subnets"]):
+            jobs.append(("disassociate", sid, partial(ec2.disassociate_route_table, AssociationId=assoc[sid])))
         with aws_errors(f"updating route table {want.name}"):
-            existing = {dest: gw for dest, gw in have.fields.get("routes", frozenset())}
-            for dest, gw in sorted(fields["routes"]):
-                if dest not in existing:
-                    tolerate(lambda: ec2.create_route(RouteTableId=have.id, DestinationCidrBlock=dest, GatewayId=gw), "RouteAlreadyExists")
-                elif existing[dest] != gw:
-                    ec2.replace_route(RouteTableId=have.id, DestinationCidrBlock=dest, GatewayId=gw)
-            for sid in sorted(fields["subnets"] - set(assoc)):
-                r = tolerate(lambda: ec2.associate_route_table(RouteTableId=have.id, SubnetId=sid), "Resource.AlreadyAssociated")
-                if r:
-                    assoc[sid] = r["AssociationId"]
-            for sid in sorted(set(assoc) - fields["subnets"]):
-                ec2.disassociate_route_table(AssociationId=assoc.pop(sid))
+            answers = parallel(lambda job: job[2](), jobs, workers=8)
+        for (action, sid, _), answer in zip(jobs, answers):
+            if action == "associate" and answer:
+                assoc[sid] = answer["AssociationId"]
+            elif action == "disassociate":
+                assoc.pop(sid)
         return {"id": have.id, "associations": assoc}
 
     def delete(self, ctx: ApplyContext, have: Actual) -> None:
