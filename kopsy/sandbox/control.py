@@ -117,15 +117,8 @@ class SandboxClients(AwsClients):
         super().__init__(region, retry_mode="standard", max_attempts=3, session=session)
         self.endpoint = endpoint
 
-    def client(self, service: str) -> Any:
-        with self._lock:
-            c = self._clients.get(service)
-            if c is None:
-                c = self.session.client(service, config=self._config, endpoint_url=self.endpoint)
-                self._clients[service] = c
-            return c
-
-    __call__ = client
+    def _make(self, service: str) -> Any:
+        return self.session.client(service, config=self._config, endpoint_url=self.endpoint)
 
 
 def sandbox_clients(endpoint: str, region: str) -> AwsClients:

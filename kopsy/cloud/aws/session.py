@@ -66,12 +66,18 @@ class AwsClients:
         )
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._hooks: list[Callable[..., None]] = []
+
+    def _make(self, service: str) -> Any:
+        return self.session.client(service, config=self._config)
 
     def client(self, service: str) -> Any:
         with self._lock:
             c = self._clients.get(service)
             if c is None:
-                c = self.session.client(service, config=self._config)
+                c = self._make(service)
+                for hook in self._hooks:
+                    c.meta.events.register("before-call", hook)
                 self._clients[service] = c
             return c
 
@@ -83,7 +89,10 @@ class AwsClients:
         def _hook(model: Any = None, **_: Any) -> None:
             handler(model.service_model.service_name, model.name)
 
-        self.session.events.register("before-call", _hook)
+        with self._lock:
+            self._hooks.append(_hook)
+            for c in self._clients.values():
+                c.meta.events.register("before-call", _hook)
 
 
 def error_code(exc: BaseException) -> str:
