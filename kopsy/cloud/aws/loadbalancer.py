@@ -172,10 +172,24 @@ class TargetGroup(Kind):
 
     def find(self, facts: Facts) -> list[Actual]:
         with aws_errors("reading target groups"):
-            tgs = _owned_elbv2(facts, "describe_target_groups", "TargetGroups", "TargetGroupArn")
-            # One attribute read per target group (kopsy owns one), skipped when delete only needs ids.
-            preserve = {tg["TargetGroupArn"]: _preserves_client_ip(facts, tg["TargetGroupArn"])
-                        for tg, _ in tgs} if facts.detail else {}
+            if not facts.detail:  # delete needs only ids: no attribute reads
+                tgs, preserve = _owned_elbv2(facts, "describe_target_groups", "TargetGroups", "TargetGroupArn"), {}
+            else:
+                # One attribute read per target group (kopsy owns one). The group with kopsy's
+                # name is read while the tags are (one round trip less, as for listeners); any
+                # other owned group afterwards.
+                expected = elb_name("tcp", facts.cluster)
+                named = [tg["TargetGroupArn"] for tg in _all_elbv2(facts, "describe_target_groups", "TargetGroups")
+                         if tg["TargetGroupName"] == expected]
+                results = parallel(
+                    lambda f: f(),
+                    [lambda: _owned_elbv2(facts, "describe_target_groups", "TargetGroups", "TargetGroupArn")]
+                    + [lambda arn=arn: _preserves_client_ip(facts, arn) for arn in named],
+                )
+                tgs, preserve = results[0], dict(zip(named, results[1:]))
+                for tg, _ in tgs:
+                    if tg["TargetGroupArn"] not in preserve:
+                        preserve[tg["TargetGroupArn"]] = _preserves_client_ip(facts, tg["TargetGroupArn"])
         return [
             Actual(
                 self.kind,
