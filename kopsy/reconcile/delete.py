@@ -42,10 +42,14 @@ def _cross_group_rules(a: Actual) -> bool:
 
 
 def delete_plan(cluster: str, resources: list[Actual]) -> Plan:
-    """One delete per resource, except kinds with a batch API: one change for all of them."""
+    """One delete per resource, except kinds with a batch API: one change for all of them.
+    Listeners of a load balancer being deleted are left out: they go with it (a round trip less)."""
     changes: list[Change] = []
     batches: dict[str, list[Actual]] = {}
+    load_balancers = {a.id for a in resources if a.kind == "LoadBalancer"}
     for a in resources:
+        if a.kind == "Listener" and a.fields.get("load_balancer") in load_balancers:
+            continue
         if KINDS[a.kind].batch_delete:
             batches.setdefault(a.kind, []).append(a)
         else:

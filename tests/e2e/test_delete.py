@@ -111,16 +111,21 @@ def test_delete_removes_everything_in_dependency_order(
     # moto would accept most deletes in any order: check the order kopsy chose instead.
     log = mutating(calls(tmp_path / "calls.log"))
     first, last = (lambda op: _first(log, op)), (lambda op: _last(log, op))
-    assert last("DeleteAutoScalingGroup") < first("TerminateInstances")
-    assert last("TerminateInstances") < min(first("DeleteSubnet"), first("DeleteSecurityGroup"), first("DetachInternetGateway"))
+    # Groups and instances go in the same round trip (a group being force-deleted replaces nothing);
+    # what their network interfaces hold goes only after both.
+    network = min(first("DeleteSubnet"), first("DeleteSecurityGroup"), first("DetachInternetGateway"))
+    assert max(last("TerminateInstances"), last("DeleteAutoScalingGroup")) < network
     assert first("DeleteLoadBalancer") < first("DeleteSecurityGroup")
     assert last("RevokeSecurityGroupIngress") < first("DeleteSecurityGroup")
-    assert last("DeleteListener") < first("DeleteTargetGroup")
+    # Listeners go with their load balancer, before the target group they forward to.
+    assert "DeleteListener" not in {op for _, op in log}
+    assert first("DeleteLoadBalancer") < first("DeleteTargetGroup")
     assert last("DisassociateRouteTable") < first("DeleteRouteTable")
     assert first("DetachInternetGateway") < first("DeleteInternetGateway")
     assert last("RemoveRoleFromInstanceProfile") < first("DeleteRole")
     assert last("DeleteLaunchTemplate") > last("DeleteAutoScalingGroup")
-    assert [op for s, op in log if s == "ec2"][-1] == "DeleteVpc"
+    assert first("DeleteVpc") > max(last("DetachInternetGateway"), last("DeleteSubnet"), last("DeleteSecurityGroup"),
+                                    last("DeleteRouteTable"))
 
 
 @pytest.mark.parametrize("kill_at", [3, 20, 40])

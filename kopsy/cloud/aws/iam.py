@@ -262,34 +262,39 @@ class IAMRole(Kind):
         return dict(have.outputs)
 
     def delete(self, ctx: ApplyContext, have: Actual) -> None:
-        """Inline policies deleted and the role taken out of any profile, then the role."""
+        """Inline policy deleted, then the role (its profile's delete has taken it out already).
+
+        kopsy's own policy shares the role's name, so it goes without listing first (one round
+        trip less); only a role that still has something else attached (DeleteConflict: a policy
+        or profile someone added) is listed and emptied."""
         iam = ctx.clients.client("iam")
-        with aws_errors(f"deleting IAM role {have.name}"):
+        name = have.id
+
+        def gone(call: Callable[[], Any]) -> None:
             try:
-                policies, profiles = parallel(
-                    lambda f: f(),
-                    [
-                        lambda: iam.list_role_policies(RoleName=have.id).get("PolicyNames", []),
-                        lambda: iam.list_instance_profiles_for_role(RoleName=have.id).get("InstanceProfiles", []),
-                    ],
-                )
-            except Exception as exc:
-                if error_code(exc) == "NoSuchEntity":
-                    return
-                raise
-            parallel(
-                lambda f: f(),
-                [lambda p=p: iam.delete_role_policy(RoleName=have.id, PolicyName=p) for p in policies]
-                + [
-                    lambda n=prof["InstanceProfileName"]: iam.remove_role_from_instance_profile(InstanceProfileName=n, RoleName=have.id)
-                    for prof in profiles
-                ],
-            )
-            try:
-                iam.delete_role(RoleName=have.id)
+                call()
             except Exception as exc:
                 if error_code(exc) != "NoSuchEntity":
                     raise
+
+        with aws_errors(f"deleting IAM role {have.name}"):
+            gone(lambda: iam.delete_role_policy(RoleName=name, PolicyName=name))
+            try:
+                gone(lambda: iam.delete_role(RoleName=name))
+                return
+            except Exception as exc:
+                if error_code(exc) != "DeleteConflict":
+                    raise
+            policies, profiles = parallel(lambda f: f(), [
+                lambda: iam.list_role_policies(RoleName=name).get("PolicyNames", []),
+                lambda: iam.list_instance_profiles_for_role(RoleName=name).get("InstanceProfiles", []),
+            ])
+            parallel(lambda f: f(), [
+                *(lambda p=p: gone(lambda: iam.delete_role_policy(RoleName=name, PolicyName=p)) for p in policies),
+                *(lambda n=prof["InstanceProfileName"]: gone(lambda: iam.remove_role_from_instance_profile(
+                    InstanceProfileName=n, RoleName=name)) for prof in profiles),
+            ])
+            gone(lambda: iam.delete_role(RoleName=name))
 
 
 class IAMInstanceProfile(Kind):
@@ -367,7 +372,8 @@ class IAMInstanceProfile(Kind):
                 raise
 
     def delete(self, ctx: ApplyContext, have: Actual) -> None:
-        """Emptied (roles from the facts just read), then deleted."""
+        """Emptied (roles from the facts just read), then deleted as a follow-up: the role's
+        delete needs it out of the profile, not the profile gone."""
         iam = ctx.clients.client("iam")
         with aws_errors(f"deleting IAM instance profile {have.name}"):
             roles = have.outputs.get("roles")
@@ -385,8 +391,13 @@ class IAMInstanceProfile(Kind):
                 except Exception as exc:
                     if error_code(exc) not in ("NoSuchEntity", "LimitExceeded"):
                         raise
-            try:
-                iam.delete_instance_profile(InstanceProfileName=have.id)
-            except Exception as exc:
-                if error_code(exc) != "NoSuchEntity":
-                    raise
+
+        def delete_profile() -> None:
+            with aws_errors(f"deleting IAM instance profile {have.name}"):
+                try:
+                    iam.delete_instance_profile(InstanceProfileName=have.id)
+                except Exception as exc:
+                    if error_code(exc) != "NoSuchEntity":
+                        raise
+
+        ctx.follow_up(have.key, delete_profile)

@@ -22,7 +22,12 @@ class Instance(Kind):
     managed = False
     batch_delete = True
     depends_on = ("Subnet", "SecurityGroup", "IAMInstanceProfile")
-    delete_after = ("AutoScalingGroup",)  # else the group would replace what we terminate
+    # A profile can be deleted under a running instance (which is going away anyway).
+    soft_deps = ("IAMInstanceProfile",)
+    # Not after the Auto Scaling groups: TerminateInstances goes out in the same round trip as
+    # their DeleteAutoScalingGroup(ForceDelete), and both waits then overlap. A group being
+    # deleted launches no replacements; one launched in the instant between is terminated by the
+    # group's own deletion, or found and terminated by delete's next inventory round.
     permissions = ("ec2:DescribeInstances", "ec2:TerminateInstances")
 
     def find(self, facts: Facts) -> list[Actual]:

@@ -158,6 +158,7 @@ class TargetGroup(Kind):
     service = "elasticloadbalancing"
     id_field = "TargetGroupArn"
     depends_on = ("VPC",)
+    delete_after = ("LoadBalancer",)  # its listeners, which use it, go with their load balancer
     immutable = ("tg_name", "protocol", "port", "vpc")
     permissions = (
         "elasticloadbalancing:DescribeTargetGroups",

@@ -238,17 +238,24 @@ class InternetGateway(Kind):
         return {"id": have.id, "vpcs": (fields["vpc"],)}
 
     def delete(self, ctx: ApplyContext, have: Actual) -> None:
+        """Detached, then deleted as a follow-up: the VPC needs it detached, not gone, so its
+        delete does not wait a round trip for the gateway's."""
         ec2 = ctx.clients.client("ec2")
-        with aws_errors(f"deleting internet gateway {have.id}"):
+        with aws_errors(f"detaching internet gateway {have.id}"):
             for v in have.outputs.get("vpcs", ()):
                 try:
                     ec2.detach_internet_gateway(InternetGatewayId=have.id, VpcId=v)
                 except Exception as exc:
                     _ignore_missing(exc, "Gateway.NotAttached", "InvalidInternetGatewayID.NotFound")
-            try:
-                ec2.delete_internet_gateway(InternetGatewayId=have.id)
-            except Exception as exc:
-                _ignore_missing(exc, "InvalidInternetGatewayID.NotFound")
+
+        def delete_gateway() -> None:
+            with aws_errors(f"deleting internet gateway {have.id}"):
+                try:
+                    ec2.delete_internet_gateway(InternetGatewayId=have.id)
+                except Exception as exc:
+                    _ignore_missing(exc, "InvalidInternetGatewayID.NotFound")
+
+        ctx.follow_up(have.key, delete_gateway)
 
 
 class RouteTable(Kind):
