@@ -73,6 +73,18 @@ class ObjectStore(abc.ABC):
 
         With ``etag``, remove it only if it still has that ETag, else raise ``WriteConflict``."""
 
+    def delete_many(self, keys: builtins.list[str]) -> None:
+        """Remove several objects (missing ones are not an error), overlapped: one round trip, not
+        one per object. Stores with a batch API override it."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        if len(keys) <= 1:
+            for key in keys:
+                self.delete(key)
+            return
+        with ThreadPoolExecutor(max_workers=min(16, len(keys)), thread_name_prefix="store-delete") as pool:
+            list(pool.map(self.delete, keys))
+
     @abc.abstractmethod
     def list(self, prefix: str = "") -> list[str]:
         """Every key under ``prefix`` (recursive), sorted."""

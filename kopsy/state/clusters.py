@@ -325,7 +325,7 @@ class ClusterStore:
     def delete_cluster_state(self, name: str) -> None:
         """Remove everything under ``<name>/``: config last, so an interrupted delete can be re-run.
 
-        The other objects go in parallel (a cluster has 14-25 of them: one round trip instead of
+        The other objects go in one batch (a cluster has 14-25 of them: one round trip instead of
         one each); config is removed only once every one of them is gone, so a failure leaves the
         cluster listed and a re-run finishes the job. A lock this store object currently holds is
         left for its ``lock()`` block to release.
@@ -336,7 +336,7 @@ class ClusterStore:
         config_key, lock_key = self._key(name, CONFIG), self._key(name, LOCK)
         with self._held_mutex:
             ours = name in self._held
-        _parallel(self.store.delete, [k for k in keys if k not in (config_key, lock_key)])
+        self.store.delete_many([k for k in keys if k not in (config_key, lock_key)])
         self.store.delete(config_key)
         if not ours and lock_key in keys:
             self.store.delete(lock_key)

@@ -91,3 +91,19 @@ def test_instance_groups_are_read_in_parallel(store: ObjectStore) -> None:
     listed = ClusterStore(wrapped).list_instance_groups(NAME)
     assert not wrapped.barrier.broken, "the reads did not overlap"
     assert [ig for ig, _ in listed] == sorted(groups, key=lambda g: g.name)
+
+
+def test_s3_removes_a_clusters_objects_in_one_batch_call(store: ObjectStore) -> None:
+    """On S3 the objects other than config go in one DeleteObjects (per 1000 keys), not one
+    DeleteObject each; config follows in its own call, last."""
+    from kopsy.state.s3 import S3Store
+
+    if not isinstance(store, S3Store):
+        pytest.skip("S3 only: the file store removes files one by one")
+    ClusterStore(store).create_cluster(sample_cluster(), sample_groups(), PKI)
+    calls: list[str] = []
+    store.clients.on_call(lambda service, operation: calls.append(operation))
+    ClusterStore(store).delete_cluster_state(NAME)
+    assert store.list(f"{NAME}/") == []
+    deletes = [op for op in calls if op.startswith("Delete")]
+    assert deletes == ["DeleteObjects", "DeleteObject"], calls
