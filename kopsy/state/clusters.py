@@ -104,6 +104,7 @@ class Lease:
         self.etag = etag
         self.lease_seconds = lease_seconds
         self.lost = False
+        self.released = False
         self.renewals = 0
         self._mutex = threading.Lock()
         self._stop = threading.Event()
@@ -145,15 +146,16 @@ class Lease:
                 return
 
     def release(self) -> None:
-        """Stop renewing and delete the lock, only if it is still ours."""
+        """Stop renewing and delete the lock, only if it is still ours (once: releasing again is a no-op)."""
         self._stop.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=60)
         with self._mutex:
-            if self.lost:
+            if self.lost or self.released:
                 return
             try:
                 self.store.delete(self.key, etag=self.etag)
+                self.released = True
             except WriteConflict:
                 self.lost = True  # taken over after we stalled: leave the new holder's lock alone
 
@@ -335,11 +337,19 @@ class ClusterStore:
             raise ClusterNotFound(name, self.list_clusters())
         config_key, lock_key = self._key(name, CONFIG), self._key(name, LOCK)
         with self._held_mutex:
-            ours = name in self._held
+            held = self._held.get(name)
         self.store.delete_many([k for k in keys if k not in (config_key, lock_key)])
-        self.store.delete(config_key)
-        if not ours and lock_key in keys:
-            self.store.delete(lock_key)
+        if held is not None:
+            # Our own lock goes with config, in the same round trip: there is no cluster left to
+            # protect (the lock block's release then has nothing to do).
+            with ThreadPoolExecutor(max_workers=2, thread_name_prefix="state") as pool:
+                both = [pool.submit(self.store.delete, config_key), pool.submit(held[0].release)]
+            for done in both:
+                done.result()
+        else:
+            self.store.delete(config_key)
+            if lock_key in keys:
+                self.store.delete(lock_key)
 
     def get_object(self, cluster: str, relkey: str) -> bytes:
         """One object of the cluster, e.g. ``pki/ca.crt``."""
