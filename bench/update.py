@@ -21,6 +21,7 @@ moto server (``kopsy sandbox _moto``), which serves both, so kopsy's default AMI
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -32,6 +33,7 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,7 +128,10 @@ NOOP_CALLS = ("s3:PutObject(lock)", "s3:GetObject(config)+ListObjectsV2(instance
               "s3:GetObject(instancegroup/*)", "describe*")
 FORCED_NOOP: dict[str, tuple[str, ...]] = {
     **{k: FORCED_UPDATE[k] for k in NOOP_CALLS},
-    "s3:DeleteObject(lock)": ("describe*",),
+    # What exists has settings only a second describe returns, by the id the first one gave:
+    # the VPC's DNS attributes, the load balancer's listeners, the target group's attributes.
+    "describe(attributes, by id)": ("describe*",),
+    "s3:DeleteObject(lock)": ("describe(attributes, by id)",),
 }
 FORCED_DELETE: dict[str, tuple[str, ...]] = {
     "s3:GetObject(config)": (),  # the region and the cluster's existence
@@ -158,7 +163,18 @@ FORCED_DELETE: dict[str, tuple[str, ...]] = {
                                        "ec2:DeleteKeyPair"),
     "s3:ListObjectsV2(cluster/)": ("describe*(confirm nothing left)",),
     "s3:DeleteObjects(cluster/)": ("s3:ListObjectsV2(cluster/)",),
+    # config (which lists the cluster) goes last, so a delete that stops half-way can be re-run;
+    # the lock goes with it (as in update, taking and releasing the lock count)
+    "s3:DeleteObject(config)+DeleteObject(lock)": ("s3:DeleteObjects(cluster/)",),
 }
+
+
+def latency_periods(low: Measurement, high: Measurement) -> float:
+    """Latency periods the run actually waits, whatever its fixed costs: how much its wall time
+    grows per second of added latency. Python start-up, boto3's CPU work and moto's own answer
+    time cost the same at any latency and drop out; what is left is the number of round trips
+    the run spends one after another, which the forced minimum bounds from below."""
+    return (high.wall - low.wall) / (high.latency - low.latency)
 
 
 def forced_periods(graph: dict[str, tuple[str, ...]]) -> int:
@@ -216,7 +232,9 @@ class Measurement:
     def summary(self) -> dict[str, Any]:
         return {
             "label": self.label,
+            "latency_ms": round(self.latency * 1000),
             "wall_s": round(self.wall, 3),
+            "cpu_s": round(self.cpu, 3),
             "span_s": round(self.span, 3),
             "first_call_after_s": round(self.first_call_after, 3),
             "calls": len(self.calls),
@@ -249,6 +267,10 @@ class Bench:
         """Start a moto server, or use ``moto_url`` (e.g. the sandbox's; not stopped on close)."""
         self.latency = latency_ms / 1000.0
         self.extra_env = dict(extra_env or {})
+        # As an installed kopsy has it: bytecode compiled once (an editable install run with
+        # PYTHONDONTWRITEBYTECODE would compile kopsy's modules again in every process).
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(__file__).resolve().parent.parent / "kopsy")],
+                       check=False, stdout=subprocess.DEVNULL)
         self._tmp = tempfile.TemporaryDirectory(prefix="kopsy-bench-")
         self.work = Path(self._tmp.name)
         self._moto: subprocess.Popen[bytes] | None = None
@@ -276,6 +298,16 @@ class Bench:
         self.key = self.work / "id_ed25519"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key)], check=True)
         (self.work / "home").mkdir()
+
+    @contextlib.contextmanager
+    def latency_of(self, latency_ms: float) -> Iterator[None]:
+        """Run the block with another latency per call."""
+        before = self.latency
+        self.latency = self.proxy.latency = latency_ms / 1000.0
+        try:
+            yield
+        finally:
+            self.latency = self.proxy.latency = before
 
     def _wait_moto(self) -> None:
         deadline = time.monotonic() + 30
@@ -392,26 +424,45 @@ class UpdateFigures:
     shape: Shape
     update: Measurement
     noop: Measurement
+    update_slow: Measurement | None = None  # the same runs at a second latency (``slope_ms``)
+    noop_slow: Measurement | None = None
     forced_update: int = field(default_factory=lambda: forced_periods(FORCED_UPDATE))
     forced_noop: int = field(default_factory=lambda: forced_periods(FORCED_NOOP))
 
 
-def measure_update(bench: Bench, shape: Shape, name: str = CLUSTER) -> UpdateFigures:
-    bench.prepare(shape, name)
-    update = bench.measure("update --yes", ["update", "cluster", name, "--yes"])
-    noop = bench.measure("no-op update --yes", ["update", "cluster", name, "--yes"])
-    if "No changes need to be applied" not in noop.stdout:
-        raise RuntimeError(f"the second update was not a no-op:\n{noop.stdout}")
-    return UpdateFigures(shape, update, noop)
+def measure_update(bench: Bench, shape: Shape, name: str = CLUSTER, *, slope_ms: float = 0.0) -> UpdateFigures:
+    """Create the cluster's resources and update again (a no-op); with ``slope_ms``, both once
+    more at that latency, for ``latency_periods``."""
+
+    def runs() -> tuple[Measurement, Measurement]:
+        bench.prepare(shape, name)
+        update = bench.measure("update --yes", ["update", "cluster", name, "--yes"])
+        noop = bench.measure("no-op update --yes", ["update", "cluster", name, "--yes"])
+        if "No changes need to be applied" not in noop.stdout:
+            raise RuntimeError(f"the second update was not a no-op:\n{noop.stdout}")
+        return update, noop
+
+    fig = UpdateFigures(shape, *runs())
+    if slope_ms:
+        with bench.latency_of(slope_ms):
+            fig.update_slow, fig.noop_slow = runs()
+        bench.prepare(shape, name)  # leave the cluster as the first runs did (delete's benchmark builds on it)
+        bench.kopsy(["update", "cluster", name, "--yes"], direct=True)
+    return fig
 
 
-def ratio_line(m: Measurement, forced: int) -> str:
+def ratio_line(m: Measurement, forced: int, slow: Measurement | None = None) -> str:
     floor = forced * m.latency
-    return (f"{m.label}: {m.wall:.2f} s wall ({m.first_call_after:.2f} s before the first call, {m.cpu:.2f} s CPU), "
+    line = (f"{m.label}: {m.wall:.2f} s wall ({m.first_call_after:.2f} s before the first call, {m.cpu:.2f} s CPU), "
             f"span {m.span:.2f} s, {len(m.calls)} calls, {m.sequential} periods in sequence, "
             f"at most {max_concurrency(m.calls)} at once; forced minimum {forced} periods = {floor:.2f} s; "
             f"span/minimum {m.span / floor:.2f}x, wall/minimum {m.wall / floor:.2f}x, "
             f"sequential/forced {m.sequential / forced:.2f}x")
+    if slow is not None:
+        periods = latency_periods(m, slow)
+        line += (f"; at {slow.latency * 1000:.0f} ms a call: {slow.wall:.2f} s wall, so {periods:.1f} latency periods "
+                 f"waited = {periods / forced:.2f}x the forced minimum")
+    return line
 
 
 def print_operations(m: Measurement, indent: str = "      ") -> None:
@@ -433,6 +484,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Benchmark kopsy update through a latency proxy in front of moto.")
     ap.add_argument("--shapes", default="small,ha", help=f"comma list of {', '.join(SHAPES)} (default small,ha)")
     ap.add_argument("--latency-ms", type=float, default=50.0)
+    ap.add_argument("--slope-ms", type=float, default=250.0,
+                    help="also run at this latency, to count the latency periods waited (0: skip)")
     ap.add_argument("--timeline", action="store_true", help="print every call of each run with its timing")
     ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = ap.parse_args(argv)
@@ -442,13 +495,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kopsy update: moto server behind a {args.latency_ms:.0f} ms/call proxy; "
               f"forced minimum {forced_periods(FORCED_UPDATE)} periods (update), {forced_periods(FORCED_NOOP)} (no-op)")
         for shape in shapes:
-            fig = measure_update(bench, shape)
+            fig = measure_update(bench, shape, slope_ms=args.slope_ms)
             print(f"\n== {shape.name}: {shape.describe()}")
-            print("  " + ratio_line(fig.update, fig.forced_update))
+            print("  " + ratio_line(fig.update, fig.forced_update, fig.update_slow))
             print_operations(fig.update)
             if args.timeline:
                 print_timeline(fig.update)
-            print("  " + ratio_line(fig.noop, fig.forced_noop))
+            print("  " + ratio_line(fig.noop, fig.forced_noop, fig.noop_slow))
             print(f"      calls with the lock's own S3 writes set aside (issue 3's count): "
                   f"{len(fig.noop.calls) - fig.noop.lock_writes}")
             print(f"      mutating calls to EC2/IAM/ELB/ASG: {len(fig.noop.cloud_mutating)} "
@@ -457,6 +510,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.timeline:
                 print_timeline(fig.noop)
             results.append({"shape": shape.name, "update": fig.update.summary(), "noop": fig.noop.summary(),
+                            "update_slow": fig.update_slow.summary() if fig.update_slow else None,
+                            "noop_slow": fig.noop_slow.summary() if fig.noop_slow else None,
                             "forced_update": fig.forced_update, "forced_noop": fig.forced_noop})
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
