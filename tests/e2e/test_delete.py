@@ -300,3 +300,34 @@ def test_clusters_whose_names_map_to_the_same_load_balancer_name_stay_apart(
     assert run_kopsy(["delete", "cluster", twin, "--yes"], env).returncode == 0
     assert total(owned_resources(boto, twin)) == 0
     assert "No changes need to be applied" in run_kopsy(["update", "cluster", NAME], env).stdout
+
+
+def test_leftover_volumes_and_network_interfaces_are_found_by_tag_and_deleted(
+    env: dict[str, str], image: str, boto: Callable[[str], Any], run_kopsy: Callable[..., Any], ssh_keypair: tuple[Path, Path],
+) -> None:
+    """A detached volume and a free network interface carrying the cluster's tag (what a node
+    with DeleteOnTermination off, or a CNI, leaves behind) are found through DescribeTags and
+    deleted, the interface before its subnet; look-alikes without the tag stay."""
+    create_cluster(run_kopsy, env, NAME, ssh_keypair[1], image)
+    assert run_kopsy(["update", "--yes"], env).returncode == 0
+    ec2 = boto("ec2")
+
+    def spec(kind: str) -> list[dict[str, Any]]:
+        return [{"ResourceType": kind, "Tags": [{"Key": f"kubernetes.io/cluster/{NAME}", "Value": "owned"}]}]
+
+    ours = ec2.create_volume(AvailabilityZone="us-east-1a", Size=8, TagSpecifications=spec("volume"))["VolumeId"]
+    theirs = ec2.create_volume(AvailabilityZone="us-east-1a", Size=8)["VolumeId"]
+    subnet = ec2.describe_subnets(Filters=[{"Name": f"tag:kubernetes.io/cluster/{NAME}", "Values": ["owned"]}])["Subnets"][0]
+    eni = ec2.create_network_interface(SubnetId=subnet["SubnetId"], TagSpecifications=spec("network-interface"))
+    eni_id = eni["NetworkInterface"]["NetworkInterfaceId"]
+
+    listed = run_kopsy(["delete", "cluster", NAME, "-o", "json"], env)
+    found = {(r["type"], r["id"]) for r in json.loads(listed.stdout)["resources"]}
+    assert {("Volume", ours), ("NetworkInterface", eni_id)} <= found and ("Volume", theirs) not in found
+
+    r = run_kopsy(["delete", "cluster", NAME, "--yes"], env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    volumes = {v["VolumeId"] for v in ec2.describe_volumes()["Volumes"]}
+    assert ours not in volumes and theirs in volumes
+    assert eni_id not in {n["NetworkInterfaceId"] for n in ec2.describe_network_interfaces()["NetworkInterfaces"]}
+    assert total(owned_resources(boto, NAME)) == 0

@@ -28,6 +28,28 @@ def owned(facts: Facts, operation: str, result_key: str, **kwargs: Any) -> list[
     )
 
 
+def owned_ids(facts: Facts, resource_type: str, operation: str, result_key: str, id_filter: str) -> list[dict[str, Any]]:
+    """The cluster's resources of one type, found through DescribeTags (which answers with ids
+    only), then described by id. For kinds that usually have none of their own (leftover volumes
+    and network interfaces): the answer is then one small call instead of a describe that has to
+    look at every volume in the region; moto, for one, takes 0.2-0.4 s over 300 of them."""
+    ec2 = facts.clients.client("ec2")
+
+    def fetch() -> list[dict[str, Any]]:
+        tags = describe_all(ec2, "describe_tags", "Tags", Filters=[
+            {"Name": "resource-type", "Values": [resource_type]},
+            {"Name": "key", "Values": [T.ownership_key(facts.cluster)]},
+            {"Name": "value", "Values": [T.OWNED]},
+        ])
+        ids = sorted({t["ResourceId"] for t in tags})
+        out: list[dict[str, Any]] = []
+        for start in range(0, len(ids), 200):  # filter values per call
+            out += describe_all(ec2, operation, result_key, Filters=[{"Name": id_filter, "Values": ids[start : start + 200]}])
+        return out
+
+    return facts.once(f"ec2.{operation}.by-tag", fetch)  # type: ignore[no-any-return]
+
+
 def name_of(item: dict[str, Any], fallback: str) -> str:
     return T.to_dict(item.get("Tags")).get("Name") or fallback
 

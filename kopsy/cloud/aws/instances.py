@@ -8,9 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from kopsy.cloud.aws import tags as T
-from kopsy.cloud.aws.ec2util import name_of, owned
+from kopsy.cloud.aws.ec2util import name_of, owned, owned_ids
 from kopsy.cloud.aws.kind import Actual, ApplyContext, Facts, Kind
+from kopsy.cloud.aws.retry import retry
 from kopsy.cloud.aws.session import aws_errors, error_code
+from kopsy.errors import CloudError
 
 LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
 
@@ -68,14 +70,22 @@ class Instance(Kind):
                     states = ec2.terminate_instances(InstanceIds=live).get("TerminatingInstances", []) if live else []
                 if all(st.get("CurrentState", {}).get("Name") == "terminated" for st in states):
                     continue  # nothing left to wait for
-                delay = 5
-                ec2.get_waiter("instance_terminated").wait(
-                    Filters=[{"Name": "instance-id", "Values": chunk}],
-                    WaiterConfig={"Delay": delay, "MaxAttempts": max(1, int(ctx.retry_timeout // delay))},
-                )
+
+                def terminated(chunk: list[str] = chunk) -> None:
+                    # Only the instances not terminated yet come back: a poll of 300 that are done
+                    # answers with nothing, not with 300 descriptions.
+                    live = _live(ec2, chunk)
+                    if live:
+                        raise _StillRunning(f"{len(live)} instance(s) still terminating ({', '.join(live[:3])}...)")
+
+                retry(terminated, when=lambda e: isinstance(e, _StillRunning), timeout=ctx.retry_timeout, first_delay=5.0)
 
 
 BATCH = 1000  # TerminateInstances' limit
+
+
+class _StillRunning(CloudError):
+    """Instances were asked to terminate and some have not finished yet."""
 
 
 def _live(ec2: Any, ids: list[str]) -> list[str]:
@@ -90,11 +100,11 @@ class Volume(Kind):
     id_field = "VolumeId"
     managed = False
     delete_after = ("Instance",)
-    permissions = ("ec2:DescribeVolumes", "ec2:DeleteVolume")
+    permissions = ("ec2:DescribeTags", "ec2:DescribeVolumes", "ec2:DeleteVolume")
 
     def find(self, facts: Facts) -> list[Actual]:
         with aws_errors("reading volumes"):
-            vols = owned(facts, "describe_volumes", "Volumes")
+            vols = owned_ids(facts, "volume", "describe_volumes", "Volumes", "volume-id")
         return [
             Actual(self.kind, name_of(v, v["VolumeId"]), v["VolumeId"], fields={"state": v.get("State")}, outputs={"id": v["VolumeId"]}, tags=T.to_dict(v.get("Tags")))
             for v in vols
@@ -116,11 +126,11 @@ class NetworkInterface(Kind):
     id_field = "NetworkInterfaceId"
     managed = False
     delete_after = ("Instance", "LoadBalancer")
-    permissions = ("ec2:DescribeNetworkInterfaces", "ec2:DeleteNetworkInterface")
+    permissions = ("ec2:DescribeTags", "ec2:DescribeNetworkInterfaces", "ec2:DeleteNetworkInterface")
 
     def find(self, facts: Facts) -> list[Actual]:
         with aws_errors("reading network interfaces"):
-            enis = owned(facts, "describe_network_interfaces", "NetworkInterfaces")
+            enis = owned_ids(facts, "network-interface", "describe_network_interfaces", "NetworkInterfaces", "network-interface-id")
         return [
             Actual(
                 self.kind,
