@@ -328,9 +328,8 @@ class ClusterStore:
         """Remove everything under ``<name>/``: config last, so an interrupted delete can be re-run.
 
         The other objects go in one batch (a cluster has 14-25 of them: one round trip instead of
-        one each); config is removed only once every one of them is gone, so a failure leaves the
-        cluster listed and a re-run finishes the job. A lock this store object currently holds is
-        left for its ``lock()`` block to release.
+        one each), with the lock; config is removed only once every one of them is gone, so a
+        failure or a kill leaves the cluster listed and a re-run finishes the job.
         """
         keys = self.store.list(self._prefix(name))
         if not keys:
@@ -338,18 +337,18 @@ class ClusterStore:
         config_key, lock_key = self._key(name, CONFIG), self._key(name, LOCK)
         with self._held_mutex:
             held = self._held.get(name)
-        self.store.delete_many([k for k in keys if k not in (config_key, lock_key)])
+        others = [k for k in keys if k not in (config_key, lock_key)]
         if held is not None:
-            # Our own lock goes with config, in the same round trip: there is no cluster left to
-            # protect (the lock block's release then has nothing to do).
+            # Our own lock goes in the same round trip as the other objects (the lock block's
+            # release then has nothing left to do); config, which makes the cluster findable for
+            # a re-run, still goes last, alone.
             with ThreadPoolExecutor(max_workers=2, thread_name_prefix="state") as pool:
-                both = [pool.submit(self.store.delete, config_key), pool.submit(held[0].release)]
+                both = [pool.submit(self.store.delete_many, others), pool.submit(held[0].release)]
             for done in both:
                 done.result()
         else:
-            self.store.delete(config_key)
-            if lock_key in keys:
-                self.store.delete(lock_key)
+            self.store.delete_many(others + ([lock_key] if lock_key in keys else []))
+        self.store.delete(config_key)
 
     def get_object(self, cluster: str, relkey: str) -> bytes:
         """One object of the cluster, e.g. ``pki/ca.crt``."""
