@@ -1,7 +1,9 @@
 """Apply a plan: every change after the changes it depends on, independent ones in parallel.
 
 Ordering rules:
-- create/modify of R waits for the creates/modifies of the resources R refers to;
+- create/modify of R waits for the creates/modifies of the resources R refers to; a kind with
+  ``late_fields`` is created in two steps (create, then ``finish``), and only the finish waits
+  for what those fields refer to (a gateway is created while its VPC is, attached after);
 - delete of a resource of kind K waits for every change to kinds that (transitively) depend on
   K, and for deletes of the kinds K must outlive (``delete_after``), so references move away
   before their target disappears. ``delete`` reuses this with a plan made only of deletes.
@@ -186,6 +188,7 @@ def apply_plan(
         tasks[c.key] = task(c)
         if _two_step(c):
             tasks[_finish_key(c.key)] = finish_task(c)
+    plan_keys = {c.key for c in plan.changes}
     first_step_failed: set[Key] = set()
 
     def started(k: Hashable) -> None:
@@ -204,7 +207,6 @@ def apply_plan(
             state = "done" if o.ok else "skipped" if isinstance(o.error, Skipped) else "failed"
             on_event(state, c, o.error)
 
-    plan_keys = {c.key for c in plan.changes}
     ctx.start_follow_ups(workers)
     try:
         outcomes = run_graph(
