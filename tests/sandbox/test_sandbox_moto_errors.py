@@ -1,0 +1,34 @@
+"""The sandbox's moto answers a crash inside moto as AWS answers an internal error: a plain 500
+that botocore retries, not an HTML page it cannot parse."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from werkzeug.test import Client
+from werkzeug.wrappers import Response
+
+from kopsy.sandbox.motoserver import aws_like_errors
+
+
+def _app(status: int, body: str, mimetype: str) -> Any:
+    return Response(body, status=status, mimetype=mimetype)
+
+
+def test_an_html_500_becomes_an_empty_500_which_botocore_retries() -> None:
+    from botocore.parsers import QueryParser
+
+    page = "<!doctype html>\n<html lang=en>\n<title>500 Internal Server Error</title>\n"
+    resp = Client(aws_like_errors(_app(500, page, "text/html"))).get("/")
+    assert resp.status_code == 500 and resp.data == b""
+    assert resp.headers["Content-Length"] == "0" and "Content-Type" not in resp.headers
+    # botocore reads an empty 500 as the generic (retryable) server error, not a parse failure
+    parsed = QueryParser().parse({"status_code": 500, "headers": {}, "body": resp.data}, None)
+    assert parsed["Error"]["Code"] == "500"
+
+
+def test_other_answers_pass_unchanged() -> None:
+    xml_error = "<ErrorResponse><Error><Code>ValidationError</Code></Error></ErrorResponse>"
+    for status, body, mimetype in ((200, "<ok/>", "text/xml"), (400, xml_error, "text/xml"), (500, '{"x": 1}', "application/json")):
+        resp = Client(aws_like_errors(_app(status, body, mimetype))).get("/")
+        assert (resp.status_code, resp.get_data(as_text=True)) == (status, body)
