@@ -183,7 +183,7 @@ def render(results: dict[str, Any], chart: str | None) -> str:
         "one parallel wave of describes, then the create chain VPC → subnet/SG → NLB → launch template "
         "(its user-data names the NLB) → ASG, and release the lock; a no-op also reads, by id, the settings only a "
         "second describe returns; delete: ASG/NLB delete → confirm gone → SG/subnet/IGW → VPC → confirm → the state "
-        "objects, config and lock last). "
+        "objects (with the lock), config alone last). "
         f"Update: **{forced['update']}** periods, no-op update: **{forced['noop']}**, delete: **{forced['delete']}**, "
         "whatever the cluster size;",
         "- **wall / min** and **span / min** = wall time (span) ÷ (forced minimum × latency). The issues' target is ≤ 1.5×.",
@@ -199,7 +199,9 @@ def render(results: dict[str, Any], chart: str | None) -> str:
     lines += [
         "",
         "At 50 ms a call the wall time is mostly that fixed work: the process needs ~0.25 s before its first call "
-        "and 0.5–0.9 s of CPU in all, against a forced minimum of 0.5 s of latency; AWS's own latencies (100–500 ms "
+        "and 0.5–0.9 s of CPU in all, against a forced minimum of 0.5 s of latency. Even with no CPU at all "
+        "between calls, 0.25 s + 10 × 50 ms is already 1.5× the update's minimum, so at this latency the wall-time "
+        "target is out of reach of any Python process that imports boto3; AWS's own latencies (100–500 ms "
         "for most mutating calls) are closer to the second figure. moto also answers large describes slowly "
         "itself (300 instances: 0.5–1.6 s per DescribeInstances, and everything else waits behind it), and deletes "
         "at once what AWS deletes in minutes (instances, load balancers), so on AWS a delete is dominated by "

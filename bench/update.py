@@ -163,9 +163,9 @@ FORCED_DELETE: dict[str, tuple[str, ...]] = {
                                        "ec2:DeleteKeyPair"),
     "s3:ListObjectsV2(cluster/)": ("describe*(confirm nothing left)",),
     "s3:DeleteObjects(cluster/)": ("s3:ListObjectsV2(cluster/)",),
-    # config (which lists the cluster) goes last, so a delete that stops half-way can be re-run;
-    # the lock goes with it (as in update, taking and releasing the lock count)
-    "s3:DeleteObject(config)+DeleteObject(lock)": ("s3:DeleteObjects(cluster/)",),
+    # config (which lists the cluster) goes last, alone, so a delete that stops half-way can be
+    # re-run (the lock, whose taking counts as in update, is released with the batch)
+    "s3:DeleteObject(config)": ("s3:DeleteObjects(cluster/)",),
 }
 
 
