@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from kopsy.cloud.aws import tags as T
 from kopsy.cloud.aws.ec2util import describe_all
 from kopsy.cloud.aws.kind import Actual, ApplyContext, Desired, Facts, Kind, parallel
 from kopsy.cloud.aws.session import aws_errors, error_code
 from kopsy.errors import CloudError
+
+_T = TypeVar("_T")
 
 API_PORT = 6443
 LISTENER_PORT = 443
@@ -61,6 +64,25 @@ def _owned_elbv2(facts: Facts, operation: str, result_key: str, arn_key: str) ->
     tags = _elbv2_tags(facts)
     items = _all_elbv2(facts, operation, result_key)
     return [(i, tags.get(i[arn_key], {})) for i in items if T.is_owned(tags.get(i[arn_key], {}), facts.cluster)]
+
+
+def _owned_with_detail(
+    facts: Facts, operation: str, result_key: str, arn_key: str, name_key: str, expected: str, detail: Callable[[str], _T]
+) -> tuple[list[tuple[dict[str, Any], dict[str, str]]], dict[str, _T]]:
+    """The owned items of ``operation`` with their tags, and ``detail(arn)`` of each. The item
+    named ``expected`` (kopsy's own) has its detail read while the tags are: ownership needs a
+    second round trip anyway (DescribeTags), so the detail costs none. Any other owned item's
+    detail is read afterwards."""
+    named = [i[arn_key] for i in _all_elbv2(facts, operation, result_key) if i[name_key] == expected]
+    results = parallel(
+        lambda f: f(),
+        [lambda: _owned_elbv2(facts, operation, result_key, arn_key)] + [lambda arn=arn: detail(arn) for arn in named],
+    )
+    owned, details = results[0], dict(zip(named, results[1:]))
+    for item, _ in owned:
+        if item[arn_key] not in details:
+            details[item[arn_key]] = detail(item[arn_key])
+    return owned, details
 
 
 def _refuse_foreign(elb: Any, what: str, name: str, arn: str, cluster: str) -> None:
@@ -173,24 +195,14 @@ class TargetGroup(Kind):
 
     def find(self, facts: Facts) -> list[Actual]:
         with aws_errors("reading target groups"):
+            preserve: dict[str, bool] = {}
             if not facts.detail:  # delete needs only ids: no attribute reads
-                tgs, preserve = _owned_elbv2(facts, "describe_target_groups", "TargetGroups", "TargetGroupArn"), {}
-            else:
-                # One attribute read per target group (kopsy owns one). The group with kopsy's
-                # name is read while the tags are (one round trip less, as for listeners); any
-                # other owned group afterwards.
-                expected = elb_name("tcp", facts.cluster)
-                named = [tg["TargetGroupArn"] for tg in _all_elbv2(facts, "describe_target_groups", "TargetGroups")
-                         if tg["TargetGroupName"] == expected]
-                results = parallel(
-                    lambda f: f(),
-                    [lambda: _owned_elbv2(facts, "describe_target_groups", "TargetGroups", "TargetGroupArn")]
-                    + [lambda arn=arn: _preserves_client_ip(facts, arn) for arn in named],
+                tgs = _owned_elbv2(facts, "describe_target_groups", "TargetGroups", "TargetGroupArn")
+            else:  # one attribute read per target group (kopsy owns one)
+                tgs, preserve = _owned_with_detail(
+                    facts, "describe_target_groups", "TargetGroups", "TargetGroupArn", "TargetGroupName",
+                    elb_name("tcp", facts.cluster), lambda arn: _preserves_client_ip(facts, arn),
                 )
-                tgs, preserve = results[0], dict(zip(named, results[1:]))
-                for tg, _ in tgs:
-                    if tg["TargetGroupArn"] not in preserve:
-                        preserve[tg["TargetGroupArn"]] = _preserves_client_ip(facts, tg["TargetGroupArn"])
         return [
             Actual(
                 self.kind,
@@ -286,21 +298,14 @@ class Listener(Kind):
             return describe_all(elb, "describe_listeners", "Listeners", LoadBalancerArn=arn)
 
         with aws_errors("reading listeners"):
-            # Listeners of the load balancer with kopsy's name are read while its tags are
-            # (one round trip less); any other owned load balancer's afterwards.
-            expected = elb_name("api", facts.cluster)
-            named = [lb["LoadBalancerArn"] for lb in _all_elbv2(facts, "describe_load_balancers", "LoadBalancers")
-                     if lb["LoadBalancerName"] == expected]
-            results = parallel(
-                lambda f: f(),
-                [lambda: _owned_elbv2(facts, "describe_load_balancers", "LoadBalancers", "LoadBalancerArn")]
-                + [lambda arn=arn: listeners(arn) for arn in named],
+            owned_lbs, by_arn = _owned_with_detail(
+                facts, "describe_load_balancers", "LoadBalancers", "LoadBalancerArn", "LoadBalancerName",
+                elb_name("api", facts.cluster), listeners,
             )
-            owned_lbs, by_arn = results[0], dict(zip(named, results[1:]))
             out = []
             for lb, tags in owned_lbs:
                 arn = lb["LoadBalancerArn"]
-                for ls in by_arn[arn] if arn in by_arn else listeners(arn):
+                for ls in by_arn[arn]:
                     forward = [a.get("TargetGroupArn") for a in ls.get("DefaultActions", []) if a.get("Type") == "forward"]
                     out.append(
                         Actual(
