@@ -93,13 +93,13 @@ def test_instance_groups_are_read_in_parallel(store: ObjectStore) -> None:
     assert [ig for ig, _ in listed] == sorted(groups, key=lambda g: g.name)
 
 
+@pytest.mark.parametrize("store_url", ["s3"], indirect=True)
 def test_s3_removes_a_clusters_objects_in_one_batch_call(store: ObjectStore) -> None:
     """On S3 the objects other than config go in one DeleteObjects (per 1000 keys), not one
     DeleteObject each; config follows in its own call, last."""
     from kopsy.state.s3 import S3Store
 
-    if not isinstance(store, S3Store):
-        pytest.skip("S3 only: the file store removes files one by one")
+    assert isinstance(store, S3Store)
     ClusterStore(store).create_cluster(sample_cluster(), sample_groups(), PKI)
     calls: list[str] = []
     store.clients.on_call(lambda service, operation: calls.append(operation))
