@@ -13,7 +13,7 @@ from typing import Any
 from kopsy.cloud.aws import tags as T
 from kopsy.cloud.aws.ec2util import describe_all, tolerate
 from kopsy.cloud.aws.kind import Actual, ApplyContext, Desired, Facts, Kind
-from kopsy.cloud.aws.retry import is_iam_propagation, retry
+from kopsy.cloud.aws.retry import NotYet, is_iam_propagation, retry, wait_until
 from kopsy.cloud.aws.session import aws_errors, error_code
 
 
@@ -158,10 +158,6 @@ class AutoScalingGroup(Kind):
 
             def gone() -> None:
                 if asg.describe_auto_scaling_groups(AutoScalingGroupNames=[have.id])["AutoScalingGroups"]:
-                    raise _StillThere(have.id)
+                    raise NotYet(f"Auto Scaling group {have.id} is still being deleted")
 
-            retry(gone, when=lambda e: isinstance(e, _StillThere), timeout=ctx.retry_timeout, first_delay=2.0)
-
-
-class _StillThere(Exception):
-    """The group is still being deleted."""
+            wait_until(gone, timeout=ctx.retry_timeout, first_delay=2.0)

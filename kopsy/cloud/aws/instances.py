@@ -10,9 +10,8 @@ from typing import Any
 from kopsy.cloud.aws import tags as T
 from kopsy.cloud.aws.ec2util import name_of, owned, owned_ids
 from kopsy.cloud.aws.kind import Actual, ApplyContext, Facts, Kind
-from kopsy.cloud.aws.retry import retry
+from kopsy.cloud.aws.retry import NotYet, wait_until
 from kopsy.cloud.aws.session import aws_errors, error_code
-from kopsy.errors import CloudError
 
 LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
 
@@ -76,16 +75,12 @@ class Instance(Kind):
                     # answers with nothing, not with 300 descriptions.
                     live = _live(ec2, chunk)
                     if live:
-                        raise _StillRunning(f"{len(live)} instance(s) still terminating ({', '.join(live[:3])}...)")
+                        raise NotYet(f"{len(live)} instance(s) still terminating ({', '.join(live[:3])}...)")
 
-                retry(terminated, when=lambda e: isinstance(e, _StillRunning), timeout=ctx.retry_timeout, first_delay=5.0)
+                wait_until(terminated, timeout=ctx.retry_timeout, first_delay=5.0)
 
 
 BATCH = 1000  # TerminateInstances' limit
-
-
-class _StillRunning(CloudError):
-    """Instances were asked to terminate and some have not finished yet."""
 
 
 def _live(ec2: Any, ids: list[str]) -> list[str]:

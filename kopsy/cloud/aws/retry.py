@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from kopsy.cloud.aws.session import error_code
+from kopsy.errors import CloudError
 
 T = TypeVar("T")
 
@@ -79,3 +80,13 @@ def retry(
                 on_retry(exc)
             sleep(min(delay * (0.5 + random.random() / 2), remaining))
             delay = min(delay * 2, max_delay)
+
+
+class NotYet(CloudError):
+    """Raised by a ``wait_until`` check while AWS has not finished; says what is still left."""
+
+
+def wait_until(check: Callable[[], None], *, timeout: float, first_delay: float) -> None:
+    """Poll ``check`` (which raises ``NotYet`` while the wait goes on) with backoff, bounded by
+    ``timeout``; for what AWS does asynchronously, such as deleting a group or terminating instances."""
+    retry(check, when=lambda e: isinstance(e, NotYet), timeout=timeout, first_delay=first_delay)
