@@ -4,7 +4,6 @@ proxy for the whole session, and a clean baseline run every fault case is compar
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from reliability_support import CLUSTER, AwsProxy, Baseline, Cloud, start_moto

@@ -16,7 +16,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ if str(BENCH) not in sys.path:
 
 from awsproxy import AwsProxy, Call, busy_time, sequential_periods  # noqa: E402
 
-from tests.conftest import free_port  # noqa: E402
+from tests.conftest import start_moto_server  # noqa: E402
 
 __all__ = ["AwsProxy", "Baseline", "Call", "Cloud", "Inventory", "busy_time", "sequential_periods", "start_moto"]
 
@@ -44,23 +43,8 @@ def start_moto(work: Path) -> tuple[subprocess.Popen[bytes], str]:
     """A moto server process on 127.0.0.1 that knows an Ubuntu 24.04 image (survives resets)."""
     from kopsy.sandbox.images import write_amis_file
 
-    amis = write_amis_file(work / "amis.json")
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "MOTO_AMIS_PATH": str(amis)},
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/data.json", timeout=2).read()
-            return proc, url
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError("moto server did not start") from None
-            time.sleep(0.05)
+    server = start_moto_server({"MOTO_AMIS_PATH": str(write_amis_file(work / "amis.json"))})
+    return server.proc, server.url
 
 
 def _tags(items: Any) -> dict[str, str]:
