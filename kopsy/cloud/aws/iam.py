@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from kopsy.cloud.aws import tags as T
+from kopsy.cloud.aws.ec2util import tolerate
 from kopsy.cloud.aws.kind import Actual, ApplyContext, Desired, Facts, Kind, parallel
 from kopsy.cloud.aws.session import aws_errors, error_code
 from kopsy.errors import CloudError
@@ -147,12 +148,7 @@ def _read(facts: Facts, name: str) -> tuple[dict[str, Any] | None, dict[str, Any
     iam = facts.clients.client("iam")
 
     def get(call: Callable[[], Any]) -> Any:
-        try:
-            return call()
-        except Exception as exc:
-            if error_code(exc) == "NoSuchEntity":
-                return None
-            raise
+        return tolerate(call, "NoSuchEntity")  # None when absent
 
     def fetch() -> tuple[dict[str, Any] | None, dict[str, Any] | None, Any]:
         with aws_errors(f"reading IAM role and instance profile {name}"):
@@ -271,11 +267,7 @@ class IAMRole(Kind):
         name = have.id
 
         def gone(call: Callable[[], Any]) -> None:
-            try:
-                call()
-            except Exception as exc:
-                if error_code(exc) != "NoSuchEntity":
-                    raise
+            tolerate(call, "NoSuchEntity")
 
         with aws_errors(f"deleting IAM role {have.name}"):
             gone(lambda: iam.delete_role_policy(RoleName=name, PolicyName=name))
@@ -386,18 +378,11 @@ class IAMInstanceProfile(Kind):
                     raise
                 roles = [r["RoleName"] for r in p.get("Roles", [])]
             for r in roles:
-                try:
-                    iam.remove_role_from_instance_profile(InstanceProfileName=have.id, RoleName=r)
-                except Exception as exc:
-                    if error_code(exc) not in ("NoSuchEntity", "LimitExceeded"):
-                        raise
+                tolerate(lambda r=r: iam.remove_role_from_instance_profile(InstanceProfileName=have.id, RoleName=r),
+                         "NoSuchEntity", "LimitExceeded")
 
         def delete_profile() -> None:
             with aws_errors(f"deleting IAM instance profile {have.name}"):
-                try:
-                    iam.delete_instance_profile(InstanceProfileName=have.id)
-                except Exception as exc:
-                    if error_code(exc) != "NoSuchEntity":
-                        raise
+                tolerate(lambda: iam.delete_instance_profile(InstanceProfileName=have.id), "NoSuchEntity")
 
         ctx.follow_up(have.key, delete_profile)
