@@ -20,7 +20,7 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kopsy.cloud.aws.kind import ApplyContext, Key, contains_unknown, resolve
+from kopsy.reconcile.values import ApplyContext, Key, contains_unknown, resolve
 from kopsy.cloud.aws.registry import ALL_KINDS, KINDS
 from kopsy.cloud.aws.retry import is_dependency, is_throttle, retry
 from kopsy.errors import CloudError

@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from kopsy.cloud.aws.kind import UNKNOWN, Actual, Desired, Key
+from kopsy.reconcile.values import UNKNOWN, Actual, Desired, Key
 
 Action = Literal["create", "modify", "delete"]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from kopsy.cloud.aws.kind import Actual, ApplyContext, Key
+from kopsy.reconcile.values import Actual, ApplyContext, Key
 from kopsy.cloud.aws.registry import ALL_KINDS, KINDS
 from kopsy.cloud.aws.session import AwsClients
 from kopsy.reconcile.apply import ApplyResult, Event, apply_plan, change_deps
@@ -23,32 +23,25 @@ MAX_ROUNDS = 5
 
 
 def inventory(clients: AwsClients, cluster: str) -> list[Actual]:
-    """Every resource in ``clients.region`` that carries ``cluster``'s ownership tag, by kind order.
-
-    Security-group rule sets are listed only when they reference other groups (the part that
-    has to be revoked before the groups can be deleted)."""
+    """Every resource in ``clients.region`` that carries ``cluster``'s ownership tag, by kind
+    order: what kopsy made and what Kubernetes' controllers made for the cluster alike. A kind
+    says which of its resources need a delete of their own (``Kind.needs_delete``)."""
     facts = gather_facts(clients, cluster, ALL_KINDS, detail=False)
     found: list[Actual] = []
     for kind in ALL_KINDS:
-        for a in sorted(facts.get(kind.kind, []), key=lambda a: a.name):
-            if kind.kind == "SecurityGroupRules" and not _cross_group_rules(a):
-                continue
-            found.append(a)
+        found += [a for a in sorted(facts.get(kind.kind, []), key=lambda a: a.name) if kind.needs_delete(a)]
     return found
-
-
-def _cross_group_rules(a: Actual) -> bool:
-    return any("/" not in str(r[3]) for d in ("ingress", "egress") for r in a.fields.get(d, ()))
 
 
 def delete_plan(cluster: str, resources: list[Actual]) -> Plan:
     """One delete per resource, except kinds with a batch API: one change for all of them.
-    Listeners of a load balancer being deleted are left out: they go with it (a round trip less)."""
+    What AWS removes with another resource being deleted is left out (``Kind.goes_with``):
+    a round trip less."""
     changes: list[Change] = []
     batches: dict[str, list[Actual]] = {}
-    load_balancers = {a.id for a in resources if a.kind == "LoadBalancer"}
+    deleting = {a.id for a in resources}
     for a in resources:
-        if a.kind == "Listener" and a.fields.get("load_balancer") in load_balancers:
+        if KINDS[a.kind].goes_with(a, deleting):
             continue
         if KINDS[a.kind].batch_delete:
             batches.setdefault(a.kind, []).append(a)

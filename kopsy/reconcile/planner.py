@@ -10,10 +10,12 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from kopsy.cloud.aws.kind import Actual, Desired, Facts, Key, Kind, contains_unknown, resolve
+from kopsy.cloud.aws import tags as T
+from kopsy.cloud.aws.kind import Kind
 from kopsy.cloud.aws.registry import ALL_KINDS, KINDS, MANAGED_KINDS
 from kopsy.cloud.aws.session import AwsClients
-from kopsy.reconcile.changes import Change, FieldChange, NoOp, Plan
+from kopsy.reconcile.changes import Change, FieldChange, NoOp, Plan, short
+from kopsy.reconcile.values import Actual, Desired, Facts, Key, contains_unknown, iter_values, resolve
 
 
 def gather_facts(
@@ -27,10 +29,16 @@ def gather_facts(
     return dict(results)
 
 
+def managed_only(cluster: str, facts: dict[str, list[Actual]]) -> dict[str, list[Actual]]:
+    """The part of ``facts`` kopsy manages: what carries kopsy's own mark. The cluster's broad
+    ownership tag is also on what Kubernetes' controllers create (the cloud-controller-manager's
+    load balancers and ``k8s-elb-`` groups, the EBS CSI driver's volumes): ``update`` neither
+    changes nor deletes those; ``delete`` sweeps them by the broad tag."""
+    return {kind: [a for a in items if T.is_managed(a.tags, cluster)] for kind, items in facts.items()}
+
+
 def _referenced(facts: dict[str, list[Actual]]) -> dict[str, int]:
     """How often each id appears in other resources' fields (a subnet names its VPC, ...)."""
-    from kopsy.cloud.aws.kind import iter_values
-
     counts: dict[str, int] = {}
     for items in facts.values():
         for a in items:
@@ -40,23 +48,18 @@ def _referenced(facts: dict[str, list[Actual]]) -> dict[str, int]:
     return counts
 
 
-def _links(a: Actual) -> int:
-    """How many other resources' ids this one's fields hold (associations, attachments)."""
-    from kopsy.cloud.aws.kind import iter_values
-
-    return sum(1 for v in iter_values(a.fields) if isinstance(v, str) and v.split("-", 1)[0] in _ID_PREFIXES)
+def _links(a: Actual, known_ids: set[str]) -> int:
+    """How many other known resources this one's fields name (associations, attachments)."""
+    return sum(1 for v in iter_values(a.fields) if isinstance(v, str) and v != a.id and v in known_ids)
 
 
-_ID_PREFIXES = {"vpc", "subnet", "igw", "sg", "rtb", "lt", "i", "eni"}
-
-
-def _index(items: list[Actual], refs: dict[str, int]) -> tuple[dict[Key, Actual], list[Actual]]:
+def _index(items: list[Actual], refs: dict[str, int], known_ids: set[str]) -> tuple[dict[Key, Actual], list[Actual]]:
     """By key. When a name appears twice (a create repeated after its answer was lost), keep the
     copy others refer to (the VPC holding the subnets), then the one wired up most (the route
     table with the associations, the attached gateway), then the first by id; the rest is extra."""
     by_key: dict[Key, Actual] = {}
     extra: list[Actual] = []
-    for a in sorted(items, key=lambda a: (-refs.get(a.id, 0), -_links(a), a.id)):
+    for a in sorted(items, key=lambda a: (-refs.get(a.id, 0), -_links(a, known_ids), a.id)):
         if a.key in by_key:
             extra.append(a)
         else:
@@ -74,9 +77,11 @@ def diff(cluster: str, desired: list[Desired], facts: dict[str, list[Actual]], w
     plan = Plan(cluster, [], [], list(warnings or []))
     outputs: dict[Key, dict[str, Any]] = {}
     actual: dict[Key, Actual] = {}
+    facts = managed_only(cluster, facts)
     refs = _referenced(facts)
+    known_ids = {a.id for items in facts.values() for a in items}
     for kind in MANAGED_KINDS:
-        by_key, extra = _index(facts.get(kind.kind, []), refs)
+        by_key, extra = _index(facts.get(kind.kind, []), refs, known_ids)
         actual.update(by_key)
         for a in extra:
             plan.changes.append(Change("delete", a.kind, a.name, a.id, notes=("duplicate of another resource with this name",), actual=a))
@@ -90,7 +95,7 @@ def diff(cluster: str, desired: list[Desired], facts: dict[str, list[Actual]], w
         fields = {k: resolve(v, outputs) for k, v in d.fields.items()}
         have = actual.get(d.key)
         if have is None:
-            shown = tuple(FieldChange(f, None, v) for f, v in fields.items() if f not in ("instance_tags",))
+            shown = tuple(FieldChange(f, None, v) for f, v in fields.items() if f not in kind.quiet_fields)
             plan.changes.append(Change("create", d.kind, d.name, None, shown, desired=d))
             outputs[d.key] = {}
             continue
@@ -123,6 +128,4 @@ def diff(cluster: str, desired: list[Desired], facts: dict[str, list[Actual]], w
 
 
 def _s(v: Any) -> str:
-    from kopsy.reconcile.changes import short
-
     return short(v)

@@ -10,7 +10,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from kopsy.cloud.aws.images import architecture, resolve_image
-from kopsy.cloud.aws.kind import Actual, ApplyContext, Key, parallel
+from kopsy.parallel import parallel
+from kopsy.reconcile.values import Actual, ApplyContext, Key
 from kopsy.cloud.aws.session import AwsClients
 from kopsy.errors import ObjectNotFound, StateStoreError
 from kopsy.reconcile.apply import ApplyResult, Event, apply_plan

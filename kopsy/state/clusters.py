@@ -20,10 +20,9 @@ import pwd
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 
@@ -46,6 +45,7 @@ from kopsy.spec.model import (
     instance_group_from_dict,
     instance_group_to_dict,
 )
+from kopsy.parallel import parallel
 from kopsy.state.base import ObjectStore, check_key
 
 CONFIG = "config"
@@ -54,7 +54,6 @@ LOCK = "lock"
 DEFAULT_LEASE_SECONDS = 600.0
 _ACQUIRE_ATTEMPTS = 5
 _WORKERS = 16  # parallel reads/deletes of one cluster's objects
-_T = TypeVar("_T")
 
 
 class LockLost(StateStoreError):
@@ -158,19 +157,6 @@ class Lease:
                 self.released = True
             except WriteConflict:
                 self.lost = True  # taken over after we stalled: leave the new holder's lock alone
-
-
-def _parallel(fn: Callable[[str], _T], keys: list[str]) -> list[_T]:
-    """``[fn(k) for k in keys]`` on a bounded thread pool (order kept). Every call finishes
-    before the first error is raised, so nothing is left running behind the caller's back."""
-    if len(keys) <= 1:
-        return [fn(k) for k in keys]
-    with ThreadPoolExecutor(max_workers=min(_WORKERS, len(keys)), thread_name_prefix="state") as pool:
-        futures = [pool.submit(fn, k) for k in keys]
-    errors = [e for e in (f.exception() for f in futures) if e is not None]
-    if errors:
-        raise errors[0]
-    return [f.result() for f in futures]
 
 
 def _lock_bytes(doc: dict[str, Any]) -> bytes:
@@ -342,10 +328,7 @@ class ClusterStore:
             # Our own lock goes in the same round trip as the other objects (the lock block's
             # release then has nothing left to do); config, which makes the cluster findable for
             # a re-run, still goes last, alone.
-            with ThreadPoolExecutor(max_workers=2, thread_name_prefix="state") as pool:
-                both = [pool.submit(self.store.delete_many, others), pool.submit(held[0].release)]
-            for done in both:
-                done.result()
+            parallel(lambda f: f(), [lambda: self.store.delete_many(others), held[0].release], name="state")
         else:
             self.store.delete_many(others + ([lock_key] if lock_key in keys else []))
         self.store.delete(config_key)
@@ -385,7 +368,7 @@ class ClusterStore:
             return self._parse_instance_group(name, key, obj.data), obj.etag
 
         # In parallel: a cluster with many groups costs two round trips (list, gets), not one per group.
-        return [found for found in _parallel(read, self._ig_names(name)) if found is not None]
+        return [found for found in parallel(read, self._ig_names(name), workers=_WORKERS, name="state") if found is not None]
 
     def get_instance_group(self, cluster: str, ig: str) -> tuple[InstanceGroup, str]:
         key = self._ig_key(cluster, ig)

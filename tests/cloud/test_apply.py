@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from kopsy.cloud.aws.kind import ApplyContext, Desired, Kind, Ref
+from kopsy.cloud.aws.kind import Kind
+from kopsy.reconcile.values import ApplyContext, Desired, Ref
 from kopsy.cloud.aws.registry import KINDS
 from kopsy.reconcile.apply import apply_plan
 from kopsy.reconcile.changes import Change, Plan

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from kopsy.cloud.aws.kind import Actual, ApplyContext
+from kopsy.reconcile.values import Actual, ApplyContext
 from kopsy.cloud.aws.registry import KINDS
 from kopsy.cloud.aws.vpc import VPC, Subnet
 from kopsy.errors import CloudError

@@ -83,7 +83,7 @@ def test_retry_predicates_are_specific() -> None:
 def test_asg_create_rides_out_iam_propagation() -> None:
     """CreateAutoScalingGroup right after the instance profile: retried on that error only."""
     from kopsy.cloud.aws.autoscaling import AutoScalingGroup
-    from kopsy.cloud.aws.kind import ApplyContext, Desired
+    from kopsy.reconcile.values import ApplyContext, Desired
 
     class Asg:
         calls = 0

@@ -11,8 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from kopsy.cloud.aws import tags as T
-from kopsy.cloud.aws.ec2util import describe_all, tolerate
-from kopsy.cloud.aws.kind import Actual, ApplyContext, Desired, Facts, Kind
+from kopsy.cloud.aws.ec2util import describe_all
+from kopsy.cloud.aws.idempotency import create_or_adopt, tolerate
+from kopsy.cloud.aws.kind import Kind
+from kopsy.reconcile.values import Actual, ApplyContext, Desired, Facts
 from kopsy.cloud.aws.retry import NotYet, is_iam_propagation, retry, wait_until
 from kopsy.cloud.aws.session import aws_errors, error_code
 
@@ -85,8 +87,8 @@ class AutoScalingGroup(Kind):
     def create(self, ctx: ApplyContext, want: Desired, fields: dict[str, Any]) -> dict[str, Any]:
         asg = ctx.clients.client("autoscaling")
 
-        def call() -> None:
-            asg.create_auto_scaling_group(
+        def call() -> dict[str, Any]:
+            return asg.create_auto_scaling_group(  # type: ignore[no-any-return]
                 AutoScalingGroupName=want.name,
                 LaunchTemplate={"LaunchTemplateName": fields["launch_template"], "Version": fields["launch_template_version"]},
                 MinSize=fields["min_size"],
@@ -97,13 +99,16 @@ class AutoScalingGroup(Kind):
                 Tags=_asg_tags(want.name, want.tags),
             )
 
+        def existing() -> tuple[dict[str, Any], dict[str, str]]:
+            found = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[want.name])["AutoScalingGroups"][0]
+            return found, T.to_dict(found.get("Tags"))
+
         with aws_errors(f"creating Auto Scaling group {want.name}"):
-            try:
-                retry(call, when=is_iam_propagation, timeout=ctx.retry_timeout)
-            except Exception as exc:
-                if error_code(exc) != "AlreadyExists":
-                    raise
-                g = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[want.name])["AutoScalingGroups"][0]
+            g, adopted = create_or_adopt(
+                lambda: retry(call, when=is_iam_propagation, timeout=ctx.retry_timeout),
+                ("AlreadyExists",), existing, what="Auto Scaling group", name=want.name, cluster=ctx.cluster,
+            )
+            if adopted:
                 have = Actual(
                     self.kind,
                     want.name,

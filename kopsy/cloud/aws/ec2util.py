@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kopsy.cloud.aws import tags as T
-from kopsy.cloud.aws.kind import Facts
+from kopsy.reconcile.values import Facts
 
 
 def describe_all(client: Any, operation: str, result_key: str, **kwargs: Any) -> list[dict[str, Any]]:
@@ -53,15 +53,3 @@ def owned_ids(facts: Facts, resource_type: str, operation: str, result_key: str,
 def name_of(item: dict[str, Any], fallback: str) -> str:
     return T.to_dict(item.get("Tags")).get("Name") or fallback
 
-
-def tolerate(call: Any, *codes: str) -> Any:
-    """Run ``call()``; an error with one of ``codes`` means a retried (or crashed) earlier attempt
-    already did it, so it counts as done (returns None). Makes creates safe to repeat."""
-    from kopsy.cloud.aws.session import error_code
-
-    try:
-        return call()
-    except Exception as exc:
-        if error_code(exc) in codes:
-            return None
-        raise

@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 from urllib.parse import urlparse
 
 from kopsy.cloud.aws import tags as T
-from kopsy.cloud.aws.ec2util import tolerate
-from kopsy.cloud.aws.kind import Actual, ApplyContext, Desired, Facts, Kind, parallel
+from kopsy.cloud.aws.idempotency import create_or_adopt, tolerate
+from kopsy.cloud.aws.kind import Kind
+from kopsy.parallel import parallel
+from kopsy.reconcile.values import Actual, ApplyContext, Desired, Facts
 from kopsy.cloud.aws.session import aws_errors, error_code
-from kopsy.errors import CloudError
 
 ROLES = ("control-plane", "nodes")
 
@@ -181,15 +183,8 @@ def _read(facts: Facts, name: str) -> tuple[dict[str, Any] | None, dict[str, Any
     return facts.once(f"iam.{name}", fetch)  # type: ignore[no-any-return]
 
 
-def _refuse_foreign(what: str, name: str, entity: dict[str, Any], cluster: str) -> None:
-    """An existing entity with kopsy's name is adopted only if it carries the cluster's ownership
-    tag (kopsy tags at creation, so a crashed earlier run's entity always does). Adopting an
-    untagged or ``shared`` one would make it the cluster's, and ``delete`` would then remove it."""
-    if not T.is_owned(T.to_dict(entity.get("Tags")), cluster):
-        raise CloudError(
-            f"{what} {name} already exists but is not owned by cluster {cluster} "
-            f"(no tag {T.ownership_key(cluster)}={T.OWNED}); kopsy will not take it over: rename or remove it, then re-run"
-        )
+def _with_tags(entity: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    return entity, T.to_dict(entity.get("Tags"))
 
 
 class IAMRole(Kind):
@@ -232,17 +227,18 @@ class IAMRole(Kind):
     def create(self, ctx: ApplyContext, want: Desired, fields: dict[str, Any]) -> dict[str, Any]:
         iam = ctx.clients.client("iam")
         with aws_errors(f"creating IAM role {want.name}"):
-            try:
-                r = iam.create_role(
+            # A role left by a run that crashed between CreateRole and PutRolePolicy is adopted
+            # (if ours), and its trust policy made right.
+            r, adopted = create_or_adopt(
+                lambda: iam.create_role(
                     RoleName=want.name,
                     AssumeRolePolicyDocument=json.dumps(fields["assume_role_policy"]),
                     Tags=T.to_list(want.tags),
-                )["Role"]
-            except Exception as exc:
-                if error_code(exc) != "EntityAlreadyExists":
-                    raise
-                r = iam.get_role(RoleName=want.name)["Role"]
-                _refuse_foreign("IAM role", want.name, r, ctx.cluster)
+                )["Role"],
+                ("EntityAlreadyExists",), lambda: _with_tags(iam.get_role(RoleName=want.name)["Role"]),
+                what="IAM role", name=want.name, cluster=ctx.cluster,
+            )
+            if adopted:
                 if _doc(r.get("AssumeRolePolicyDocument")) != fields["assume_role_policy"]:
                     iam.update_assume_role_policy(RoleName=want.name, PolicyDocument=json.dumps(fields["assume_role_policy"]))
             iam.put_role_policy(RoleName=want.name, PolicyName=want.name, PolicyDocument=json.dumps(fields["policy"]))
@@ -328,13 +324,12 @@ class IAMInstanceProfile(Kind):
     def create(self, ctx: ApplyContext, want: Desired, fields: dict[str, Any]) -> dict[str, Any]:
         iam = ctx.clients.client("iam")
         with aws_errors(f"creating IAM instance profile {want.name}"):
-            try:
-                p = iam.create_instance_profile(InstanceProfileName=want.name, Tags=T.to_list(want.tags))["InstanceProfile"]
-            except Exception as exc:
-                if error_code(exc) != "EntityAlreadyExists":
-                    raise
-                p = iam.get_instance_profile(InstanceProfileName=want.name)["InstanceProfile"]
-                _refuse_foreign("IAM instance profile", want.name, p, ctx.cluster)
+            p, _ = create_or_adopt(
+                lambda: iam.create_instance_profile(InstanceProfileName=want.name, Tags=T.to_list(want.tags))["InstanceProfile"],
+                ("EntityAlreadyExists",),
+                lambda: _with_tags(iam.get_instance_profile(InstanceProfileName=want.name)["InstanceProfile"]),
+                what="IAM instance profile", name=want.name, cluster=ctx.cluster,
+            )
         return {"id": want.name, "arn": p["Arn"], "roles": tuple(r["RoleName"] for r in p.get("Roles", []))}
 
     def finish(self, ctx: ApplyContext, want: Desired, fields: dict[str, Any], created: dict[str, Any]) -> dict[str, Any]:
@@ -370,15 +365,12 @@ class IAMInstanceProfile(Kind):
         with aws_errors(f"deleting IAM instance profile {have.name}"):
             roles = have.outputs.get("roles")
             if roles is None:
-                try:
-                    p = iam.get_instance_profile(InstanceProfileName=have.id)["InstanceProfile"]
-                except Exception as exc:
-                    if error_code(exc) == "NoSuchEntity":
-                        return
-                    raise
+                p = tolerate(lambda: iam.get_instance_profile(InstanceProfileName=have.id)["InstanceProfile"], "NoSuchEntity")
+                if p is None:
+                    return  # gone already
                 roles = [r["RoleName"] for r in p.get("Roles", [])]
             for r in roles:
-                tolerate(lambda r=r: iam.remove_role_from_instance_profile(InstanceProfileName=have.id, RoleName=r),
+                tolerate(partial(iam.remove_role_from_instance_profile, InstanceProfileName=have.id, RoleName=r),
                          "NoSuchEntity", "LimitExceeded")
 
         def delete_profile() -> None:

@@ -9,7 +9,9 @@ from typing import Any
 
 from kopsy.cloud.aws import tags as T
 from kopsy.cloud.aws.ec2util import name_of, owned, owned_ids
-from kopsy.cloud.aws.kind import Actual, ApplyContext, Facts, Kind
+from kopsy.cloud.aws.kind import Kind
+from kopsy.reconcile.values import Actual, ApplyContext, Facts
+from kopsy.cloud.aws.idempotency import tolerate
 from kopsy.cloud.aws.retry import NotYet, wait_until
 from kopsy.cloud.aws.session import aws_errors, error_code
 
@@ -108,11 +110,7 @@ class Volume(Kind):
 
     def delete(self, ctx: ApplyContext, have: Actual) -> None:
         with aws_errors(f"deleting volume {have.id}"):
-            try:
-                ctx.clients.client("ec2").delete_volume(VolumeId=have.id)
-            except Exception as exc:
-                if error_code(exc) != "InvalidVolume.NotFound":
-                    raise
+            tolerate(lambda: ctx.clients.client("ec2").delete_volume(VolumeId=have.id), "InvalidVolume.NotFound")
 
 
 class NetworkInterface(Kind):
@@ -140,8 +138,5 @@ class NetworkInterface(Kind):
 
     def delete(self, ctx: ApplyContext, have: Actual) -> None:
         with aws_errors(f"deleting network interface {have.id}"):
-            try:
-                ctx.clients.client("ec2").delete_network_interface(NetworkInterfaceId=have.id)
-            except Exception as exc:
-                if error_code(exc) != "InvalidNetworkInterfaceID.NotFound":
-                    raise
+            tolerate(lambda: ctx.clients.client("ec2").delete_network_interface(NetworkInterfaceId=have.id),
+                     "InvalidNetworkInterfaceID.NotFound")

@@ -12,8 +12,10 @@ from typing import Any
 
 from kopsy.cloud.aws import tags as T
 from kopsy.cloud.aws.ec2util import owned
-from kopsy.cloud.aws.kind import Actual, ApplyContext, Desired, Facts, Kind
-from kopsy.cloud.aws.session import aws_errors, error_code
+from kopsy.cloud.aws.kind import Kind
+from kopsy.reconcile.values import Actual, ApplyContext, Desired, Facts
+from kopsy.cloud.aws.idempotency import create_or_adopt, tolerate
+from kopsy.cloud.aws.session import aws_errors
 from kopsy.errors import KopsyError
 
 
@@ -52,17 +54,22 @@ class KeyPair(Kind):
     def create(self, ctx: ApplyContext, want: Desired, fields: dict[str, Any]) -> dict[str, Any]:
         ec2 = ctx.clients.client("ec2")
         with aws_errors(f"importing key pair {want.name}"):
-            try:
-                ec2.import_key_pair(
+            # The name carries the key's fingerprint, so an existing pair of that name holds the
+            # same key; it is still adopted only if it is ours.
+            def existing() -> tuple[None, dict[str, str]]:
+                pair = ec2.describe_key_pairs(KeyNames=[want.name])["KeyPairs"][0]
+                return None, T.to_dict(pair.get("Tags"))
+
+            create_or_adopt(
+                lambda: ec2.import_key_pair(
                     KeyName=want.name,
                     PublicKeyMaterial=fields["public_key"].encode(),
                     TagSpecifications=T.tag_spec("key-pair", want.tags),
-                )
-            except Exception as exc:
-                if error_code(exc) != "InvalidKeyPair.Duplicate":
-                    raise
+                ),
+                ("InvalidKeyPair.Duplicate",), existing, what="key pair", name=want.name, cluster=ctx.cluster,
+            )
         return {"id": want.name}
 
     def delete(self, ctx: ApplyContext, have: Actual) -> None:
         with aws_errors(f"deleting key pair {have.id}"):
-            ctx.clients.client("ec2").delete_key_pair(KeyName=have.id)
+            tolerate(lambda: ctx.clients.client("ec2").delete_key_pair(KeyName=have.id), "InvalidKeyPair.NotFound")

@@ -16,8 +16,11 @@ from typing import Any
 
 from kopsy.cloud.aws import tags as T
 from kopsy.cloud.aws.ec2util import describe_all, owned
-from kopsy.cloud.aws.kind import UNKNOWN, Actual, ApplyContext, Desired, Facts, Kind, parallel
-from kopsy.cloud.aws.session import aws_errors, error_code
+from kopsy.cloud.aws.kind import Kind
+from kopsy.parallel import parallel
+from kopsy.reconcile.values import UNKNOWN, Actual, ApplyContext, Desired, Facts
+from kopsy.cloud.aws.idempotency import create_or_adopt, tolerate
+from kopsy.cloud.aws.session import aws_errors
 
 ROOT_DEVICE = "/dev/sda1"  # Ubuntu's root device name
 
@@ -99,6 +102,7 @@ class LaunchTemplate(Kind):
     id_field = "LaunchTemplateId"
     depends_on = ("SecurityGroup", "IAMInstanceProfile", "KeyPair", "LoadBalancer")
     soft_deps = depends_on  # a template only names them: each can be deleted while it exists
+    quiet_fields = ("instance_tags",)  # the instances' tags: the template's own, again
     permissions = (
         "ec2:DescribeLaunchTemplates",
         "ec2:DescribeLaunchTemplateVersions",
@@ -165,20 +169,24 @@ class LaunchTemplate(Kind):
         ec2 = ctx.clients.client("ec2")
         data = template_data(fields, fields["instance_tags"])
         with aws_errors(f"creating launch template {want.name}"):
-            try:
-                # No content-derived token here: the name is unique already (a repeat fails with
-                # AlreadyExists, handled below), and a template deleted with its instance group
-                # then re-added with the same content would get the deleted one's id back from
-                # AWS's idempotency cache. botocore's per-call token covers its own retries.
-                t = ec2.create_launch_template(
+            def existing() -> tuple[dict[str, Any], dict[str, str]]:
+                found = ec2.describe_launch_templates(LaunchTemplateNames=[want.name])["LaunchTemplates"][0]
+                return found, T.to_dict(found.get("Tags"))
+
+            # No content-derived token here: the name is unique already (a repeat fails with
+            # AlreadyExists, and the template is adopted), and a template deleted with its
+            # instance group then re-added with the same content would get the deleted one's id
+            # back from AWS's idempotency cache. botocore's per-call token covers its own retries.
+            t, adopted = create_or_adopt(
+                lambda: ec2.create_launch_template(
                     LaunchTemplateName=want.name,
                     LaunchTemplateData=data,
                     TagSpecifications=T.tag_spec("launch-template", want.tags),
-                )["LaunchTemplate"]
-            except Exception as exc:
-                if error_code(exc) not in ("InvalidLaunchTemplateName.AlreadyExistsException",):
-                    raise
-                t = ec2.describe_launch_templates(LaunchTemplateNames=[want.name])["LaunchTemplates"][0]
+                )["LaunchTemplate"],
+                ("InvalidLaunchTemplateName.AlreadyExistsException",), existing,
+                what="launch template", name=want.name, cluster=ctx.cluster,
+            )
+            if adopted:
                 have = Actual(self.kind, want.name, t["LaunchTemplateId"], outputs={"id": t["LaunchTemplateId"], "name": want.name})
                 return self.modify(ctx, want, have, fields, set(fields))
         return {"id": t["LaunchTemplateId"], "name": want.name, "version": str(t.get("LatestVersionNumber", 1))}
@@ -198,8 +206,5 @@ class LaunchTemplate(Kind):
 
     def delete(self, ctx: ApplyContext, have: Actual) -> None:
         with aws_errors(f"deleting launch template {have.name}"):
-            try:
-                ctx.clients.client("ec2").delete_launch_template(LaunchTemplateId=have.id)
-            except Exception as exc:
-                if error_code(exc) not in ("InvalidLaunchTemplateId.NotFound", "InvalidLaunchTemplateName.NotFoundException"):
-                    raise
+            tolerate(lambda: ctx.clients.client("ec2").delete_launch_template(LaunchTemplateId=have.id),
+                     "InvalidLaunchTemplateId.NotFound", "InvalidLaunchTemplateName.NotFoundException")

@@ -15,9 +15,11 @@ from typing import Any, TypeVar
 
 from kopsy.cloud.aws import tags as T
 from kopsy.cloud.aws.ec2util import describe_all
-from kopsy.cloud.aws.kind import Actual, ApplyContext, Desired, Facts, Kind, parallel
-from kopsy.cloud.aws.session import aws_errors, error_code
-from kopsy.errors import CloudError
+from kopsy.cloud.aws.kind import Kind
+from kopsy.parallel import parallel
+from kopsy.reconcile.values import Actual, ApplyContext, Desired, Facts
+from kopsy.cloud.aws.idempotency import create_or_adopt, tolerate
+from kopsy.cloud.aws.session import aws_errors
 
 _T = TypeVar("_T")
 
@@ -85,17 +87,10 @@ def _owned_with_detail(
     return owned, details
 
 
-def _refuse_foreign(elb: Any, what: str, name: str, arn: str, cluster: str) -> None:
-    """ELB names are per account and region, and two cluster names can map to one (``a.b.com``
-    and ``a-b.com``): a name taken by a resource the cluster does not own is never adopted, or
-    kopsy would add listeners and targets to another cluster's load balancer. (kopsy tags at
-    creation, so a crashed earlier run's resource always carries the tag.)"""
-    found = elb.describe_tags(ResourceArns=[arn]).get("TagDescriptions", [])
-    if not T.is_owned(T.to_dict(found[0].get("Tags")) if found else {}, cluster):
-        raise CloudError(
-            f"{what} name {name} is already taken by a {what} not owned by cluster {cluster} "
-            f"(no tag {T.ownership_key(cluster)}={T.OWNED}); kopsy will not take it over: remove or rename it, then re-run"
-        )
+def _with_tags(elb: Any, item: dict[str, Any], arn_key: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """An ELBv2 item found by name, with its tags (for ``create_or_adopt``)."""
+    found = elb.describe_tags(ResourceArns=[item[arn_key]]).get("TagDescriptions", [])
+    return item, T.to_dict(found[0].get("Tags")) if found else {}
 
 
 class LoadBalancer(Kind):
@@ -138,20 +133,21 @@ class LoadBalancer(Kind):
     def create(self, ctx: ApplyContext, want: Desired, fields: dict[str, Any]) -> dict[str, Any]:
         elb = ctx.clients.client("elbv2")
         with aws_errors(f"creating load balancer {fields['lb_name']}"):
-            try:
-                lb = elb.create_load_balancer(
+            # ELB names are per account and region, and two cluster names can map to one
+            # (``a.b.com`` and ``a-b.com``): a taken name is adopted only if the cluster's.
+            lb, _ = create_or_adopt(
+                lambda: elb.create_load_balancer(
                     Name=fields["lb_name"],
                     Subnets=sorted(fields["subnets"]),
                     SecurityGroups=sorted(fields["security_groups"]),
                     Scheme=fields["scheme"],
                     Type=fields["type"],
                     Tags=T.to_list(want.tags),
-                )["LoadBalancers"][0]
-            except Exception as exc:
-                if error_code(exc) != "DuplicateLoadBalancerName":
-                    raise
-                lb = elb.describe_load_balancers(Names=[fields["lb_name"]])["LoadBalancers"][0]
-                _refuse_foreign(elb, "load balancer", fields["lb_name"], lb["LoadBalancerArn"], ctx.cluster)
+                )["LoadBalancers"][0],
+                ("DuplicateLoadBalancerName",),
+                lambda: _with_tags(elb, elb.describe_load_balancers(Names=[fields["lb_name"]])["LoadBalancers"][0], "LoadBalancerArn"),
+                what="load balancer", name=fields["lb_name"], cluster=ctx.cluster,
+            )
         return {"id": lb["LoadBalancerArn"], "arn": lb["LoadBalancerArn"], "dns": lb["DNSName"]}
 
     def modify(self, ctx: ApplyContext, want: Desired, have: Actual, fields: dict[str, Any], changed: set[str]) -> dict[str, Any]:
@@ -166,7 +162,7 @@ class LoadBalancer(Kind):
     def delete(self, ctx: ApplyContext, have: Actual) -> None:
         elb = ctx.clients.client("elbv2")
         with aws_errors(f"deleting load balancer {have.name}"):
-            elb.delete_load_balancer(LoadBalancerArn=have.id)
+            tolerate(lambda: elb.delete_load_balancer(LoadBalancerArn=have.id), "LoadBalancerNotFound")
             # Deletion is asynchronous: wait (bounded) so its network interfaces release the SG and subnets.
             delay = 5
             elb.get_waiter("load_balancers_deleted").wait(
@@ -225,8 +221,8 @@ class TargetGroup(Kind):
     def create(self, ctx: ApplyContext, want: Desired, fields: dict[str, Any]) -> dict[str, Any]:
         elb = ctx.clients.client("elbv2")
         with aws_errors(f"creating target group {fields['tg_name']}"):
-            try:
-                tg = elb.create_target_group(
+            tg, _ = create_or_adopt(
+                lambda: elb.create_target_group(
                     Name=fields["tg_name"],
                     Protocol=fields["protocol"],
                     Port=fields["port"],
@@ -234,12 +230,11 @@ class TargetGroup(Kind):
                     TargetType="instance",
                     HealthCheckProtocol=fields["health_check"],
                     Tags=T.to_list(want.tags),
-                )["TargetGroups"][0]
-            except Exception as exc:
-                if error_code(exc) != "DuplicateTargetGroupName":
-                    raise
-                tg = elb.describe_target_groups(Names=[fields["tg_name"]])["TargetGroups"][0]
-                _refuse_foreign(elb, "target group", fields["tg_name"], tg["TargetGroupArn"], ctx.cluster)
+                )["TargetGroups"][0],
+                ("DuplicateTargetGroupName",),
+                lambda: _with_tags(elb, elb.describe_target_groups(Names=[fields["tg_name"]])["TargetGroups"][0], "TargetGroupArn"),
+                what="target group", name=fields["tg_name"], cluster=ctx.cluster,
+            )
             _set_preserve_client_ip(elb, tg["TargetGroupArn"], fields["preserve_client_ip"])
         return {"id": tg["TargetGroupArn"], "arn": tg["TargetGroupArn"]}
 
@@ -254,11 +249,7 @@ class TargetGroup(Kind):
 
     def delete(self, ctx: ApplyContext, have: Actual) -> None:
         with aws_errors(f"deleting target group {have.name}"):
-            try:
-                ctx.clients.client("elbv2").delete_target_group(TargetGroupArn=have.id)
-            except Exception as exc:
-                if error_code(exc) != "TargetGroupNotFound":
-                    raise
+            tolerate(lambda: ctx.clients.client("elbv2").delete_target_group(TargetGroupArn=have.id), "TargetGroupNotFound")
 
 
 PRESERVE_CLIENT_IP = "preserve_client_ip.enabled"
@@ -290,6 +281,10 @@ class Listener(Kind):
         "elasticloadbalancing:ModifyListener",
         "elasticloadbalancing:DeleteListener",
     )
+
+    def goes_with(self, have: Actual, deleting: set[str]) -> bool:
+        """AWS deletes a load balancer's listeners with it."""
+        return have.fields.get("load_balancer") in deleting
 
     def find(self, facts: Facts) -> list[Actual]:
         elb = facts.clients.client("elbv2")
@@ -327,18 +322,15 @@ class Listener(Kind):
     def create(self, ctx: ApplyContext, want: Desired, fields: dict[str, Any]) -> dict[str, Any]:
         elb = ctx.clients.client("elbv2")
         with aws_errors(f"creating listener {want.name}"):
-            try:
-                ls = elb.create_listener(
-                    LoadBalancerArn=fields["load_balancer"],
-                    Protocol=fields["protocol"],
-                    Port=fields["port"],
-                    DefaultActions=[{"Type": "forward", "TargetGroupArn": fields["target_group"]}],
-                )["Listeners"][0]
-            except Exception as exc:
-                if error_code(exc) != "DuplicateListener":
-                    raise
-                ls = next(x for x in elb.describe_listeners(LoadBalancerArn=fields["load_balancer"])["Listeners"]
-                          if x["Port"] == fields["port"])
+            # A listener lives on kopsy's own load balancer: a duplicate is a repeat of ours.
+            ls = tolerate(lambda: elb.create_listener(
+                LoadBalancerArn=fields["load_balancer"],
+                Protocol=fields["protocol"],
+                Port=fields["port"],
+                DefaultActions=[{"Type": "forward", "TargetGroupArn": fields["target_group"]}],
+            )["Listeners"][0], "DuplicateListener") or next(
+                x for x in elb.describe_listeners(LoadBalancerArn=fields["load_balancer"])["Listeners"] if x["Port"] == fields["port"]
+            )
         return {"id": ls["ListenerArn"]}
 
     def modify(self, ctx: ApplyContext, want: Desired, have: Actual, fields: dict[str, Any], changed: set[str]) -> dict[str, Any]:
@@ -353,8 +345,4 @@ class Listener(Kind):
 
     def delete(self, ctx: ApplyContext, have: Actual) -> None:
         with aws_errors(f"deleting listener {have.name}"):
-            try:
-                ctx.clients.client("elbv2").delete_listener(ListenerArn=have.id)
-            except Exception as exc:
-                if error_code(exc) != "ListenerNotFound":
-                    raise
+            tolerate(lambda: ctx.clients.client("elbv2").delete_listener(ListenerArn=have.id), "ListenerNotFound")

@@ -9,12 +9,15 @@ A rule is a tuple ``(protocol, from_port, to_port, source)``; ``source`` is a CI
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from kopsy.cloud.aws import tags as T
 from kopsy.cloud.aws.ec2util import name_of, owned
-from kopsy.cloud.aws.kind import Actual, ApplyContext, Desired, Facts, Kind, Ref
-from kopsy.cloud.aws.session import aws_errors, error_code
+from kopsy.cloud.aws.kind import Kind
+from kopsy.reconcile.values import Actual, ApplyContext, Desired, Facts, Ref
+from kopsy.cloud.aws.idempotency import create_or_adopt, tolerate
+from kopsy.cloud.aws.session import aws_errors
 
 Rule = tuple[str, Any, Any, Any]  # source: CIDR string, group id, or a Ref to a group
 ALL_EGRESS: Rule = ("-1", None, None, "0.0.0.0/0")
@@ -67,6 +70,11 @@ def _rules(perms: list[dict[str, Any]]) -> frozenset[Rule]:
     return frozenset(out)
 
 
+def _is_group(rule: Rule) -> bool:
+    """The rule's source is a security group (not a CIDR)."""
+    return "/" not in str(rule[3])
+
+
 def _permission(rule: Rule) -> dict[str, Any]:
     proto, lo, hi, src = rule
     perm: dict[str, Any] = {"IpProtocol": proto}
@@ -74,7 +82,7 @@ def _permission(rule: Rule) -> dict[str, Any]:
         perm["FromPort"], perm["ToPort"] = lo, hi
     elif proto != "-1":  # e.g. IP-in-IP: no ports, but some endpoints insist on the fields
         perm["FromPort"], perm["ToPort"] = -1, -1
-    if "/" in str(src):
+    if not _is_group(rule):
         perm["IpRanges"] = [{"CidrIp": src}]
     else:
         perm["UserIdGroupPairs"] = [{"GroupId": src}]
@@ -86,7 +94,9 @@ class SecurityGroup(Kind):
     service = "ec2"
     id_field = "GroupId"
     depends_on = ("VPC",)
-    delete_after = ("Instance", "LoadBalancer", "NetworkInterface", "AutoScalingGroup")
+    # Instances and load balancers depend on their groups; a template only names them (soft),
+    # so its Auto Scaling group's instances have to be gone before a group can be deleted.
+    delete_after = ("NetworkInterface", "AutoScalingGroup")
     immutable = ("vpc", "description")
     permissions = (
         "ec2:DescribeSecurityGroups",
@@ -113,29 +123,26 @@ class SecurityGroup(Kind):
     def create(self, ctx: ApplyContext, want: Desired, fields: dict[str, Any]) -> dict[str, Any]:
         ec2 = ctx.clients.client("ec2")
         with aws_errors(f"creating security group {want.name}"):
-            try:
-                gid = ec2.create_security_group(
+            def existing() -> tuple[str, dict[str, str]]:
+                found = ec2.describe_security_groups(
+                    Filters=[{"Name": "vpc-id", "Values": [fields["vpc"]]}, {"Name": "group-name", "Values": [want.name]}]
+                )["SecurityGroups"][0]
+                return found["GroupId"], T.to_dict(found.get("Tags"))
+
+            gid, _ = create_or_adopt(
+                lambda: ec2.create_security_group(
                     GroupName=want.name,
                     Description=fields["description"],
                     VpcId=fields["vpc"],
                     TagSpecifications=T.tag_spec("security-group", want.tags),
-                )["GroupId"]
-            except Exception as exc:
-                if error_code(exc) != "InvalidGroup.Duplicate":
-                    raise
-                found = ec2.describe_security_groups(
-                    Filters=[{"Name": "vpc-id", "Values": [fields["vpc"]]}, {"Name": "group-name", "Values": [want.name]}]
-                )["SecurityGroups"]
-                gid = found[0]["GroupId"]
+                )["GroupId"],
+                ("InvalidGroup.Duplicate",), existing, what="security group", name=want.name, cluster=ctx.cluster,
+            )
         return {"id": gid}
 
     def delete(self, ctx: ApplyContext, have: Actual) -> None:
         with aws_errors(f"deleting security group {have.name} ({have.id})"):
-            try:
-                ctx.clients.client("ec2").delete_security_group(GroupId=have.id)
-            except Exception as exc:
-                if error_code(exc) != "InvalidGroup.NotFound":
-                    raise
+            tolerate(lambda: ctx.clients.client("ec2").delete_security_group(GroupId=have.id), "InvalidGroup.NotFound")
 
 
 class SecurityGroupRules(Kind):
@@ -196,33 +203,27 @@ class SecurityGroupRules(Kind):
                 remove = sorted(have_rules - want_rules, key=str)
                 auth = ec2.authorize_security_group_ingress if direction == "ingress" else ec2.authorize_security_group_egress
                 revoke = ec2.revoke_security_group_ingress if direction == "ingress" else ec2.revoke_security_group_egress
-                if add:
-                    try:
-                        auth(GroupId=gid, IpPermissions=[_permission(r) for r in add])
-                    except Exception as exc:
-                        if error_code(exc) != "InvalidPermission.Duplicate":
-                            raise
-                        for r in add:  # some were there already (a rerun after a crash): one by one
-                            try:
-                                auth(GroupId=gid, IpPermissions=[_permission(r)])
-                            except Exception as e2:
-                                if error_code(e2) != "InvalidPermission.Duplicate":
-                                    raise
+                if add and tolerate(lambda: auth(GroupId=gid, IpPermissions=[_permission(r) for r in add]),
+                                    "InvalidPermission.Duplicate") is None:
+                    for r in add:  # some were there already (a rerun after a crash): one by one
+                        tolerate(partial(auth, GroupId=gid, IpPermissions=[_permission(r)]), "InvalidPermission.Duplicate")
                 if remove:
                     revoke(GroupId=gid, IpPermissions=[_permission(r) for r in remove])
         return {"id": gid}
+
+    def needs_delete(self, have: Actual) -> bool:
+        """Only rule sets that reference other groups: those rules must be revoked before the
+        groups can be deleted; CIDR rules go with their group."""
+        return any(_is_group(r) for d in ("ingress", "egress") for r in have.fields.get(d, ()))
 
     def delete(self, ctx: ApplyContext, have: Actual) -> None:
         """Revoke only rules that name *other groups*, so every group can then be deleted."""
         ec2 = ctx.clients.client("ec2")
         with aws_errors(f"revoking cross-group rules of {have.name}"):
             for direction in ("ingress", "egress"):
-                refs = [r for r in have.fields.get(direction, frozenset()) if "/" not in str(r[3])]
+                refs = [r for r in have.fields.get(direction, frozenset()) if _is_group(r)]
                 if not refs:
                     continue
                 revoke = ec2.revoke_security_group_ingress if direction == "ingress" else ec2.revoke_security_group_egress
-                try:
-                    revoke(GroupId=have.id, IpPermissions=[_permission(r) for r in refs])
-                except Exception as exc:
-                    if error_code(exc) not in ("InvalidGroup.NotFound", "InvalidPermission.NotFound"):
-                        raise
+                tolerate(partial(revoke, GroupId=have.id, IpPermissions=[_permission(r) for r in refs]),
+                         "InvalidGroup.NotFound", "InvalidPermission.NotFound")

@@ -2,6 +2,10 @@
 
 Every resource carries the kops-compatible ownership tag ``kubernetes.io/cluster/<name>=owned``
 plus ``KubernetesCluster``, ``kopsy.io/cluster``, ``Name`` and (where it has one) ``kopsy.io/role``.
+
+Two notions follow (docs/update.md, "What kopsy manages"): the cluster *owns* everything with the
+ownership tag, Kubernetes' controllers' resources included, and ``delete`` sweeps all of it;
+kopsy *manages* only what also carries ``kopsy.io/cluster``, and ``update`` plans only that.
 Discovery filters on the ownership tag *key*, which embeds the full cluster name, so
 ``a.example.com`` never matches ``a.example.com.staging`` and ``shared`` resources never match.
 """
@@ -44,7 +48,15 @@ def owner_filter(cluster: str) -> list[dict[str, Any]]:
 
 
 def is_owned(tags: Mapping[str, str], cluster: str) -> bool:
+    """The cluster owns it: kopsy's resources, and what Kubernetes' controllers made for it."""
     return tags.get(ownership_key(cluster)) == OWNED
+
+
+def is_managed(tags: Mapping[str, str], cluster: str) -> bool:
+    """kopsy manages it: it carries kopsy's own mark as well as the ownership tag. Only these are
+    planned by ``update`` or adopted by a create; what the cloud-controller-manager or the EBS
+    CSI driver made under the ownership tag is the cluster's, not kopsy's to change."""
+    return is_owned(tags, cluster) and tags.get(TAG_CLUSTER) == cluster
 
 
 def to_dict(tags: Iterable[Mapping[str, Any]] | None) -> dict[str, str]:

@@ -12,21 +12,20 @@ from functools import partial
 from typing import Any
 
 from kopsy.cloud.aws import tags as T
-from kopsy.cloud.aws.ec2util import name_of, owned, tolerate
-from kopsy.cloud.aws.kind import Actual, ApplyContext, Desired, Facts, Kind, parallel
-from kopsy.cloud.aws.session import aws_errors, error_code
-
-
-def _ignore_missing(exc: BaseException, *codes: str) -> None:
-    if error_code(exc) not in codes:
-        raise exc
+from kopsy.cloud.aws.ec2util import name_of, owned
+from kopsy.cloud.aws.idempotency import create_or_adopt, tolerate
+from kopsy.cloud.aws.kind import Kind
+from kopsy.parallel import parallel
+from kopsy.reconcile.values import Actual, ApplyContext, Desired, Facts
+from kopsy.cloud.aws.session import aws_errors
+from kopsy.errors import CloudError
 
 
 class VPC(Kind):
     kind = "VPC"
     service = "ec2"
     id_field = "VpcId"
-    delete_after = ("InternetGateway", "Subnet", "SecurityGroup", "RouteTable", "LoadBalancer", "TargetGroup", "Instance", "NetworkInterface")
+    delete_after = ("NetworkInterface",)  # what refers to the VPC is deleted first anyway (depends_on)
     immutable = ("cidr",)
     permissions = (
         "ec2:DescribeVpcs",
@@ -92,10 +91,7 @@ class VPC(Kind):
 
     def delete(self, ctx: ApplyContext, have: Actual) -> None:
         with aws_errors(f"deleting VPC {have.id}"):
-            try:
-                ctx.clients.client("ec2").delete_vpc(VpcId=have.id)
-            except Exception as exc:
-                _ignore_missing(exc, "InvalidVpcID.NotFound")
+            tolerate(lambda: ctx.clients.client("ec2").delete_vpc(VpcId=have.id), "InvalidVpcID.NotFound")
 
 
 class Subnet(Kind):
@@ -103,7 +99,7 @@ class Subnet(Kind):
     service = "ec2"
     id_field = "SubnetId"
     depends_on = ("VPC",)
-    delete_after = ("Instance", "LoadBalancer", "NetworkInterface", "AutoScalingGroup")
+    delete_after = ("NetworkInterface",)
     immutable = ("vpc", "cidr", "zone")
     permissions = (
         "ec2:DescribeSubnets",
@@ -136,23 +132,23 @@ class Subnet(Kind):
     def create(self, ctx: ApplyContext, want: Desired, fields: dict[str, Any]) -> dict[str, Any]:
         ec2 = ctx.clients.client("ec2")
         with aws_errors(f"creating subnet {want.name}"):
-            try:
-                sid = ec2.create_subnet(
+            def existing() -> tuple[str, dict[str, str]]:
+                found = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [fields["vpc"]]},
+                                                      {"Name": "cidr-block", "Values": [fields["cidr"]]}])["Subnets"]
+                if not found:  # the conflict is with another subnet's range, not a repeat of ours
+                    raise CloudError(f"subnet {want.name}: {fields['cidr']} overlaps another subnet of VPC {fields['vpc']}; "
+                                     f"choose a free range in the spec (kopsy edit cluster), then re-run")
+                return found[0]["SubnetId"], T.to_dict(found[0].get("Tags"))
+
+            sid, _ = create_or_adopt(
+                lambda: ec2.create_subnet(
                     VpcId=fields["vpc"],
                     CidrBlock=fields["cidr"],
                     AvailabilityZone=fields["zone"],
                     TagSpecifications=T.tag_spec("subnet", want.tags),
-                )["Subnet"]["SubnetId"]
-            except Exception as exc:
-                if error_code(exc) != "InvalidSubnet.Conflict":
-                    raise
-                # A repeated create (our first answer was lost): take it if it is ours.
-                found = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [fields["vpc"]]},
-                                                      {"Name": "cidr-block", "Values": [fields["cidr"]]}])["Subnets"]
-                mine = [x for x in found if T.is_owned(T.to_dict(x.get("Tags")), ctx.cluster)]
-                if not mine:
-                    raise
-                sid = mine[0]["SubnetId"]
+                )["Subnet"]["SubnetId"],
+                ("InvalidSubnet.Conflict",), existing, what="subnet", name=want.name, cluster=ctx.cluster,
+            )
         if fields["map_public_ip"]:
             # A default for launches; kopsy's templates ask for a public IP themselves, so the
             # load balancer need not wait for this.
@@ -172,10 +168,7 @@ class Subnet(Kind):
 
     def delete(self, ctx: ApplyContext, have: Actual) -> None:
         with aws_errors(f"deleting subnet {have.id}"):
-            try:
-                ctx.clients.client("ec2").delete_subnet(SubnetId=have.id)
-            except Exception as exc:
-                _ignore_missing(exc, "InvalidSubnetID.NotFound")
+            tolerate(lambda: ctx.clients.client("ec2").delete_subnet(SubnetId=have.id), "InvalidSubnetID.NotFound")
 
 
 class InternetGateway(Kind):
@@ -184,8 +177,9 @@ class InternetGateway(Kind):
     id_field = "InternetGatewayId"
     depends_on = ("VPC",)
     late_fields = ("vpc",)
-    # AWS refuses to detach a gateway while public addresses in the VPC are mapped.
-    delete_after = ("Instance", "LoadBalancer", "NetworkInterface", "AutoScalingGroup")
+    # AWS refuses to detach a gateway while public addresses in the VPC are mapped (the load
+    # balancer, which depends on the gateway, is deleted first anyway).
+    delete_after = ("Instance", "NetworkInterface", "AutoScalingGroup")
     permissions = (
         "ec2:DescribeInternetGateways",
         "ec2:CreateInternetGateway",
@@ -243,19 +237,47 @@ class InternetGateway(Kind):
         ec2 = ctx.clients.client("ec2")
         with aws_errors(f"detaching internet gateway {have.id}"):
             for v in have.outputs.get("vpcs", ()):
-                try:
-                    ec2.detach_internet_gateway(InternetGatewayId=have.id, VpcId=v)
-                except Exception as exc:
-                    _ignore_missing(exc, "Gateway.NotAttached", "InvalidInternetGatewayID.NotFound")
+                tolerate(partial(ec2.detach_internet_gateway, InternetGatewayId=have.id, VpcId=v),
+                         "Gateway.NotAttached", "InvalidInternetGatewayID.NotFound")
 
         def delete_gateway() -> None:
             with aws_errors(f"deleting internet gateway {have.id}"):
-                try:
-                    ec2.delete_internet_gateway(InternetGatewayId=have.id)
-                except Exception as exc:
-                    _ignore_missing(exc, "InvalidInternetGatewayID.NotFound")
+                tolerate(lambda: ec2.delete_internet_gateway(InternetGatewayId=have.id), "InvalidInternetGatewayID.NotFound")
 
         ctx.follow_up(have.key, delete_gateway)
+
+
+# A route's target, by the prefix of its id, and the parameter CreateRoute/ReplaceRoute take it in.
+_TARGET_PARAMS = {
+    "igw": "GatewayId",
+    "vgw": "GatewayId",
+    "nat": "NatGatewayId",
+    "tgw": "TransitGatewayId",
+    "pcx": "VpcPeeringConnectionId",
+    "eigw": "EgressOnlyInternetGatewayId",
+    "eni": "NetworkInterfaceId",
+    "i": "InstanceId",
+}
+_TARGET_FIELDS = ("GatewayId", "NatGatewayId", "TransitGatewayId", "VpcPeeringConnectionId",
+                  "EgressOnlyInternetGatewayId", "NetworkInterfaceId", "InstanceId")
+
+
+def _route(r: dict[str, Any]) -> tuple[str, str] | None:
+    """``(destination, target id)`` of one described route; None for the VPC's own ``local``
+    route and for routes kopsy cannot name (IPv6 or prefix-list destinations)."""
+    dest = r.get("DestinationCidrBlock")
+    target = next((r[f] for f in _TARGET_FIELDS if r.get(f) and r[f] != "local"), None)
+    if not dest or target is None:
+        return None
+    return (str(dest), str(target))
+
+
+def _target(target: str) -> dict[str, str]:
+    """The CreateRoute/ReplaceRoute keyword for a target id (``nat-...`` -> NatGatewayId)."""
+    param = _TARGET_PARAMS.get(target.split("-", 1)[0])
+    if param is None:
+        raise ValueError(f"route target {target} is of no kind kopsy routes to")
+    return {param: target}
 
 
 class RouteTable(Kind):
@@ -281,11 +303,7 @@ class RouteTable(Kind):
             tables = owned(facts, "describe_route_tables", "RouteTables")
         out = []
         for t in tables:
-            routes = frozenset(
-                (r["DestinationCidrBlock"], r["GatewayId"])
-                for r in t.get("Routes", [])
-                if r.get("GatewayId", "").startswith("igw-") and "DestinationCidrBlock" in r
-            )
+            routes = frozenset(route for r in t.get("Routes", []) if (route := _route(r)) is not None)
             assoc = {a["SubnetId"]: a["RouteTableAssociationId"] for a in t.get("Associations", []) if a.get("SubnetId")}
             out.append(
                 Actual(
@@ -298,6 +316,14 @@ class RouteTable(Kind):
                 )
             )
         return out
+
+    def same(self, field_name: str, desired: Any, actual: Any) -> bool:
+        """A route kopsy did not ask for (a peering route a user added) is not kopsy's to
+        remove: routes are up to date when every wanted destination has its wanted target."""
+        if field_name == "routes":
+            have = dict(actual or ())
+            return all(have.get(dest) == target for dest, target in desired)
+        return bool(desired == actual)
 
     def create(self, ctx: ApplyContext, want: Desired, fields: dict[str, Any]) -> dict[str, Any]:
         """Created as soon as the VPC is; its routes (which need the attached gateway) and subnet
@@ -317,15 +343,15 @@ class RouteTable(Kind):
         """Routes and associations are independent of each other: all sent at once."""
         ec2 = ctx.clients.client("ec2")
         assoc = dict(have.outputs.get("associations", {}))
-        existing = {dest: gw for dest, gw in have.fields.get("routes", frozenset())}
+        existing = dict(have.fields.get("routes", frozenset()))
         jobs: list[tuple[str, str, Callable[[], Any]]] = []  # (action, subnet, call)
         rt = have.id
-        for dest, gw in sorted(fields["routes"]):
+        for dest, target in sorted(fields["routes"]):
             if dest not in existing:
-                create = partial(ec2.create_route, RouteTableId=rt, DestinationCidrBlock=dest, GatewayId=gw)
+                create = partial(ec2.create_route, RouteTableId=rt, DestinationCidrBlock=dest, **_target(target))
                 jobs.append(("route", "", partial(tolerate, create, "RouteAlreadyExists")))
-            elif existing[dest] != gw:
-                jobs.append(("route", "", partial(ec2.replace_route, RouteTableId=rt, DestinationCidrBlock=dest, GatewayId=gw)))
+            elif existing[dest] != target:
+                jobs.append(("route", "", partial(ec2.replace_route, RouteTableId=rt, DestinationCidrBlock=dest, **_target(target))))
         for sid in sorted(fields["subnets"] - set(assoc)):
             associate = partial(ec2.associate_route_table, RouteTableId=rt, SubnetId=sid)
             jobs.append(("associate", sid, partial(tolerate, associate, "Resource.AlreadyAssociated")))
@@ -343,14 +369,6 @@ class RouteTable(Kind):
     def delete(self, ctx: ApplyContext, have: Actual) -> None:
         ec2 = ctx.clients.client("ec2")
         with aws_errors(f"deleting route table {have.id}"):
-            def disassociate(aid: str) -> None:
-                try:
-                    ec2.disassociate_route_table(AssociationId=aid)
-                except Exception as exc:
-                    _ignore_missing(exc, "InvalidAssociationID.NotFound")
-
-            parallel(disassociate, list(have.outputs.get("associations", {}).values()))
-            try:
-                ec2.delete_route_table(RouteTableId=have.id)
-            except Exception as exc:
-                _ignore_missing(exc, "InvalidRouteTableID.NotFound")
+            parallel(lambda aid: tolerate(lambda: ec2.disassociate_route_table(AssociationId=aid), "InvalidAssociationID.NotFound"),
+                     list(have.outputs.get("associations", {}).values()))
+            tolerate(lambda: ec2.delete_route_table(RouteTableId=have.id), "InvalidRouteTableID.NotFound")

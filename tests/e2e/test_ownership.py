@@ -1,0 +1,116 @@
+"""What Kubernetes' controllers create for the cluster is the cluster's, not kopsy's.
+
+The AWS cloud-controller-manager tags what it makes for a ``LoadBalancer`` Service with the
+cluster's ownership tag (``kubernetes.io/cluster/<name>=owned``, plus ``KubernetesCluster``)
+but not with kopsy's own ``kopsy.io/cluster``: ``update`` must neither plan nor touch those,
+and ``delete`` must still sweep them (docs/update.md, "What kopsy manages").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_update_support import calls, create_cluster, mutating, owned_resources, register_image, total
+
+pytestmark = pytest.mark.e2e
+
+NAME = "own.example.com"
+
+
+def _ccm_tags(cluster: str, name: str) -> list[dict[str, str]]:
+    """The tag set the cloud-controller-manager puts on what it creates."""
+    return [
+        {"Key": f"kubernetes.io/cluster/{cluster}", "Value": "owned"},
+        {"Key": "KubernetesCluster", "Value": cluster},
+        {"Key": "kubernetes.io/service-name", "Value": "default/hello"},
+        {"Key": "Name", "Value": name},
+    ]
+
+
+def _make_controller_resources(boto: Callable[[str], Any]) -> dict[str, str]:
+    """A ``k8s-elb-...`` security group and an NLB with its target group, as the CCM makes them."""
+    ec2, elb = boto("ec2"), boto("elbv2")
+    vpc = ec2.describe_vpcs(Filters=[{"Name": f"tag:kubernetes.io/cluster/{NAME}", "Values": ["owned"]}])["Vpcs"][0]["VpcId"]
+    subnets = [s["SubnetId"] for s in ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"]]
+    sg_name = "k8s-elb-a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6"
+    sg = ec2.create_security_group(
+        GroupName=sg_name, Description="Security group for Kubernetes ELB a1b2c3d4 (default/hello)", VpcId=vpc,
+        TagSpecifications=[{"ResourceType": "security-group", "Tags": _ccm_tags(NAME, sg_name)}],
+    )["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=sg, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    tg = elb.create_target_group(Name="k8s-default-hello-1a2b3c4d5e", Protocol="TCP", Port=30080, VpcId=vpc,
+                                 TargetType="instance", Tags=_ccm_tags(NAME, "k8s-default-hello"))["TargetGroups"][0]["TargetGroupArn"]
+    lb = elb.create_load_balancer(Name="k8s-default-hello-1a2b3c4d5e", Subnets=subnets, Type="network",
+                                  Scheme="internet-facing", Tags=_ccm_tags(NAME, "k8s-default-hello"))["LoadBalancers"][0]["LoadBalancerArn"]
+    elb.create_listener(LoadBalancerArn=lb, Protocol="TCP", Port=80, DefaultActions=[{"Type": "forward", "TargetGroupArn": tg}])
+    return {"sg": sg, "sg_name": sg_name, "lb": lb, "tg": tg}
+
+
+def _exists(boto: Callable[[str], Any], made: dict[str, str]) -> dict[str, bool]:
+    ec2, elb = boto("ec2"), boto("elbv2")
+    groups = {g["GroupId"] for g in ec2.describe_security_groups()["SecurityGroups"]}
+    lbs = {lb["LoadBalancerArn"] for lb in elb.describe_load_balancers()["LoadBalancers"]}
+    tgs = {tg["TargetGroupArn"] for tg in elb.describe_target_groups()["TargetGroups"]}
+    return {"sg": made["sg"] in groups, "lb": made["lb"] in lbs, "tg": made["tg"] in tgs}
+
+
+def test_controller_resources_are_left_by_update_and_removed_by_delete(
+    aws_env: dict[str, str], state_bucket: str, tmp_path: Path, boto: Callable[[str], Any],
+    run_kopsy: Callable[..., Any], ssh_keypair: tuple[Path, Path],
+) -> None:
+    log = tmp_path / "calls.log"
+    env = {**aws_env, "KOPSY_STATE_STORE": state_bucket, "KOPSY_AWS_CALL_LOG": str(log)}
+    create_cluster(run_kopsy, env, NAME, ssh_keypair[1], register_image(boto))
+    assert run_kopsy(["update", "cluster", NAME, "--yes"], env).returncode == 0
+    made = _make_controller_resources(boto)
+
+    # The dry run names none of them and has nothing to do.
+    plan = run_kopsy(["update", "cluster", NAME], env)
+    assert plan.returncode == 0, plan.stderr
+    for word in (made["sg"], made["sg_name"], "k8s-default-hello", made["lb"], made["tg"]):
+        assert word not in plan.stdout, plan.stdout
+    assert "No changes need to be applied" in plan.stdout, plan.stdout
+
+    # --yes leaves them as they are, with no mutating call at all.
+    log.unlink()
+    applied = run_kopsy(["update", "cluster", NAME, "--yes"], env)
+    assert applied.returncode == 0, applied.stderr
+    assert mutating(calls(log)) == [], mutating(calls(log))
+    assert _exists(boto, made) == {"sg": True, "lb": True, "tg": True}
+
+    # delete lists them (they are the cluster's) and removes them with everything else.
+    listing = run_kopsy(["delete", "cluster", NAME], env)
+    assert listing.returncode == 0, listing.stderr
+    assert made["sg"] in listing.stdout and made["lb"] in listing.stdout, listing.stdout
+    gone = run_kopsy(["delete", "cluster", NAME, "--yes"], env)
+    assert gone.returncode == 0, gone.stderr
+    assert _exists(boto, made) == {"sg": False, "lb": False, "tg": False}
+    assert total(owned_resources(boto, NAME)) == 0, owned_resources(boto, NAME)
+
+
+def test_a_resource_under_kopsys_name_without_kopsys_mark_is_not_adopted(
+    aws_env: dict[str, str], state_bucket: str, boto: Callable[[str], Any],
+    run_kopsy: Callable[..., Any], ssh_keypair: tuple[Path, Path],
+) -> None:
+    """A launch template named as kopsy names the group's, carrying only the broad ownership tag
+    (say, made by hand or by another tool): the create that meets it refuses to take it over,
+    and leaves it as it was."""
+    env = {**aws_env, "KOPSY_STATE_STORE": state_bucket}
+    create_cluster(run_kopsy, env, NAME, ssh_keypair[1], register_image(boto))
+    ec2 = boto("ec2")
+    foreign = ec2.create_launch_template(
+        LaunchTemplateName=f"nodes.{NAME}", LaunchTemplateData={"InstanceType": "t3.nano"},
+        TagSpecifications=[{"ResourceType": "launch-template", "Tags": [{"Key": "team", "Value": "other"}]}],
+    )["LaunchTemplate"]
+    r = run_kopsy(["update", "cluster", NAME, "--yes"], env)
+    assert r.returncode != 0
+    assert f"launch template nodes.{NAME} already exists but is not owned by cluster {NAME}" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    versions = ec2.describe_launch_template_versions(LaunchTemplateId=foreign["LaunchTemplateId"])["LaunchTemplateVersions"]
+    assert [v["VersionNumber"] for v in versions] == [1]  # no version added to someone else's template
+    assert run_kopsy(["delete", "cluster", NAME, "--yes"], env).returncode == 0
+    assert ec2.describe_launch_templates(LaunchTemplateIds=[foreign["LaunchTemplateId"]])["LaunchTemplates"]
