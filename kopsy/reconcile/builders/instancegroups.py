@@ -1,0 +1,93 @@
+"""Instance groups: the admin key pair, and a launch template and Auto Scaling group per group."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from kopsy.cloud.aws import tags as T
+from kopsy.cloud.aws.iam import role_name
+from kopsy.cloud.aws.keypair import key_pair_name
+from kopsy.cloud.aws.loadbalancer import LISTENER_PORT
+from kopsy.errors import SpecInvalid
+from kopsy.reconcile.builders.base import api_name, group_ref, resource, subnet_refs
+from kopsy.reconcile.values import Deferred, Desired, Ref
+from kopsy.spec.model import ROLE_CONTROL_PLANE, InstanceGroup
+
+if TYPE_CHECKING:
+    from kopsy.reconcile.desired import ClusterInputs
+
+
+def build(inp: ClusterInputs) -> list[Desired]:
+    out: list[Desired] = []
+    key_ref: Any = ""
+    if inp.ssh_public_key:
+        kp = key_pair_name(inp.cluster.name, inp.ssh_public_key)
+        out.append(resource(inp.cluster.name, "KeyPair", kp, {"public_key": inp.ssh_public_key.strip()}))
+        key_ref = Ref("KeyPair", kp)
+    for ig in sorted(inp.instance_groups, key=lambda g: g.name):
+        out.extend(_instance_group(inp, ig, key_ref))
+    return out
+
+
+def _instance_group(inp: ClusterInputs, ig: InstanceGroup, key_ref: Any) -> list[Desired]:
+    from kopsy.bootstrap import render_user_data
+    from kopsy.bootstrap.render import init_control_plane_group
+
+    render = inp.renderer or render_user_data
+    # Exactly one control-plane group runs kubeadm init; the renderer is told which, not left to guess.
+    is_init = ig.name == init_control_plane_group(inp.instance_groups) if ig.role == ROLE_CONTROL_PLANE else False
+    c = inp.cluster
+    name = c.name
+    subnets = subnet_refs(c)
+    missing = [s for s in ig.subnets if s not in subnets]
+    if missing:  # validation should have caught this; be explicit rather than silently drop
+        raise SpecInvalid([f"instance group {ig.name}: subnet(s) {', '.join(missing)} not in the cluster spec"])
+    rname = f"{ig.name}.{name}"
+    cp = ig.role == ROLE_CONTROL_PLANE
+    role = "control-plane" if cp else "nodes"
+    tags = T.cluster_tags(name, rname, ig.role, **{T.TAG_INSTANCE_GROUP: ig.name})
+    if cp:
+        tags["k8s.io/role/control-plane"] = "1"
+    else:
+        tags["k8s.io/role/node"] = "1"
+
+    def user_data(dns: str) -> bytes:
+        return render(
+            c, ig, api_endpoint=f"{dns}:{LISTENER_PORT}", ca_cert_hash=inp.ca_cert_hash,
+            state_store_url=inp.state_store_url, init_control_plane=is_init,
+        )
+
+    lt = Desired(
+        "LaunchTemplate",
+        rname,
+        {
+            "image": inp.images.get(ig.name, ig.image),
+            "instance_type": ig.machine_type,
+            "key_name": key_ref,
+            "security_groups": frozenset({group_ref(role, name)}),
+            "public_ip": True,
+            "instance_profile": role_name(role, name),
+            "root_volume_size": ig.root_volume_size,
+            "root_volume_type": "gp3",
+            "root_volume_encrypted": True,
+            "http_tokens": "required",
+            "user_data": Deferred((Ref("LoadBalancer", api_name(name), "dns"),), user_data, "user-data"),
+            "instance_tags": dict(tags),
+        },
+        dict(tags),
+        extra_deps=(("IAMInstanceProfile", role_name(role, name)),),
+    )
+    asg = Desired(
+        "AutoScalingGroup",
+        rname,
+        {
+            "launch_template": rname,
+            "launch_template_version": Ref("LaunchTemplate", rname, "version"),
+            "min_size": ig.min_size,
+            "max_size": ig.max_size,
+            "subnets": frozenset(subnets[s] for s in ig.subnets),
+            "target_groups": frozenset({Ref("TargetGroup", api_name(name), "arn")}) if cp else frozenset(),
+        },
+        dict(tags),
+    )
+    return [lt, asg]
