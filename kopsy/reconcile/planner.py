@@ -104,7 +104,7 @@ def diff(cluster: str, desired: list[Desired], facts: dict[str, list[Actual]], w
             if f in kind.create_only:
                 continue
             old = have.fields.get(f)
-            if contains_unknown(want) or not kind.same(f, want, old):
+            if contains_unknown(want) or not kind.same(f, want, have):
                 if f in kind.immutable:
                     plan.warnings.append(
                         f"{d.kind}/{d.name}: {f} cannot be changed in place ({_s(old)} -> {_s(want)}); "

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from test_update_support import calls, create_cluster, mutating, owned_resources, register_image, total
 
 pytestmark = pytest.mark.e2e
@@ -47,7 +48,21 @@ def _make_controller_resources(boto: Callable[[str], Any]) -> dict[str, str]:
     lb = elb.create_load_balancer(Name="k8s-default-hello-1a2b3c4d5e", Subnets=subnets, Type="network",
                                   Scheme="internet-facing", Tags=_ccm_tags(NAME, "k8s-default-hello"))["LoadBalancers"][0]["LoadBalancerArn"]
     elb.create_listener(LoadBalancerArn=lb, Protocol="TCP", Port=80, DefaultActions=[{"Type": "forward", "TargetGroupArn": tg}])
-    return {"sg": sg, "sg_name": sg_name, "lb": lb, "tg": tg}
+    # The rules the CCM adds to the *instances'* group: NodePort traffic for the NLB (described
+    # the CCM's way) and, for a classic ELB, from its k8s-elb group (no description).
+    nodes = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [f"nodes.{NAME}"]}])["SecurityGroups"][0]["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=nodes, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 30080, "ToPort": 30080,
+         "IpRanges": [{"CidrIp": "0.0.0.0/0", "Description": "kubernetes.io/rule/nlb/client=a1b2c3d4e5f6"}]},
+        {"IpProtocol": "tcp", "FromPort": 31000, "ToPort": 31000, "UserIdGroupPairs": [{"GroupId": sg}]},
+    ])
+    return {"sg": sg, "sg_name": sg_name, "lb": lb, "tg": tg, "nodes": nodes}
+
+
+def _node_rules(boto: Callable[[str], Any], group: str) -> set[tuple[int, str]]:
+    perms = boto("ec2").describe_security_groups(GroupIds=[group])["SecurityGroups"][0]["IpPermissions"]
+    return {(p.get("FromPort", -1), r.get("CidrIp") or r.get("GroupId"))
+            for p in perms for r in p.get("IpRanges", []) + p.get("UserIdGroupPairs", [])}
 
 
 def _exists(boto: Callable[[str], Any], made: dict[str, str]) -> dict[str, bool]:
@@ -81,6 +96,22 @@ def test_controller_resources_are_left_by_update_and_removed_by_delete(
     assert applied.returncode == 0, applied.stderr
     assert mutating(calls(log)) == [], mutating(calls(log))
     assert _exists(boto, made) == {"sg": True, "lb": True, "tg": True}
+    controller_rules = {(30080, "0.0.0.0/0"), (31000, made["sg"])}
+    assert controller_rules <= _node_rules(boto, made["nodes"])
+
+    # A spec change that makes kopsy revoke one of its own rules on that group (SSH from a CIDR)
+    # revokes that one alone: the controller's rules stay.
+    got = run_kopsy(["get", "cluster", NAME, "-o", "yaml"], env)
+    assert got.returncode == 0, got.stderr
+    spec = yaml.safe_load(got.stdout)
+    spec["spec"]["sshAccess"] = ["198.51.100.0/24"]
+    (tmp_path / "cluster.yaml").write_text(yaml.safe_dump(spec))
+    r = run_kopsy(["replace", "-f", str(tmp_path / "cluster.yaml")], env)
+    assert r.returncode == 0, r.stderr
+    assert run_kopsy(["update", "cluster", NAME, "--yes"], env).returncode == 0
+    rules = _node_rules(boto, made["nodes"])
+    assert (22, "0.0.0.0/0") not in rules and (22, "198.51.100.0/24") in rules, rules
+    assert controller_rules <= rules, rules
 
     # delete lists them (they are the cluster's) and removes them with everything else.
     listing = run_kopsy(["delete", "cluster", NAME], env)

@@ -41,8 +41,9 @@ class Kind:
         """Read-only discovery of this cluster's resources of this kind."""
         raise NotImplementedError
 
-    def same(self, field_name: str, desired: Any, actual: Any) -> bool:
-        return bool(desired == actual)
+    def same(self, field_name: str, desired: Any, have: Actual) -> bool:
+        """Whether ``have`` (the resource as found) already has field ``field_name`` as desired."""
+        return bool(desired == have.fields.get(field_name))
 
     def outputs_after_modify(self, actual: Actual, changed: set[str]) -> dict[str, Any]:
         """The outputs dependents may rely on at plan time after a modify (default: unchanged)."""

@@ -154,10 +154,10 @@ class LaunchTemplate(Kind):
             )
         return out
 
-    def same(self, field_name: str, desired: Any, actual: Any) -> bool:
+    def same(self, field_name: str, desired: Any, have: Actual) -> bool:
         if field_name == "user_data":
-            return bool(_plain(desired) == _plain(actual))
-        return bool(desired == actual)
+            return bool(_plain(desired) == _plain(have.fields.get(field_name)))
+        return super().same(field_name, desired, have)
 
     def outputs_after_modify(self, actual: Actual, changed: set[str]) -> dict[str, Any]:
         return {**actual.outputs, "version": UNKNOWN}

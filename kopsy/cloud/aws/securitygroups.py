@@ -53,8 +53,21 @@ def kops_rules(cluster: str, ssh_access: list[str], api_access: list[str]) -> di
     }
 
 
-def _rules(perms: list[dict[str, Any]]) -> frozenset[Rule]:
+def rule_mark(cluster: str) -> str:
+    """The description kopsy gives every rule it adds, so that it can tell its own rules from
+    those others add to its groups (the cloud-controller-manager's NodePort and health-check
+    rules, a user's): kopsy revokes only its own."""
+    return f"{T.TAG_CLUSTER}={cluster}"
+
+
+def _rules(perms: list[dict[str, Any]], description: str | None = None) -> frozenset[Rule]:
+    """The rules of a described permission list; with ``description``, only the entries that
+    carry exactly that description ("" for none)."""
     out: set[Rule] = set()
+
+    def wanted(entry: dict[str, Any]) -> bool:
+        return description is None or entry.get("Description", "") == description
+
     for p in perms:
         proto = str(p.get("IpProtocol", "-1"))
         if proto in ("-1", "4", "all"):
@@ -64,10 +77,25 @@ def _rules(perms: list[dict[str, Any]]) -> frozenset[Rule]:
         else:
             lo, hi = p.get("FromPort"), p.get("ToPort")
         for r in p.get("IpRanges", []):
-            out.add((proto, lo, hi, r["CidrIp"]))
+            if wanted(r):
+                out.add((proto, lo, hi, r["CidrIp"]))
         for g in p.get("UserIdGroupPairs", []):
-            out.add((proto, lo, hi, g["GroupId"]))
+            if wanted(g):
+                out.add((proto, lo, hi, g["GroupId"]))
     return frozenset(out)
+
+
+def _rule_fields(g: dict[str, Any], cluster: str) -> dict[str, frozenset[Rule]]:
+    """A group's rules, by whose they are: ``ingress``/``egress`` are kopsy's (marked),
+    ``*_unmarked`` have no description (AWS's default egress, rules an older kopsy added, or a
+    user's), ``*_all`` is every rule (what ``delete`` revokes)."""
+    out: dict[str, frozenset[Rule]] = {}
+    for direction, key in (("ingress", "IpPermissions"), ("egress", "IpPermissionsEgress")):
+        perms = g.get(key, [])
+        out[direction] = _rules(perms, rule_mark(cluster))
+        out[f"{direction}_unmarked"] = _rules(perms, "")
+        out[f"{direction}_all"] = _rules(perms)
+    return out
 
 
 def _is_group(rule: Rule) -> bool:
@@ -75,17 +103,18 @@ def _is_group(rule: Rule) -> bool:
     return "/" not in str(rule[3])
 
 
-def _permission(rule: Rule) -> dict[str, Any]:
+def _permission(rule: Rule, description: str = "") -> dict[str, Any]:
     proto, lo, hi, src = rule
+    entry = {"Description": description} if description else {}
     perm: dict[str, Any] = {"IpProtocol": proto}
     if lo is not None:
         perm["FromPort"], perm["ToPort"] = lo, hi
     elif proto != "-1":  # e.g. IP-in-IP: no ports, but some endpoints insist on the fields
         perm["FromPort"], perm["ToPort"] = -1, -1
     if not _is_group(rule):
-        perm["IpRanges"] = [{"CidrIp": src}]
+        perm["IpRanges"] = [{"CidrIp": src, **entry}]
     else:
-        perm["UserIdGroupPairs"] = [{"GroupId": src}]
+        perm["UserIdGroupPairs"] = [{"GroupId": src, **entry}]
     return perm
 
 
@@ -168,11 +197,7 @@ class SecurityGroupRules(Kind):
                 self.kind,
                 name_of(g, g["GroupName"]),
                 g["GroupId"],
-                fields={
-                    "group": g["GroupId"],
-                    "ingress": _rules(g.get("IpPermissions", [])),
-                    "egress": _rules(g.get("IpPermissionsEgress", [])),
-                },
+                fields={"group": g["GroupId"], **_rule_fields(g, facts.cluster)},
                 outputs={"id": g["GroupId"]},
                 tags=T.to_dict(g.get("Tags")),
             )
@@ -184,13 +209,16 @@ class SecurityGroupRules(Kind):
         ec2 = ctx.clients.client("ec2")
         with aws_errors(f"reading security group {want.name}"):
             g = ec2.describe_security_groups(GroupIds=[fields["group"]])["SecurityGroups"][0]
-        have = Actual(
-            self.kind,
-            want.name,
-            fields["group"],
-            fields={"ingress": _rules(g.get("IpPermissions", [])), "egress": _rules(g.get("IpPermissionsEgress", []))},
-        )
+        have = Actual(self.kind, want.name, fields["group"], fields=_rule_fields(g, ctx.cluster))
         return self.modify(ctx, want, have, fields, {"ingress", "egress"})
+
+    def same(self, field_name: str, desired: Any, have: Actual) -> bool:
+        """Up to date when kopsy's own rules are the wanted ones, counting a wanted rule that is
+        there without a description (AWS's default egress, or added by an older kopsy) as
+        present. Rules others added are not compared: they are not kopsy's to revoke."""
+        if field_name in ("ingress", "egress"):
+            return bool(desired == _present(have, field_name, desired))
+        return super().same(field_name, desired, have)
 
     def modify(self, ctx: ApplyContext, want: Desired, have: Actual, fields: dict[str, Any], changed: set[str]) -> dict[str, Any]:
         ec2 = ctx.clients.client("ec2")
@@ -198,15 +226,16 @@ class SecurityGroupRules(Kind):
         with aws_errors(f"updating rules of security group {want.name}"):
             for direction in ("ingress", "egress"):
                 want_rules: frozenset[Rule] = fields[direction]
-                have_rules: frozenset[Rule] = have.fields.get(direction, frozenset())
-                add = sorted(want_rules - have_rules, key=str)
-                remove = sorted(have_rules - want_rules, key=str)
+                mine: frozenset[Rule] = have.fields.get(direction, frozenset())
+                add = sorted(want_rules - _present(have, direction, want_rules), key=str)
+                remove = sorted(mine - want_rules, key=str)  # only kopsy's own: never a rule others added
                 auth = ec2.authorize_security_group_ingress if direction == "ingress" else ec2.authorize_security_group_egress
                 revoke = ec2.revoke_security_group_ingress if direction == "ingress" else ec2.revoke_security_group_egress
-                if add and tolerate(lambda: auth(GroupId=gid, IpPermissions=[_permission(r) for r in add]),
+                mark = rule_mark(ctx.cluster)
+                if add and tolerate(lambda: auth(GroupId=gid, IpPermissions=[_permission(r, mark) for r in add]),
                                     "InvalidPermission.Duplicate") is None:
                     for r in add:  # some were there already (a rerun after a crash): one by one
-                        tolerate(partial(auth, GroupId=gid, IpPermissions=[_permission(r)]), "InvalidPermission.Duplicate")
+                        tolerate(partial(auth, GroupId=gid, IpPermissions=[_permission(r, mark)]), "InvalidPermission.Duplicate")
                 if remove:
                     revoke(GroupId=gid, IpPermissions=[_permission(r) for r in remove])
         return {"id": gid}
@@ -214,16 +243,23 @@ class SecurityGroupRules(Kind):
     def needs_delete(self, have: Actual) -> bool:
         """Only rule sets that reference other groups: those rules must be revoked before the
         groups can be deleted; CIDR rules go with their group."""
-        return any(_is_group(r) for d in ("ingress", "egress") for r in have.fields.get(d, ()))
+        return any(_is_group(r) for d in ("ingress_all", "egress_all") for r in have.fields.get(d, ()))
 
     def delete(self, ctx: ApplyContext, have: Actual) -> None:
         """Revoke only rules that name *other groups*, so every group can then be deleted."""
         ec2 = ctx.clients.client("ec2")
         with aws_errors(f"revoking cross-group rules of {have.name}"):
             for direction in ("ingress", "egress"):
-                refs = [r for r in have.fields.get(direction, frozenset()) if _is_group(r)]
+                refs = [r for r in have.fields.get(f"{direction}_all", frozenset()) if _is_group(r)]
                 if not refs:
                     continue
                 revoke = ec2.revoke_security_group_ingress if direction == "ingress" else ec2.revoke_security_group_egress
                 tolerate(partial(revoke, GroupId=have.id, IpPermissions=[_permission(r) for r in refs]),
                          "InvalidGroup.NotFound", "InvalidPermission.NotFound")
+
+
+def _present(have: Actual, direction: str, wanted: frozenset[Rule]) -> frozenset[Rule]:
+    """kopsy's own rules in ``direction``, plus the wanted ones present without a description."""
+    mine: frozenset[Rule] = have.fields.get(direction, frozenset())
+    unmarked: frozenset[Rule] = have.fields.get(f"{direction}_unmarked", frozenset())
+    return mine | (unmarked & wanted)

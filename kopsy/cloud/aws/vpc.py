@@ -317,13 +317,13 @@ class RouteTable(Kind):
             )
         return out
 
-    def same(self, field_name: str, desired: Any, actual: Any) -> bool:
+    def same(self, field_name: str, desired: Any, have: Actual) -> bool:
         """A route kopsy did not ask for (a peering route a user added) is not kopsy's to
         remove: routes are up to date when every wanted destination has its wanted target."""
         if field_name == "routes":
-            have = dict(actual or ())
-            return all(have.get(dest) == target for dest, target in desired)
-        return bool(desired == actual)
+            routes = dict(have.fields.get("routes") or ())
+            return all(routes.get(dest) == target for dest, target in desired)
+        return super().same(field_name, desired, have)
 
     def create(self, ctx: ApplyContext, want: Desired, fields: dict[str, Any]) -> dict[str, Any]:
         """Created as soon as the VPC is; its routes (which need the attached gateway) and subnet
