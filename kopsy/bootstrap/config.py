@@ -67,6 +67,8 @@ class BootstrapConfig:
     s3Endpoint: str = ""  # empty: real AWS S3; else an S3-compatible endpoint, path-style
     s3Region: str = ""  # empty: the instance's own region (the helper follows S3's region hint)
     tokenKey: str = "secrets/bootstrap-token"  # where nodes read the current join token
+    nodeLabels: dict[str, str] = dataclasses.field(default_factory=dict)  # the group's spec.nodeLabels
+    taints: tuple[str, ...] = ()  # the group's spec.taints, "key[=value]:Effect"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, indent=1) + "\n"
@@ -75,7 +77,10 @@ class BootstrapConfig:
     def from_json(cls, text: str) -> BootstrapConfig:
         data = json.loads(text)
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        fields = {k: v for k, v in data.items() if k in known}
+        if "taints" in fields:
+            fields["taints"] = tuple(fields["taints"])
+        return cls(**fields)
 
 
 def _cloud_config_texts(data: bytes) -> list[str]:

@@ -27,7 +27,7 @@ from kopsy.bootstrap.config import (
     parse_user_data,
 )
 from kopsy.errors import KopsyError
-from kopsy.spec.model import Cluster, InstanceGroup
+from kopsy.spec.model import Cluster, InstanceGroup, parse_taint
 
 USER_DATA_LIMIT = 16384  # EC2's limit on raw user-data, before base64
 
@@ -122,6 +122,22 @@ def _render(name: str, **ctx: Any) -> str:
         ) from exc
 
 
+def _safe_value(what: str, value: str) -> str:
+    """Like ``_safe``, but empty is fine (a label or taint without a value)."""
+    return _safe(what, value) if value else value
+
+
+def _taint_entries(config: BootstrapConfig, control_plane: bool) -> list[dict[str, str]]:
+    """kubeadm ``nodeRegistration.taints`` for the group's taints. Giving kubeadm a list replaces
+    its default, so a control plane's own NoSchedule taint is kept in front of the group's."""
+    entries = [{"key": "node-role.kubernetes.io/control-plane", "value": "", "effect": "NoSchedule"}] if control_plane else []
+    for text in config.taints:
+        t = parse_taint(text)
+        if t is not None and (t.key, t.effect) not in {(e["key"], e["effect"]) for e in entries}:
+            entries.append({"key": t.key, "value": t.value, "effect": t.effect})
+    return entries if config.taints else []
+
+
 def _safe(what: str, value: str) -> str:
     if not _SAFE.match(value):
         raise RenderError(f"{what} {value!r} contains characters kopsy will not put into a boot script")
@@ -159,6 +175,9 @@ def bootstrap_config(
         ("service CIDR", cluster.service_cluster_ip_range),
     ):
         _safe(what, value)
+    for key, value in [*ig.node_labels.items(), *((t.key, t.value) for t in ig.taints)]:
+        _safe("node label or taint key", key)
+        _safe_value("node label or taint value", value)
     if s3_endpoint and not re.match(r"^https?://[A-Za-z0-9.:\[\]_-]+(/[A-Za-z0-9._/-]*)?$", s3_endpoint):
         raise RenderError(f"S3 endpoint {s3_endpoint!r} is not an http(s) URL")
     if ig.is_control_plane:
@@ -182,6 +201,8 @@ def bootstrap_config(
         cniVersion=CNI[cluster.networking]["version"],
         s3Endpoint=s3_endpoint.rstrip("/"),
         s3Region=s3_region,
+        nodeLabels=dict(sorted(ig.node_labels.items())),
+        taints=tuple(str(t) for t in ig.taints),
     )
 
 
@@ -211,6 +232,8 @@ def render_cloud_config(config: BootstrapConfig) -> str:
         "cni": CNI[config.networking],
         "token_ttl": TOKEN_TTL,
         "token_refresh": TOKEN_REFRESH_INTERVAL,
+        "node_labels": ",".join(f"{k}={v}" for k, v in sorted(config.nodeLabels.items())),
+        "taints": _taint_entries(config, control_plane),
     }
     files: list[dict[str, str]] = [
         {"path": CONFIG_PATH, "permissions": "0644", "content": config.to_json()},

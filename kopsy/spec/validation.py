@@ -31,6 +31,16 @@ _ZONE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d+[a-z]$")
 _MACHINE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 _AMI = re.compile(r"^ami-[0-9a-f]{8}([0-9a-f]{9})?$")
 _LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+# The kubelet registers only these labels of the kubernetes.io / k8s.io namespaces itself
+# (--node-labels refuses the rest, node-role.kubernetes.io/* included, and the node never joins).
+_KUBELET_LABEL_PREFIXES = ("kubelet.kubernetes.io/", "node.kubernetes.io/")
+_KUBELET_LABELS = {
+    "kubernetes.io/hostname", "kubernetes.io/instance-type", "kubernetes.io/os", "kubernetes.io/arch",
+    "beta.kubernetes.io/instance-type", "beta.kubernetes.io/os", "beta.kubernetes.io/arch",
+    "failure-domain.beta.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/region",
+    "topology.kubernetes.io/zone", "topology.kubernetes.io/region",
+}
 
 
 def name_problem(name: str) -> str | None:
@@ -173,10 +183,30 @@ def instance_group_problems(ig: InstanceGroup, cluster: Cluster, where: str = ""
             problems.append(f"{at}: a control-plane group has minSize = maxSize = 1 (one per zone)")
         if len(ig.subnets) != 1:
             problems.append(f"{at}: spec.subnets: a control-plane group lives in exactly one subnet")
-    for key in ig.node_labels:
-        if not _LABEL_KEY.match(key):
+    for key, value in ig.node_labels.items():
+        if not _LABEL_KEY.match(key) or len(key) > 253 + 1 + 63:
             problems.append(f"{at}: spec.nodeLabels: {key!r} is not a valid label key")
+        elif _reserved_label(key):
+            problems.append(f"{at}: spec.nodeLabels: {key!r} is in a namespace the kubelet may not set "
+                            f"(kubernetes.io, k8s.io); use your own prefix, e.g. example.com/{key.rpartition('/')[2]}")
+        if not _LABEL_VALUE.match(value):
+            problems.append(f"{at}: spec.nodeLabels.{key}: {value!r} is not a valid label value "
+                            f"(at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit)")
+    for i, t in enumerate(ig.taints):
+        if not _LABEL_KEY.match(t.key):
+            problems.append(f"{at}: spec.taints[{i}]: {t.key!r} is not a valid taint key")
+        if not _LABEL_VALUE.match(t.value):
+            problems.append(f"{at}: spec.taints[{i}]: {t.value!r} is not a valid taint value")
+    if len({(t.key, t.effect) for t in ig.taints}) != len(ig.taints):
+        problems.append(f"{at}: spec.taints: a key is given twice with the same effect")
     return problems
+
+
+def _reserved_label(key: str) -> bool:
+    prefix = key.rpartition("/")[0]
+    if not prefix or key in _KUBELET_LABELS or key.startswith(_KUBELET_LABEL_PREFIXES):
+        return False
+    return prefix in ("kubernetes.io", "k8s.io") or prefix.endswith((".kubernetes.io", ".k8s.io"))
 
 
 def validate_cluster(cluster: Cluster, groups: list[InstanceGroup]) -> None:

@@ -82,7 +82,7 @@ def _rooted(text: str, root: Path) -> str:
 
 def _boot(tmp_path: Path, boto, aws_env, imds, *, control_planes: int, role: str, networking: str = "calico",
           api: str = "down", kubeadm_fails: bool = False, pinned_ca: bytes | None = None, pki=None,
-          without: tuple[str, ...] = ()):
+          without: tuple[str, ...] = (), edit_group=None):
     pki = pki or generate_cluster_pki(NAME)
     s3 = boto("s3")
     s3.create_bucket(Bucket="kopsy-state")
@@ -94,6 +94,8 @@ def _boot(tmp_path: Path, boto, aws_env, imds, *, control_planes: int, role: str
                                              control_plane_count=control_planes, networking=networking,
                                              kubernetes_version=VERSION))
     ig = igs[0] if role == "init" else igs[1] if role == "join-control-plane" else igs[-1]
+    if edit_group is not None:
+        edit_group(ig)
     data = render_user_data(cluster, ig, api_endpoint=f"{API_HOST}:443", state_store_url=f"s3://kopsy-state/{NAME}",
                             ca_cert_hash=ca_cert_hash(pinned_ca or pki.ca_cert), s3_endpoint=aws_env["AWS_ENDPOINT_URL"])
     doc = yaml.safe_load(gzip.decompress(data))
@@ -260,3 +262,39 @@ def test_a_missing_token_fails_the_fetch_phase_with_the_reason(tmp_path, boto, a
     assert "exited 1" in status["error"]
     assert f"s3://kopsy-state/{NAME}/secrets/bootstrap-token is not in the state store" in log
     assert configs == []
+
+
+def _label_and_taint(ig) -> None:
+    from kopsy.spec.model import Taint
+
+    ig.node_labels = {"example.com/pool": "gpu", "node.kubernetes.io/lifecycle": "spot"}
+    ig.taints = [Taint("nvidia.com/gpu", "present", "NoSchedule"), Taint("example.com/drain", "", "NoExecute")]
+
+
+def test_a_nodes_labels_and_taints_reach_kubeadm(tmp_path, boto, aws_env, imds, cluster_pki):
+    """spec.nodeLabels and spec.taints take effect: the kubelet registers with them."""
+    boot = _boot(tmp_path, boto, aws_env, imds, pki=cluster_pki, control_planes=1, role="join", api="up",
+                 edit_group=_label_and_taint)
+    assert boot.proc.returncode == 0, boot.log
+    (join,), = boot.configs
+    reg = join["nodeRegistration"]
+    assert {"name": "node-labels", "value": "example.com/pool=gpu,node.kubernetes.io/lifecycle=spot"} in reg["kubeletExtraArgs"]
+    assert reg["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"},
+                             {"key": "example.com/drain", "value": "", "effect": "NoExecute"}]
+
+
+def test_a_control_plane_with_taints_keeps_its_own(tmp_path, boto, aws_env, imds, cluster_pki):
+    """kubeadm replaces its default taints with the list it is given: the control plane's
+    NoSchedule taint stays in front of the group's."""
+    boot = _boot(tmp_path, boto, aws_env, imds, pki=cluster_pki, control_planes=1, role="init", edit_group=_label_and_taint)
+    assert boot.proc.returncode == 0, boot.log
+    init = boot.configs[0][0]
+    assert [t["key"] for t in init["nodeRegistration"]["taints"]] == [
+        "node-role.kubernetes.io/control-plane", "nvidia.com/gpu", "example.com/drain"]
+
+
+def test_a_group_without_taints_leaves_kubeadms_default(tmp_path, boto, aws_env, imds, cluster_pki):
+    boot = _boot(tmp_path, boto, aws_env, imds, pki=cluster_pki, control_planes=1, role="init")
+    assert boot.proc.returncode == 0, boot.log
+    assert "taints" not in boot.configs[0][0]["nodeRegistration"]
+    assert all(a["name"] != "node-labels" for a in boot.configs[0][0]["nodeRegistration"]["kubeletExtraArgs"])

@@ -28,7 +28,7 @@ from kopsy.bootstrap import (
     render_user_data,
 )
 from kopsy.spec.defaults import CreateOptions, new_cluster
-from kopsy.spec.model import Cluster, InstanceGroup
+from kopsy.spec.model import Cluster, InstanceGroup, Taint
 from kopsy.spec.versions import SUPPORTED_MINORS
 
 API_HOST = "api-demo-0123456789abcdef.elb.us-east-1.amazonaws.com"
@@ -59,6 +59,10 @@ def _cases():
         for net in NETWORKING:
             for cps in (1, 3):
                 cluster, igs = make_cluster(cps, net, f"{minor}.0")
+                if cps == 3:  # the HA cases also carry node labels and taints on every group
+                    for ig in igs:
+                        ig.node_labels = {"example.com/pool": ig.name, "node.kubernetes.io/lifecycle": "on-demand"}
+                        ig.taints = [Taint("example.com/dedicated", "infra", "NoSchedule")]
                 init = init_control_plane_group(igs)
                 picked = {"init": None, "join-control-plane": None, "join": None}
                 for ig in igs:

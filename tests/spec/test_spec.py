@@ -136,3 +136,27 @@ def test_documents_report_yaml_position() -> None:
 def test_versions() -> None:
     assert version_problem(f"{SUPPORTED_MINORS[-1]}.4") is None
     assert "not a Kubernetes version" in (version_problem("latest") or "")
+
+
+@pytest.mark.parametrize(("labels", "taints", "expected"), [
+    ({"node-role.kubernetes.io/worker": ""}, [], "in a namespace the kubelet may not set"),
+    ({"k8s.io/team": "a"}, [], "in a namespace the kubelet may not set"),
+    ({"example.com/pool": "has space"}, [], "is not a valid label value"),
+    ({"example.com/pool": "x" * 64}, [], "is not a valid label value"),
+    ({"bad key!": "a"}, [], "is not a valid label key"),
+    ({}, ["dedicated=in fra:NoSchedule"], "is not a valid taint value"),
+    ({}, ["a=b:NoSchedule", "a=c:NoSchedule"], "a key is given twice with the same effect"),
+])
+def test_node_labels_and_taints_the_kubelet_would_refuse_are_refused(labels: dict, taints: list, expected: str) -> None:
+    cluster, groups = make()
+    groups[-1].node_labels = labels
+    groups[-1].taints = [t for t in (parse_taint(x) for x in taints) if t is not None]
+    assert any(expected in p for p in problems_of(cluster, groups)), problems_of(cluster, groups)
+
+
+def test_labels_the_kubelet_may_set_are_accepted() -> None:
+    cluster, groups = make()
+    groups[-1].node_labels = {"node.kubernetes.io/lifecycle": "spot", "topology.kubernetes.io/zone": "us-east-1a",
+                              "example.com/pool": "general", "plain": ""}
+    groups[-1].taints = [t for t in (parse_taint("a=b:NoSchedule"), parse_taint("a=b:NoExecute")) if t is not None]
+    assert problems_of(cluster, groups) == []

@@ -19,9 +19,12 @@ from kopsy.cloud.aws.retry import NotYet, is_iam_propagation, retry, wait_until
 from kopsy.cloud.aws.session import aws_errors, error_code
 
 
-def _asg_tags(name: str, tags: dict[str, str]) -> list[dict[str, Any]]:
+AUTOSCALER_PREFIX = "k8s.io/cluster-autoscaler/"  # cluster-autoscaler's tags: on the group, not its instances
+
+
+def _asg_tags(name: str, tags: dict[str, str], propagate: bool = True) -> list[dict[str, Any]]:
     return [
-        {"ResourceId": name, "ResourceType": "auto-scaling-group", "Key": k, "Value": v, "PropagateAtLaunch": True}
+        {"ResourceId": name, "ResourceType": "auto-scaling-group", "Key": k, "Value": v, "PropagateAtLaunch": propagate}
         for k, v in sorted(tags.items())
     ]
 
@@ -36,6 +39,7 @@ class AutoScalingGroup(Kind):
         "autoscaling:CreateAutoScalingGroup",
         "autoscaling:UpdateAutoScalingGroup",
         "autoscaling:CreateOrUpdateTags",
+        "autoscaling:DeleteTags",
         "autoscaling:AttachLoadBalancerTargetGroups",
         "autoscaling:DetachLoadBalancerTargetGroups",
         "autoscaling:DeleteAutoScalingGroup",
@@ -68,6 +72,7 @@ class AutoScalingGroup(Kind):
                         "max_size": g["MaxSize"],
                         "subnets": frozenset(s for s in g.get("VPCZoneIdentifier", "").split(",") if s),
                         "target_groups": frozenset(g.get("TargetGroupARNs", [])),
+                        "autoscaler_tags": {k: v for k, v in tags.items() if k.startswith(AUTOSCALER_PREFIX)},
                     },
                     outputs={
                         "id": g["AutoScalingGroupName"],
@@ -96,7 +101,7 @@ class AutoScalingGroup(Kind):
                 DesiredCapacity=fields["min_size"],
                 VPCZoneIdentifier=",".join(sorted(fields["subnets"])),
                 TargetGroupARNs=sorted(fields["target_groups"]),
-                Tags=_asg_tags(want.name, want.tags),
+                Tags=_asg_tags(want.name, want.tags) + _asg_tags(want.name, fields.get("autoscaler_tags", {}), propagate=False),
             )
 
         def existing() -> tuple[dict[str, Any], dict[str, str]]:
@@ -113,7 +118,8 @@ class AutoScalingGroup(Kind):
                     self.kind,
                     want.name,
                     want.name,
-                    fields={"target_groups": frozenset(g.get("TargetGroupARNs", []))},
+                    fields={"target_groups": frozenset(g.get("TargetGroupARNs", [])),
+                            "autoscaler_tags": {k: v for k, v in T.to_dict(g.get("Tags")).items() if k.startswith(AUTOSCALER_PREFIX)}},
                     outputs={"id": want.name, "desired": g.get("DesiredCapacity", 0)},
                 )
                 return self.modify(ctx, want, have, fields, set(fields))
@@ -126,13 +132,23 @@ class AutoScalingGroup(Kind):
         have_tgs: frozenset[str] = have.fields.get("target_groups", frozenset())
         add = sorted(fields["target_groups"] - have_tgs) if "target_groups" in changed else []
         remove = sorted(have_tgs - fields["target_groups"]) if "target_groups" in changed else []
+        tag_changes = "autoscaler_tags" in changed
+        have_tags: dict[str, str] = have.fields.get("autoscaler_tags", {})
+        want_tags: dict[str, str] = fields.get("autoscaler_tags", {})
         with aws_errors(f"updating Auto Scaling group {want.name}"):
             # Stale target groups first: one deleted behind our back makes every later call on
             # the group fail; detaching a group that no longer exists counts as done.
             if remove:
                 tolerate(lambda: asg.detach_load_balancer_target_groups(AutoScalingGroupName=want.name, TargetGroupARNs=remove),
                          "TargetGroupNotFound")
-            if changed - {"target_groups"}:
+            if tag_changes and want_tags != have_tags:
+                put = {k: v for k, v in want_tags.items() if have_tags.get(k) != v}
+                gone = {k: v for k, v in have_tags.items() if k not in want_tags}
+                if put:
+                    asg.create_or_update_tags(Tags=_asg_tags(want.name, put, propagate=False))
+                if gone:
+                    asg.delete_tags(Tags=_asg_tags(want.name, gone, propagate=False))
+            if changed - {"target_groups", "autoscaler_tags"}:
                 kwargs: dict[str, Any] = {
                     "AutoScalingGroupName": want.name,
                     "LaunchTemplate": {"LaunchTemplateName": fields["launch_template"], "Version": fields["launch_template_version"]},

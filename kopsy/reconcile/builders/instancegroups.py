@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from kopsy.cloud.aws import tags as T
+from kopsy.cloud.aws.autoscaling import AUTOSCALER_PREFIX
 from kopsy.cloud.aws.iam import role_name
 from kopsy.cloud.aws.keypair import key_pair_name
 from kopsy.cloud.aws.loadbalancer import LISTENER_PORT
@@ -27,6 +28,18 @@ def build(inp: ClusterInputs) -> list[Desired]:
     for ig in sorted(inp.instance_groups, key=lambda g: g.name):
         out.extend(_instance_group(inp, ig, key_ref))
     return out
+
+
+def autoscaler_tags(cluster: str, ig: InstanceGroup) -> dict[str, str]:
+    """cluster-autoscaler's tags for a group: what its nodes will carry (node-template labels and
+    taints, so it can scale a group up from zero), and for node groups the auto-discovery tags.
+    Control-plane groups are fixed at one instance each: the autoscaler is not pointed at them."""
+    tags = {f"{AUTOSCALER_PREFIX}node-template/label/{k}": v for k, v in ig.node_labels.items()}
+    tags.update({f"{AUTOSCALER_PREFIX}node-template/taint/{t.key}": f"{t.value}:{t.effect}" for t in ig.taints})
+    if ig.role != ROLE_CONTROL_PLANE:
+        tags[f"{AUTOSCALER_PREFIX}enabled"] = "1"
+        tags[f"{AUTOSCALER_PREFIX}{cluster}"] = T.OWNED
+    return tags
 
 
 def _instance_group(inp: ClusterInputs, ig: InstanceGroup, key_ref: Any) -> list[Desired]:
@@ -87,6 +100,7 @@ def _instance_group(inp: ClusterInputs, ig: InstanceGroup, key_ref: Any) -> list
             "max_size": ig.max_size,
             "subnets": frozenset(subnets[s] for s in ig.subnets),
             "target_groups": frozenset({Ref("TargetGroup", api_name(name), "arn")}) if cp else frozenset(),
+            "autoscaler_tags": autoscaler_tags(name, ig),
         },
         dict(tags),
     )
