@@ -1,7 +1,9 @@
 """Delete everything a cluster owns in AWS, and nothing else.
 
-Discovery uses only the cluster's ownership tag (and kopsy's deterministic IAM names, checked
-against their tags), service by service, so it works with the state store gone. Deletion reuses
+Discovery uses only the cluster's tags, by both schemes (``kubernetes.io/cluster/<name>=owned``
+and ``KubernetesCluster=<name>``, which Kubernetes' controllers use too), and kopsy's
+deterministic IAM names, checked against their tags; service by service, so it works with the
+state store gone. Deletion reuses
 the update engine's dependency graph in reverse: each resource is deleted after everything that
 refers to it, independent ones in parallel, retrying ``DependencyViolation`` until the deadline.
 Afterwards the cloud is searched again; whatever still carries the tag is reported, never hidden.
@@ -26,7 +28,7 @@ def inventory(clients: AwsClients, cluster: str) -> list[Actual]:
     """Every resource in ``clients.region`` that carries ``cluster``'s ownership tag, by kind
     order: what kopsy made and what Kubernetes' controllers made for the cluster alike. A kind
     says which of its resources need a delete of their own (``Kind.needs_delete``)."""
-    facts = gather_facts(clients, cluster, ALL_KINDS, detail=False)
+    facts = gather_facts(clients, cluster, ALL_KINDS, detail=False, sweep=True)
     found: list[Actual] = []
     for kind in ALL_KINDS:
         found += [a for a in sorted(facts.get(kind.kind, []), key=lambda a: a.name) if kind.needs_delete(a)]

@@ -19,10 +19,12 @@ from kopsy.reconcile.values import Actual, Desired, Facts, Key, contains_unknown
 
 
 def gather_facts(
-    clients: AwsClients, cluster: str, kinds: Iterable[Kind] = MANAGED_KINDS, workers: int = 20, detail: bool = True
+    clients: AwsClients, cluster: str, kinds: Iterable[Kind] = MANAGED_KINDS, workers: int = 20, detail: bool = True,
+    sweep: bool = False,
 ) -> dict[str, list[Actual]]:
-    """Every resource of ``cluster`` per kind, discovered by its ownership tag (or IAM name)."""
-    facts = Facts(clients, cluster, detail=detail)
+    """Every resource of ``cluster`` per kind, discovered by its ownership tag (or IAM name);
+    with ``sweep``, by either tag scheme (``Facts.sweep``)."""
+    facts = Facts(clients, cluster, detail=detail, sweep=sweep)
     kinds = list(kinds)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="facts") as pool:
         results = list(pool.map(lambda k: (k.kind, k.find(facts)), kinds))

@@ -155,10 +155,13 @@ def contains_unknown(value: Any) -> bool:
 class Facts:
     """Raw describe answers for one run, fetched at most once each (kinds may share one call)."""
 
-    def __init__(self, clients: AwsClients, cluster: str, *, detail: bool = True) -> None:
+    def __init__(self, clients: AwsClients, cluster: str, *, detail: bool = True, sweep: bool = False) -> None:
         self.clients = clients
         self.cluster = cluster
         self.detail = detail  # False: only what delete needs (ids, references), no extra describes
+        # True (delete's inventory): everything tagged for the cluster by either tag scheme, what
+        # Kubernetes' controllers made included (``tags.belongs``); False: the ownership tag.
+        self.sweep = sweep
         self._cache: dict[str, Any] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from goldenkit import HERE, inputs_for
 
-PREFIX = {"ec2": "ec2", "iam": "iam", "elasticloadbalancing": "elasticloadbalancing", "autoscaling": "autoscaling", "ssm": "ssm"}
+PREFIX = {"ec2": "ec2", "iam": "iam", "elasticloadbalancing": "elasticloadbalancing", "elb": "elasticloadbalancing", "autoscaling": "autoscaling", "ssm": "ssm"}
 
 
 @pytest.fixture

@@ -56,7 +56,20 @@ def _make_controller_resources(boto: Callable[[str], Any]) -> dict[str, str]:
          "IpRanges": [{"CidrIp": "0.0.0.0/0", "Description": "kubernetes.io/rule/nlb/client=a1b2c3d4e5f6"}]},
         {"IpProtocol": "tcp", "FromPort": 31000, "ToPort": 31000, "UserIdGroupPairs": [{"GroupId": sg}]},
     ])
-    return {"sg": sg, "sg_name": sg_name, "lb": lb, "tg": tg, "nodes": nodes}
+    # A classic ELB (the CCM's default for a LoadBalancer Service), tagged by the older scheme only.
+    legacy = [{"Key": "KubernetesCluster", "Value": NAME}, {"Key": "kubernetes.io/service-name", "Value": "default/web"}]
+    boto("elb").create_load_balancer(
+        LoadBalancerName="a0123456789abcdef0123456789abcde", Subnets=subnets[:1], SecurityGroups=[sg], Tags=legacy,
+        Listeners=[{"Protocol": "TCP", "LoadBalancerPort": 80, "InstanceProtocol": "TCP", "InstancePort": 31000}])
+    # A PVC's volume and its snapshot, as the EBS CSI driver tags them (--extra-tags KubernetesCluster=<name>).
+    csi = [{"Key": "KubernetesCluster", "Value": NAME}, {"Key": "ebs.csi.aws.com/cluster", "Value": "true"},
+           {"Key": "kubernetes.io/created-for/pvc/name", "Value": "data"},
+           {"Key": "kubernetes.io/created-for/pvc/namespace", "Value": "default"}]
+    vol = ec2.create_volume(AvailabilityZone="us-east-1a", Size=10, VolumeType="gp3", Encrypted=True,
+                            TagSpecifications=[{"ResourceType": "volume", "Tags": csi}])["VolumeId"]
+    snap = ec2.create_snapshot(VolumeId=vol, TagSpecifications=[{"ResourceType": "snapshot", "Tags": csi}])["SnapshotId"]
+    return {"sg": sg, "sg_name": sg_name, "lb": lb, "tg": tg, "nodes": nodes,
+            "clb": "a0123456789abcdef0123456789abcde", "volume": vol, "snapshot": snap}
 
 
 def _node_rules(boto: Callable[[str], Any], group: str) -> set[tuple[int, str]]:
@@ -70,7 +83,14 @@ def _exists(boto: Callable[[str], Any], made: dict[str, str]) -> dict[str, bool]
     groups = {g["GroupId"] for g in ec2.describe_security_groups()["SecurityGroups"]}
     lbs = {lb["LoadBalancerArn"] for lb in elb.describe_load_balancers()["LoadBalancers"]}
     tgs = {tg["TargetGroupArn"] for tg in elb.describe_target_groups()["TargetGroups"]}
-    return {"sg": made["sg"] in groups, "lb": made["lb"] in lbs, "tg": made["tg"] in tgs}
+    clbs = {lb["LoadBalancerName"] for lb in boto("elb").describe_load_balancers()["LoadBalancerDescriptions"]}
+    vols = {v["VolumeId"] for v in ec2.describe_volumes()["Volumes"]}
+    snaps = {s["SnapshotId"] for s in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]}
+    return {"sg": made["sg"] in groups, "lb": made["lb"] in lbs, "tg": made["tg"] in tgs, "clb": made["clb"] in clbs,
+            "volume": made["volume"] in vols, "snapshot": made["snapshot"] in snaps}
+
+
+ALL = {"sg": True, "lb": True, "tg": True, "clb": True, "volume": True, "snapshot": True}
 
 
 def test_controller_resources_are_left_by_update_and_removed_by_delete(
@@ -86,7 +106,8 @@ def test_controller_resources_are_left_by_update_and_removed_by_delete(
     # The dry run names none of them and has nothing to do.
     plan = run_kopsy(["update", "cluster", NAME], env)
     assert plan.returncode == 0, plan.stderr
-    for word in (made["sg"], made["sg_name"], "k8s-default-hello", made["lb"], made["tg"]):
+    for word in (made["sg"], made["sg_name"], "k8s-default-hello", made["lb"], made["tg"], made["clb"], made["volume"],
+                 made["snapshot"]):
         assert word not in plan.stdout, plan.stdout
     assert "No changes need to be applied" in plan.stdout, plan.stdout
 
@@ -95,7 +116,7 @@ def test_controller_resources_are_left_by_update_and_removed_by_delete(
     applied = run_kopsy(["update", "cluster", NAME, "--yes"], env)
     assert applied.returncode == 0, applied.stderr
     assert mutating(calls(log)) == [], mutating(calls(log))
-    assert _exists(boto, made) == {"sg": True, "lb": True, "tg": True}
+    assert _exists(boto, made) == ALL
     controller_rules = {(30080, "0.0.0.0/0"), (31000, made["sg"])}
     assert controller_rules <= _node_rules(boto, made["nodes"])
 
@@ -116,10 +137,11 @@ def test_controller_resources_are_left_by_update_and_removed_by_delete(
     # delete lists them (they are the cluster's) and removes them with everything else.
     listing = run_kopsy(["delete", "cluster", NAME], env)
     assert listing.returncode == 0, listing.stderr
-    assert made["sg"] in listing.stdout and made["lb"] in listing.stdout, listing.stdout
+    for word in (made["sg"], made["lb"], made["tg"], made["clb"], made["volume"], made["snapshot"]):
+        assert word in listing.stdout, listing.stdout
     gone = run_kopsy(["delete", "cluster", NAME, "--yes"], env)
     assert gone.returncode == 0, gone.stderr
-    assert _exists(boto, made) == {"sg": False, "lb": False, "tg": False}
+    assert _exists(boto, made) == {k: False for k in ALL}
     assert total(owned_resources(boto, NAME)) == 0, owned_resources(boto, NAME)
 
 

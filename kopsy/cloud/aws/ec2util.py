@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kopsy.cloud.aws import tags as T
+from kopsy.parallel import parallel
 from kopsy.reconcile.values import Facts
 
 
@@ -18,30 +19,38 @@ def describe_all(client: Any, operation: str, result_key: str, **kwargs: Any) ->
     return list(getattr(client, operation)(**kwargs).get(result_key, []))
 
 
-def owned(facts: Facts, operation: str, result_key: str, **kwargs: Any) -> list[dict[str, Any]]:
+def owned(facts: Facts, operation: str, result_key: str, *, id_key: str = "", **kwargs: Any) -> list[dict[str, Any]]:
     """One batched describe of the cluster's resources of a kind (filtered by the ownership tag),
-    cached so kinds that read the same describe share one call."""
+    cached so kinds that read the same describe share one call. For a kind Kubernetes'
+    controllers also create (give its ``id_key``), delete's sweep reads the ``KubernetesCluster``
+    scheme too, in the same round trip, and merges the answers by id."""
     ec2 = facts.clients.client("ec2")
-    filters = T.owner_filter(facts.cluster) + list(kwargs.pop("Filters", []))
-    return facts.once(  # type: ignore[no-any-return]
-        f"ec2.{operation}", lambda: describe_all(ec2, operation, result_key, Filters=filters, **kwargs)
-    )
+    extra = list(kwargs.pop("Filters", []))
+
+    def fetch() -> list[dict[str, Any]]:
+        schemes = [T.owner_filter(facts.cluster)] + ([T.legacy_filter(facts.cluster)] if facts.sweep and id_key else [])
+        answers = parallel(lambda f: describe_all(ec2, operation, result_key, Filters=f + extra, **kwargs), schemes)
+        merged = {item[id_key]: item for answer in answers for item in answer} if id_key else None
+        return list(merged.values()) if merged is not None else answers[0]
+
+    return facts.once(f"ec2.{operation}", fetch)  # type: ignore[no-any-return]
 
 
 def owned_ids(facts: Facts, resource_type: str, operation: str, result_key: str, id_filter: str) -> list[dict[str, Any]]:
     """The cluster's resources of one type, found through DescribeTags (which answers with ids
-    only), then described by id. For kinds that usually have none of their own (leftover volumes
+    only) by either tag scheme, then described by id. For kinds that usually have none of their own (leftover volumes
     and network interfaces): the answer is then one small call instead of a describe that has to
     look at every volume in the region; moto, for one, takes 0.2-0.4 s over 300 of them."""
     ec2 = facts.clients.client("ec2")
 
     def fetch() -> list[dict[str, Any]]:
+        # Both tag schemes in one call (keys and values are each ORed, so the pairs are checked after).
         tags = describe_all(ec2, "describe_tags", "Tags", Filters=[
             {"Name": "resource-type", "Values": [resource_type]},
-            {"Name": "key", "Values": [T.ownership_key(facts.cluster)]},
-            {"Name": "value", "Values": [T.OWNED]},
+            {"Name": "key", "Values": [T.ownership_key(facts.cluster), T.TAG_KUBERNETES_CLUSTER]},
+            {"Name": "value", "Values": [T.OWNED, facts.cluster]},
         ])
-        ids = sorted({t["ResourceId"] for t in tags})
+        ids = sorted({t["ResourceId"] for t in tags if T.belongs({t["Key"]: t.get("Value", "")}, facts.cluster)})
         out: list[dict[str, Any]] = []
         for start in range(0, len(ids), 200):  # filter values per call
             out += describe_all(ec2, operation, result_key, Filters=[{"Name": id_filter, "Values": ids[start : start + 200]}])

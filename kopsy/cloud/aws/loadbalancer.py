@@ -65,7 +65,8 @@ def _owned_elbv2(facts: Facts, operation: str, result_key: str, arn_key: str) ->
     """The items of ``operation`` carrying the cluster's ownership tag, with their tags."""
     tags = _elbv2_tags(facts)
     items = _all_elbv2(facts, operation, result_key)
-    return [(i, tags.get(i[arn_key], {})) for i in items if T.is_owned(tags.get(i[arn_key], {}), facts.cluster)]
+    ours = T.belongs if facts.sweep else T.is_owned  # delete also sweeps the KubernetesCluster scheme
+    return [(i, tags.get(i[arn_key], {})) for i in items if ours(tags.get(i[arn_key], {}), facts.cluster)]
 
 
 def _owned_with_detail(

@@ -7,6 +7,7 @@ each kind's ``delete_after``) to know what must be gone before what.
 from __future__ import annotations
 
 from kopsy.cloud.aws.autoscaling import AutoScalingGroup
+from kopsy.cloud.aws.controllers import ClassicLoadBalancer, Snapshot
 from kopsy.cloud.aws.iam import IAMInstanceProfile, IAMRole
 from kopsy.cloud.aws.instances import Instance, NetworkInterface, Volume
 from kopsy.cloud.aws.keypair import KeyPair
@@ -29,11 +30,13 @@ ALL_KINDS: tuple[Kind, ...] = (
     TargetGroup(),
     LoadBalancer(),
     Listener(),
+    ClassicLoadBalancer(),
     LaunchTemplate(),
     AutoScalingGroup(),
     Instance(),
     Volume(),
     NetworkInterface(),
+    Snapshot(),
 )
 
 KINDS: dict[str, Kind] = {k.kind: k for k in ALL_KINDS}

@@ -136,7 +136,7 @@ class SecurityGroup(Kind):
 
     def find(self, facts: Facts) -> list[Actual]:
         with aws_errors("reading security groups"):
-            groups = owned(facts, "describe_security_groups", "SecurityGroups")
+            groups = owned(facts, "describe_security_groups", "SecurityGroups", id_key="GroupId")
         return [
             Actual(
                 self.kind,
@@ -191,7 +191,7 @@ class SecurityGroupRules(Kind):
 
     def find(self, facts: Facts) -> list[Actual]:
         with aws_errors("reading security groups"):
-            groups = owned(facts, "describe_security_groups", "SecurityGroups")
+            groups = owned(facts, "describe_security_groups", "SecurityGroups", id_key="GroupId")
         return [
             Actual(
                 self.kind,

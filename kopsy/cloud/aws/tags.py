@@ -52,6 +52,18 @@ def is_owned(tags: Mapping[str, str], cluster: str) -> bool:
     return tags.get(ownership_key(cluster)) == OWNED
 
 
+def belongs(tags: Mapping[str, str], cluster: str) -> bool:
+    """Tagged for the cluster by either scheme: the ownership tag, or the older
+    ``KubernetesCluster=<name>`` that controllers still put on what they create when the
+    instances carry it (the EBS CSI driver's ``--extra-tags``). What ``delete`` sweeps."""
+    return is_owned(tags, cluster) or tags.get(TAG_KUBERNETES_CLUSTER) == cluster
+
+
+def legacy_filter(cluster: str) -> list[dict[str, Any]]:
+    """A describe filter for the ``KubernetesCluster=<name>`` scheme."""
+    return [{"Name": f"tag:{TAG_KUBERNETES_CLUSTER}", "Values": [cluster]}]
+
+
 def is_managed(tags: Mapping[str, str], cluster: str) -> bool:
     """kopsy manages it: it carries kopsy's own mark as well as the ownership tag. Only these are
     planned by ``update`` or adopted by a create; what the cloud-controller-manager or the EBS
