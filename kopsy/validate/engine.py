@@ -35,7 +35,7 @@ from kopsy.validate.facts import (
     read_cloud_facts,
 )
 from kopsy.validate.result import CONTROL_PLANE, Failure, NodeStatus, ValidationResult
-from kopsy.validate.ssh import CommandResult, SSHConnection, SSHConnector
+from kopsy.remote import CommandResult, SSHConnection, SSHConnector
 
 DEFAULT_PARALLELISM = 16
 
