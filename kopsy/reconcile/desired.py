@@ -12,10 +12,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kopsy.cloud.aws import tags as T
-from kopsy.cloud.aws.iam import EC2_TRUST, policy_document, role_name
-from kopsy.cloud.aws.keypair import key_pair_name
+from kopsy.cloud.aws.iam import EC2_TRUST, policy_document
 from kopsy.cloud.aws.kind import Deferred, Desired, Ref
-from kopsy.cloud.aws.loadbalancer import API_PORT, LISTENER_PORT, elb_name
+from kopsy.cloud.aws.loadbalancer import API_PORT, LISTENER_PORT
+from kopsy.cloud.aws.names import (
+    api_name,
+    asg_name,
+    elb_name,
+    key_pair_name,
+    listener_name,
+    role_name,
+    security_group_name,
+    subnet_name,
+)
 from kopsy.cloud.aws.securitygroups import ALL_EGRESS, kops_rules
 from kopsy.spec.model import ROLE_CONTROL_PLANE, ROLE_NODE, Cluster, InstanceGroup
 
@@ -36,14 +45,6 @@ class ClusterInputs:
     # render_user_data(cluster, ig, *, api_endpoint, ca_cert_hash, state_store_url) -> bytes;
     # None means kopsy.bootstrap's renderer (golden tests pass a fixed one).
     renderer: Callable[..., bytes] | None = None
-
-
-def api_name(cluster: str) -> str:
-    return f"api.{cluster}"
-
-
-def listener_name(cluster: str) -> str:
-    return f"{api_name(cluster)}:{LISTENER_PORT}"
 
 
 def desired_resources(inp: ClusterInputs) -> list[Desired]:
@@ -68,7 +69,7 @@ def desired_resources(inp: ClusterInputs) -> list[Desired]:
     add("VPC", name, {"cidr": c.network_cidr, "dns_support": True, "dns_hostnames": True})
     subnet_refs = {}
     for s in c.subnets:
-        sn = f"{s.name}.{name}"
+        sn = subnet_name(s.name, name)
         subnet_refs[s.name] = Ref("Subnet", sn)
         add("Subnet", sn, {"vpc": vpc, "cidr": s.cidr, "zone": s.zone, "map_public_ip": True},
             **{"SubnetType": "Public", "kubernetes.io/role/elb": "1"})
@@ -86,7 +87,7 @@ def desired_resources(inp: ClusterInputs) -> list[Desired]:
     # Security groups and rules
     rules = kops_rules(name, c.ssh_access, c.kubernetes_api_access)
     for sg_role, ingress in rules.items():
-        gn = f"{sg_role}.{name}"
+        gn = security_group_name(sg_role, name)
         add("SecurityGroup", gn, {"vpc": vpc, "description": f"Security group for {sg_role} of {name}"}, SG_ROLES[sg_role])
         add(
             "SecurityGroupRules",
@@ -114,14 +115,14 @@ def desired_resources(inp: ClusterInputs) -> list[Desired]:
             "scheme": "internet-facing",
             "type": "network",
             "subnets": frozenset(subnet_refs.values()),
-            "security_groups": frozenset({Ref("SecurityGroup", f"api-elb.{name}")}),
+            "security_groups": frozenset({Ref("SecurityGroup", security_group_name("api-elb", name))}),
         },
         T.ROLE_API,
     )
     out[-1].extra_deps = (("InternetGateway", name),)  # internet-facing needs the gateway attached
     add(
         "Listener",
-        listener_name(name),
+        listener_name(name, LISTENER_PORT),
         {
             "load_balancer": Ref("LoadBalancer", api),
             "port": LISTENER_PORT,
@@ -146,7 +147,7 @@ def _instance_group(inp: ClusterInputs, ig: InstanceGroup, subnet_refs: dict[str
     is_init = ig.name == init_control_plane_group(inp.instance_groups) if ig.role == ROLE_CONTROL_PLANE else False
     c = inp.cluster
     name = c.name
-    rname = f"{ig.name}.{name}"
+    rname = asg_name(ig.name, name)
     cp = ig.role == ROLE_CONTROL_PLANE
     role = "control-plane" if cp else "nodes"
     tags = T.cluster_tags(name, rname, ig.role, **{T.TAG_INSTANCE_GROUP: ig.name})
@@ -168,7 +169,7 @@ def _instance_group(inp: ClusterInputs, ig: InstanceGroup, subnet_refs: dict[str
             "image": inp.images.get(ig.name, ig.image),
             "instance_type": ig.machine_type,
             "key_name": key_ref,
-            "security_groups": frozenset({Ref("SecurityGroup", f"{role}.{name}")}),
+            "security_groups": frozenset({Ref("SecurityGroup", security_group_name(role, name))}),
             "public_ip": True,
             "instance_profile": role_name(role, name),
             "root_volume_size": ig.root_volume_size,

@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 from kopsy.cloud.aws import tags as T
 from kopsy.cloud.aws.ec2util import tolerate
 from kopsy.cloud.aws.kind import Actual, ApplyContext, Desired, Facts, Kind, parallel
+from kopsy.cloud.aws.names import role_name
 from kopsy.cloud.aws.session import aws_errors, error_code
 from kopsy.errors import CloudError
 
@@ -68,10 +69,6 @@ CONTROL_PLANE_SCOPED_WRITES = [
     "elasticloadbalancing:RegisterTargets",
     "elasticloadbalancing:DeregisterTargets",
 ]
-
-
-def role_name(role: str, cluster: str) -> str:
-    return f"{role}.{cluster}"
 
 
 def _s3_location(state_store_url: str) -> tuple[str, str] | None:
