@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from kopsy.cloud.aws import tags as T
-from kopsy.cloud.aws.ec2util import describe_all, tolerate
+from kopsy.cloud.aws.ec2util import tolerate
+from kopsy.cloud.aws.groups import fetch_groups, parse
 from kopsy.cloud.aws.kind import Actual, ApplyContext, Desired, Facts, Kind
 from kopsy.cloud.aws.retry import NotYet, is_iam_propagation, retry, wait_until
 from kopsy.cloud.aws.session import aws_errors, error_code
@@ -44,38 +45,26 @@ class AutoScalingGroup(Kind):
     def find(self, facts: Facts) -> list[Actual]:
         asg = facts.clients.client("autoscaling")
         with aws_errors("reading Auto Scaling groups"):
-            groups = facts.once(
-                "autoscaling.groups",
-                lambda: describe_all(asg, "describe_auto_scaling_groups", "AutoScalingGroups", Filters=T.owner_filter(facts.cluster)),
+            raw = facts.once("autoscaling.groups", lambda: fetch_groups(asg, T.owner_filter(facts.cluster)))
+        return [
+            Actual(
+                self.kind,
+                g.name,
+                g.name,
+                fields={
+                    "launch_template": g.launch_template,
+                    "launch_template_version": g.launch_template_version,
+                    "min_size": g.min_size,
+                    "max_size": g.max_size,
+                    "subnets": g.subnets,
+                    "target_groups": g.target_groups,
+                },
+                outputs={"id": g.name, "desired": g.desired, "instances": tuple(m.id for m in g.members)},
+                tags=dict(g.tags),
             )
-        out = []
-        for g in groups:
-            tags = {t["Key"]: t.get("Value", "") for t in g.get("Tags", [])}
-            if not T.is_owned(tags, facts.cluster):
-                continue
-            lt = g.get("LaunchTemplate") or g.get("MixedInstancesPolicy", {}).get("LaunchTemplate", {}).get("LaunchTemplateSpecification", {})
-            out.append(
-                Actual(
-                    self.kind,
-                    g["AutoScalingGroupName"],
-                    g["AutoScalingGroupName"],
-                    fields={
-                        "launch_template": lt.get("LaunchTemplateName", ""),
-                        "launch_template_version": str(lt.get("Version", "")),
-                        "min_size": g["MinSize"],
-                        "max_size": g["MaxSize"],
-                        "subnets": frozenset(s for s in g.get("VPCZoneIdentifier", "").split(",") if s),
-                        "target_groups": frozenset(g.get("TargetGroupARNs", [])),
-                    },
-                    outputs={
-                        "id": g["AutoScalingGroupName"],
-                        "desired": g.get("DesiredCapacity", 0),
-                        "instances": tuple(i["InstanceId"] for i in g.get("Instances", [])),
-                    },
-                    tags=tags,
-                )
-            )
-        return out
+            for g in parse(raw).groups.values()
+            if T.is_owned(g.tags, facts.cluster)
+        ]
 
     def notes(self, changed: set[str]) -> list[str]:
         if "launch_template_version" in changed:

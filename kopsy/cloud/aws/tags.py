@@ -43,6 +43,11 @@ def owner_filter(cluster: str) -> list[dict[str, Any]]:
     return [{"Name": f"tag:{ownership_key(cluster)}", "Values": [OWNED]}]
 
 
+def cluster_filter(cluster: str) -> list[dict[str, Any]]:
+    """An EC2/ASG describe filter matching the resources carrying kopsy's own cluster tag."""
+    return [{"Name": f"tag:{TAG_CLUSTER}", "Values": [cluster]}]
+
+
 def is_owned(tags: Mapping[str, str], cluster: str) -> bool:
     return tags.get(ownership_key(cluster)) == OWNED
 
