@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from kopsy.cloud.aws.groups import Instance
+from kopsy.remote import SSHConnector, SSHSettings, parse_hop
 from kopsy.spec.model import Cluster, Subnet
 from kopsy.validate import checks
 from kopsy.validate.facts import (
     FactError,
-    Instance,
     NodeFacts,
     PodFacts,
     instance_id_from_provider_id,
@@ -19,7 +20,6 @@ from kopsy.validate.facts import (
     parse_node_list,
     parse_pod_list,
 )
-from kopsy.remote import SSHConnector, SSHSettings, parse_hop
 
 
 def connector(tmp_path: Path, config: str, **kw: object) -> SSHConnector:
