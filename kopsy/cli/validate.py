@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from kopsy.spec.model import Cluster, InstanceGroup
     from kopsy.validate.result import ValidationResult
 
-SSH_KEY_ANNOTATION = "kopsy.io/ssh-public-key-path"
 
 
 @click.command("validate", context_settings={"help_option_names": ["-h", "--help"]})
@@ -139,6 +138,7 @@ def ssh_settings(cluster: Cluster, *, ssh_user: str | None, ssh_key: str | None,
                  bastion: str | None, connect_timeout: float, command_timeout: float) -> SSHSettings:
     """Flags + environment + files -> explicit settings for the SSH layer (which reads none of them)."""
     from kopsy.remote import SSHSettings
+    from kopsy.spec.model import SSH_KEY_ANNOTATION
 
     home = Path.home()
     config: Path | None = Path(ssh_config).expanduser() if ssh_config else home / ".ssh" / "config"
