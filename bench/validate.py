@@ -90,7 +90,8 @@ def run_cli(env: dict[str, str], cluster: str = CLUSTER) -> tuple[float, int, fl
 
 
 def run_engine(igs: list[Any], clients: Any, settings: Any) -> tuple[float, Any, float]:
-    from kopsy.validate import SSHConnector, validate_cluster
+    from kopsy.remote import SSHConnector
+    from kopsy.validate import validate_cluster
 
     tracemalloc.start()
     start = time.monotonic()
@@ -218,7 +219,7 @@ def main() -> None:
               f"({time.monotonic() - t0:.1f}s)")
         env["KOPSY_SSH_CONFIG"] = str(fc.ssh_config)
 
-        from kopsy.validate import SSHSettings
+        from kopsy.remote import SSHSettings
 
         settings = SSHSettings(known_hosts=work / "known_hosts", config_path=fc.ssh_config)
         validate_cluster_warm = run_engine(igs, clients, settings)  # records host keys, loads EC2 in moto

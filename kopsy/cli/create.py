@@ -19,6 +19,7 @@ from kopsy.spec.defaults import DEFAULT_MACHINE_TYPE, DEFAULT_NETWORK_CIDR, Crea
 from kopsy.spec.documents import SpecDocuments, parse_documents
 from kopsy.spec.model import (
     NETWORKING_PROVIDERS,
+    SSH_KEY_ANNOTATION,
     Cluster,
     InstanceGroup,
     cluster_to_dict,
@@ -28,7 +29,6 @@ from kopsy.spec.sshkey import read_ssh_public_key
 from kopsy.spec.validation import validate_cluster
 from kopsy.spec.versions import DEFAULT_KUBERNETES_VERSION
 
-SSH_KEY_ANNOTATION = "kopsy.io/ssh-public-key-path"
 DEFAULT_SSH_KEYS = ("~/.ssh/id_ed25519.pub", "~/.ssh/id_rsa.pub")
 
 

@@ -27,11 +27,10 @@ from kopsy.cli.output import OUTPUT_FORMATS, emit, table
 from kopsy.errors import HostKeyChanged, KopsyError, UsageError, ValidationFailed
 
 if TYPE_CHECKING:
+    from kopsy.remote import SSHSettings
     from kopsy.spec.model import Cluster, InstanceGroup
     from kopsy.validate.result import ValidationResult
-    from kopsy.validate.ssh import SSHSettings
 
-SSH_KEY_ANNOTATION = "kopsy.io/ssh-public-key-path"
 
 
 @click.command("validate", context_settings={"help_option_names": ["-h", "--help"]})
@@ -98,7 +97,7 @@ def command(
         logging.getLogger("paramiko").setLevel(logging.INFO)
     if bastion:
         from kopsy.errors import SSHError
-        from kopsy.validate.ssh import parse_hop
+        from kopsy.remote import parse_hop
 
         try:
             parse_hop(bastion)
@@ -113,7 +112,8 @@ def command(
     clients = aws_clients(cluster.region or None)
 
     def once() -> ValidationResult:
-        from kopsy.validate import SSHConnector, validate_cluster
+        from kopsy.remote import SSHConnector
+        from kopsy.validate import validate_cluster
 
         result = validate_cluster(name, igs, clients, SSHConnector(settings), parallelism=parallelism)
         for notice in result.notices:
@@ -137,7 +137,8 @@ def command(
 def ssh_settings(cluster: Cluster, *, ssh_user: str | None, ssh_key: str | None, ssh_config: str | None,
                  bastion: str | None, connect_timeout: float, command_timeout: float) -> SSHSettings:
     """Flags + environment + files -> explicit settings for the SSH layer (which reads none of them)."""
-    from kopsy.validate.ssh import SSHSettings
+    from kopsy.remote import SSHSettings
+    from kopsy.spec.model import SSH_KEY_ANNOTATION
 
     home = Path.home()
     config: Path | None = Path(ssh_config).expanduser() if ssh_config else home / ".ssh" / "config"

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from kopsy.cloud.aws import names as N
+from kopsy.cloud.aws import tags as T
 from kopsy.cloud.aws.session import AwsClients, aws_errors
 from kopsy.spec.defaults import CreateOptions, new_cluster
 from kopsy.spec.model import Cluster, InstanceGroup
@@ -36,10 +38,8 @@ class FabricatedCluster:
         return f"{self.api_dns}:443"
 
 
-def _tags(name: str, resource: str, extra: dict[str, str] | None = None) -> list[dict[str, str]]:
-    tags = {f"kubernetes.io/cluster/{name}": "owned", "KubernetesCluster": name, "kopsy.io/cluster": name, "Name": resource}
-    tags.update(extra or {})
-    return [{"Key": k, "Value": v} for k, v in tags.items()]
+def _tags(name: str, resource: str, role: str = "", **extra: str) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in T.cluster_tags(name, resource, role, **extra).items()]
 
 
 def fabricate_cluster(
@@ -64,8 +64,8 @@ def fabricate_cluster(
         sgs = {}
         for role in ("control-plane", "nodes", "api-elb"):
             sgs[role] = ec2.create_security_group(
-                GroupName=f"{role}.{name}", Description=f"{role} of {name}", VpcId=vpc,
-                TagSpecifications=[{"ResourceType": "security-group", "Tags": _tags(name, f"{role}.{name}")}],
+                GroupName=N.security_group_name(role, name), Description=f"{role} of {name}", VpcId=vpc,
+                TagSpecifications=[{"ResourceType": "security-group", "Tags": _tags(name, N.security_group_name(role, name))}],
             )["GroupId"]
 
         def allow(target: str, proto: str, lo: int | None, hi: int | None, source: str) -> None:
@@ -88,7 +88,7 @@ def fabricate_cluster(
         allow(api, "tcp", 443, 443, "0.0.0.0/0")
         lb = elb.create_load_balancer(
             Name=f"api-{name.replace('.', '-')}"[:32], Type="network", Scheme="internet-facing", Subnets=[subnet],
-            SecurityGroups=[api], Tags=_tags(name, f"api.{name}", {"kopsy.io/role": "api"}),
+            SecurityGroups=[api], Tags=_tags(name, N.api_name(name), T.ROLE_API),
         )["LoadBalancers"][0]
         tg = elb.create_target_group(
             Name=f"tcp-{name.replace('.', '-')}"[:32], Protocol="TCP", Port=6443, VpcId=vpc, TargetType="instance",
@@ -123,7 +123,7 @@ def launch(clients: AwsClients, fc: FabricatedCluster, role: str, count: int = 1
             SubnetId=fc.subnet_id, SecurityGroupIds=[sg],
             UserData=data if data is not None else user_data(fc, role),  # botocore base64-encodes it
             TagSpecifications=[{"ResourceType": "instance", "Tags": _tags(
-                fc.name, f"{ig.name}.{fc.name}", {"kopsy.io/role": role, "kopsy.io/instancegroup": ig.name}
+                fc.name, N.asg_name(ig.name, fc.name), role, **{T.TAG_INSTANCE_GROUP: ig.name}
             )}],
         )
         ids = [i["InstanceId"] for i in reservation["Instances"]]

@@ -14,17 +14,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from kopsy.cloud.aws import groups as G
 from kopsy.cloud.aws.endpoint import pick_api_endpoint
 from kopsy.cloud.aws.session import AwsClients, aws_errors
 from kopsy.errors import KopsyError
 from kopsy.sandbox.rules import decode_user_data
+from kopsy.spec.model import SSH_KEY_ANNOTATION
 
 log = logging.getLogger(__name__)
 
-CLUSTER_TAGS = ("kopsy.io/cluster", "KubernetesCluster")
-ROLE_TAG = "kopsy.io/role"
-IG_TAG = "kopsy.io/instancegroup"
-API_ROLE = "api"
+SANDBOX_STATES = ("pending", "running", "stopping", "stopped")
 
 
 @dataclass(frozen=True)
@@ -32,7 +31,7 @@ class Instance:
     id: str
     state: str
     cluster: str | None
-    role: str | None  # the kopsy.io/role tag, if any
+    role: str | None  # the role tag, if any
     instance_group: str | None
     zone: str
     instance_type: str
@@ -123,21 +122,6 @@ def _stores(instances: list[Instance] | tuple[Instance, ...]) -> dict[str, str]:
     return stores
 
 
-def _tag(tags: dict[str, str], *names: str) -> str | None:
-    for n in names:
-        if tags.get(n):
-            return tags[n]
-    return None
-
-
-def _iso(value: Any) -> str:
-    if hasattr(value, "astimezone"):
-        from datetime import timezone
-
-        return str(value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
-    return str(value or "")
-
-
 class CloudReader:
     """Reads the emulated cloud; keeps the caches that make a refresh cheap."""
 
@@ -173,61 +157,56 @@ class CloudReader:
     # --- instances ------------------------------------------------------------------------------
 
     def _instances(self) -> list[Instance]:
-        ec2 = self.clients.client("ec2")
-        raw: list[dict[str, Any]] = []
+        """Every instance of the emulated cloud, whatever cluster it belongs to (kopsy's shared
+        instance reader, with no tag filter: the sandbox judges the whole world)."""
         with aws_errors("sandbox: listing instances"):
-            for page in ec2.get_paginator("describe_instances").paginate(
-                Filters=[{"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}]
-            ):
-                for res in page["Reservations"]:
-                    raw.extend(res["Instances"])
-        live = {r["InstanceId"] for r in raw}
+            raw = G.fetch_instances(self.clients.client("ec2"), [], SANDBOX_STATES)
+        parsed = [G.parse_instance(r) for r in raw]
+        live = {i.id for i in parsed}
         for gone in set(self._user_data) - live:
             del self._user_data[gone]
         out = []
-        for r in raw:
-            tags = {t["Key"]: t["Value"] for t in r.get("Tags", [])}
-            iid = r["InstanceId"]
-            if iid not in self._user_data:
-                self._user_data[iid] = self._fetch_user_data(iid, tags)
+        for i in parsed:
+            if i.id not in self._user_data:
+                self._user_data[i.id] = self._fetch_user_data(i)
             out.append(
                 Instance(
-                    id=iid,
-                    state=r["State"]["Name"],
-                    cluster=_tag(tags, *CLUSTER_TAGS),
-                    role=_tag(tags, ROLE_TAG),
-                    instance_group=_tag(tags, IG_TAG),
-                    zone=r.get("Placement", {}).get("AvailabilityZone", ""),
-                    instance_type=r.get("InstanceType", ""),
-                    image_id=r.get("ImageId", ""),
-                    private_ip=r.get("PrivateIpAddress", ""),
-                    private_dns=r.get("PrivateDnsName", ""),
-                    public_ip=r.get("PublicIpAddress"),
-                    security_groups=self._security_groups(r, tags),
-                    key_name=r.get("KeyName"),
-                    launch_time=_iso(r.get("LaunchTime")),
-                    user_data=self._user_data[iid],
+                    id=i.id,
+                    state=i.state,
+                    cluster=i.cluster or None,
+                    role=i.role or None,
+                    instance_group=i.instance_group or None,
+                    zone=i.zone,
+                    instance_type=i.instance_type,
+                    image_id=i.image_id,
+                    private_ip=i.private_ip,
+                    private_dns=i.private_dns,
+                    public_ip=i.public_ip or None,
+                    security_groups=self._security_groups(i),
+                    key_name=i.key_name or None,
+                    launch_time=i.launch_time,
+                    user_data=self._user_data[i.id],
                 )
             )
         return sorted(out, key=lambda i: (i.launch_time, i.id))
 
-    def _fetch_user_data(self, instance_id: str, tags: dict[str, str]) -> bytes | None:
+    def _fetch_user_data(self, inst: G.Instance) -> bytes | None:
         """The instance's own user-data; else that of the launch template version it came from."""
         ec2 = self.clients.client("ec2")
         try:
             with aws_errors("sandbox: reading user-data"):
-                value = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")
+                value = ec2.describe_instance_attribute(InstanceId=inst.id, Attribute="userData")
             encoded = value.get("UserData", {}).get("Value")
             if encoded:
                 return base64.b64decode(encoded)
         except KopsyError as exc:
-            log.warning("%s: %s", instance_id, exc)
-        data = self._template_data(tags).get("UserData")
+            log.warning("%s: %s", inst.id, exc)
+        data = self._template_data(inst).get("UserData")
         return base64.b64decode(data) if data else None
 
-    def _template_data(self, tags: dict[str, str]) -> dict[str, Any]:
+    def _template_data(self, inst: G.Instance) -> dict[str, Any]:
         """The launch template version an instance was launched from (versions never change: cached)."""
-        lt, version = tags.get("aws:ec2launchtemplate:id"), tags.get("aws:ec2launchtemplate:version")
+        lt, version = inst.launch_template_id, inst.launch_template_version
         if not lt or not version:
             return {}
         key = (lt, version)
@@ -241,18 +220,14 @@ class CloudReader:
                 return {}
         return self._lt_data[key]
 
-    def _security_groups(self, raw: dict[str, Any], tags: dict[str, str]) -> tuple[str, ...]:
+    def _security_groups(self, inst: G.Instance) -> tuple[str, ...]:
         """The groups AWS would have given the instance. moto gives instances launched from a
         template the VPC's default group instead of the template's, so the template wins here."""
-        data = self._template_data(tags)
+        data = self._template_data(inst)
         groups = set(data.get("SecurityGroupIds", []))
         for ni in data.get("NetworkInterfaces", []):
             groups.update(ni.get("Groups", []))
-        if not groups:
-            groups = {g["GroupId"] for g in raw.get("SecurityGroups", [])}
-            for ni in raw.get("NetworkInterfaces", []):
-                groups.update(g["GroupId"] for g in ni.get("Groups", []))
-        return tuple(sorted(groups))
+        return tuple(sorted(groups)) if groups else inst.security_groups
 
     # --- network --------------------------------------------------------------------------------
 
@@ -351,7 +326,7 @@ class CloudReader:
                 doc = yaml.safe_load(self._get(store_url, "config")) or {}
             except (KopsyError, yaml.YAMLError):
                 return None
-            pub = ((doc.get("metadata") or {}).get("annotations") or {}).get("kopsy.io/ssh-public-key-path", "")
+            pub = ((doc.get("metadata") or {}).get("annotations") or {}).get(SSH_KEY_ANNOTATION, "")
             if not pub:
                 return None
             private = Path(pub.removesuffix(".pub"))

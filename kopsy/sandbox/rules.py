@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from kopsy.bootstrap import BootstrapConfig, parse_user_data
+from kopsy.cloud.aws import tags as T
 from kopsy.errors import KopsyError
 
 if TYPE_CHECKING:
@@ -191,7 +192,7 @@ def _judge(world: World, inst: Instance, earlier: dict[str, Verdict], down: bool
     mode = mode_of(role, cfg)
     kubeadm = f"kubeadm-{mode}"
     if not inst.cluster:
-        return stop(None, "instance carries no kopsy.io/cluster tag", cfg)
+        return stop(None, f"instance carries no {T.TAG_CLUSTER} tag", cfg)
     if cfg.clusterName != inst.cluster:
         return stop(None, f"user-data is for cluster {cfg.clusterName} but the instance is tagged for {inst.cluster}", cfg)
     ca = world.ca.get(cfg.stateStore)

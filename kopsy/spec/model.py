@@ -17,6 +17,11 @@ from kopsy.errors import SpecInvalid
 API_VERSION = "kopsy.io/v1alpha1"
 KIND_CLUSTER = "Cluster"
 KIND_INSTANCE_GROUP = "InstanceGroup"
+# Where create records the SSH public key it was given; validate and the sandbox look for the
+# private key beside it.
+SSH_KEY_ANNOTATION = "kopsy.io/ssh-public-key-path"
+# The label naming an instance group's cluster (a spec label, not an AWS tag: those are in cloud/aws/tags.py).
+LABEL_CLUSTER = "kopsy.io/cluster"
 
 ROLE_CONTROL_PLANE = "ControlPlane"
 ROLE_NODE = "Node"
@@ -149,7 +154,7 @@ def instance_group_to_dict(ig: InstanceGroup) -> dict[str, Any]:
     return {
         "apiVersion": API_VERSION,
         "kind": KIND_INSTANCE_GROUP,
-        "metadata": {"name": ig.name, "labels": {"kopsy.io/cluster": ig.cluster_name}},
+        "metadata": {"name": ig.name, "labels": {LABEL_CLUSTER: ig.cluster_name}},
         "spec": spec,
     }
 
@@ -303,7 +308,7 @@ def instance_group_from_dict(doc: Any, cluster_name: str | None = None) -> Insta
     labels = meta.get("labels", dict, {})
     meta.get("creationTimestamp", str, "")
     meta.finish()
-    owner = labels.get("kopsy.io/cluster") or cluster_name or ""
+    owner = labels.get(LABEL_CLUSTER) or cluster_name or ""
     if not owner:
         problems.append("metadata.labels.kopsy.io/cluster: required (the cluster this group belongs to)")
     taints: list[Taint] = []

@@ -7,23 +7,22 @@ every rule testable with plain values and lets ``--wait`` re-run them on fresh f
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from kopsy.cloud.aws.groups import Instance, Inventory
+from kopsy.cloud.aws.names import asg_name
 from kopsy.spec.model import ROLE_CONTROL_PLANE, InstanceGroup
 from kopsy.validate.facts import (
     CONTROL_PLANE_COMPONENTS,
     CRITICAL_PRIORITY_CLASSES,
-    CloudFacts,
     Diagnosis,
-    Instance,
     NodeFacts,
     PodFacts,
-    asg_name,
 )
 from kopsy.validate.result import CONTROL_PLANE, INSTANCE_GROUP, MACHINE, NODE, POD, Failure, NodeStatus
 
 
-def cluster_instances(igs: Sequence[InstanceGroup], cloud: CloudFacts, cluster_name: str) -> list[Instance]:
+def cluster_instances(igs: Sequence[InstanceGroup], cloud: Inventory, cluster_name: str) -> list[Instance]:
     """The running instances of the cluster's instance groups, control planes first, in a stable order.
 
     An instance belongs to a group when its ASG lists it or it carries the group's tag
@@ -32,7 +31,7 @@ def cluster_instances(igs: Sequence[InstanceGroup], cloud: CloudFacts, cluster_n
     by_group: dict[str, str] = {}
     for ig in igs:
         g = cloud.groups.get(asg_name(ig.name, cluster_name))
-        for iid in g.instance_ids if g else ():
+        for iid in g.in_service if g else ():
             by_group[iid] = ig.name
     names = {ig.name for ig in igs}
     roles = {ig.name: ig.role for ig in igs}
@@ -42,14 +41,13 @@ def cluster_instances(igs: Sequence[InstanceGroup], cloud: CloudFacts, cluster_n
         if not group or inst.state != "running":
             continue
         if group != inst.instance_group or not inst.role:
-            inst = Instance(inst.id, group, inst.role or roles[group], inst.state, inst.private_ip,
-                            inst.private_dns, inst.public_ip, inst.zone)
+            inst = replace(inst, instance_group=group, role=inst.role or roles[group])
         out.append(inst)
     out.sort(key=lambda i: (i.role != ROLE_CONTROL_PLANE, i.instance_group, i.private_dns, i.id))
     return out
 
 
-def check_groups(igs: Sequence[InstanceGroup], cloud: CloudFacts, cluster_name: str) -> list[Failure]:
+def check_groups(igs: Sequence[InstanceGroup], cloud: Inventory, cluster_name: str) -> list[Failure]:
     """Check 1: each instance group's ASG exists and has at least minSize running instances."""
     failures = []
     running = {i.id for i in cloud.instances.values() if i.state == "running"}
@@ -60,7 +58,7 @@ def check_groups(igs: Sequence[InstanceGroup], cloud: CloudFacts, cluster_name: 
             failures.append(Failure(INSTANCE_GROUP, ig.name, f"auto scaling group {name} does not exist; "
                                     f"run 'kopsy update cluster {cluster_name} --yes' to create it"))
             continue
-        count = sum(1 for iid in g.instance_ids if iid in running)
+        count = sum(1 for iid in g.in_service if iid in running)
         if count < ig.min_size:
             failures.append(Failure(INSTANCE_GROUP, ig.name, f"instance group {ig.name} has {count} running "
                                     f"instance(s), fewer than its minSize {ig.min_size}"))

@@ -17,7 +17,9 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from kopsy.cloud.aws.groups import Instance, read_groups
 from kopsy.errors import HostKeyChanged, SSHError
+from kopsy.remote import CommandResult, SSHConnection, SSHConnector
 from kopsy.spec.model import ROLE_CONTROL_PLANE, InstanceGroup
 from kopsy.validate import checks
 from kopsy.validate.facts import (
@@ -26,16 +28,13 @@ from kopsy.validate.facts import (
     DIAGNOSIS_COMMANDS,
     Diagnosis,
     FactError,
-    Instance,
     NodeFacts,
     PodFacts,
     diagnosis_from_results,
     parse_node_list,
     parse_pod_list,
-    read_cloud_facts,
 )
 from kopsy.validate.result import CONTROL_PLANE, Failure, NodeStatus, ValidationResult
-from kopsy.validate.ssh import CommandResult, SSHConnection, SSHConnector
 
 DEFAULT_PARALLELISM = 16
 
@@ -53,7 +52,7 @@ def validate_cluster(
     cloud errors (nothing can be judged without the instance list)."""
     before = connector.connections_opened
     result = ValidationResult(cluster_name)
-    cloud = read_cloud_facts(clients, cluster_name)
+    cloud = read_groups(clients, cluster_name)
     result.failures.extend(checks.check_groups(igs, cloud, cluster_name))
     instances = checks.cluster_instances(igs, cloud, cluster_name)
     control_planes = [i for i in instances if i.role == ROLE_CONTROL_PLANE]

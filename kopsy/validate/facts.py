@@ -3,19 +3,17 @@
 Each fact is one batched read (a filtered describe call, one remote command) plus a pure
 function turning the raw answer into a typed value. Finding never changes anything, so these
 functions are safe to run against a production cluster as often as ``--wait`` likes.
+
+The cloud facts (Auto Scaling groups and their instances) come from the reader validate shares
+with update and the day-2 commands, ``kopsy.cloud.aws.groups``; the Kubernetes and node facts
+are here.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-
-from kopsy.cloud.aws.session import aws_errors
-
-TAG_CLUSTER = "kopsy.io/cluster"
-TAG_INSTANCE_GROUP = "kopsy.io/instancegroup"
-TAG_ROLE = "kopsy.io/role"
 
 KUBECTL = "sudo kubectl --kubeconfig /etc/kubernetes/admin.conf"
 CMD_NODES = f"{KUBECTL} get nodes -o json"
@@ -32,84 +30,6 @@ CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kube
 
 class FactError(ValueError):
     """A remote answer that is not in the expected format (the message says what was wrong)."""
-
-
-# --- cloud -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Instance:
-    id: str
-    instance_group: str
-    role: str
-    state: str
-    private_ip: str
-    private_dns: str
-    public_ip: str
-    zone: str
-
-
-@dataclass(frozen=True)
-class GroupFacts:
-    """One instance group's ASG as AWS describes it (``exists`` False when there is none)."""
-
-    asg_name: str
-    exists: bool
-    min_size: int = 0
-    instance_ids: tuple[str, ...] = ()  # InService members
-
-
-@dataclass
-class CloudFacts:
-    groups: dict[str, GroupFacts] = field(default_factory=dict)  # by ASG name
-    instances: dict[str, Instance] = field(default_factory=dict)  # running/pending, by id
-
-
-def asg_name(ig_name: str, cluster_name: str) -> str:
-    """Contract 7: ASGs are named ``<ig>.<cluster>``, as in kops."""
-    return f"{ig_name}.{cluster_name}"
-
-
-def read_cloud_facts(clients: Any, cluster_name: str) -> CloudFacts:
-    """Two batched reads filtered by the cluster tag: the ASGs and their instances."""
-    tag_filter = {"Name": f"tag:{TAG_CLUSTER}", "Values": [cluster_name]}
-    facts = CloudFacts()
-    with aws_errors(f"listing the auto scaling groups of {cluster_name}"):
-        pages = clients.client("autoscaling").get_paginator("describe_auto_scaling_groups").paginate(
-            Filters=[tag_filter]
-        )
-        for page in pages:
-            for g in page.get("AutoScalingGroups", []):
-                ids = tuple(
-                    i["InstanceId"] for i in g.get("Instances", []) if i.get("LifecycleState") == "InService"
-                )
-                facts.groups[g["AutoScalingGroupName"]] = GroupFacts(
-                    g["AutoScalingGroupName"], True, int(g.get("MinSize", 0)), ids
-                )
-    with aws_errors(f"listing the instances of {cluster_name}"):
-        pages = clients.client("ec2").get_paginator("describe_instances").paginate(
-            Filters=[tag_filter, {"Name": "instance-state-name", "Values": ["pending", "running"]}]
-        )
-        for page in pages:
-            for reservation in page.get("Reservations", []):
-                for raw in reservation.get("Instances", []):
-                    inst = instance_from_ec2(raw)
-                    facts.instances[inst.id] = inst
-    return facts
-
-
-def instance_from_ec2(raw: dict[str, Any]) -> Instance:
-    tags = {t["Key"]: t["Value"] for t in raw.get("Tags", [])}
-    return Instance(
-        id=raw["InstanceId"],
-        instance_group=tags.get(TAG_INSTANCE_GROUP, ""),
-        role=tags.get(TAG_ROLE, ""),
-        state=raw.get("State", {}).get("Name", ""),
-        private_ip=raw.get("PrivateIpAddress", ""),
-        private_dns=raw.get("PrivateDnsName", ""),
-        public_ip=raw.get("PublicIpAddress", ""),
-        zone=raw.get("Placement", {}).get("AvailabilityZone", ""),
-    )
 
 
 # --- kubernetes --------------------------------------------------------------------------------

@@ -9,8 +9,7 @@ from kopsy.cloud.aws.iam import policy_document
 from kopsy.cloud.aws.kind import Kind
 from kopsy.cloud.aws.registry import ALL_KINDS, KINDS, required_permissions
 from kopsy.cloud.aws.images import architecture
-from kopsy.cloud.aws.keypair import fingerprint
-from kopsy.cloud.aws.loadbalancer import elb_name
+from kopsy.cloud.aws.names import elb_name, fingerprint
 
 SERVICE_PREFIX = {"ec2": "ec2:", "iam": "iam:", "elasticloadbalancing": "elasticloadbalancing:", "autoscaling": "autoscaling:"}
 

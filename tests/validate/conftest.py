@@ -31,7 +31,7 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
             assert ip.is_loopback, f"test tried to connect to non-loopback {address[0]} ({ip})"
         return real(address, *args, **kwargs)
 
-    import kopsy.validate.ssh as ssh_module
+    import kopsy.remote.connection as ssh_module
 
     monkeypatch.setattr(ssh_module.socket, "create_connection", guarded)
 

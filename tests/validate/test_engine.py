@@ -11,7 +11,8 @@ import pytest
 
 from kopsy.errors import HostKeyChanged
 from kopsy.spec.model import InstanceGroup
-from kopsy.validate import SSHConnector, SSHSettings, validate_cluster
+from kopsy.remote import SSHConnector, SSHSettings
+from kopsy.validate import validate_cluster
 from validate_doubles import FakeCluster, SshdDouble
 
 CLUSTER = "demo.example.com"

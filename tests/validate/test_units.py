@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from kopsy.cloud.aws.groups import Instance
+from kopsy.remote import SSHConnector, SSHSettings, parse_hop
 from kopsy.spec.model import Cluster, Subnet
 from kopsy.validate import checks
 from kopsy.validate.facts import (
     FactError,
-    Instance,
     NodeFacts,
     PodFacts,
     instance_id_from_provider_id,
@@ -19,7 +20,6 @@ from kopsy.validate.facts import (
     parse_node_list,
     parse_pod_list,
 )
-from kopsy.validate.ssh import SSHConnector, SSHSettings, parse_hop
 
 
 def connector(tmp_path: Path, config: str, **kw: object) -> SSHConnector:
@@ -157,7 +157,7 @@ def test_control_plane_components_and_critical_pods() -> None:
 def test_known_hosts_file_is_private(tmp_path: Path) -> None:
     import paramiko
 
-    from kopsy.validate.ssh import KnownHosts
+    from kopsy.remote import KnownHosts
 
     kh = KnownHosts(tmp_path / "dir" / "kh")
     key = paramiko.Ed25519Key.from_private_key_file(str(_keyfile(tmp_path)))

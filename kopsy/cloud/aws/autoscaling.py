@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from kopsy.cloud.aws import tags as T
-from kopsy.cloud.aws.ec2util import describe_all
+from kopsy.cloud.aws.groups import fetch_groups, parse
 from kopsy.cloud.aws.idempotency import create_or_adopt, tolerate
 from kopsy.cloud.aws.kind import Kind
 from kopsy.reconcile.values import Actual, ApplyContext, Desired, Facts
@@ -50,39 +50,27 @@ class AutoScalingGroup(Kind):
     def find(self, facts: Facts) -> list[Actual]:
         asg = facts.clients.client("autoscaling")
         with aws_errors("reading Auto Scaling groups"):
-            groups = facts.once(
-                "autoscaling.groups",
-                lambda: describe_all(asg, "describe_auto_scaling_groups", "AutoScalingGroups", Filters=T.owner_filter(facts.cluster)),
+            raw = facts.once("autoscaling.groups", lambda: fetch_groups(asg, T.owner_filter(facts.cluster)))
+        return [
+            Actual(
+                self.kind,
+                g.name,
+                g.name,
+                fields={
+                    "launch_template": g.launch_template,
+                    "launch_template_version": g.launch_template_version,
+                    "min_size": g.min_size,
+                    "max_size": g.max_size,
+                    "subnets": g.subnets,
+                    "target_groups": g.target_groups,
+                    "autoscaler_tags": {k: v for k, v in g.tags.items() if k.startswith(AUTOSCALER_PREFIX)},
+                },
+                outputs={"id": g.name, "desired": g.desired, "instances": tuple(m.id for m in g.members)},
+                tags=dict(g.tags),
             )
-        out = []
-        for g in groups:
-            tags = {t["Key"]: t.get("Value", "") for t in g.get("Tags", [])}
-            if not T.is_owned(tags, facts.cluster):
-                continue
-            lt = g.get("LaunchTemplate") or g.get("MixedInstancesPolicy", {}).get("LaunchTemplate", {}).get("LaunchTemplateSpecification", {})
-            out.append(
-                Actual(
-                    self.kind,
-                    g["AutoScalingGroupName"],
-                    g["AutoScalingGroupName"],
-                    fields={
-                        "launch_template": lt.get("LaunchTemplateName", ""),
-                        "launch_template_version": str(lt.get("Version", "")),
-                        "min_size": g["MinSize"],
-                        "max_size": g["MaxSize"],
-                        "subnets": frozenset(s for s in g.get("VPCZoneIdentifier", "").split(",") if s),
-                        "target_groups": frozenset(g.get("TargetGroupARNs", [])),
-                        "autoscaler_tags": {k: v for k, v in tags.items() if k.startswith(AUTOSCALER_PREFIX)},
-                    },
-                    outputs={
-                        "id": g["AutoScalingGroupName"],
-                        "desired": g.get("DesiredCapacity", 0),
-                        "instances": tuple(i["InstanceId"] for i in g.get("Instances", [])),
-                    },
-                    tags=tags,
-                )
-            )
-        return out
+            for g in parse(raw).groups.values()
+            if T.is_owned(g.tags, facts.cluster)
+        ]
 
     def notes(self, changed: set[str]) -> list[str]:
         if "launch_template_version" in changed:

@@ -1,6 +1,6 @@
 """Find a cluster's API endpoint: the DNS name of the NLB tagged as its API load balancer.
 
-Tags, not names, identify it (``kubernetes.io/cluster/<name>=owned`` and ``kopsy.io/role=api``),
+Tags, not names, identify it (the cluster's ownership tag and the API role tag, see ``tags``),
 so it is found even when the state store is gone or the name was shortened. ELBv2 cannot filter
 describes by tag: one paginated DescribeLoadBalancers, then DescribeTags in batches of 20 (the
 API's maximum), then a pure choice (``pick_api_endpoint``). Read-only.
@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from kopsy.cloud.aws import tags as T
 from kopsy.cloud.aws.session import aws_errors
 
-API_ROLE = "api"
 TAG_BATCH = 20  # DescribeTags accepts at most 20 ARNs
 _STATE_ORDER = {"active": 0, "active_impaired": 1, "provisioning": 2}
 
@@ -29,8 +29,8 @@ def pick_api_endpoint(
     owned = [
         lb
         for lb, tags in load_balancers
-        if tags.get(f"kubernetes.io/cluster/{cluster_name}") == "owned"
-        and tags.get("kopsy.io/role") == API_ROLE
+        if T.is_owned(tags, cluster_name)
+        and tags.get(T.TAG_ROLE) == T.ROLE_API
         and lb.get("State", {}).get("Code", "active") in _STATE_ORDER
         and lb.get("DNSName")
     ]
@@ -50,5 +50,5 @@ def find_api_endpoint(clients: Any, cluster_name: str) -> str | None:
         arns = [lb["LoadBalancerArn"] for lb in network]
         for start in range(0, len(arns), TAG_BATCH):
             for desc in elb.describe_tags(ResourceArns=arns[start : start + TAG_BATCH])["TagDescriptions"]:
-                tags[desc["ResourceArn"]] = {t["Key"]: t.get("Value", "") for t in desc.get("Tags", [])}
+                tags[desc["ResourceArn"]] = T.to_dict(desc.get("Tags"))
     return pick_api_endpoint(((lb, tags.get(lb["LoadBalancerArn"], {})) for lb in network), cluster_name)

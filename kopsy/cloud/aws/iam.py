@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 from kopsy.cloud.aws import tags as T
 from kopsy.cloud.aws.idempotency import create_or_adopt, tolerate
 from kopsy.cloud.aws.kind import Kind
+from kopsy.cloud.aws.names import role_name
 from kopsy.parallel import parallel
 from kopsy.reconcile.values import Actual, ApplyContext, Desired, Facts
 from kopsy.cloud.aws.session import aws_errors, error_code
@@ -70,10 +71,6 @@ CONTROL_PLANE_SCOPED_WRITES = [
     "elasticloadbalancing:RegisterTargets",
     "elasticloadbalancing:DeregisterTargets",
 ]
-
-
-def role_name(role: str, cluster: str) -> str:
-    return f"{role}.{cluster}"
 
 
 def _s3_location(state_store_url: str) -> tuple[str, str] | None:

@@ -9,9 +9,10 @@ from typing import Any
 
 from kopsy.cloud.aws import tags as T
 from kopsy.cloud.aws.ec2util import name_of, owned, owned_ids
+from kopsy.cloud.aws.groups import fetch_instances, parse_instance
+from kopsy.cloud.aws.idempotency import tolerate
 from kopsy.cloud.aws.kind import Kind
 from kopsy.reconcile.values import Actual, ApplyContext, Facts
-from kopsy.cloud.aws.idempotency import tolerate
 from kopsy.cloud.aws.retry import NotYet, wait_until
 from kopsy.cloud.aws.session import aws_errors, error_code
 
@@ -34,21 +35,21 @@ class Instance(Kind):
     permissions = ("ec2:DescribeInstances", "ec2:TerminateInstances")
 
     def find(self, facts: Facts) -> list[Actual]:
+        ec2 = facts.clients.client("ec2")
         with aws_errors("reading instances"):
-            reservations = owned(
-                facts, "describe_instances", "Reservations", Filters=[{"Name": "instance-state-name", "Values": LIVE_STATES}]
+            raw = facts.once(
+                "ec2.describe_instances", lambda: fetch_instances(ec2, T.owner_filter(facts.cluster), LIVE_STATES)
             )
         return [
             Actual(
                 self.kind,
-                name_of(i, i["InstanceId"]),
-                i["InstanceId"],
-                fields={"state": i["State"]["Name"]},
-                outputs={"id": i["InstanceId"]},
-                tags=T.to_dict(i.get("Tags")),
+                i.tags.get("Name") or i.id,
+                i.id,
+                fields={"state": i.state},
+                outputs={"id": i.id},
+                tags=dict(i.tags),
             )
-            for r in reservations
-            for i in r.get("Instances", [])
+            for i in map(parse_instance, raw)
         ]
 
     def delete(self, ctx: ApplyContext, have: Actual) -> None:

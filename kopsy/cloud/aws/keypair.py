@@ -1,39 +1,20 @@
 """The EC2 key pair imported from the cluster's admin SSH public key.
 
-Named like kops, ``kubernetes.<cluster>-<md5 fingerprint>``: a new key gets a new name, so a key
-rotation is a create plus a delete of the old pair rather than an in-place change EC2 cannot do.
+Named like kops, ``kubernetes.<cluster>-<md5 fingerprint>`` (``names.key_pair_name``): a new key gets
+a new name, so a key rotation is a create plus a delete of the old pair rather than an in-place
+change EC2 cannot do.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from typing import Any
 
 from kopsy.cloud.aws import tags as T
 from kopsy.cloud.aws.ec2util import owned
-from kopsy.cloud.aws.kind import Kind
-from kopsy.reconcile.values import Actual, ApplyContext, Desired, Facts
 from kopsy.cloud.aws.idempotency import create_or_adopt, tolerate
+from kopsy.cloud.aws.kind import Kind
 from kopsy.cloud.aws.session import aws_errors
-from kopsy.errors import KopsyError
-
-
-def fingerprint(public_key: str) -> str:
-    """The OpenSSH MD5 fingerprint (``aa:bb:...``) of an ``ssh-xxx AAAA... comment`` line."""
-    parts = public_key.strip().split()
-    if len(parts) < 2:
-        raise KopsyError("the cluster's SSH public key (ssh/public/admin) is not an OpenSSH public key line")
-    try:
-        blob = base64.b64decode(parts[1], validate=True)
-    except ValueError as exc:
-        raise KopsyError("the cluster's SSH public key (ssh/public/admin) is not valid base64") from exc
-    digest = hashlib.md5(blob).hexdigest()  # noqa: S324 - a fingerprint, as ssh-keygen -E md5 and kops use
-    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
-
-
-def key_pair_name(cluster: str, public_key: str) -> str:
-    return f"kubernetes.{cluster}-{fingerprint(public_key)}"
+from kopsy.reconcile.values import Actual, ApplyContext, Desired, Facts
 
 
 class KeyPair(Kind):

@@ -8,32 +8,23 @@ a hash suffix when too long, so they stay deterministic and unique.
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from kopsy.cloud.aws import tags as T
 from kopsy.cloud.aws.ec2util import describe_all
+from kopsy.cloud.aws.idempotency import create_or_adopt, tolerate
 from kopsy.cloud.aws.kind import Kind
+from kopsy.cloud.aws.names import elb_name
+from kopsy.cloud.aws.session import aws_errors, error_code
+from kopsy.errors import CloudError
 from kopsy.parallel import parallel
 from kopsy.reconcile.values import Actual, ApplyContext, Desired, Facts
-from kopsy.cloud.aws.idempotency import create_or_adopt, tolerate
-from kopsy.cloud.aws.session import aws_errors
 
 _T = TypeVar("_T")
 
 API_PORT = 6443
 LISTENER_PORT = 443
-
-
-def elb_name(prefix: str, cluster: str, limit: int = 32) -> str:
-    """``api-demo-example-com``; shortened with a stable hash when over the 32-character limit."""
-    base = re.sub(r"[^A-Za-z0-9-]", "-", f"{prefix}-{cluster}").strip("-")
-    if len(base) <= limit:
-        return base
-    digest = hashlib.sha256(cluster.encode()).hexdigest()[:8]
-    return f"{base[: limit - 9].rstrip('-')}-{digest}"
 
 
 def _all_elbv2(facts: Facts, operation: str, result_key: str) -> list[dict[str, Any]]:

@@ -14,10 +14,11 @@ from typing import Any
 
 from kopsy.cloud.aws import tags as T
 from kopsy.cloud.aws.ec2util import name_of, owned
-from kopsy.cloud.aws.kind import Kind
-from kopsy.reconcile.values import Actual, ApplyContext, Desired, Facts, Ref
 from kopsy.cloud.aws.idempotency import create_or_adopt, tolerate
-from kopsy.cloud.aws.session import aws_errors
+from kopsy.cloud.aws.kind import Kind
+from kopsy.cloud.aws.names import security_group_name
+from kopsy.cloud.aws.session import aws_errors, error_code
+from kopsy.reconcile.values import Actual, ApplyContext, Desired, Facts, Ref
 
 Rule = tuple[str, Any, Any, Any]  # source: CIDR string, group id, or a Ref to a group
 ALL_EGRESS: Rule = ("-1", None, None, "0.0.0.0/0")
@@ -25,9 +26,9 @@ ALL_EGRESS: Rule = ("-1", None, None, "0.0.0.0/0")
 
 def kops_rules(cluster: str, ssh_access: list[str], api_access: list[str]) -> dict[str, frozenset[Rule]]:
     """Ingress rules per group role ('control-plane', 'nodes', 'api-elb'), as kops sets them up."""
-    cp = Ref("SecurityGroup", f"control-plane.{cluster}")
-    nodes = Ref("SecurityGroup", f"nodes.{cluster}")
-    elb = Ref("SecurityGroup", f"api-elb.{cluster}")
+    cp = Ref("SecurityGroup", security_group_name("control-plane", cluster))
+    nodes = Ref("SecurityGroup", security_group_name("nodes", cluster))
+    elb = Ref("SecurityGroup", security_group_name("api-elb", cluster))
     ssh = {("tcp", 22, 22, c) for c in ssh_access}
     return {
         "control-plane": frozenset(

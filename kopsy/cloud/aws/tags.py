@@ -47,6 +47,11 @@ def owner_filter(cluster: str) -> list[dict[str, Any]]:
     return [{"Name": f"tag:{ownership_key(cluster)}", "Values": [OWNED]}]
 
 
+def cluster_filter(cluster: str) -> list[dict[str, Any]]:
+    """An EC2/ASG describe filter matching the resources carrying kopsy's own cluster tag."""
+    return [{"Name": f"tag:{TAG_CLUSTER}", "Values": [cluster]}]
+
+
 def is_owned(tags: Mapping[str, str], cluster: str) -> bool:
     """The cluster owns it: kopsy's resources, and what Kubernetes' controllers made for it."""
     return tags.get(ownership_key(cluster)) == OWNED

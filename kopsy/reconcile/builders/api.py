@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from kopsy.cloud.aws import tags as T
-from kopsy.cloud.aws.loadbalancer import API_PORT, LISTENER_PORT, elb_name
-from kopsy.reconcile.builders.base import api_name, group_ref, listener_name, resource, subnet_refs, vpc_ref
+from kopsy.cloud.aws.loadbalancer import API_PORT, LISTENER_PORT
+from kopsy.cloud.aws.names import api_name, elb_name, listener_name
+from kopsy.reconcile.builders.base import group_ref, resource, subnet_refs, vpc_ref
 from kopsy.reconcile.values import Desired, Ref
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ def build(inp: ClusterInputs) -> list[Desired]:
         "security_groups": frozenset({group_ref("api-elb", name)}),
     }, T.ROLE_API)
     lb.extra_deps = (("InternetGateway", name),)  # internet-facing needs the gateway attached
-    listener = resource(name, "Listener", listener_name(name), {
+    listener = resource(name, "Listener", listener_name(name, LISTENER_PORT), {
         "load_balancer": Ref("LoadBalancer", api),
         "port": LISTENER_PORT,
         "protocol": "TCP",

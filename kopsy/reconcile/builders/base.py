@@ -1,5 +1,6 @@
 """What every builder shares: the resource constructor that stamps kopsy's tags, and the
-names by which one builder's resources are referred to from another's.
+references by which one builder's resources are reached from another's (by the deterministic
+names of ``kopsy/cloud/aws/names.py``).
 
 Builders never hand each other values: a reference is a ``Ref`` to a deterministic name, so
 each builder reads only the spec and adding one never means editing another.
@@ -10,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from kopsy.cloud.aws import tags as T
-from kopsy.cloud.aws.loadbalancer import LISTENER_PORT
+from kopsy.cloud.aws.names import security_group_name, subnet_name
 from kopsy.reconcile.values import Desired, Ref
 from kopsy.spec.model import Cluster
 
@@ -20,23 +21,15 @@ def resource(cluster: str, kind: str, name: str, fields: dict[str, Any], role: s
     return Desired(kind, name, fields, T.cluster_tags(cluster, name, role, **extra_tags))
 
 
-def api_name(cluster: str) -> str:
-    return f"api.{cluster}"
-
-
-def listener_name(cluster: str) -> str:
-    return f"{api_name(cluster)}:{LISTENER_PORT}"
-
-
 def vpc_ref(c: Cluster) -> Ref:
     return Ref("VPC", c.name)
 
 
 def subnet_refs(c: Cluster) -> dict[str, Ref]:
     """Spec subnet name -> the network builder's subnet."""
-    return {s.name: Ref("Subnet", f"{s.name}.{c.name}") for s in c.subnets}
+    return {s.name: Ref("Subnet", subnet_name(s.name, c.name)) for s in c.subnets}
 
 
 def group_ref(role: str, cluster: str) -> Ref:
     """The security group of ``role`` ('control-plane', 'nodes', 'api-elb')."""
-    return Ref("SecurityGroup", f"{role}.{cluster}")
+    return Ref("SecurityGroup", security_group_name(role, cluster))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kopsy.cloud.aws.iam import EC2_TRUST, policy_document, role_name
+from kopsy.cloud.aws.iam import EC2_TRUST, policy_document
+from kopsy.cloud.aws.names import role_name
 from kopsy.reconcile.builders.base import resource
 from kopsy.reconcile.values import Desired
 from kopsy.spec.model import ROLE_CONTROL_PLANE, ROLE_NODE

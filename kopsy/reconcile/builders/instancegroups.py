@@ -6,11 +6,10 @@ from typing import TYPE_CHECKING, Any
 
 from kopsy.cloud.aws import tags as T
 from kopsy.cloud.aws.autoscaling import AUTOSCALER_PREFIX
-from kopsy.cloud.aws.iam import role_name
-from kopsy.cloud.aws.keypair import key_pair_name
 from kopsy.cloud.aws.loadbalancer import LISTENER_PORT
+from kopsy.cloud.aws.names import api_name, asg_name, key_pair_name, role_name
 from kopsy.errors import SpecInvalid
-from kopsy.reconcile.builders.base import api_name, group_ref, resource, subnet_refs
+from kopsy.reconcile.builders.base import group_ref, resource, subnet_refs
 from kopsy.reconcile.values import Deferred, Desired, Ref
 from kopsy.spec.model import ROLE_CONTROL_PLANE, InstanceGroup
 
@@ -55,7 +54,7 @@ def _instance_group(inp: ClusterInputs, ig: InstanceGroup, key_ref: Any) -> list
     missing = [s for s in ig.subnets if s not in subnets]
     if missing:  # validation should have caught this; be explicit rather than silently drop
         raise SpecInvalid([f"instance group {ig.name}: subnet(s) {', '.join(missing)} not in the cluster spec"])
-    rname = f"{ig.name}.{name}"
+    rname = asg_name(ig.name, name)
     cp = ig.role == ROLE_CONTROL_PLANE
     role = "control-plane" if cp else "nodes"
     tags = T.cluster_tags(name, rname, ig.role, **{T.TAG_INSTANCE_GROUP: ig.name})

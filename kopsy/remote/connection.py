@@ -1,95 +1,40 @@
-"""The one SSH doorway of kopsy (paramiko).
+"""SSH connections (paramiko): connect through jump hosts, run commands with timeouts.
 
 Every SSH connection kopsy opens goes through ``SSHConnector.connect``; paramiko and socket
 errors are translated into ``SSHError`` / ``HostKeyChanged`` here and nowhere else.
 
-Why this is more than ``SSHClient.connect``:
-
-- paramiko never reads ``~/.ssh/config``. We look each host up with ``paramiko.SSHConfig``
-  (HostName, Port, User, IdentityFile, ProxyCommand, ProxyJump, HostKeyAlias) so that a user's
-  bastion setup -- or the sandbox's loopback mapping -- works as it does for ``ssh``.
-- paramiko parses ``ProxyJump`` but does not act on it: we open the jump connection ourselves
-  and hand a ``direct-tcpip`` channel to the next hop as its socket. The destination's
-  HostName/Port come from the *local* config, as OpenSSH does.
-- Host keys live in a known-hosts file per cluster. A new key is recorded (trust on first use)
-  and reported once; a changed key is refused with an explanation -- never ``AutoAddPolicy``.
-
-Precedence, documented in docs/validate.md:
-user: ``--ssh-user`` > ssh-config ``User`` > ``ubuntu``;
-key: ``--ssh-key`` > ssh-config ``IdentityFile`` > the cluster's key > ``~/.ssh/id_ed25519``, ``~/.ssh/id_rsa``.
+paramiko parses ``ProxyJump`` but does not act on it: we open the jump connection ourselves
+and hand a ``direct-tcpip`` channel to the next hop as its socket. The destination's
+HostName/Port come from the *local* config, as OpenSSH does.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
-import os
-import select
 import socket
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, cast
 
 import paramiko
 
 from kopsy.errors import HostKeyChanged, SSHError
+from kopsy.remote.config import Endpoint, SSHSettings, parse_hop, read_config, resolve
+from kopsy.remote.known_hosts import KnownHosts, TrustOnFirstUse, fingerprint
+from kopsy.remote.proxy import ProxyCommand
 
 # paramiko logs failures (e.g. "Secsh channel 5 open FAILED") that we translate and report
 # ourselves; without a handler Python's last-resort handler would print them to stderr, and
 # only the CLI prints. The CLI may still attach a handler (e.g. for --debug).
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
-DEFAULT_USER = "ubuntu"
 MAX_JUMP_DEPTH = 8
 
 
 class SSHUnreachable(SSHError):
     """The host could not be reached at all (no route, refused, timed out, jump host could not connect)."""
-
-
-@dataclass(frozen=True)
-class SSHSettings:
-    """Everything needed to reach hosts; gathered by the CLI from flags, environment and files."""
-
-    known_hosts: Path
-    config_path: Path | None = None
-    user: str | None = None  # --ssh-user: beats the ssh config
-    key_path: Path | None = None  # --ssh-key: beats the ssh config
-    fallback_keys: tuple[Path, ...] = ()  # the cluster's key, then ~/.ssh/id_ed25519, ~/.ssh/id_rsa
-    bastion: str | None = None
-    connect_timeout: float = 10.0
-    command_timeout: float = 30.0
-    allow_agent: bool = False
-    default_user: str = DEFAULT_USER
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Where an alias really goes, after the ssh config has been applied."""
-
-    alias: str
-    hostname: str
-    port: int
-    user: str
-    key_files: tuple[Path, ...]
-    proxy_command: str | None = None
-    proxy_jump: str | None = None
-    host_key_alias: str | None = None
-
-    @property
-    def known_hosts_name(self) -> str:
-        """The name a key is recorded under, as OpenSSH writes it."""
-        if self.host_key_alias:
-            return self.host_key_alias
-        return self.hostname if self.port == 22 else f"[{self.hostname}]:{self.port}"
-
-    def describe(self) -> str:
-        target = f"{self.user}@{self.hostname}:{self.port}"
-        return target if self.alias == self.hostname else f"{self.alias} ({target})"
 
 
 @dataclass(frozen=True)
@@ -103,160 +48,6 @@ class CommandResult:
     @property
     def ok(self) -> bool:
         return self.error is None and self.exit_status == 0
-
-
-def fingerprint(key: paramiko.PKey) -> str:
-    """OpenSSH's SHA256 fingerprint, so users can compare with ``ssh-keygen -l``."""
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
-
-
-class KnownHosts:
-    """A cluster's known-hosts file (OpenSSH format): trust on first use, refuse a changed key.
-
-    Shared by the threads of one run, so reads and appends hold a lock; new keys are appended
-    one line at a time so a crash never loses keys recorded before.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-        self._keys = paramiko.HostKeys()
-        if path.exists():
-            try:
-                self._keys.load(str(path))
-            except (OSError, paramiko.SSHException) as exc:
-                raise SSHError(f"cannot read the known-hosts file {path}: {exc}; fix or remove it") from exc
-        self.notices: list[str] = []
-
-    def known(self, name: str) -> dict[str, paramiko.PKey]:
-        with self._lock:
-            entry = self._keys.lookup(name)
-            return dict(entry) if entry else {}
-
-    def record(self, name: str, key: paramiko.PKey) -> None:
-        with self._lock:
-            if self._keys.check(name, key):
-                return
-            self._keys.add(name, key.get_name(), key)
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            with os.fdopen(fd, "a") as fh:
-                fh.write(f"{name} {key.get_name()} {key.get_base64()}\n")
-            self.notices.append(
-                f"recorded the host key of {name} ({key.get_name()} {fingerprint(key)}) in {self.path} "
-                f"(trust on first use; a different key later will be refused)"
-            )
-
-    def drain_notices(self) -> list[str]:
-        with self._lock:
-            out, self.notices = self.notices, []
-            return out
-
-
-class _TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
-    """paramiko calls this only for hosts with no recorded key: record it (and say so)."""
-
-    def __init__(self, known: KnownHosts, name: str) -> None:
-        self.known = known
-        self.name = name
-
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        recorded = self.known.known(self.name)
-        if recorded:
-            # A key of another type than the one recorded: not a first use. OpenSSH would ask;
-            # accepting it would let anyone bypass the changed-key check by offering a new type.
-            raise paramiko.BadHostKeyException(hostname, key, next(iter(recorded.values())))
-        self.known.record(self.name, key)
-
-
-def _read_config(path: Path | None) -> paramiko.SSHConfig:
-    if path is None:
-        return paramiko.SSHConfig()
-    try:
-        return paramiko.SSHConfig.from_path(str(path))
-    except FileNotFoundError as exc:
-        raise SSHError(f"ssh config {path} does not exist; fix --ssh-config/KOPSY_SSH_CONFIG") from exc
-    except (OSError, ValueError, paramiko.SSHException) as exc:
-        raise SSHError(f"cannot read ssh config {path}: {exc}") from exc
-
-
-def parse_hop(hop: str) -> tuple[str, str | None, int | None]:
-    """'user@host:port' -> (host, user, port), as in ProxyJump and --bastion."""
-    try:
-        return _parse_hop_unchecked(hop)
-    except ValueError as exc:
-        raise SSHError(f"jump host {hop!r} is not [USER@]HOST[:PORT] (the port must be a number)") from exc
-
-
-def _parse_hop_unchecked(hop: str) -> tuple[str, str | None, int | None]:
-    user = None
-    if "@" in hop:
-        user, hop = hop.rsplit("@", 1)
-    port = None
-    if hop.startswith("["):  # [ipv6]:port
-        host, _, rest = hop[1:].partition("]")
-        if rest.startswith(":"):
-            port = int(rest[1:])
-        return host, user, port
-    if hop.count(":") == 1:
-        hop, p = hop.split(":")
-        port = int(p)
-    return hop, user, port
-
-
-class _ProxyCommand(paramiko.ProxyCommand):
-    """paramiko's ProxyCommand, but a proxy that exits is noticed at once (paramiko keeps polling
-    its closed stdout until the banner timeout) and is reported with its own error output, and a
-    closed proxy is reaped rather than left as a zombie."""
-
-    def recv(self, size: int) -> bytes:
-        start = time.monotonic()
-        buffer = b""
-        stdout = self.process.stdout
-        assert stdout is not None  # paramiko opens it as a pipe
-        try:
-            while len(buffer) < size:
-                wait = None
-                if self.timeout is not None:
-                    wait = self.timeout - (time.monotonic() - start)
-                    if wait <= 0:
-                        if buffer:
-                            return buffer
-                        raise socket.timeout()
-                ready, _, _ = select.select([stdout], [], [], wait)
-                if ready:
-                    data = os.read(stdout.fileno(), size - len(buffer))
-                    if not data:
-                        if buffer:
-                            return buffer
-                        raise paramiko.ProxyCommandFailure(" ".join(self.cmd), self._exit_reason())
-                    buffer += data
-            return buffer
-        except OSError as exc:
-            if isinstance(exc, socket.timeout):
-                raise
-            raise paramiko.ProxyCommandFailure(" ".join(self.cmd), exc.strerror or str(exc)) from exc
-
-    def _exit_reason(self) -> str:
-        try:
-            code = self.process.wait(timeout=1)
-        except Exception:
-            return "closed its output"
-        err = self.process.stderr.read().decode(errors="replace").strip().splitlines() if self.process.stderr else []
-        return f"exited with status {code}" + (f": {err[-1]}" if err else "")
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=2)
-            except Exception:
-                self.process.kill()
-                self.process.wait()
-        for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):
-            if pipe is not None:
-                pipe.close()
 
 
 class SSHConnection:
@@ -366,7 +157,7 @@ class SSHConnector:
 
     def __init__(self, settings: SSHSettings) -> None:
         self.settings = settings
-        self.config = _read_config(settings.config_path)
+        self.config = read_config(settings.config_path)
         self.known_hosts = KnownHosts(settings.known_hosts)
         self._lock = threading.Lock()
         self._bastion: SSHConnection | None = None
@@ -376,39 +167,8 @@ class SSHConnector:
     # -- resolution -------------------------------------------------------------------------
 
     def resolve(self, alias: str, *, user: str | None = None, port: int | None = None, hop: bool = False) -> Endpoint:
-        """Apply the ssh config (and the flags, which win) to an alias.
-
-        ``hop`` marks a jump host or the bastion: there the ssh config's User beats ``--ssh-user``
-        (as ``ssh -l`` only names the destination's user), and a user written into the hop wins.
-        """
-        cfg = self.config.lookup(alias)
-        hostname = str(cfg.get("hostname", alias))
-        try:
-            cfg_port = int(cfg.get("port", 22))
-        except ValueError as exc:
-            raise SSHError(f"ssh config: Port for {alias} is not a number: {cfg.get('port')!r}") from exc
-        # A user written into a ProxyJump/--bastion hop ("admin@bastion") is explicit and wins there.
-        if hop:
-            chosen_user = user or cfg.get("user") or self.settings.user or self.settings.default_user
-        else:
-            chosen_user = user or self.settings.user or cfg.get("user") or self.settings.default_user
-        if self.settings.key_path is not None:
-            keys: tuple[Path, ...] = (self.settings.key_path,)
-        else:
-            configured = tuple(Path(os.path.expanduser(p)) for p in cfg.get("identityfile", []))
-            keys = tuple(dict.fromkeys(configured + self.settings.fallback_keys))
-        jump = cfg.get("proxyjump")
-        command = cfg.get("proxycommand")
-        return Endpoint(
-            alias=alias,
-            hostname=hostname,
-            port=port or cfg_port,
-            user=str(chosen_user),
-            key_files=keys,
-            proxy_command=None if not command or command.lower() == "none" else str(command),
-            proxy_jump=None if not jump or jump.lower() == "none" else str(jump),
-            host_key_alias=cfg.get("hostkeyalias"),
-        )
+        """Apply the ssh config (and the flags, which win) to an alias (see ``config.resolve``)."""
+        return resolve(self.config, self.settings, alias, user=user, port=port, hop=hop)
 
     # -- connecting -------------------------------------------------------------------------
 
@@ -427,7 +187,7 @@ class SSHConnector:
         try:
             if ep.proxy_command:
                 try:
-                    sock = _ProxyCommand(ep.proxy_command)
+                    sock = ProxyCommand(ep.proxy_command)
                 except (paramiko.SSHException, OSError) as exc:
                     raise SSHUnreachable(f"cannot reach {ep.describe()}: ProxyCommand failed: {_reason(exc)}") from exc
             elif ep.proxy_jump:
@@ -487,7 +247,7 @@ class SSHConnector:
         name = ep.known_hosts_name
         for keytype, key in self.known_hosts.known(name).items():
             client.get_host_keys().add(name, keytype, key)
-        client.set_missing_host_key_policy(_TrustOnFirstUse(self.known_hosts, name))
+        client.set_missing_host_key_policy(TrustOnFirstUse(self.known_hosts, name))
         keys = [str(p) for p in ep.key_files if p.is_file()]
         if self.settings.key_path is not None and not keys:
             sock.close()
@@ -547,16 +307,3 @@ class SSHConnector:
                 ) from exc
             raise SSHUnreachable(f"cannot reach {ep.describe()}: SSH handshake failed: {_reason(exc)}") from exc
         return client
-
-
-__all__ = [
-    "CommandResult",
-    "Endpoint",
-    "KnownHosts",
-    "SSHConnection",
-    "SSHConnector",
-    "SSHSettings",
-    "SSHUnreachable",
-    "fingerprint",
-    "parse_hop",
-]

@@ -1,0 +1,136 @@
+"""Where a host really is: the ssh config lookup, jump-host specs and the settings of a run.
+
+paramiko never reads ``~/.ssh/config``; we look each host up with ``paramiko.SSHConfig``
+(HostName, Port, User, IdentityFile, ProxyCommand, ProxyJump, HostKeyAlias) so that a user's
+bastion setup -- or the sandbox's loopback mapping -- works as it does for ``ssh``.
+
+Precedence, documented in docs/validate.md:
+user: ``--ssh-user`` > ssh-config ``User`` > ``ubuntu``;
+key: ``--ssh-key`` > ssh-config ``IdentityFile`` > the cluster's key > ``~/.ssh/id_ed25519``, ``~/.ssh/id_rsa``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+
+from kopsy.errors import SSHError
+
+DEFAULT_USER = "ubuntu"
+
+
+@dataclass(frozen=True)
+class SSHSettings:
+    """Everything needed to reach hosts; gathered by the CLI from flags, environment and files."""
+
+    known_hosts: Path
+    config_path: Path | None = None
+    user: str | None = None  # --ssh-user: beats the ssh config
+    key_path: Path | None = None  # --ssh-key: beats the ssh config
+    fallback_keys: tuple[Path, ...] = ()  # the cluster's key, then ~/.ssh/id_ed25519, ~/.ssh/id_rsa
+    bastion: str | None = None
+    connect_timeout: float = 10.0
+    command_timeout: float = 30.0
+    allow_agent: bool = False
+    default_user: str = DEFAULT_USER
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where an alias really goes, after the ssh config has been applied."""
+
+    alias: str
+    hostname: str
+    port: int
+    user: str
+    key_files: tuple[Path, ...]
+    proxy_command: str | None = None
+    proxy_jump: str | None = None
+    host_key_alias: str | None = None
+
+    @property
+    def known_hosts_name(self) -> str:
+        """The name a key is recorded under, as OpenSSH writes it."""
+        if self.host_key_alias:
+            return self.host_key_alias
+        return self.hostname if self.port == 22 else f"[{self.hostname}]:{self.port}"
+
+    def describe(self) -> str:
+        target = f"{self.user}@{self.hostname}:{self.port}"
+        return target if self.alias == self.hostname else f"{self.alias} ({target})"
+
+
+def read_config(path: Path | None) -> paramiko.SSHConfig:
+    if path is None:
+        return paramiko.SSHConfig()
+    try:
+        return paramiko.SSHConfig.from_path(str(path))
+    except FileNotFoundError as exc:
+        raise SSHError(f"ssh config {path} does not exist; fix --ssh-config/KOPSY_SSH_CONFIG") from exc
+    except (OSError, ValueError, paramiko.SSHException) as exc:
+        raise SSHError(f"cannot read ssh config {path}: {exc}") from exc
+
+
+def parse_hop(hop: str) -> tuple[str, str | None, int | None]:
+    """'user@host:port' -> (host, user, port), as in ProxyJump and --bastion."""
+    try:
+        return _parse_hop_unchecked(hop)
+    except ValueError as exc:
+        raise SSHError(f"jump host {hop!r} is not [USER@]HOST[:PORT] (the port must be a number)") from exc
+
+
+def _parse_hop_unchecked(hop: str) -> tuple[str, str | None, int | None]:
+    user = None
+    if "@" in hop:
+        user, hop = hop.rsplit("@", 1)
+    port = None
+    if hop.startswith("["):  # [ipv6]:port
+        host, _, rest = hop[1:].partition("]")
+        if rest.startswith(":"):
+            port = int(rest[1:])
+        return host, user, port
+    if hop.count(":") == 1:
+        hop, p = hop.split(":")
+        port = int(p)
+    return hop, user, port
+
+
+
+def resolve(config: paramiko.SSHConfig, settings: SSHSettings, alias: str, *, user: str | None = None,
+            port: int | None = None, hop: bool = False) -> Endpoint:
+    """Apply the ssh config (and the flags, which win) to an alias.
+
+    ``hop`` marks a jump host or the bastion: there the ssh config's User beats ``--ssh-user``
+    (as ``ssh -l`` only names the destination's user), and a user written into the hop wins.
+    """
+    cfg = config.lookup(alias)
+    hostname = str(cfg.get("hostname", alias))
+    try:
+        cfg_port = int(cfg.get("port", 22))
+    except ValueError as exc:
+        raise SSHError(f"ssh config: Port for {alias} is not a number: {cfg.get('port')!r}") from exc
+    # A user written into a ProxyJump/--bastion hop ("admin@bastion") is explicit and wins there.
+    if hop:
+        chosen_user = user or cfg.get("user") or settings.user or settings.default_user
+    else:
+        chosen_user = user or settings.user or cfg.get("user") or settings.default_user
+    if settings.key_path is not None:
+        keys: tuple[Path, ...] = (settings.key_path,)
+    else:
+        configured = tuple(Path(os.path.expanduser(p)) for p in cfg.get("identityfile", []))
+        keys = tuple(dict.fromkeys(configured + settings.fallback_keys))
+    jump = cfg.get("proxyjump")
+    command = cfg.get("proxycommand")
+    return Endpoint(
+        alias=alias,
+        hostname=hostname,
+        port=port or cfg_port,
+        user=str(chosen_user),
+        key_files=keys,
+        proxy_command=None if not command or command.lower() == "none" else str(command),
+        proxy_jump=None if not jump or jump.lower() == "none" else str(jump),
+        host_key_alias=cfg.get("hostkeyalias"),
+    )
