@@ -54,7 +54,7 @@ class BootstrapConfig:
     role: str
     instanceGroup: str
     kubernetesVersion: str
-    apiEndpoint: str  # host:port of the API load balancer, e.g. api-xyz.elb.us-east-1.amazonaws.com:443
+    apiEndpoint: str  # host:port of the API load balancer instances use (the internal one), e.g. api-int-xyz.elb...:443
     caCertHash: str  # sha256:<hex> of the cluster CA's SubjectPublicKeyInfo
     stateStore: str  # URL of the cluster's prefix in the state store
     networking: str
@@ -67,6 +67,7 @@ class BootstrapConfig:
     s3Endpoint: str = ""  # empty: real AWS S3; else an S3-compatible endpoint, path-style
     s3Region: str = ""  # empty: the instance's own region (the helper follows S3's region hint)
     tokenKey: str = "secrets/bootstrap-token"  # where nodes read the current join token
+    apiPublicHost: str = ""  # the internet-facing API load balancer's DNS name (in the API server's certificate)
     nodeLabels: dict[str, str] = dataclasses.field(default_factory=dict)  # the group's spec.nodeLabels
     taints: tuple[str, ...] = ()  # the group's spec.taints, "key[=value]:Effect"
 

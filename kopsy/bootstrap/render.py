@@ -154,12 +154,14 @@ def bootstrap_config(
     s3_endpoint: str = "",
     s3_region: str = "",
     init_control_plane: bool | None = None,
+    api_public_host: str = "",
 ) -> BootstrapConfig:
     """The settings one instance group boots with (validated: they end up in shell and YAML)."""
     if not api_endpoint:
         raise RenderError("the API load balancer's DNS name is not known yet; create it first (kopsy update cluster)")
     host, _, port = api_endpoint.partition(":")
     endpoint = f"{_safe('API endpoint', host)}:{port or '443'}"
+    public_host = _safe_value("public API host", api_public_host)
     if not _HASH.match(ca_cert_hash):
         raise RenderError(f"CA cert hash {ca_cert_hash!r} is not sha256:<64 hex digits>")
     if not state_store_url.startswith("s3://"):
@@ -191,6 +193,7 @@ def bootstrap_config(
         instanceGroup=ig.name,
         kubernetesVersion=cluster.kubernetes_version.lstrip("v"),
         apiEndpoint=endpoint,
+        apiPublicHost=public_host,
         caCertHash=ca_cert_hash,
         stateStore=state_store_url.rstrip("/"),
         networking=cluster.networking,
@@ -222,7 +225,7 @@ def render_cloud_config(config: BootstrapConfig) -> str:
         "kubernetes_version": config.kubernetesVersion,
         "kubernetes_minor": ".".join(config.kubernetesVersion.split(".")[:2]),
         "api_endpoint": config.apiEndpoint,
-        "api_host": config.apiEndpoint.rpartition(":")[0],
+        "api_sans": [h for h in (config.apiEndpoint.rpartition(":")[0], config.apiPublicHost) if h],
         "ca_cert_hash": config.caCertHash,
         "pod_cidr": config.podCIDR,
         "service_cidr": config.serviceCIDR,
@@ -282,12 +285,15 @@ def render_user_data(
     s3_endpoint: str = "",
     s3_region: str = "",
     init_control_plane: bool | None = None,
+    api_public_host: str = "",
 ) -> bytes:
     """gzip-compressed #cloud-config for ``ig`` (the caller base64-encodes it for EC2).
 
     ``init_control_plane`` says whether this control-plane group runs ``kubeadm init``; when not
     given, the group named control-plane-<first zone>[-1] does (see ``init_control_plane_group``).
     ``s3_endpoint``/``s3_region`` point instances at an S3-compatible store (default: real S3).
+    ``api_endpoint`` is what the instance's kubeadm and kubelet use (the internal load balancer);
+    ``api_public_host``, the internet-facing one admins use, goes into the API server's certificate.
     """
     config = bootstrap_config(
         cluster,
@@ -298,6 +304,7 @@ def render_user_data(
         s3_endpoint=s3_endpoint,
         s3_region=s3_region,
         init_control_plane=init_control_plane,
+        api_public_host=api_public_host,
     )
     data = gzip.compress(render_cloud_config(config).encode(), compresslevel=9, mtime=0)
     if len(data) >= USER_DATA_LIMIT:

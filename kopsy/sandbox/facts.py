@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kopsy.cloud.aws import groups as G
+from kopsy.cloud.aws import tags as T
 from kopsy.cloud.aws.endpoint import pick_api_endpoint
 from kopsy.cloud.aws.session import AwsClients, aws_errors
 from kopsy.errors import KopsyError
@@ -60,6 +61,12 @@ class ApiLoadBalancer:
     dns_name: str
     registered: frozenset[str]  # instance ids behind the API target group(s)
     security_groups: tuple[str, ...] = ()  # the NLB's own groups (targets must admit them)
+    scheme: str = "internet-facing"  # or "internal": decides where a client's traffic comes from
+
+    @property
+    def endpoint(self) -> str:
+        """``dns:443``, as kopsy renders it into user-data."""
+        return self.dns_name if ":" in self.dns_name else f"{self.dns_name}:443"
 
 
 @dataclass(frozen=True)
@@ -75,8 +82,10 @@ class World:
     taken_at: float
     instances: tuple[Instance, ...]
     ingress: dict[str, tuple[IngressRule, ...]] = field(default_factory=dict)
-    api: dict[str, ApiLoadBalancer] = field(default_factory=dict)  # cluster -> its API NLB
-    api_endpoint: dict[str, str] = field(default_factory=dict)  # cluster -> "dns:443" kopsy would render
+    # cluster -> its API NLBs by endpoint ("dns:443"): the internet-facing one, and the internal
+    # one kopsy points instances at
+    api: dict[str, dict[str, ApiLoadBalancer]] = field(default_factory=dict)
+    api_endpoint: dict[str, str] = field(default_factory=dict)  # cluster -> the endpoint kopsy renders into user-data
     ca: dict[str, CaFact] = field(default_factory=dict)  # state-store cluster URL -> CA hash
     public_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)  # instance id -> authorized keys
     identity_files: dict[str, str] = field(default_factory=dict)  # cluster -> private key path, when known
@@ -94,7 +103,7 @@ class Machines:
 class Network:
     taken_at: float
     ingress: dict[str, tuple[IngressRule, ...]]
-    api: dict[str, ApiLoadBalancer]
+    api: dict[str, dict[str, ApiLoadBalancer]]
     api_endpoint: dict[str, str]
     ca: dict[str, CaFact]
 
@@ -148,9 +157,10 @@ class CloudReader:
     def read_network(self, instances: tuple[Instance, ...]) -> Network:
         """The fast half, re-read for answers: security groups, the API load balancers, the CAs."""
         started = time.monotonic()
-        ingress = self._ingress({sg for i in instances for sg in i.security_groups})
         api = self._api_load_balancers({i.cluster for i in instances if i.cluster})
-        endpoints = {name: self._endpoint(name, lb) for name, lb in api.items()}
+        lb_groups = {sg for lbs in api.values() for lb in lbs.values() for sg in lb.security_groups}
+        ingress = self._ingress({sg for i in instances for sg in i.security_groups} | lb_groups)
+        endpoints = {name: self._endpoint(lbs) for name, lbs in api.items()}
         ca = {url: self._ca(url) for url in _stores(instances)}
         return Network(started, ingress, api, endpoints, ca)
 
@@ -254,7 +264,9 @@ class CloudReader:
             out[g["GroupId"]] = tuple(rules)
         return out
 
-    def _api_load_balancers(self, clusters: set[str]) -> dict[str, ApiLoadBalancer]:
+    def _api_load_balancers(self, clusters: set[str]) -> dict[str, dict[str, ApiLoadBalancer]]:
+        """Each cluster's API load balancers (the internet-facing one chosen exactly as kopsy
+        chooses it, and the internal one), by endpoint."""
         if not clusters:
             return {}
         elb = self.clients.client("elbv2")
@@ -266,14 +278,14 @@ class CloudReader:
                 for d in elb.describe_tags(ResourceArns=arns[start : start + 20])["TagDescriptions"]:
                     tags[d["ResourceArn"]] = {t["Key"]: t["Value"] for t in d.get("Tags", [])}
         pairs = [(lb, tags.get(lb["LoadBalancerArn"], {})) for lb in lbs]
-        out = {}
+        out: dict[str, dict[str, ApiLoadBalancer]] = {}
         for cluster in sorted(clusters):
-            dns = pick_api_endpoint(pairs, cluster)  # chosen exactly as kopsy chooses it
-            lb = next((lb for lb, _ in pairs if dns and lb.get("DNSName") == dns), None)
-            if lb is not None:
-                out[cluster] = ApiLoadBalancer(
-                    lb["LoadBalancerArn"], lb["DNSName"], self._registered(lb["LoadBalancerArn"]), tuple(lb.get("SecurityGroups", []))
-                )
+            chosen = [pick_api_endpoint(pairs, cluster, role) for role in (T.ROLE_API, T.ROLE_API_INTERNAL)]
+            for lb, _ in pairs:
+                if lb.get("DNSName") and lb["DNSName"] in chosen:
+                    found = ApiLoadBalancer(lb["LoadBalancerArn"], lb["DNSName"], self._registered(lb["LoadBalancerArn"]),
+                                            tuple(lb.get("SecurityGroups", [])), lb.get("Scheme", "internet-facing"))
+                    out.setdefault(cluster, {})[found.endpoint] = found
         return out
 
     def _registered(self, lb_arn: str) -> frozenset[str]:
@@ -286,9 +298,12 @@ class CloudReader:
                         ids.add(d["Target"]["Id"])
         return frozenset(ids)
 
-    def _endpoint(self, cluster: str, lb: ApiLoadBalancer) -> str:
-        """What kopsy puts in user-data: the NLB's DNS name on port 443."""
-        return lb.dns_name if ":" in lb.dns_name else f"{lb.dns_name}:443"
+    @staticmethod
+    def _endpoint(lbs: dict[str, ApiLoadBalancer]) -> str:
+        """What kopsy puts in user-data: the internal load balancer's endpoint (a cluster made
+        before there was one has only the internet-facing load balancer)."""
+        internal = [e for e, lb in lbs.items() if lb.scheme == "internal"]
+        return internal[0] if internal else next(iter(lbs))
 
     # --- state store ----------------------------------------------------------------------------
 

@@ -11,12 +11,15 @@ first that fails says where bootstrap stopped and why:
    the boot script runs: ``cloud-init status`` says why, and there is no bootstrap.json.
 3. ``fetch``: the cluster CA (``pki/ca.crt`` under the user-data's ``stateStore``) can be read;
    on a control plane it must hash (``kopsy.pki.ca_cert_hash``) to the user-data's ``caCertHash``.
-4. The API endpoint in user-data is the cluster's API NLB DNS name ``:443`` (else ``wait-for-api``,
-   or ``kubeadm-init`` on the first control plane, "cannot reach API endpoint ...").
-5. Control plane: it is registered with the API load balancer's target group and, when the NLB has
+4. The API endpoint in user-data is one of the cluster's API NLBs ``<dns>:443``, reachable from the
+   instance along AWS's route (``path_problem``): an internet-facing NLB sees the instance's public
+   IP, admitted only by CIDR; an internal one its private IP and groups (else ``wait-for-api``, or
+   ``kubeadm-init`` on the first control plane, "cannot reach API endpoint ...").
+5. Control plane: it is registered with its endpoint's target group and, when the NLB has
    security groups, one of its own groups admits them on tcp/6443 (else ``kubeadm-<mode>``).
-   Node: a control plane has joined (else ``wait-for-api``), one of its security groups lets the
-   node in on tcp/6443 (else ``wait-for-api``), and the CA hash matches (else ``kubeadm-join``).
+   Node: a joined control plane is behind its endpoint (registered, admitting the NLB), one of
+   the control planes' groups lets the node in on tcp/6443 (else ``wait-for-api``), and the CA
+   hash matches (else ``kubeadm-join``).
 6. Node: one of its security groups lets a control plane in on tcp/10250. A node failing only
    this joined the cluster (bootstrap ``done``) but is NotReady, with the reason on its condition.
 7. A joined instance whose stand-in machine is down (its sshd stopped) is ``Unknown`` — the
@@ -42,7 +45,7 @@ from kopsy.cloud.aws import tags as T
 from kopsy.errors import KopsyError
 
 if TYPE_CHECKING:
-    from kopsy.sandbox.facts import IngressRule, Instance, World
+    from kopsy.sandbox.facts import ApiLoadBalancer, IngressRule, Instance, World
 
 CONTROL_PLANE = "ControlPlane"
 API_PORT = 6443
@@ -143,6 +146,33 @@ def _ingress(world: World, inst: Instance) -> tuple[IngressRule, ...]:
     return tuple(r for sg in inst.security_groups for r in world.ingress.get(sg, ()))
 
 
+def _port(endpoint: str) -> int:
+    _, _, port = endpoint.rpartition(":")
+    return int(port) if port.isdigit() else 443
+
+
+def path_problem(world: World, inst: Instance, lb: ApiLoadBalancer, port: int) -> str | None:
+    """Why ``inst`` cannot open tcp/``port`` to load balancer ``lb``, following the route AWS
+    takes, or None. A connection to an internet-facing load balancer leaves through the
+    internet gateway and arrives from the instance's public IP: only CIDR rules can admit it,
+    never a security-group reference. One to an internal load balancer stays in the VPC and
+    arrives from the private IP, with the instance's groups."""
+    rules = tuple(r for sg in lb.security_groups for r in world.ingress.get(sg, ()))
+    if lb.scheme == "internal":
+        if lb.security_groups and not allows(rules, port, inst.security_groups, inst.private_ip):
+            return (f"connection timed out: the internal load balancer's security groups admit neither this instance's "
+                    f"groups nor its address {inst.private_ip} on tcp/{port}")
+        return None
+    if not inst.public_ip:
+        return "connection timed out: the load balancer is internet-facing and this instance has no public IP to reach it from"
+    if lb.security_groups and not allows(rules, port, (), inst.public_ip):
+        allowed = sorted({c for r in rules for c in r.cidrs}) or ["nothing"]
+        return (f"connection timed out: the internet-facing load balancer admits tcp/{port} only from {', '.join(allowed)}, "
+                f"and this instance's traffic arrives from its public IP {inst.public_ip} (through the internet gateway, "
+                f"where security-group references do not match)")
+    return None
+
+
 def evaluate(world: World, machines_down: frozenset[str] = frozenset()) -> dict[str, Verdict]:
     """Judge every instance of ``world``; control planes first, since nodes depend on them."""
     verdicts: dict[str, Verdict] = {}
@@ -200,13 +230,17 @@ def _judge(world: World, inst: Instance, earlier: dict[str, Verdict], down: bool
         return stop("fetch", ca.error if ca and ca.error else f"cannot read {cfg.stateStore}/pki/ca.crt", cfg)
     if cp and cfg.caCertHash != ca.cert_hash:
         return stop("fetch", f"the CA in the state store ({ca.cert_hash}) is not the one this user-data pins ({cfg.caCertHash})", cfg)
-    lb = world.api.get(inst.cluster)
-    expected = world.api_endpoint.get(inst.cluster)
+    lbs = world.api.get(inst.cluster, {})
     wait = "kubeadm-init" if mode == "init" else "wait-for-api"
-    if lb is None or expected is None:
+    if not lbs:
         return stop(wait, f"cannot reach API endpoint {cfg.apiEndpoint}: cluster {inst.cluster} has no API load balancer", cfg)
-    if cfg.apiEndpoint != expected:
-        return stop(wait, f"cannot reach API endpoint {cfg.apiEndpoint}: no such host (the cluster's API load balancer is {expected})", cfg)
+    lb = lbs.get(cfg.apiEndpoint)
+    expected = cfg.apiEndpoint
+    if lb is None:
+        return stop(wait, f"cannot reach API endpoint {cfg.apiEndpoint}: no such host (the cluster's API load balancers are "
+                          f"{', '.join(sorted(lbs))})", cfg)
+    if problem := path_problem(world, inst, lb, _port(expected)):
+        return stop(wait, f"cannot reach API endpoint {expected}: {problem}", cfg)
     if cp:
         if inst.id not in lb.registered:
             return stop(kubeadm, f"API endpoint {expected} does not route to this control plane: {inst.id} is not registered with the load balancer's target group", cfg)
@@ -224,6 +258,10 @@ def _judge(world: World, inst: Instance, earlier: dict[str, Verdict], down: bool
         ]
         if not cps:
             return stop(wait, f"cannot reach API endpoint {expected}: no control plane answers behind it (is the first control plane up?)", cfg)
+        behind = [c for c in cps if c.id in lb.registered and (not lb.security_groups or allows(_ingress(world, c), API_PORT, lb.security_groups, ""))]
+        if not behind:
+            return stop(wait, f"cannot reach API endpoint {expected}: no control plane answers behind it (none is registered "
+                              f"with its target group and admits the load balancer on tcp/{API_PORT})", cfg)
         if not any(allows(_ingress(world, c), API_PORT, inst.security_groups, inst.private_ip) for c in cps):
             return stop(
                 wait,

@@ -26,10 +26,10 @@ IMAGE = "ami-0123456789abcdef0"
 
 
 def fixed_renderer(cluster: Cluster, ig: InstanceGroup, *, api_endpoint: str, ca_cert_hash: str, state_store_url: str,
-                   init_control_plane: bool | None = None) -> bytes:
+                   init_control_plane: bool | None = None, api_public_host: str = "") -> bytes:
     """A stand-in for kopsy.bootstrap.render_user_data with a stable output."""
     doc = {"cluster": cluster.name, "ig": ig.name, "role": ig.role, "version": cluster.kubernetes_version,
-           "endpoint": api_endpoint, "ca": ca_cert_hash, "store": state_store_url}
+           "endpoint": api_endpoint, "public": api_public_host, "ca": ca_cert_hash, "store": state_store_url}
     if ig.node_labels or ig.taints:  # only then, so recorded user-data of groups without them holds
         doc |= {"labels": ig.node_labels, "taints": [str(t) for t in ig.taints]}
     return json.dumps(doc, sort_keys=True).encode()

@@ -105,7 +105,8 @@ def test_validate_reports_each_fault_with_node_and_reason(sb: Sandbox) -> None:
     # 2. a security-group rule removed by hand: control plane -> kubelet
     groups = {g["GroupName"]: g["GroupId"] for g in ec2.describe_security_groups()["SecurityGroups"]}
     cp_sg, node_sg = groups[f"control-plane.{name}"], groups[f"nodes.{name}"]
-    perm = [{"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": cp_sg}]}]
+    # kopsy marks its rules with a description; moto (unlike AWS) wants it named to revoke a group rule
+    perm = [{"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": cp_sg, "Description": f"kopsy.io/cluster={name}"}]}]
     ec2.revoke_security_group_ingress(GroupId=node_sg, IpPermissions=perm)
     r = sb.kopsy("validate", "cluster", name)
     assert r.returncode == 1 and "10250" in _error_line(r.stdout, dns), r.stdout

@@ -26,22 +26,26 @@ def _user_data(role: str, endpoint: str = f"{DNS}:443", ca: str = HASH) -> bytes
     return render_user_data(cluster, ig, api_endpoint=endpoint, ca_cert_hash=ca, state_store_url=STORE)
 
 
-def _inst(iid: str, role: str, ip: str, sg: str, data: bytes | None = None, state: str = "running") -> Instance:
+def _inst(iid: str, role: str, ip: str, sg: str, data: bytes | None = None, state: str = "running",
+          public_ip: str | None = None) -> Instance:
     return Instance(
         id=iid, state=state, cluster=NAME, role=role, instance_group="x", zone="us-east-1a", instance_type="t3.medium",
-        image_id="ami-1", private_ip=ip, private_dns=f"ip-{ip.replace('.', '-')}.ec2.internal", public_ip=None,
+        image_id="ami-1", private_ip=ip, private_dns=f"ip-{ip.replace('.', '-')}.ec2.internal", public_ip=public_ip,
         security_groups=(sg,), key_name=None, launch_time="2026-01-01T00:00:00Z",
         user_data=data if data is not None else _user_data(role),
     )
 
 
-def _world(*instances: Instance, cp_rules: tuple[IngressRule, ...] | None = None, node_rules: tuple[IngressRule, ...] | None = None) -> World:
-    everything = IngressRule("-1", 0, 65535, frozenset({"sg-cp", "sg-nodes"}), ())
+def _world(*instances: Instance, cp_rules: tuple[IngressRule, ...] | None = None, node_rules: tuple[IngressRule, ...] | None = None,
+           lbs: tuple[ApiLoadBalancer, ...] | None = None, lb_rules: dict[str, tuple[IngressRule, ...]] | None = None) -> World:
+    everything = IngressRule("-1", 0, 65535, frozenset({"sg-cp", "sg-nodes", "sg-api", "sg-int"}), ())
+    lbs = lbs if lbs is not None else (ApiLoadBalancer("arn:lb", DNS, frozenset({"i-cp"}), scheme="internal"),)
     return World(
         taken_at=0.0,
         instances=instances,
-        ingress={"sg-cp": cp_rules if cp_rules is not None else (everything,), "sg-nodes": node_rules if node_rules is not None else (everything,)},
-        api={NAME: ApiLoadBalancer("arn:lb", DNS, frozenset({"i-cp"}))},
+        ingress={"sg-cp": cp_rules if cp_rules is not None else (everything,), "sg-nodes": node_rules if node_rules is not None else (everything,),
+                 **(lb_rules or {})},
+        api={NAME: {lb.endpoint: lb for lb in lbs}},
         api_endpoint={NAME: f"{DNS}:443"},
         ca={STORE: CaFact(HASH, None)},
     )
@@ -132,3 +136,85 @@ def test_docs_list_every_readiness_rule() -> None:
     in_module = numbered.findall(rules_module.__doc__ or "")
     in_docs = numbered.findall(section)
     assert in_module and in_docs == in_module
+
+
+# --- the path to the API: by the load balancer's scheme (issue: a restricted API must not cut the
+# cluster off from itself) -------------------------------------------------------------------
+
+PUBLIC_DNS = "api-rules-public.elb.us-east-1.amazonaws.com"
+ADMIN = (IngressRule("tcp", 443, 443, frozenset(), ("203.0.113.0/24",)),)  # kubernetesApiAccess: an admin range only
+INTERNAL_RULES = (IngressRule("tcp", 443, 443, frozenset({"sg-cp", "sg-nodes"}), ()),)
+
+
+def _two_lbs(**kw: object) -> tuple[ApiLoadBalancer, ApiLoadBalancer]:
+    public = ApiLoadBalancer("arn:public", PUBLIC_DNS, frozenset({"i-cp"}), ("sg-api",), "internet-facing")
+    internal = ApiLoadBalancer("arn:internal", DNS, frozenset({"i-cp"}), ("sg-int",), "internal")
+    return public, internal
+
+
+def _restricted(*instances: Instance) -> World:
+    return _world(*instances, lbs=_two_lbs(), lb_rules={"sg-api": ADMIN, "sg-int": INTERNAL_RULES})
+
+
+def test_a_restricted_public_api_leaves_the_internal_path_open() -> None:
+    cp = _inst("i-cp", "ControlPlane", "10.0.0.10", "sg-cp", public_ip="54.0.0.10")
+    node = _inst("i-n1", "Node", "10.0.0.20", "sg-nodes", public_ip="54.0.0.20")
+    v = evaluate(_restricted(cp, node))
+    assert [(x.joined, x.ready) for x in v.values()] == [(True, "True")] * 2
+
+
+def test_nodes_pointed_at_the_restricted_public_endpoint_never_join() -> None:
+    """The defect as it was: traffic to the internet-facing NLB arrives from the node's public IP,
+    which ``kubernetesApiAccess`` does not admit, whatever the node's groups."""
+    cp = _inst("i-cp", "ControlPlane", "10.0.0.10", "sg-cp", public_ip="54.0.0.10")
+    node = _inst("i-n1", "Node", "10.0.0.20", "sg-nodes", _user_data("Node", f"{PUBLIC_DNS}:443"), public_ip="54.0.0.20")
+    bad = evaluate(_restricted(cp, node))["i-n1"]
+    assert (bad.joined, bad.phase) == (False, "wait-for-api")
+    assert "admits tcp/443 only from 203.0.113.0/24" in (bad.error or "") and "54.0.0.20" in (bad.error or ""), bad
+
+
+def test_a_public_endpoint_without_a_public_ip_is_unreachable() -> None:
+    cp = _inst("i-cp", "ControlPlane", "10.0.0.10", "sg-cp", public_ip="54.0.0.10")
+    node = _inst("i-n1", "Node", "10.0.0.20", "sg-nodes", _user_data("Node", f"{PUBLIC_DNS}:443"))
+    world = _world(cp, node, lbs=_two_lbs(), lb_rules={"sg-api": (IngressRule("tcp", 443, 443, frozenset(), ("0.0.0.0/0",)),),
+                                                         "sg-int": INTERNAL_RULES})
+    bad = evaluate(world)["i-n1"]
+    assert bad.phase == "wait-for-api" and "has no public IP" in (bad.error or ""), bad
+
+
+def test_group_references_do_not_admit_traffic_to_an_internet_facing_load_balancer() -> None:
+    cp = _inst("i-cp", "ControlPlane", "10.0.0.10", "sg-cp", public_ip="54.0.0.10")
+    node = _inst("i-n1", "Node", "10.0.0.20", "sg-nodes", _user_data("Node", f"{PUBLIC_DNS}:443"), public_ip="54.0.0.20")
+    by_group = (IngressRule("tcp", 443, 443, frozenset({"sg-cp", "sg-nodes"}), ()),)
+    bad = evaluate(_world(cp, node, lbs=_two_lbs(), lb_rules={"sg-api": by_group, "sg-int": INTERNAL_RULES}))["i-n1"]
+    assert bad.phase == "wait-for-api" and "security-group references do not match" in (bad.error or ""), bad
+
+
+def test_an_internal_load_balancer_that_does_not_admit_the_nodes_blocks_them() -> None:
+    cp = _inst("i-cp", "ControlPlane", "10.0.0.10", "sg-cp")
+    node = _inst("i-n1", "Node", "10.0.0.20", "sg-nodes")
+    only_cp = (IngressRule("tcp", 443, 443, frozenset({"sg-cp"}), ()),)
+    v = evaluate(_world(cp, node, lbs=_two_lbs(), lb_rules={"sg-api": ADMIN, "sg-int": only_cp}))
+    assert v["i-cp"].joined and not v["i-n1"].joined
+    assert "internal load balancer's security groups admit neither" in (v["i-n1"].error or "")
+
+
+def test_a_load_balancer_that_routes_to_no_joined_control_plane_is_no_help() -> None:
+    """The node's endpoint must lead to a joined control plane: one registered with that load
+    balancer's target group (here the control plane joined through the internal one only)."""
+    cp = _inst("i-cp", "ControlPlane", "10.0.0.10", "sg-cp", public_ip="54.0.0.10")
+    node = _inst("i-n1", "Node", "10.0.0.20", "sg-nodes", _user_data("Node", f"{PUBLIC_DNS}:443"), public_ip="54.0.0.20")
+    public, internal = _two_lbs()
+    empty_public = ApiLoadBalancer(public.arn, public.dns_name, frozenset(), public.security_groups, public.scheme)
+    open_to_all = (IngressRule("tcp", 443, 443, frozenset(), ("0.0.0.0/0",)),)
+    v = evaluate(_world(cp, node, lbs=(empty_public, internal), lb_rules={"sg-api": open_to_all, "sg-int": INTERNAL_RULES}))
+    assert v["i-cp"].joined and not v["i-n1"].joined
+    assert "none is registered with its target group" in (v["i-n1"].error or ""), v["i-n1"]
+
+
+def test_a_control_plane_outside_its_endpoints_target_group_does_not_come_up() -> None:
+    cp = _inst("i-cp", "ControlPlane", "10.0.0.10", "sg-cp")
+    public, internal = _two_lbs()
+    unregistered = ApiLoadBalancer(internal.arn, internal.dns_name, frozenset(), internal.security_groups, "internal")
+    v = evaluate(_world(cp, lbs=(public, unregistered), lb_rules={"sg-api": ADMIN, "sg-int": INTERNAL_RULES}))
+    assert not v["i-cp"].joined and "not registered" in (v["i-cp"].error or "")

@@ -160,7 +160,8 @@ def test_faults_fail_with_node_and_reason_and_wait_turns_green(sandbox: Sandbox,
     groups = {g["GroupName"]: g["GroupId"] for g in ec2.describe_security_groups(
         Filters=[{"Name": "tag:kopsy.io/cluster", "Values": [name]}])["SecurityGroups"]}
     cp_sg, nodes_sg = groups[f"control-plane.{name}"], groups[f"nodes.{name}"]
-    rule = [{"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": cp_sg}]}]
+    # kopsy marks its rules with a description; moto (unlike AWS) wants it named to revoke a group rule
+    rule = [{"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": cp_sg, "Description": f"kopsy.io/cluster={name}"}]}]
     ec2.revoke_security_group_ingress(GroupId=nodes_sg, IpPermissions=rule)
     code, doc, _ = validate_json(sandbox, name)
     assert code == 1

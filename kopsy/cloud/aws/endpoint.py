@@ -19,9 +19,10 @@ _STATE_ORDER = {"active": 0, "active_impaired": 1, "provisioning": 2}
 
 
 def pick_api_endpoint(
-    load_balancers: Iterable[tuple[dict[str, Any], dict[str, str]]], cluster_name: str
+    load_balancers: Iterable[tuple[dict[str, Any], dict[str, str]]], cluster_name: str, role: str = T.ROLE_API
 ) -> str | None:
-    """The DNS name of the cluster's API NLB among (description, tags) pairs, or None.
+    """The DNS name of the cluster's API NLB of ``role`` among (description, tags) pairs, or None:
+    by default the internet-facing one admins use (``T.ROLE_API_INTERNAL``: the instances' one).
 
     If a failed run left more than one, prefer a usable state, then the oldest (the one the
     existing instances were most likely given), so every caller picks the same one.
@@ -30,7 +31,7 @@ def pick_api_endpoint(
         lb
         for lb, tags in load_balancers
         if T.is_owned(tags, cluster_name)
-        and tags.get(T.TAG_ROLE) == T.ROLE_API
+        and tags.get(T.TAG_ROLE) == role
         and lb.get("State", {}).get("Code", "active") in _STATE_ORDER
         and lb.get("DNSName")
     ]

@@ -1,4 +1,5 @@
-"""The API load balancer: an internet-facing NLB, its TCP target group (6443) and listener (443).
+"""Network load balancers with their TCP target groups (6443) and listeners (443): kopsy's two
+API load balancers (internet-facing for admins, internal for the cluster's own instances).
 
 ELBv2 has no tag filter on describe, so discovery lists load balancers and target groups and
 reads their tags in batches of 20 (``DescribeTags``); only resources carrying the cluster's
@@ -61,13 +62,13 @@ def _owned_elbv2(facts: Facts, operation: str, result_key: str, arn_key: str) ->
 
 
 def _owned_with_detail(
-    facts: Facts, operation: str, result_key: str, arn_key: str, name_key: str, expected: str, detail: Callable[[str], _T]
+    facts: Facts, operation: str, result_key: str, arn_key: str, name_key: str, expected: tuple[str, ...], detail: Callable[[str], _T]
 ) -> tuple[list[tuple[dict[str, Any], dict[str, str]]], dict[str, _T]]:
-    """The owned items of ``operation`` with their tags, and ``detail(arn)`` of each. The item
-    named ``expected`` (kopsy's own) has its detail read while the tags are: ownership needs a
+    """The owned items of ``operation`` with their tags, and ``detail(arn)`` of each. The items
+    named in ``expected`` (kopsy's own) have their detail read while the tags are: ownership needs a
     second round trip anyway (DescribeTags), so the detail costs none. Any other owned item's
     detail is read afterwards."""
-    named = [i[arn_key] for i in _all_elbv2(facts, operation, result_key) if i[name_key] == expected]
+    named = [i[arn_key] for i in _all_elbv2(facts, operation, result_key) if i[name_key] in expected]
     results = parallel(
         lambda f: f(),
         [lambda: _owned_elbv2(facts, operation, result_key, arn_key)] + [lambda arn=arn: detail(arn) for arn in named],
@@ -189,7 +190,7 @@ class TargetGroup(Kind):
             else:  # one attribute read per target group (kopsy owns one)
                 tgs, preserve = _owned_with_detail(
                     facts, "describe_target_groups", "TargetGroups", "TargetGroupArn", "TargetGroupName",
-                    elb_name("tcp", facts.cluster), lambda arn: _preserves_client_ip(facts, arn),
+                    (elb_name("tcp", facts.cluster), elb_name("tcp-int", facts.cluster)), lambda arn: _preserves_client_ip(facts, arn),
                 )
         return [
             Actual(
@@ -287,7 +288,7 @@ class Listener(Kind):
         with aws_errors("reading listeners"):
             owned_lbs, by_arn = _owned_with_detail(
                 facts, "describe_load_balancers", "LoadBalancers", "LoadBalancerArn", "LoadBalancerName",
-                elb_name("api", facts.cluster), listeners,
+                (elb_name("api", facts.cluster), elb_name("api-int", facts.cluster)), listeners,
             )
             out = []
             for lb, tags in owned_lbs:

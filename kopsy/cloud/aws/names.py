@@ -42,9 +42,14 @@ def api_name(cluster: str) -> str:
     return f"api.{cluster}"
 
 
-def listener_name(cluster: str, port: int) -> str:
-    """The API load balancer's listener on ``port``: ``api.<cluster>:<port>``."""
-    return f"{api_name(cluster)}:{port}"
+def api_internal_name(cluster: str) -> str:
+    """The internal API load balancer in-cluster clients use, and its target group: ``api-internal.<cluster>``."""
+    return f"api-internal.{cluster}"
+
+
+def listener_name(load_balancer: str, port: int) -> str:
+    """A load balancer's listener on ``port``, by the load balancer's Name tag: ``api.<cluster>:443``."""
+    return f"{load_balancer}:{port}"
 
 
 def elb_name(prefix: str, cluster: str, limit: int = ELB_NAME_LIMIT) -> str:

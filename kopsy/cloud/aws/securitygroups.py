@@ -25,10 +25,15 @@ ALL_EGRESS: Rule = ("-1", None, None, "0.0.0.0/0")
 
 
 def kops_rules(cluster: str, ssh_access: list[str], api_access: list[str]) -> dict[str, frozenset[Rule]]:
-    """Ingress rules per group role ('control-plane', 'nodes', 'api-elb'), as kops sets them up."""
+    """Ingress rules per group role ('control-plane', 'nodes', 'api-elb', 'api-internal'), as kops
+    sets them up. ``api_access`` restricts only the internet-facing load balancer: the cluster's
+    own instances reach the API through the internal one, which admits their groups (traffic to
+    an internet-facing load balancer arrives from public addresses, which group references never
+    match, so restricting it must not cut the cluster off from its own API)."""
     cp = Ref("SecurityGroup", security_group_name("control-plane", cluster))
     nodes = Ref("SecurityGroup", security_group_name("nodes", cluster))
     elb = Ref("SecurityGroup", security_group_name("api-elb", cluster))
+    internal = Ref("SecurityGroup", security_group_name("api-internal", cluster))
     ssh = {("tcp", 22, 22, c) for c in ssh_access}
     return {
         "control-plane": frozenset(
@@ -36,6 +41,7 @@ def kops_rules(cluster: str, ssh_access: list[str], api_access: list[str]) -> di
             | {
                 ("-1", None, None, cp),  # control plane <-> control plane
                 ("tcp", 6443, 6443, elb),  # load balancer (and its health checks) -> API server
+                ("tcp", 6443, 6443, internal),  # the internal load balancer, likewise
                 # nodes -> control plane: everything but etcd (2379-2381)
                 ("tcp", 1, 2378, nodes),
                 ("tcp", 2382, 65535, nodes),
@@ -51,6 +57,7 @@ def kops_rules(cluster: str, ssh_access: list[str], api_access: list[str]) -> di
             }
         ),
         "api-elb": frozenset({("tcp", 443, 443, c) for c in api_access}),
+        "api-internal": frozenset({("tcp", 443, 443, cp), ("tcp", 443, 443, nodes)}),
     }
 
 
@@ -61,14 +68,9 @@ def rule_mark(cluster: str) -> str:
     return f"{T.TAG_CLUSTER}={cluster}"
 
 
-def _rules(perms: list[dict[str, Any]], description: str | None = None) -> frozenset[Rule]:
-    """The rules of a described permission list; with ``description``, only the entries that
-    carry exactly that description ("" for none)."""
-    out: set[Rule] = set()
-
-    def wanted(entry: dict[str, Any]) -> bool:
-        return description is None or entry.get("Description", "") == description
-
+def _described_rules(perms: list[dict[str, Any]]) -> frozenset[tuple[Rule, str]]:
+    """Every rule of a described permission list, with its description ("" for none)."""
+    out: set[tuple[Rule, str]] = set()
     for p in perms:
         proto = str(p.get("IpProtocol", "-1"))
         if proto in ("-1", "4", "all"):
@@ -78,24 +80,23 @@ def _rules(perms: list[dict[str, Any]], description: str | None = None) -> froze
         else:
             lo, hi = p.get("FromPort"), p.get("ToPort")
         for r in p.get("IpRanges", []):
-            if wanted(r):
-                out.add((proto, lo, hi, r["CidrIp"]))
+            out.add(((proto, lo, hi, r["CidrIp"]), r.get("Description", "")))
         for g in p.get("UserIdGroupPairs", []):
-            if wanted(g):
-                out.add((proto, lo, hi, g["GroupId"]))
+            out.add(((proto, lo, hi, g["GroupId"]), g.get("Description", "")))
     return frozenset(out)
 
 
-def _rule_fields(g: dict[str, Any], cluster: str) -> dict[str, frozenset[Rule]]:
+def _rule_fields(g: dict[str, Any], cluster: str) -> dict[str, frozenset[Any]]:
     """A group's rules, by whose they are: ``ingress``/``egress`` are kopsy's (marked),
     ``*_unmarked`` have no description (AWS's default egress, rules an older kopsy added, or a
-    user's), ``*_all`` is every rule (what ``delete`` revokes)."""
-    out: dict[str, frozenset[Rule]] = {}
+    user's), ``*_all`` is every rule with its description (what ``delete`` revokes; a revoke
+    names the description, which moto, unlike AWS, requires to match)."""
+    out: dict[str, frozenset[Any]] = {}
     for direction, key in (("ingress", "IpPermissions"), ("egress", "IpPermissionsEgress")):
-        perms = g.get(key, [])
-        out[direction] = _rules(perms, rule_mark(cluster))
-        out[f"{direction}_unmarked"] = _rules(perms, "")
-        out[f"{direction}_all"] = _rules(perms)
+        described = _described_rules(g.get(key, []))
+        out[direction] = frozenset(r for r, d in described if d == rule_mark(cluster))
+        out[f"{direction}_unmarked"] = frozenset(r for r, d in described if not d)
+        out[f"{direction}_all"] = described
     return out
 
 
@@ -238,24 +239,24 @@ class SecurityGroupRules(Kind):
                     for r in add:  # some were there already (a rerun after a crash): one by one
                         tolerate(partial(auth, GroupId=gid, IpPermissions=[_permission(r, mark)]), "InvalidPermission.Duplicate")
                 if remove:
-                    revoke(GroupId=gid, IpPermissions=[_permission(r) for r in remove])
+                    revoke(GroupId=gid, IpPermissions=[_permission(r, mark) for r in remove])
         return {"id": gid}
 
     def needs_delete(self, have: Actual) -> bool:
         """Only rule sets that reference other groups: those rules must be revoked before the
         groups can be deleted; CIDR rules go with their group."""
-        return any(_is_group(r) for d in ("ingress_all", "egress_all") for r in have.fields.get(d, ()))
+        return any(_is_group(r) for d in ("ingress_all", "egress_all") for r, _ in have.fields.get(d, ()))
 
     def delete(self, ctx: ApplyContext, have: Actual) -> None:
         """Revoke only rules that name *other groups*, so every group can then be deleted."""
         ec2 = ctx.clients.client("ec2")
         with aws_errors(f"revoking cross-group rules of {have.name}"):
             for direction in ("ingress", "egress"):
-                refs = [r for r in have.fields.get(f"{direction}_all", frozenset()) if _is_group(r)]
+                refs = [(r, desc) for r, desc in have.fields.get(f"{direction}_all", frozenset()) if _is_group(r)]
                 if not refs:
                     continue
                 revoke = ec2.revoke_security_group_ingress if direction == "ingress" else ec2.revoke_security_group_egress
-                tolerate(partial(revoke, GroupId=have.id, IpPermissions=[_permission(r) for r in refs]),
+                tolerate(partial(revoke, GroupId=have.id, IpPermissions=[_permission(r, desc) for r, desc in refs]),
                          "InvalidGroup.NotFound", "InvalidPermission.NotFound")
 
 

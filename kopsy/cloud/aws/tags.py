@@ -21,7 +21,8 @@ TAG_ROLE = "kopsy.io/role"
 TAG_INSTANCE_GROUP = "kopsy.io/instancegroup"
 TAG_KUBERNETES_CLUSTER = "KubernetesCluster"
 
-ROLE_API = "api"
+ROLE_API = "api"  # the internet-facing API load balancer (admins, kubectl)
+ROLE_API_INTERNAL = "api-internal"  # the internal one (kubelets, kubeadm, in-cluster clients)
 
 
 def ownership_key(cluster: str) -> str:

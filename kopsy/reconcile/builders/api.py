@@ -1,4 +1,7 @@
-"""The API load balancer: an internet-facing NLB, its TCP target group and its listener."""
+"""The API load balancers, each an NLB with its TCP target group and listener: an
+internet-facing one for admins (restricted by ``kubernetesApiAccess``), and an internal one that
+the cluster's own instances use (kubeadm, kubelets, in-cluster clients), which that restriction
+never blocks. Both forward to the control planes' API servers."""
 
 from __future__ import annotations
 
@@ -6,9 +9,10 @@ from typing import TYPE_CHECKING
 
 from kopsy.cloud.aws import tags as T
 from kopsy.cloud.aws.loadbalancer import API_PORT, LISTENER_PORT
-from kopsy.cloud.aws.names import api_name, elb_name, listener_name
+from kopsy.cloud.aws.names import api_internal_name, api_name, elb_name, listener_name
 from kopsy.reconcile.builders.base import group_ref, resource, subnet_refs, vpc_ref
 from kopsy.reconcile.values import Desired, Ref
+from kopsy.spec.model import Cluster
 
 if TYPE_CHECKING:
     from kopsy.reconcile.desired import ClusterInputs
@@ -16,23 +20,28 @@ if TYPE_CHECKING:
 
 def build(inp: ClusterInputs) -> list[Desired]:
     c = inp.cluster
-    name = c.name
-    api = api_name(name)
-    subnets = frozenset(subnet_refs(c).values())
-    tg = resource(name, "TargetGroup", api, {"tg_name": elb_name("tcp", name), "protocol": "TCP", "port": API_PORT, "vpc": vpc_ref(c),
-                                             "health_check": "TCP", "preserve_client_ip": False}, T.ROLE_API)
-    lb = resource(name, "LoadBalancer", api, {
-        "lb_name": elb_name("api", name),
-        "scheme": "internet-facing",
+    public = _load_balancer(c, api_name(c.name), "api", "tcp", "internet-facing", "api-elb", T.ROLE_API)
+    public[1].extra_deps = (("InternetGateway", c.name),)  # internet-facing needs the gateway attached
+    internal = _load_balancer(c, api_internal_name(c.name), "api-int", "tcp-int", "internal", "api-internal", T.ROLE_API_INTERNAL)
+    return public + internal
+
+
+def _load_balancer(c: Cluster, name: str, lb_prefix: str, tg_prefix: str, scheme: str, group: str, role: str) -> list[Desired]:
+    """Target group, load balancer and listener, all named ``name`` (the listener ``name:443``)."""
+    cluster = c.name
+    tg = resource(cluster, "TargetGroup", name, {"tg_name": elb_name(tg_prefix, cluster), "protocol": "TCP", "port": API_PORT,
+                                                 "vpc": vpc_ref(c), "health_check": "TCP", "preserve_client_ip": False}, role)
+    lb = resource(cluster, "LoadBalancer", name, {
+        "lb_name": elb_name(lb_prefix, cluster),
+        "scheme": scheme,
         "type": "network",
-        "subnets": subnets,
-        "security_groups": frozenset({group_ref("api-elb", name)}),
-    }, T.ROLE_API)
-    lb.extra_deps = (("InternetGateway", name),)  # internet-facing needs the gateway attached
-    listener = resource(name, "Listener", listener_name(name, LISTENER_PORT), {
-        "load_balancer": Ref("LoadBalancer", api),
+        "subnets": frozenset(subnet_refs(c).values()),
+        "security_groups": frozenset({group_ref(group, cluster)}),
+    }, role)
+    listener = resource(cluster, "Listener", listener_name(name, LISTENER_PORT), {
+        "load_balancer": Ref("LoadBalancer", name),
         "port": LISTENER_PORT,
         "protocol": "TCP",
-        "target_group": Ref("TargetGroup", api, "arn"),
-    }, T.ROLE_API)
+        "target_group": Ref("TargetGroup", name, "arn"),
+    }, role)
     return [tg, lb, listener]

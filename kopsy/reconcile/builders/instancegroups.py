@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from kopsy.cloud.aws import tags as T
 from kopsy.cloud.aws.autoscaling import AUTOSCALER_PREFIX
 from kopsy.cloud.aws.loadbalancer import LISTENER_PORT
-from kopsy.cloud.aws.names import api_name, asg_name, key_pair_name, role_name
+from kopsy.cloud.aws.names import api_internal_name, api_name, asg_name, key_pair_name, role_name
 from kopsy.errors import SpecInvalid
 from kopsy.reconcile.builders.base import group_ref, resource, subnet_refs
 from kopsy.reconcile.values import Deferred, Desired, Ref
@@ -63,9 +63,11 @@ def _instance_group(inp: ClusterInputs, ig: InstanceGroup, key_ref: Any) -> list
     else:
         tags["k8s.io/role/node"] = "1"
 
-    def user_data(dns: str) -> bytes:
+    def user_data(internal_dns: str, public_dns: str) -> bytes:
+        # Instances reach the API through the internal load balancer; the public name is only
+        # put in the API server's certificate, for admins.
         return render(
-            c, ig, api_endpoint=f"{dns}:{LISTENER_PORT}", ca_cert_hash=inp.ca_cert_hash,
+            c, ig, api_endpoint=f"{internal_dns}:{LISTENER_PORT}", api_public_host=public_dns, ca_cert_hash=inp.ca_cert_hash,
             state_store_url=inp.state_store_url, init_control_plane=is_init,
         )
 
@@ -83,7 +85,9 @@ def _instance_group(inp: ClusterInputs, ig: InstanceGroup, key_ref: Any) -> list
             "root_volume_type": "gp3",
             "root_volume_encrypted": True,
             "http_tokens": "required",
-            "user_data": Deferred((Ref("LoadBalancer", api_name(name), "dns"),), user_data, "user-data"),
+            "user_data": Deferred(
+                (Ref("LoadBalancer", api_internal_name(name), "dns"), Ref("LoadBalancer", api_name(name), "dns")), user_data, "user-data"
+            ),
             "instance_tags": dict(tags),
         },
         dict(tags),
@@ -98,7 +102,8 @@ def _instance_group(inp: ClusterInputs, ig: InstanceGroup, key_ref: Any) -> list
             "min_size": ig.min_size,
             "max_size": ig.max_size,
             "subnets": frozenset(subnets[s] for s in ig.subnets),
-            "target_groups": frozenset({Ref("TargetGroup", api_name(name), "arn")}) if cp else frozenset(),
+            "target_groups": frozenset({Ref("TargetGroup", api_name(name), "arn"), Ref("TargetGroup", api_internal_name(name), "arn")})
+            if cp else frozenset(),
             "autoscaler_tags": autoscaler_tags(name, ig),
         },
         dict(tags),

@@ -14,7 +14,7 @@ from kopsy.spec.model import ROLE_CONTROL_PLANE, ROLE_NODE
 if TYPE_CHECKING:
     from kopsy.reconcile.desired import ClusterInputs
 
-SG_ROLES = {"control-plane": ROLE_CONTROL_PLANE, "nodes": ROLE_NODE, "api-elb": T.ROLE_API}
+SG_ROLES = {"control-plane": ROLE_CONTROL_PLANE, "nodes": ROLE_NODE, "api-elb": T.ROLE_API, "api-internal": T.ROLE_API_INTERNAL}
 
 
 def build(inp: ClusterInputs) -> list[Desired]:
