@@ -99,12 +99,21 @@ class LoadBalancer(Kind):
         "elasticloadbalancing:AddTags",
         "elasticloadbalancing:SetSubnets",
         "elasticloadbalancing:SetSecurityGroups",
+        "elasticloadbalancing:DescribeLoadBalancerAttributes",
+        "elasticloadbalancing:ModifyLoadBalancerAttributes",
         "elasticloadbalancing:DeleteLoadBalancer",
     )
 
     def find(self, facts: Facts) -> list[Actual]:
         with aws_errors("reading load balancers"):
-            lbs = _owned_elbv2(facts, "describe_load_balancers", "LoadBalancers", "LoadBalancerArn")
+            attrs: dict[str, dict[str, str]] = {}
+            if not facts.detail:  # delete needs only ids: no attribute reads
+                lbs = _owned_elbv2(facts, "describe_load_balancers", "LoadBalancers", "LoadBalancerArn")
+            else:  # kopsy's own load balancers' attributes are read while the tags are
+                lbs, attrs = _owned_with_detail(
+                    facts, "describe_load_balancers", "LoadBalancers", "LoadBalancerArn", "LoadBalancerName",
+                    (elb_name("api", facts.cluster), elb_name("api-int", facts.cluster)), lambda arn: _lb_attributes(facts, arn),
+                )
         return [
             Actual(
                 self.kind,
@@ -116,6 +125,7 @@ class LoadBalancer(Kind):
                     "type": lb.get("Type"),
                     "subnets": frozenset(z["SubnetId"] for z in lb.get("AvailabilityZones", [])),
                     "security_groups": frozenset(lb.get("SecurityGroups", [])),
+                    "cross_zone": attrs.get(lb["LoadBalancerArn"], {}).get(CROSS_ZONE, "false") == "true",
                 },
                 outputs={"id": lb["LoadBalancerArn"], "arn": lb["LoadBalancerArn"], "dns": lb["DNSName"]},
                 tags=tags,
@@ -141,6 +151,13 @@ class LoadBalancer(Kind):
                 lambda: _with_tags(elb, elb.describe_load_balancers(Names=[fields["lb_name"]])["LoadBalancers"][0], "LoadBalancerArn"),
                 what="load balancer", name=fields["lb_name"], cluster=ctx.cluster,
             )
+        if fields.get("cross_zone"):
+            # Nothing waits for this setting: it goes out as a follow-up, off the critical path.
+            def cross_zone() -> None:
+                with aws_errors(f"turning on cross-zone load balancing for {fields['lb_name']}"):
+                    _set_cross_zone(elb, lb["LoadBalancerArn"], True)
+
+            ctx.follow_up(want.key, cross_zone)
         return {"id": lb["LoadBalancerArn"], "arn": lb["LoadBalancerArn"], "dns": lb["DNSName"]}
 
     def modify(self, ctx: ApplyContext, want: Desired, have: Actual, fields: dict[str, Any], changed: set[str]) -> dict[str, Any]:
@@ -150,6 +167,8 @@ class LoadBalancer(Kind):
                 elb.set_subnets(LoadBalancerArn=have.id, Subnets=sorted(fields["subnets"]))
             if "security_groups" in changed:
                 elb.set_security_groups(LoadBalancerArn=have.id, SecurityGroups=sorted(fields["security_groups"]))
+            if "cross_zone" in changed:
+                _set_cross_zone(elb, have.id, fields["cross_zone"])
         return dict(have.outputs)
 
     def delete(self, ctx: ApplyContext, have: Actual) -> None:
@@ -184,13 +203,13 @@ class TargetGroup(Kind):
 
     def find(self, facts: Facts) -> list[Actual]:
         with aws_errors("reading target groups"):
-            preserve: dict[str, bool] = {}
+            attrs: dict[str, dict[str, Any]] = {}
             if not facts.detail:  # delete needs only ids: no attribute reads
                 tgs = _owned_elbv2(facts, "describe_target_groups", "TargetGroups", "TargetGroupArn")
-            else:  # one attribute read per target group (kopsy owns one)
-                tgs, preserve = _owned_with_detail(
+            else:  # one attribute read per target group of kopsy's
+                tgs, attrs = _owned_with_detail(
                     facts, "describe_target_groups", "TargetGroups", "TargetGroupArn", "TargetGroupName",
-                    (elb_name("tcp", facts.cluster), elb_name("tcp-int", facts.cluster)), lambda arn: _preserves_client_ip(facts, arn),
+                    (elb_name("tcp", facts.cluster), elb_name("tcp-int", facts.cluster)), lambda arn: _tg_attributes(facts, arn),
                 )
         return [
             Actual(
@@ -203,7 +222,10 @@ class TargetGroup(Kind):
                     "port": tg.get("Port"),
                     "vpc": tg.get("VpcId"),
                     "health_check": tg.get("HealthCheckProtocol"),
-                    "preserve_client_ip": preserve.get(tg["TargetGroupArn"], True),
+                    "health_check_interval": tg.get("HealthCheckIntervalSeconds"),
+                    "healthy_threshold": tg.get("HealthyThresholdCount"),
+                    "unhealthy_threshold": tg.get("UnhealthyThresholdCount"),
+                    **attrs.get(tg["TargetGroupArn"], _parse_tg_attributes([])),
                 },
                 outputs={"id": tg["TargetGroupArn"], "arn": tg["TargetGroupArn"]},
                 tags=tags,
@@ -221,23 +243,23 @@ class TargetGroup(Kind):
                     Port=fields["port"],
                     VpcId=fields["vpc"],
                     TargetType="instance",
-                    HealthCheckProtocol=fields["health_check"],
+                    **_health_check(fields),
                     Tags=T.to_list(want.tags),
                 )["TargetGroups"][0],
                 ("DuplicateTargetGroupName",),
                 lambda: _with_tags(elb, elb.describe_target_groups(Names=[fields["tg_name"]])["TargetGroups"][0], "TargetGroupArn"),
                 what="target group", name=fields["tg_name"], cluster=ctx.cluster,
             )
-            _set_preserve_client_ip(elb, tg["TargetGroupArn"], fields["preserve_client_ip"])
+            _set_tg_attributes(elb, tg["TargetGroupArn"], fields, set(TG_ATTRIBUTES))
         return {"id": tg["TargetGroupArn"], "arn": tg["TargetGroupArn"]}
 
     def modify(self, ctx: ApplyContext, want: Desired, have: Actual, fields: dict[str, Any], changed: set[str]) -> dict[str, Any]:
         elb = ctx.clients.client("elbv2")
         with aws_errors(f"updating target group {fields['tg_name']}"):
-            if "health_check" in changed:
-                elb.modify_target_group(TargetGroupArn=have.id, HealthCheckProtocol=fields["health_check"])
-            if "preserve_client_ip" in changed:
-                _set_preserve_client_ip(elb, have.id, fields["preserve_client_ip"])
+            if changed & set(HEALTH_CHECK):
+                elb.modify_target_group(TargetGroupArn=have.id, **_health_check(fields))
+            if changed & set(TG_ATTRIBUTES):
+                _set_tg_attributes(elb, have.id, fields, changed)
         return dict(have.outputs)
 
     def delete(self, ctx: ApplyContext, have: Actual) -> None:
@@ -245,21 +267,57 @@ class TargetGroup(Kind):
             tolerate(lambda: ctx.clients.client("elbv2").delete_target_group(TargetGroupArn=have.id), "TargetGroupNotFound")
 
 
-PRESERVE_CLIENT_IP = "preserve_client_ip.enabled"
-
-
-def _preserves_client_ip(facts: Facts, arn: str) -> bool:
-    """AWS preserves client IPs for instance targets unless told not to (absent means true)."""
-    attrs = facts.clients.client("elbv2").describe_target_group_attributes(TargetGroupArn=arn)["Attributes"]
-    return {a["Key"]: a["Value"] for a in attrs}.get(PRESERVE_CLIENT_IP, "true") == "true"
-
-
-def _set_preserve_client_ip(elb: Any, arn: str, enabled: bool) -> None:
+# The target-group settings kopsy sets, as kops does: field -> its CreateTargetGroup parameter.
+HEALTH_CHECK = {
+    "health_check": "HealthCheckProtocol",
+    "health_check_interval": "HealthCheckIntervalSeconds",
+    "healthy_threshold": "HealthyThresholdCount",
+    "unhealthy_threshold": "UnhealthyThresholdCount",
+}
+# ... and field -> (attribute key, AWS's value when the attribute is absent, for instance targets).
+TG_ATTRIBUTES: dict[str, tuple[str, Any]] = {
     # With client IPs preserved, an NLB drops a target's connection to itself (hairpin), and
-    # kubeadm on a control plane reaches its own API through the load balancer: turn it off.
-    elb.modify_target_group_attributes(
-        TargetGroupArn=arn, Attributes=[{"Key": PRESERVE_CLIENT_IP, "Value": "true" if enabled else "false"}]
-    )
+    # kubeadm on a control plane reaches its own API through the load balancer: kopsy turns it off.
+    "preserve_client_ip": ("preserve_client_ip.enabled", True),
+    "deregistration_delay": ("deregistration_delay.timeout_seconds", 300),
+    "connection_termination": ("deregistration_delay.connection_termination.enabled", False),
+}
+CROSS_ZONE = "load_balancing.cross_zone.enabled"
+
+
+def _health_check(fields: dict[str, Any]) -> dict[str, Any]:
+    return {param: fields[f] for f, param in HEALTH_CHECK.items() if f in fields}
+
+
+def _parse_tg_attributes(attrs: list[dict[str, str]]) -> dict[str, Any]:
+    """The settings kopsy manages from a DescribeTargetGroupAttributes answer (pure)."""
+    raw = {a["Key"]: a["Value"] for a in attrs}
+    out: dict[str, Any] = {}
+    for f, (key, default) in TG_ATTRIBUTES.items():
+        text = raw.get(key)
+        out[f] = default if text is None else (text == "true" if isinstance(default, bool) else int(text))
+    return out
+
+
+def _tg_attributes(facts: Facts, arn: str) -> dict[str, Any]:
+    return _parse_tg_attributes(facts.clients.client("elbv2").describe_target_group_attributes(TargetGroupArn=arn)["Attributes"])
+
+
+def _set_tg_attributes(elb: Any, arn: str, fields: dict[str, Any], which: set[str]) -> None:
+    """One call for every managed attribute in ``which`` that ``fields`` sets."""
+    attrs = [{"Key": key, "Value": (str(fields[f]).lower() if isinstance(fields[f], bool) else str(fields[f]))}
+             for f, (key, _) in TG_ATTRIBUTES.items() if f in which and f in fields]
+    if attrs:
+        elb.modify_target_group_attributes(TargetGroupArn=arn, Attributes=attrs)
+
+
+def _lb_attributes(facts: Facts, arn: str) -> dict[str, str]:
+    attrs = facts.clients.client("elbv2").describe_load_balancer_attributes(LoadBalancerArn=arn)["Attributes"]
+    return {a["Key"]: a["Value"] for a in attrs}
+
+
+def _set_cross_zone(elb: Any, arn: str, enabled: bool) -> None:
+    elb.modify_load_balancer_attributes(LoadBalancerArn=arn, Attributes=[{"Key": CROSS_ZONE, "Value": "true" if enabled else "false"}])
 
 
 class Listener(Kind):

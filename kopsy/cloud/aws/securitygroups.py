@@ -34,7 +34,9 @@ def kops_rules(cluster: str, ssh_access: list[str], api_access: list[str]) -> di
     nodes = Ref("SecurityGroup", security_group_name("nodes", cluster))
     elb = Ref("SecurityGroup", security_group_name("api-elb", cluster))
     internal = Ref("SecurityGroup", security_group_name("api-internal", cluster))
-    ssh = {("tcp", 22, 22, c) for c in ssh_access}
+    # Path-MTU discovery: ICMP "fragmentation needed" (type 3, code 4) from whoever may connect,
+    # or large replies to them black-hole (kops adds these too).
+    ssh = {("tcp", 22, 22, c) for c in ssh_access} | {("icmp", 3, 4, c) for c in ssh_access}
     return {
         "control-plane": frozenset(
             ssh
@@ -56,7 +58,7 @@ def kops_rules(cluster: str, ssh_access: list[str], api_access: list[str]) -> di
                 ("-1", None, None, nodes),  # nodes <-> nodes
             }
         ),
-        "api-elb": frozenset({("tcp", 443, 443, c) for c in api_access}),
+        "api-elb": frozenset({("tcp", 443, 443, c) for c in api_access} | {("icmp", 3, 4, c) for c in api_access}),
         "api-internal": frozenset({("tcp", 443, 443, cp), ("tcp", 443, 443, nodes)}),
     }
 

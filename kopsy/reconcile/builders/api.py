@@ -29,14 +29,20 @@ def build(inp: ClusterInputs) -> list[Desired]:
 def _load_balancer(c: Cluster, name: str, lb_prefix: str, tg_prefix: str, scheme: str, group: str, role: str) -> list[Desired]:
     """Target group, load balancer and listener, all named ``name`` (the listener ``name:443``)."""
     cluster = c.name
-    tg = resource(cluster, "TargetGroup", name, {"tg_name": elb_name(tg_prefix, cluster), "protocol": "TCP", "port": API_PORT,
-                                                 "vpc": vpc_ref(c), "health_check": "TCP", "preserve_client_ip": False}, role)
+    # As kops tunes them: a control plane comes in after 2 passing checks 10 s apart (20 s, not
+    # the default 30 s x 5), and a deregistered one is gone in 30 s, its connections closed.
+    tg = resource(cluster, "TargetGroup", name, {
+        "tg_name": elb_name(tg_prefix, cluster), "protocol": "TCP", "port": API_PORT, "vpc": vpc_ref(c),
+        "health_check": "TCP", "health_check_interval": 10, "healthy_threshold": 2, "unhealthy_threshold": 2,
+        "preserve_client_ip": False, "deregistration_delay": 30, "connection_termination": True,
+    }, role)
     lb = resource(cluster, "LoadBalancer", name, {
         "lb_name": elb_name(lb_prefix, cluster),
         "scheme": scheme,
         "type": "network",
         "subnets": frozenset(subnet_refs(c).values()),
         "security_groups": frozenset({group_ref(group, cluster)}),
+        "cross_zone": True,  # a zone whose control plane is down still answers through the others'
     }, role)
     listener = resource(cluster, "Listener", listener_name(name, LISTENER_PORT), {
         "load_balancer": Ref("LoadBalancer", name),
