@@ -290,13 +290,16 @@ def test_clusters_whose_names_map_to_the_same_load_balancer_name_stay_apart(
         create_cluster(run_kopsy, env, name, ssh_keypair[1], image)
     assert run_kopsy(["update", "cluster", NAME, "--yes"], env).returncode == 0
     elb = boto("elbv2")
-    (lb,) = elb.describe_load_balancers()["LoadBalancers"]
-    (tg,) = elb.describe_target_groups()["TargetGroups"]
+    lbs = elb.describe_load_balancers()["LoadBalancers"]  # the internet-facing one and the internal one
+    tgs = elb.describe_target_groups()["TargetGroups"]
+    assert len(lbs) == 2 and len(tgs) == 2
     r = run_kopsy(["update", "cluster", twin, "--yes"], env)
     assert r.returncode != 0 and "not owned by cluster a-example.com" in r.stderr, r.stderr
-    assert len(elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]) == 1
+    for lb in lbs:
+        assert len(elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]) == 1
     asg = boto("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
-    assert [g["AutoScalingGroupName"] for g in asg if tg["TargetGroupArn"] in g["TargetGroupARNs"]] == [f"control-plane-us-east-1a.{NAME}"]
+    for tg in tgs:
+        assert [g["AutoScalingGroupName"] for g in asg if tg["TargetGroupArn"] in g["TargetGroupARNs"]] == [f"control-plane-us-east-1a.{NAME}"]
     assert run_kopsy(["delete", "cluster", twin, "--yes"], env).returncode == 0
     assert total(owned_resources(boto, twin)) == 0
     assert "No changes need to be applied" in run_kopsy(["update", "cluster", NAME], env).stdout

@@ -32,10 +32,16 @@ def test_ha_cluster_has_one_init_control_plane_and_no_hairpin_drop(
 
     elb = boto("elbv2")
     groups = [tg for tg in elb.describe_target_groups()["TargetGroups"] if tg["Port"] == 6443]
-    assert len(groups) == 1
-    attrs = {a["Key"]: a["Value"] for a in elb.describe_target_group_attributes(
-        TargetGroupArn=groups[0]["TargetGroupArn"])["Attributes"]}
-    assert attrs["preserve_client_ip.enabled"] == "false"
+    assert len(groups) == 2  # behind the internet-facing load balancer and behind the internal one
+    for group in groups:
+        attrs = {a["Key"]: a["Value"] for a in elb.describe_target_group_attributes(TargetGroupArn=group["TargetGroupArn"])["Attributes"]}
+        assert attrs["preserve_client_ip.enabled"] == "false"
+        assert attrs["deregistration_delay.timeout_seconds"] == "30"
+        assert attrs["deregistration_delay.connection_termination.enabled"] == "true"
+        assert (group["HealthCheckIntervalSeconds"], group["HealthyThresholdCount"], group["UnhealthyThresholdCount"]) == (10, 2, 2)
+    for lb in elb.describe_load_balancers()["LoadBalancers"]:
+        lb_attrs = {a["Key"]: a["Value"] for a in elb.describe_load_balancer_attributes(LoadBalancerArn=lb["LoadBalancerArn"])["Attributes"]}
+        assert lb_attrs["load_balancing.cross_zone.enabled"] == "true", lb["Scheme"]
 
     ec2 = boto("ec2")
     modes = {}
