@@ -224,8 +224,8 @@ def _launch_template(raw: Mapping[str, Any]) -> Mapping[str, Any]:
 def _rfc3339(value: Any) -> str:
     """A LaunchTime (a datetime from botocore, an ISO string in a recording) as ``...Z`` UTC."""
     if isinstance(value, str) and value:
-        try:
-            value = datetime.fromisoformat(value)
+        try:  # Python 3.10's fromisoformat does not read a "Z" suffix
+            value = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
         except ValueError:
             return value
     if isinstance(value, datetime):
