@@ -61,7 +61,7 @@ def test_every_field_is_exercised_by_the_recording() -> None:
     groups = list(expected["groups"].values())
     members = [m for g in groups for m in g["members"]]
     instances = list(expected["instances"].values())
-    for cls, items in ((G.Group, groups), (G.Member, members), (G.Instance, instances)):
+    for cls, items in ((G.GroupFacts, groups), (G.Member, members), (G.InstanceFacts, instances)):
         for f in dataclasses.fields(cls):
             default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default  # type: ignore[misc]
             assert any(item[f.name] != plain(default) for item in items), f"{cls.__name__}.{f.name} is never set in the recording"
