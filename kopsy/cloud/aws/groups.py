@@ -23,9 +23,6 @@ from kopsy.cloud.aws.ec2util import describe_all
 from kopsy.cloud.aws.session import aws_errors
 
 RUNNING_STATES = ("pending", "running")
-# EC2 writes these on instances launched from a template (an Auto Scaling group's included).
-TAG_LAUNCH_TEMPLATE_ID = "aws:ec2launchtemplate:id"
-TAG_LAUNCH_TEMPLATE_VERSION = "aws:ec2launchtemplate:version"
 
 
 @dataclass(frozen=True)
@@ -192,8 +189,8 @@ def parse_instance(raw: Mapping[str, Any]) -> InstanceFacts:
         key_name=str(raw.get("KeyName") or ""),
         launch_time=_rfc3339(raw.get("LaunchTime")),
         security_groups=tuple(sorted(groups)),
-        launch_template_id=tags.get(TAG_LAUNCH_TEMPLATE_ID, ""),
-        launch_template_version=tags.get(TAG_LAUNCH_TEMPLATE_VERSION, ""),
+        launch_template_id=tags.get(T.TAG_LAUNCH_TEMPLATE_ID, ""),
+        launch_template_version=tags.get(T.TAG_LAUNCH_TEMPLATE_VERSION, ""),
         tags=tags,
     )
 

@@ -19,6 +19,10 @@ TAG_KUBERNETES_CLUSTER = "KubernetesCluster"
 
 ROLE_API = "api"
 
+# EC2 puts these on instances launched from a launch template (an Auto Scaling group's too).
+TAG_LAUNCH_TEMPLATE_ID = "aws:ec2launchtemplate:id"
+TAG_LAUNCH_TEMPLATE_VERSION = "aws:ec2launchtemplate:version"
+
 
 def ownership_key(cluster: str) -> str:
     return f"kubernetes.io/cluster/{cluster}"
