@@ -64,6 +64,7 @@ class Endpoint:
 
 
 def read_config(path: Path | None) -> paramiko.SSHConfig:
+    """The OpenSSH config at ``path`` (an empty one for None), or an ``SSHError`` saying what is wrong."""
     if path is None:
         return paramiko.SSHConfig()
     try:

@@ -200,7 +200,7 @@ class CloudReader:
             )
         return sorted(out, key=lambda i: (i.launch_time, i.id))
 
-    def _fetch_user_data(self, inst: G.Instance) -> bytes | None:
+    def _fetch_user_data(self, inst: G.InstanceFacts) -> bytes | None:
         """The instance's own user-data; else that of the launch template version it came from."""
         ec2 = self.clients.client("ec2")
         try:
@@ -214,7 +214,7 @@ class CloudReader:
         data = self._template_data(inst).get("UserData")
         return base64.b64decode(data) if data else None
 
-    def _template_data(self, inst: G.Instance) -> dict[str, Any]:
+    def _template_data(self, inst: G.InstanceFacts) -> dict[str, Any]:
         """The launch template version an instance was launched from (versions never change: cached)."""
         lt, version = inst.launch_template_id, inst.launch_template_version
         if not lt or not version:
@@ -230,7 +230,7 @@ class CloudReader:
                 return {}
         return self._lt_data[key]
 
-    def _security_groups(self, inst: G.Instance) -> tuple[str, ...]:
+    def _security_groups(self, inst: G.InstanceFacts) -> tuple[str, ...]:
         """The groups AWS would have given the instance. moto gives instances launched from a
         template the VPC's default group instead of the template's, so the template wins here."""
         data = self._template_data(inst)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from kopsy.cloud.aws.groups import Instance, Inventory
+from kopsy.cloud.aws.groups import InstanceFacts, Inventory
 from kopsy.cloud.aws.names import asg_name
 from kopsy.spec.model import ROLE_CONTROL_PLANE, InstanceGroup
 from kopsy.validate.facts import (
@@ -22,7 +22,7 @@ from kopsy.validate.facts import (
 from kopsy.validate.result import CONTROL_PLANE, INSTANCE_GROUP, MACHINE, NODE, POD, Failure, NodeStatus
 
 
-def cluster_instances(igs: Sequence[InstanceGroup], cloud: Inventory, cluster_name: str) -> list[Instance]:
+def cluster_instances(igs: Sequence[InstanceGroup], cloud: Inventory, cluster_name: str) -> list[InstanceFacts]:
     """The running instances of the cluster's instance groups, control planes first, in a stable order.
 
     An instance belongs to a group when its ASG lists it or it carries the group's tag
@@ -69,10 +69,10 @@ def check_groups(igs: Sequence[InstanceGroup], cloud: Inventory, cluster_name: s
 class NodeCheck:
     failures: list[Failure] = field(default_factory=list)
     nodes: list[NodeStatus] = field(default_factory=list)
-    broken: list[Instance] = field(default_factory=list)  # not joined or NotReady: diagnose these
+    broken: list[InstanceFacts] = field(default_factory=list)  # not joined or NotReady: diagnose these
 
 
-def match_nodes(instances: Sequence[Instance], nodes: Sequence[NodeFacts]) -> dict[str, NodeFacts]:
+def match_nodes(instances: Sequence[InstanceFacts], nodes: Sequence[NodeFacts]) -> dict[str, NodeFacts]:
     """Instance id -> its Kubernetes node, by providerID first, else by private DNS name."""
     by_id = {n.instance_id: n for n in nodes if n.instance_id}
     by_name = {n.name: n for n in nodes}
@@ -84,7 +84,7 @@ def match_nodes(instances: Sequence[Instance], nodes: Sequence[NodeFacts]) -> di
     return out
 
 
-def check_nodes(instances: Sequence[Instance], nodes: Sequence[NodeFacts], pods: Sequence[PodFacts]) -> NodeCheck:
+def check_nodes(instances: Sequence[InstanceFacts], nodes: Sequence[NodeFacts], pods: Sequence[PodFacts]) -> NodeCheck:
     """Check 3: every instance joined and Ready, control planes run their components, critical pods run."""
     result = NodeCheck()
     matched = match_nodes(instances, nodes)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from kopsy.cloud.aws.groups import Instance, read_groups
+from kopsy.cloud.aws.groups import InstanceFacts, read_groups
 from kopsy.errors import HostKeyChanged, SSHError
 from kopsy.remote import CommandResult, SSHConnection, SSHConnector
 from kopsy.spec.model import ROLE_CONTROL_PLANE, InstanceGroup
@@ -81,7 +81,7 @@ def validate_cluster(
     return result
 
 
-def ssh_address(inst: Instance, *, private: bool) -> str:
+def ssh_address(inst: InstanceFacts, *, private: bool) -> str:
     """The address we ask the ssh config about: the public IP, or the private one behind a jump."""
     if private or not inst.public_ip:
         return inst.private_ip or inst.private_dns
@@ -89,7 +89,7 @@ def ssh_address(inst: Instance, *, private: bool) -> str:
 
 
 def _ask_control_plane(
-    connector: SSHConnector, control_planes: Sequence[Instance]
+    connector: SSHConnector, control_planes: Sequence[InstanceFacts]
 ) -> tuple[SSHConnection | None, list[NodeFacts] | None, list[PodFacts] | None, list[Failure]]:
     """Try control planes in order until one answers both kubectl commands.
 
@@ -142,7 +142,7 @@ def _diagnose_on(conn: SSHConnection) -> Diagnosis:
 
 
 def _diagnose_all(
-    connector: SSHConnector, broken: Sequence[Instance], cp_conn: SSHConnection | None, parallelism: int
+    connector: SSHConnector, broken: Sequence[InstanceFacts], cp_conn: SSHConnection | None, parallelism: int
 ) -> dict[str, Diagnosis]:
     """Ask every broken instance why, in parallel; every instance gets a Diagnosis, even on errors."""
     if not broken:
@@ -150,7 +150,7 @@ def _diagnose_all(
     # Jump through the bastion when there is one (the connector routes there), else the control plane.
     via = None if connector.settings.bastion else cp_conn
 
-    def one(inst: Instance) -> Diagnosis:
+    def one(inst: InstanceFacts) -> Diagnosis:
         try:
             with connector.connect(ssh_address(inst, private=via is not None or bool(connector.settings.bastion)),
                                    via=via) as conn:

@@ -61,7 +61,7 @@ def test_every_field_is_exercised_by_the_recording() -> None:
     groups = list(expected["groups"].values())
     members = [m for g in groups for m in g["members"]]
     instances = list(expected["instances"].values())
-    for cls, items in ((G.Group, groups), (G.Member, members), (G.Instance, instances)):
+    for cls, items in ((G.GroupFacts, groups), (G.Member, members), (G.InstanceFacts, instances)):
         for f in dataclasses.fields(cls):
             default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default  # type: ignore[misc]
             assert any(item[f.name] != plain(default) for item in items), f"{cls.__name__}.{f.name} is never set in the recording"
@@ -85,6 +85,7 @@ def test_members_join_their_instances_and_the_group_view_is_kept() -> None:
 @pytest.mark.parametrize("value, expected", [
     ("2026-12-01T21:40:49+00:00", "2026-12-01T21:40:49Z"),
     ("2026-12-01T23:40:49.123+02:00", "2026-12-01T21:40:49Z"),
+    ("2026-12-01T21:40:49.000Z", "2026-12-01T21:40:49Z"),  # as the AWS CLI prints it
     ("", ""),
     (None, ""),
 ])
@@ -95,3 +96,72 @@ def test_launch_time_is_rfc3339_utc(value: Any, expected: str) -> None:
 def test_a_group_with_a_launch_template_set_directly() -> None:
     g = G.parse_group({"AutoScalingGroupName": "a.c", "LaunchTemplate": {"LaunchTemplateName": "a.c", "Version": "7"}})
     assert (g.launch_template, g.launch_template_version, g.members) == ("a.c", "7", ())
+
+
+class _Recorded:
+    """A boto3 client that answers each describe with the recorded raw answer (no pagination),
+    and remembers the filters it was asked with."""
+
+    def __init__(self, answers: dict[str, Any]) -> None:
+        self.answers = answers
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def can_paginate(self, operation: str) -> bool:
+        return False
+
+    def __getattr__(self, operation: str) -> Any:
+        def call(**kwargs: Any) -> Any:
+            self.calls.append((operation, kwargs))
+            return self.answers[operation]
+        return call
+
+
+class _Clients:
+    def __init__(self, **clients: _Recorded) -> None:
+        self.clients = clients
+
+    def client(self, service: str) -> _Recorded:
+        return self.clients[service]
+
+
+def _recorded(name: str) -> Any:
+    return json.loads((HERE / f"{name}.json").read_text())
+
+
+def test_the_autoscaling_kind_finds_the_recorded_groups_through_the_reader() -> None:
+    """update's view of the same raw answer: what the planner diffs against."""
+    from kopsy.cloud.aws.autoscaling import AutoScalingGroup
+    from kopsy.cloud.aws.kind import Facts
+
+    asg = _Recorded({"describe_auto_scaling_groups": _recorded("describe_auto_scaling_groups")})
+    found = {a.name: a for a in AutoScalingGroup().find(Facts(_Clients(autoscaling=asg), "raw.example.com"))}  # type: ignore[arg-type]
+    assert asg.calls == [("describe_auto_scaling_groups",
+                          {"Filters": [{"Name": "tag:kubernetes.io/cluster/raw.example.com", "Values": ["owned"]}]})]
+    expected = json.loads((HERE / "expected.json").read_text())["groups"]
+    assert sorted(found) == sorted(expected)
+    for name, want in expected.items():
+        have = found[name]
+        assert have.fields == {
+            "launch_template": want["launch_template"], "launch_template_version": want["launch_template_version"],
+            "min_size": want["min_size"], "max_size": want["max_size"],
+            "subnets": frozenset(want["subnets"]), "target_groups": frozenset(want["target_groups"]),
+        }
+        assert have.outputs == {"id": name, "desired": want["desired"], "instances": tuple(m["id"] for m in want["members"])}
+        assert have.tags == want["tags"]
+    assert found["nodes.raw.example.com"].fields["launch_template_version"] == "2"  # through the mixed-instances policy
+
+
+def test_the_instance_kind_finds_the_recorded_instances_through_the_reader() -> None:
+    from kopsy.cloud.aws.instances import LIVE_STATES, Instance
+    from kopsy.cloud.aws.kind import Facts
+
+    ec2 = _Recorded({"describe_instances": _recorded("describe_instances")})
+    found = Instance().find(Facts(_Clients(ec2=ec2), "raw.example.com"))  # type: ignore[arg-type]
+    assert ec2.calls == [("describe_instances", {"Filters": [
+        {"Name": "tag:kubernetes.io/cluster/raw.example.com", "Values": ["owned"]},
+        {"Name": "instance-state-name", "Values": LIVE_STATES},
+    ]})]
+    expected = json.loads((HERE / "expected.json").read_text())["instances"]
+    assert {a.id: (a.name, a.fields["state"], a.tags) for a in found} == {
+        iid: (i["tags"]["Name"], i["state"], i["tags"]) for iid, i in expected.items()
+    }

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kopsy.cloud.aws.groups import Instance
+from kopsy.cloud.aws.groups import InstanceFacts
 from kopsy.remote import SSHConnector, SSHSettings, parse_hop
 from kopsy.spec.model import Cluster, Subnet
 from kopsy.validate import checks
@@ -128,8 +128,8 @@ def test_bad_kubectl_output_is_a_fact_error() -> None:
         parse_pod_list(json.dumps({"kind": "Status"}))
 
 
-def _inst(iid: str, dns: str, role: str = "Node") -> Instance:
-    return Instance(iid, "nodes", role, "running", "10.0.0.1", dns, "", "us-east-1a")
+def _inst(iid: str, dns: str, role: str = "Node") -> InstanceFacts:
+    return InstanceFacts(iid, "nodes", role, "running", "10.0.0.1", dns, "", "us-east-1a")
 
 
 def test_nodes_match_by_provider_id_or_dns_name() -> None:

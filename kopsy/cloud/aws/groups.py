@@ -23,13 +23,10 @@ from kopsy.cloud.aws.ec2util import describe_all
 from kopsy.cloud.aws.session import aws_errors
 
 RUNNING_STATES = ("pending", "running")
-# EC2 writes these on instances launched from a template (an Auto Scaling group's included).
-TAG_LAUNCH_TEMPLATE_ID = "aws:ec2launchtemplate:id"
-TAG_LAUNCH_TEMPLATE_VERSION = "aws:ec2launchtemplate:version"
 
 
 @dataclass(frozen=True)
-class Instance:
+class InstanceFacts:
     """One EC2 instance as DescribeInstances tells it. kopsy's tags name its group and role."""
 
     id: str
@@ -66,7 +63,7 @@ class Member:
     launch_template_version: str = ""
     instance_type: str = ""
     protected: bool = False  # from scale-in
-    instance: Instance | None = None
+    instance: InstanceFacts | None = None
 
     @property
     def state(self) -> str:
@@ -86,7 +83,7 @@ class Member:
 
 
 @dataclass(frozen=True)
-class Group:
+class GroupFacts:
     """One Auto Scaling group (kopsy: one per instance group, named ``names.asg_name``)."""
 
     name: str
@@ -112,8 +109,8 @@ class Group:
 
 @dataclass(frozen=True)
 class Inventory:
-    groups: Mapping[str, Group] = field(default_factory=dict)  # by group name
-    instances: Mapping[str, Instance] = field(default_factory=dict)  # by id, as DescribeInstances returned them
+    groups: Mapping[str, GroupFacts] = field(default_factory=dict)  # by group name
+    instances: Mapping[str, InstanceFacts] = field(default_factory=dict)  # by id, as DescribeInstances returned them
 
 
 # --- fetch ----------------------------------------------------------------------------------
@@ -156,9 +153,9 @@ def parse(raw_groups: Iterable[Mapping[str, Any]], raw_instances: Iterable[Mappi
     return Inventory(groups, instances)
 
 
-def parse_group(raw: Mapping[str, Any], instances: Mapping[str, Instance] | None = None) -> Group:
+def parse_group(raw: Mapping[str, Any], instances: Mapping[str, InstanceFacts] | None = None) -> GroupFacts:
     lt = _launch_template(raw)
-    return Group(
+    return GroupFacts(
         name=str(raw["AutoScalingGroupName"]),
         min_size=int(raw.get("MinSize", 0)),
         max_size=int(raw.get("MaxSize", 0)),
@@ -172,12 +169,12 @@ def parse_group(raw: Mapping[str, Any], instances: Mapping[str, Instance] | None
     )
 
 
-def parse_instance(raw: Mapping[str, Any]) -> Instance:
+def parse_instance(raw: Mapping[str, Any]) -> InstanceFacts:
     tags = T.to_dict(raw.get("Tags"))
     groups = {str(g["GroupId"]) for g in raw.get("SecurityGroups", []) if g.get("GroupId")}
     for ni in raw.get("NetworkInterfaces", []):
         groups.update(str(g["GroupId"]) for g in ni.get("Groups", []) if g.get("GroupId"))
-    return Instance(
+    return InstanceFacts(
         id=str(raw["InstanceId"]),
         instance_group=tags.get(T.TAG_INSTANCE_GROUP, ""),
         role=tags.get(T.TAG_ROLE, ""),
@@ -192,13 +189,13 @@ def parse_instance(raw: Mapping[str, Any]) -> Instance:
         key_name=str(raw.get("KeyName") or ""),
         launch_time=_rfc3339(raw.get("LaunchTime")),
         security_groups=tuple(sorted(groups)),
-        launch_template_id=tags.get(TAG_LAUNCH_TEMPLATE_ID, ""),
-        launch_template_version=tags.get(TAG_LAUNCH_TEMPLATE_VERSION, ""),
+        launch_template_id=tags.get(T.TAG_LAUNCH_TEMPLATE_ID, ""),
+        launch_template_version=tags.get(T.TAG_LAUNCH_TEMPLATE_VERSION, ""),
         tags=tags,
     )
 
 
-def _member(raw: Mapping[str, Any], instance: Instance | None) -> Member:
+def _member(raw: Mapping[str, Any], instance: InstanceFacts | None) -> Member:
     lt = raw.get("LaunchTemplate") or {}
     return Member(
         id=str(raw["InstanceId"]),
@@ -224,8 +221,8 @@ def _launch_template(raw: Mapping[str, Any]) -> Mapping[str, Any]:
 def _rfc3339(value: Any) -> str:
     """A LaunchTime (a datetime from botocore, an ISO string in a recording) as ``...Z`` UTC."""
     if isinstance(value, str) and value:
-        try:
-            value = datetime.fromisoformat(value)
+        try:  # Python 3.10's fromisoformat does not read a "Z" suffix
+            value = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
         except ValueError:
             return value
     if isinstance(value, datetime):

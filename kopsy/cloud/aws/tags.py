@@ -24,6 +24,10 @@ TAG_KUBERNETES_CLUSTER = "KubernetesCluster"
 ROLE_API = "api"  # the internet-facing API load balancer (admins, kubectl)
 ROLE_API_INTERNAL = "api-internal"  # the internal one (kubelets, kubeadm, in-cluster clients)
 
+# EC2 puts these on instances launched from a launch template (an Auto Scaling group's too).
+TAG_LAUNCH_TEMPLATE_ID = "aws:ec2launchtemplate:id"
+TAG_LAUNCH_TEMPLATE_VERSION = "aws:ec2launchtemplate:version"
+
 
 def ownership_key(cluster: str) -> str:
     return f"kubernetes.io/cluster/{cluster}"
