@@ -145,6 +145,7 @@ def test_the_autoscaling_kind_finds_the_recorded_groups_through_the_reader() -> 
             "launch_template": want["launch_template"], "launch_template_version": want["launch_template_version"],
             "min_size": want["min_size"], "max_size": want["max_size"],
             "subnets": frozenset(want["subnets"]), "target_groups": frozenset(want["target_groups"]),
+            "autoscaler_tags": {k: v for k, v in want["tags"].items() if k.startswith("k8s.io/cluster-autoscaler/")},
         }
         assert have.outputs == {"id": name, "desired": want["desired"], "instances": tuple(m["id"] for m in want["members"])}
         assert have.tags == want["tags"]
