@@ -1,7 +1,7 @@
 """Benchmark `kopsy validate` on a 100-node cluster: healthy, and with 10 nodes broken.
 
 Everything runs on loopback: a moto server process, the cluster's ASGs launched in it with the
-contract-7 tags, and one real OpenSSH sshd per instance (the test double from
+names and tags of docs/update.md, and one real OpenSSH sshd per instance (the test double from
 tests/validate/validate_doubles.py) behind an ssh config that maps the instances' addresses.
 
 Figures (printed, never pass/fail):

@@ -1,4 +1,4 @@
-"""``kopsy sandbox up`` installs openssh-server when sshd is missing (issue 6), through the real CLI.
+"""``kopsy sandbox up`` installs openssh-server when sshd is missing (docs/sandbox.md), through the real CLI.
 
 How sshd is made "missing" without touching this machine: each test runs ``up`` inside its own
 mount namespace (``unshare -m``, private propagation: nothing is visible outside it) in which

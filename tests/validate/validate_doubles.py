@@ -3,9 +3,9 @@
 - ``SshdDouble``: one ``/usr/sbin/sshd -D`` on its own 127.x.y.z address and port, own host
   key, our test key authorized, and ``answer_double.py`` as ForceCommand (TCP forwarding stays
   on so it can serve as a jump host).
-- ``FakeCluster``: ASGs + launch templates with the contract-7 tags launched in moto (so the
+- ``FakeCluster``: ASGs + launch templates with kopsy's names and tags (docs/update.md) launched in moto (so the
   instances are real moto instances), one ``SshdDouble`` per instance, an OpenSSH config that
-  maps each instance's public IP, private IP and private DNS name to its sshd (contract 6),
+  maps each instance's public IP, private IP and private DNS name to its sshd (docs/sandbox.md, "SSH config"),
   and per-instance answers derived from a per-instance state:
   ``ready`` | ``notready`` (joined, kubelet NotReady) | ``bootfail`` (never joined; bootstrap
   failed in kubeadm-join) | ``down`` (sshd stopped).
@@ -173,7 +173,7 @@ TAGS = ("kopsy.io/cluster", "kopsy.io/instancegroup", "kopsy.io/role")
 
 
 def launch_groups(ec2: Any, autoscaling: Any, cluster: str, groups: list[tuple[str, str, int]]) -> None:
-    """Contract 7 in moto: per group a launch template and an ASG named ``<ig>.<cluster>``, tagged."""
+    """docs/update.md's names in moto: per group a launch template and an ASG named ``<ig>.<cluster>``, tagged."""
     ami = ec2.describe_images()["Images"][0]["ImageId"]
     for ig, role, count in groups:
         name = f"{ig}.{cluster}"
@@ -240,9 +240,9 @@ class FakeCluster:
         return [h for h in self.hosts if not h.control_plane]
 
     def write_ssh_config(self, extra: str = "", identity: bool = True) -> None:
-        """Contract 6: public IP, private IP and private DNS name each map to the instance's sshd.
+        """As docs/sandbox.md ("SSH config") has it: public IP, private IP and private DNS name each map to the instance's sshd.
 
-        ``identity=False`` leaves IdentityFile out, so kopsy must find the key itself (contract 8)."""
+        ``identity=False`` leaves IdentityFile out, so kopsy must find the key itself (docs/validate.md, "SSH")."""
         lines = []
         for h in self.hosts:
             names = " ".join(n for n in (h.public_ip, h.private_ip, h.private_dns) if n)
