@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.tools import require_tool
 import yaml
 
 from kopsy.bootstrap import render_user_data
@@ -132,10 +134,9 @@ def _boot(tmp_path: Path, boto, aws_env, imds, *, control_planes: int, role: str
 
 @pytest.fixture(autouse=True)
 def _need_tools():
-    import shutil
-
-    if not Path("/usr/bin/python3").exists() or not Path(BASH).exists() or not shutil.which("openssl"):
-        pytest.skip("needs /usr/bin/python3 (the helper's interpreter), bash and openssl, as on Ubuntu")
+    """/usr/bin/python3 (the helper's interpreter), bash and openssl, as on Ubuntu."""
+    for tool in ("system-python3", "bash", "openssl"):
+        require_tool(tool)
 
 
 def test_first_control_plane_boots_through_every_phase(tmp_path, boto, aws_env, imds, cluster_pki):
