@@ -1,0 +1,65 @@
+"""The tests' inventory (tests/inventory.py) covers every kind kopsy knows, and sees each one."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kopsy.cloud.aws.registry import ALL_KINDS
+from tests.inventory import LISTERS, inventory, present, total
+
+sys.path.insert(0, str(Path(__file__).parent / "cloud"))
+
+
+def test_every_kind_in_the_registry_has_a_lister() -> None:
+    kinds = {k.kind for k in ALL_KINDS}
+    assert not kinds - set(LISTERS), f"tests/inventory.py cannot see {sorted(kinds - set(LISTERS))}: add a lister"
+    assert not set(LISTERS) - kinds, f"tests/inventory.py lists kinds the registry does not have: {sorted(set(LISTERS) - kinds)}"
+
+
+@pytest.fixture
+def mocked(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for k in list(os.environ):
+        if k.startswith("AWS_"):
+            monkeypatch.delenv(k)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    from moto import mock_aws
+
+    with mock_aws():
+        yield
+
+
+@pytest.mark.slow
+def test_the_inventory_sees_every_kind_of_an_applied_cluster_and_nothing_after_delete(mocked: None) -> None:
+    import boto3
+    from goldenkit import HERE, inputs_for
+
+    from kopsy.cloud.aws import tags as T
+    from kopsy.cloud.aws.session import AwsClients
+    from kopsy.reconcile.delete import delete_resources
+    from kopsy.reconcile.update import apply_update, plan_update
+
+    clients = AwsClients("us-east-1", session=boto3.session.Session(region_name="us-east-1"))
+    inp = inputs_for((HERE / "_baseline" / "spec.yaml").read_text())
+    name = inp.cluster.name
+    assert apply_update(clients, plan_update(clients, inp)).ok
+    ec2 = clients.client("ec2")
+    subnet = ec2.describe_subnets(Filters=T.owner_filter(name))["Subnets"][0]
+    # Leftovers a cluster's controllers make: a volume and a network interface.
+    ec2.create_volume(AvailabilityZone=subnet["AvailabilityZone"], Size=8,
+                      TagSpecifications=T.tag_spec("volume", T.cluster_tags(name, "pvc")))
+    ec2.create_network_interface(SubnetId=subnet["SubnetId"],
+                                 TagSpecifications=T.tag_spec("network-interface", T.cluster_tags(name, "eni")))
+
+    built = inventory(clients.client, name)
+    assert [k for k, ids in built.items() if not ids] == [], "a kind the cluster has is not seen"
+    assert total(inventory(clients.client, f"other.{name}")) == 0, "another cluster's inventory sees this one"
+
+    result = delete_resources(clients, name, timeout=60)
+    assert result.ok, result.remaining
+    assert present(inventory(clients.client, name)) == {}
