@@ -172,12 +172,17 @@ def run_kopsy() -> Callable[..., subprocess.CompletedProcess[str]]:
 @pytest.fixture
 def ssh_keypair(tmp_path: Path) -> tuple[Path, Path]:
     """An ed25519 key pair on disk, as a user would have in ~/.ssh."""
+    return write_ssh_keypair(tmp_path)
+
+
+def write_ssh_keypair(directory: Path) -> tuple[Path, Path]:
+    """(private, public) ed25519 key files in ``directory`` (for fixtures wider than one test)."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
     key = ed25519.Ed25519PrivateKey.generate()
-    priv = tmp_path / "id_ed25519"
-    pub = tmp_path / "id_ed25519.pub"
+    priv = directory / "id_ed25519"
+    pub = directory / "id_ed25519.pub"
     priv.write_bytes(
         key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
