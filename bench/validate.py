@@ -36,6 +36,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "validate"))
+sys.path.insert(1, str(ROOT))  # validate_doubles imports the shared doubles in tests/doubles
 
 from validate_doubles import FakeCluster  # noqa: E402
 

@@ -165,6 +165,21 @@ def run(
 
 
 @pytest.fixture
+def mocked(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """In-process moto (``mock_aws``) with dummy credentials and no endpoint override, for
+    component tests that drive kopsy's engine directly (testing ladder step 2)."""
+    for k in list(os.environ):
+        if k.startswith("AWS_"):
+            monkeypatch.delenv(k)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    from moto import mock_aws
+
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
 def run_kopsy() -> Callable[..., subprocess.CompletedProcess[str]]:
     return run
 

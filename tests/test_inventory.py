@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,19 +17,6 @@ def test_every_kind_in_the_registry_has_a_lister() -> None:
     kinds = {k.kind for k in ALL_KINDS}
     assert not kinds - set(LISTERS), f"tests/inventory.py cannot see {sorted(kinds - set(LISTERS))}: add a lister"
     assert not set(LISTERS) - kinds, f"tests/inventory.py lists kinds the registry does not have: {sorted(set(LISTERS) - kinds)}"
-
-
-@pytest.fixture
-def mocked(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for k in list(os.environ):
-        if k.startswith("AWS_"):
-            monkeypatch.delenv(k)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    from moto import mock_aws
-
-    with mock_aws():
-        yield
 
 
 @pytest.mark.slow
