@@ -22,6 +22,8 @@ from kopsy.pki import ClusterPKI, ca_cert_hash, generate_cluster_pki
 from kopsy.spec.defaults import CreateOptions, new_cluster
 from kopsy.spec.versions import SUPPORTED_MINORS
 
+pytestmark = pytest.mark.slow  # runs the boot script under bash with stand-in commands
+
 API_HOST = "api-demo-0123456789abcdef.elb.us-east-1.amazonaws.com"
 NAME = "demo.example.com"
 VERSION = f"{SUPPORTED_MINORS[-1]}.0"

@@ -8,7 +8,11 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.inventory import inventory, present
+
+pytestmark = pytest.mark.e2e  # drives the real kopsy executable against moto server
 
 NAME = "demo.example.com"
 

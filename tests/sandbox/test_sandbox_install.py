@@ -23,9 +23,10 @@ from sandbox_helpers import KOPSY, clean_env, stop_sandbox
 from tests.tools import require_tool
 
 UNSHARE = shutil.which("unshare")
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or UNSHARE is None, reason="needs root and unshare (to hide sshd behind a bind mount)"
-)
+pytestmark = [
+    pytest.mark.e2e,  # the real `kopsy sandbox up`
+    pytest.mark.skipif(os.geteuid() != 0 or UNSHARE is None, reason="needs root and unshare (to hide sshd behind a bind mount)"),
+]
 
 
 @pytest.fixture(autouse=True)
