@@ -66,7 +66,7 @@ class CloudFacts:
 
 
 def asg_name(ig_name: str, cluster_name: str) -> str:
-    """ASGs are named ``<ig>.<cluster>``, as in kops (docs/update.md, "What it creates")."""
+    """Contract 7: ASGs are named ``<ig>.<cluster>``, as in kops."""
     return f"{ig_name}.{cluster_name}"
 
 
