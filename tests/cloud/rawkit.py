@@ -3,6 +3,7 @@
 A case is one JSON file, ``raw/<Kind>/<case>.json``, picked up by ``test_raw_answers.py``:
 
 - ``cluster``: the cluster name ``find`` is asked about; ``detail`` (default true): ``Facts.detail``;
+  ``sweep`` (only where ``Facts`` has it): ``Facts.sweep``;
 - ``calls``: the recorded answers, each ``{"service", "operation", "params", "response"}`` (or
   ``"error": {"Code", "Message"}`` in place of ``response``), as botocore returned them;
 - ``expected``: the parsed ``Actual`` values, sorted by name: ``name``, ``id``, ``fields``,
@@ -135,7 +136,8 @@ def find(case: dict[str, Any], kind: Any) -> list[Any]:
     """``kind.find`` over a case's recorded answers."""
     from kopsy.cloud.aws.kind import Facts
 
-    facts = Facts(FakeClients(case["calls"]), case["cluster"], detail=case.get("detail", True))  # type: ignore[arg-type]
+    extra = {"sweep": case["sweep"]} if "sweep" in case else {}
+    facts = Facts(FakeClients(case["calls"]), case["cluster"], detail=case.get("detail", True), **extra)  # type: ignore[arg-type]
     return kind.find(facts)  # type: ignore[no-any-return]
 
 
@@ -200,12 +202,15 @@ def _every_non_local_route(case: dict[str, Any], expected: list[dict[str, Any]])
 EXPECT = {"RouteTable/nat-and-local-routes.json": _every_non_local_route}
 
 
-def _record_case(clients: Any, kind: Any, cluster: str, path: Path, doc: str, detail: bool = True) -> None:
+def _record_case(clients: Any, kind: Any, cluster: str, path: Path, doc: str, detail: bool = True, **extra: Any) -> None:
     from kopsy.cloud.aws.kind import Facts
 
     rec = _RecordingClients(clients)
-    actuals = kind.find(Facts(rec, cluster, detail=detail))  # type: ignore[arg-type]
-    case: dict[str, Any] = {"doc": doc, "cluster": cluster, "detail": detail, "calls": rec.log}
+    actuals = kind.find(Facts(rec, cluster, detail=detail, **extra))  # type: ignore[arg-type]
+    if not actuals:
+        print(f"skipped {path.relative_to(RAW)}: {kind.kind}.find found nothing to hold its parser to")
+        return
+    case: dict[str, Any] = {"doc": doc, "cluster": cluster, "detail": detail, **extra, "calls": rec.log}
     case["expected"] = encode_actuals(actuals)
     fix = EXPECT.get(f"{path.parent.name}/{path.name}")
     if fix is not None:
@@ -239,15 +244,31 @@ def record() -> None:
         result = apply_update(clients, plan_update(clients, inp))
         assert result.ok, result.failed
         ec2 = clients.client("ec2")
-        # What a cluster leaves behind besides its managed resources: a tagged volume and ENI.
+        # What a cluster's controllers leave besides kopsy's resources: a volume and its
+        # snapshot, a network interface, a classic ELB; and a volume tagged the older way only.
         subnet = ec2.describe_subnets(Filters=T.owner_filter(cluster))["Subnets"][0]
+        volume = ec2.create_volume(AvailabilityZone=subnet["AvailabilityZone"], Size=8, TagSpecifications=T.tag_spec(
+            "volume", T.cluster_tags(cluster, f"pvc-data.{cluster}")))["VolumeId"]
+        ec2.create_snapshot(VolumeId=volume, TagSpecifications=T.tag_spec("snapshot", T.cluster_tags(cluster, f"pvc-data-snap.{cluster}")))
         ec2.create_volume(AvailabilityZone=subnet["AvailabilityZone"], Size=8, TagSpecifications=T.tag_spec(
-            "volume", T.cluster_tags(cluster, f"pvc-data.{cluster}")))
+            "volume", {"KubernetesCluster": cluster, "Name": f"legacy-pvc.{cluster}"}))
         ec2.create_network_interface(SubnetId=subnet["SubnetId"], TagSpecifications=T.tag_spec(
             "network-interface", T.cluster_tags(cluster, f"leftover-eni.{cluster}")))
+        clients.client("elb").create_load_balancer(
+            LoadBalancerName="a1b2c3d4e5", Listeners=[{"Protocol": "TCP", "LoadBalancerPort": 80, "InstancePort": 30080}],
+            Subnets=[subnet["SubnetId"]], Tags=T.to_list(T.cluster_tags(cluster, "k8s-service-lb")))
         for kind in ALL_KINDS:
             _record_case(clients, kind, cluster, RAW / kind.kind / "baseline.json",
                          f"The golden baseline applied to moto: what {kind.kind}.find reads back.")
+        import inspect
+
+        from kopsy.cloud.aws.kind import Facts
+
+        if "sweep" in inspect.signature(Facts).parameters:  # delete's inventory: both tag schemes
+            for kind in ALL_KINDS:
+                _record_case(clients, kind, cluster, RAW / kind.kind / "sweep.json",
+                             f"{kind.kind}.find for delete's sweep: everything tagged for the cluster by either scheme.",
+                             detail=False, sweep=True)
         for kind in ALL_KINDS:
             if kind.kind in ("VPC", "TargetGroup", "IAMRole"):  # kinds that read less for delete
                 _record_case(clients, kind, cluster, RAW / kind.kind / "delete-detail.json",
