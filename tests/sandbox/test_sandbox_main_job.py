@@ -64,9 +64,9 @@ def test_main_job(sb: Sandbox, name: str, flags: list[str], expected_nodes: int)
     _ok(sb.kopsy("create", "cluster", name, *flags, "--ssh-public-key", str(sb.home / ".ssh" / "id_ed25519.pub")))
     _ok(sb.kopsy("update", "cluster", name, "--yes"))
     made = _owned(sb, name)
-    assert all(made.get(k) for k in ("vpc", "subnet", "igw", "security_group", "key_pair", "launch_template", "asg",
-                                     "instance", "load_balancer", "target_group", "iam_role", "instance_profile",
-                                     "state_store_objects")), made
+    assert all(made.get(k) for k in ("VPC", "Subnet", "InternetGateway", "SecurityGroup", "KeyPair", "LaunchTemplate",
+                                     "AutoScalingGroup", "Instance", "LoadBalancer", "TargetGroup", "IAMRole",
+                                     "IAMInstanceProfile", "state_store_objects")), made
     out = _ok(sb.kopsy("validate", "cluster", name, "--wait", "60s", "--interval", "1s"))
     assert f"Your cluster {name} is ready" in out
     doc = json.loads(_ok(sb.kopsy("validate", "cluster", name, "-o", "json")))
