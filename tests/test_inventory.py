@@ -53,6 +53,7 @@ def test_the_inventory_sees_every_kind_of_an_applied_cluster_and_nothing_after_d
     assert {k: v for k, v in present(inventory(clients.client, name)).items() if k in KINDS} == {}
 
 
+@pytest.mark.slow  # moto loads EC2
 def test_either_tagging_scheme_counts(mocked: None) -> None:
     """``KubernetesCluster=<name>`` alone (what controllers put on what they make) is the cluster's too."""
     import boto3

@@ -114,6 +114,7 @@ def _scripts(text: str) -> dict[str, str]:
     return scripts
 
 
+@pytest.mark.slow  # shellcheck over every script of the matrix
 def test_every_shell_script_passes_shellcheck(rendered, tmp_path):
     shellcheck = require_tool("shellcheck")
     files: dict[str, Path] = {}

@@ -3,12 +3,13 @@ delete make (in-process moto) is covered by some kind's declared IAM actions."""
 
 from __future__ import annotations
 
-
+import pytest
 from goldenkit import HERE, inputs_for
 
 PREFIX = {"ec2": "ec2", "iam": "iam", "elasticloadbalancing": "elasticloadbalancing", "autoscaling": "autoscaling", "ssm": "ssm"}
 
 
+@pytest.mark.slow  # a whole update, no-op update and delete in moto
 def test_every_call_is_a_declared_permission(mocked: None) -> None:
     import boto3
 
