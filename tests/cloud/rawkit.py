@@ -185,6 +185,11 @@ class _RecordingClients:
     __call__ = client
 
 
+# Where a described route names its target (EC2 API ``Route``), an instance's before its interface's.
+ROUTE_TARGETS = ("GatewayId", "NatGatewayId", "TransitGatewayId", "VpcPeeringConnectionId", "EgressOnlyInternetGatewayId",
+                 "CarrierGatewayId", "LocalGatewayId", "InstanceId", "NetworkInterfaceId")
+
+
 def _every_non_local_route(case: dict[str, Any], expected: list[dict[str, Any]]) -> None:
     """A route table's routes: (destination, target id) for every route but the VPC's local
     one, whatever the target (internet or NAT gateway, instance, peering, ...)."""
@@ -193,7 +198,7 @@ def _every_non_local_route(case: dict[str, Any], expected: list[dict[str, Any]])
         pairs = []
         for r in table["Routes"]:
             dest = r.get("DestinationCidrBlock") or r.get("DestinationIpv6CidrBlock") or r.get("DestinationPrefixListId")
-            target = next(v for k, v in sorted(r.items()) if k.endswith("Id") and k != "DestinationPrefixListId" and v)
+            target = next(r[k] for k in ROUTE_TARGETS if r.get(k))
             if target != "local":
                 pairs.append({"tuple": [dest, target]})
         want["fields"]["routes"] = {"frozenset": sorted(pairs, key=lambda v: json.dumps(v, sort_keys=True))}
