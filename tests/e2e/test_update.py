@@ -230,7 +230,8 @@ def test_the_auto_scaling_group_is_sized_tagged_and_placed(ok: Built, ig: str, r
     assert (g["MinSize"], g["MaxSize"]) == (size, size)
     gtags = _tags(g["Tags"])
     assert gtags["kopsy.io/instancegroup"] == ig and gtags["kopsy.io/role"] == role
-    assert all(t["PropagateAtLaunch"] for t in g["Tags"])
+    # Every tag reaches the instances but cluster-autoscaler's, which describe the group itself.
+    assert all(t["PropagateAtLaunch"] for t in g["Tags"] if not t["Key"].startswith("k8s.io/cluster-autoscaler/"))
     assert g["TargetGroupARNs"] == ([_target_group(ok)["TargetGroupArn"]] if role == "ControlPlane" else [])
     assert g["LaunchTemplate"]["LaunchTemplateName"] == f"{ig}.{NAME}"
     assert set(g["VPCZoneIdentifier"].split(",")) <= _subnet_ids(ok)
