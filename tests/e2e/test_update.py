@@ -117,10 +117,13 @@ def _subnet_ids(b: Built) -> set[str]:
     return {s["SubnetId"] for s in b.boto("ec2").describe_subnets(Filters=OWNER)["Subnets"]}
 
 
+def _groups_by_name(b: Built) -> dict[str, dict[str, Any]]:
+    return {_tags(g["Tags"])["Name"]: g for g in b.boto("ec2").describe_security_groups(Filters=OWNER)["SecurityGroups"]}
+
+
 def _groups(b: Built) -> dict[str, dict[str, Any]]:
     """The cluster's security groups by role: control-plane, nodes, api-elb."""
-    by_name = {_tags(g["Tags"])["Name"]: g for g in b.boto("ec2").describe_security_groups(Filters=OWNER)["SecurityGroups"]}
-    assert set(by_name) == {f"control-plane.{NAME}", f"nodes.{NAME}", f"api-elb.{NAME}"}
+    by_name = _groups_by_name(b)
     return {r: by_name[f"{r}.{NAME}"] for r in ("control-plane", "nodes", "api-elb")}
 
 
@@ -173,6 +176,10 @@ def test_the_internet_gateway_is_attached_and_routes_every_subnet(ok: Built) -> 
     (rt,) = ec2.describe_route_tables(Filters=OWNER)["RouteTables"]
     assert any(r.get("DestinationCidrBlock") == "0.0.0.0/0" and r.get("GatewayId") == igw["InternetGatewayId"] for r in rt["Routes"])
     assert {a["SubnetId"] for a in rt["Associations"] if a.get("SubnetId")} == _subnet_ids(ok)
+
+
+def test_the_cluster_has_a_security_group_per_role(ok: Built) -> None:
+    assert set(_groups_by_name(ok)) == {f"control-plane.{NAME}", f"nodes.{NAME}", f"api-elb.{NAME}"}
 
 
 def test_security_groups_open_the_api_and_ssh(ok: Built) -> None:
@@ -273,7 +280,7 @@ def _tagged(b: Built, what: str) -> list[dict[str, Any]]:
         "subnet": lambda: ec2.describe_subnets(Filters=OWNER)["Subnets"],
         "igw": lambda: ec2.describe_internet_gateways(Filters=OWNER)["InternetGateways"],
         "route table": lambda: ec2.describe_route_tables(Filters=OWNER)["RouteTables"],
-        "security group": lambda: list(_groups(b).values()),
+        "security group": lambda: list(_groups_by_name(b).values()),
         "key pair": lambda: ec2.describe_key_pairs(Filters=OWNER)["KeyPairs"],
         "launch template": lambda: ec2.describe_launch_templates(Filters=OWNER)["LaunchTemplates"],
         "target group": lambda: [{"Tags": elb.describe_tags(ResourceArns=[_target_group(b)["TargetGroupArn"]])["TagDescriptions"][0]["Tags"]}],
@@ -295,7 +302,7 @@ def test_every_resource_carries_the_common_tags_and_a_name(ok: Built, what: str)
 
 
 def test_groups_and_roles_carry_their_kopsy_role(ok: Built) -> None:
-    assert {_tags(g["Tags"])["kopsy.io/role"] for g in _groups(ok).values()} == {"ControlPlane", "Node", "api"}
+    assert {_tags(g["Tags"])["kopsy.io/role"] for g in _groups_by_name(ok).values()} == {"ControlPlane", "Node", "api"}
     assert {_tags(r["Tags"])["kopsy.io/role"] for r in _tagged(ok, "iam role")} == {"ControlPlane", "Node"}
 
 
