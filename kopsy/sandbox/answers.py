@@ -1,6 +1,6 @@
 """The commands ``kopsy validate`` runs on a node, answered from the rules' verdicts in real formats.
 
-Answered (each optionally behind ``sudo``), per team contract 5:
+Answered (each optionally behind ``sudo``), as docs/sandbox.md ("Commands a node answers") lists them:
 
 - ``kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes -o json``: kubectl's ``List`` of
   v1 Nodes (name = EC2 private DNS name, ``spec.providerID`` ``aws:///<zone>/<id>``).

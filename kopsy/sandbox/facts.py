@@ -331,7 +331,7 @@ class CloudReader:
         return self._admin_keys[store_url]
 
     def _identity_file(self, store_url: str, cluster: str) -> str | None:
-        """The private key beside the public key the cluster was created with (contract 8), if on this machine."""
+        """The private key beside the public key the cluster was created with (docs/validate.md, "SSH"), if on this machine."""
         if cluster not in self._identity:
             from pathlib import Path
 

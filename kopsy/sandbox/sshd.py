@@ -204,7 +204,7 @@ def render_ssh_config(
     nodes: Iterable[NodeServer], *, user: str, identity_files: Mapping[str, str], clusters: Mapping[str, str],
     launched: Mapping[str, str],
 ) -> str:
-    """The OpenSSH config (team contract 6): each instance's addresses -> its loopback sshd.
+    """The OpenSSH config (docs/sandbox.md, "SSH config"): each instance's addresses -> its loopback sshd.
 
     Private addresses are unique only inside one VPC, and moto hands out the same ones in every
     VPC: an address two instances share goes to the newest of them (a comment says so), since

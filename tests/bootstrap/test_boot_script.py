@@ -13,12 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.tools import require_tool
 import yaml
 
 from kopsy.bootstrap import render_user_data
 from kopsy.pki import ClusterPKI, ca_cert_hash, generate_cluster_pki
 from kopsy.spec.defaults import CreateOptions, new_cluster
 from kopsy.spec.versions import SUPPORTED_MINORS
+
+pytestmark = pytest.mark.slow  # runs the boot script under bash with stand-in commands
 
 API_HOST = "api-demo-0123456789abcdef.elb.us-east-1.amazonaws.com"
 NAME = "demo.example.com"
@@ -134,10 +138,9 @@ def _boot(tmp_path: Path, boto, aws_env, imds, *, control_planes: int, role: str
 
 @pytest.fixture(autouse=True)
 def _need_tools():
-    import shutil
-
-    if not Path("/usr/bin/python3").exists() or not Path(BASH).exists() or not shutil.which("openssl"):
-        pytest.skip("needs /usr/bin/python3 (the helper's interpreter), bash and openssl, as on Ubuntu")
+    """/usr/bin/python3 (the helper's interpreter), bash and openssl, as on Ubuntu."""
+    for tool in ("system-python3", "bash", "openssl"):
+        require_tool(tool)
 
 
 def test_first_control_plane_boots_through_every_phase(tmp_path, boto, aws_env, imds, cluster_pki):

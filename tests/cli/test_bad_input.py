@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+pytestmark = pytest.mark.e2e  # drives the real kopsy executable against moto server
+
 NAME = "demo.example.com"
 GOOD_ZONES = ["--zones", "us-east-1a"]
 

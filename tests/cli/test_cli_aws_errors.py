@@ -9,6 +9,8 @@ from botocore.exceptions import ClientError, EndpointConnectionError, NoCredenti
 from kopsy.cloud.aws.session import aws_errors, translate
 from kopsy.errors import AccessDenied, CloudError, CredentialsError, StateStoreError
 
+pytestmark = pytest.mark.e2e  # drives the real kopsy executable against moto server
+
 
 def client_error(code: str, message: str = "boom") -> ClientError:
     return ClientError({"Error": {"Code": code, "Message": message}}, "SomeOperation")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from kopsy.cli.main import hoist_global_flags
 
 
@@ -18,6 +20,7 @@ def test_global_flags_are_hoisted_in_front_of_the_subcommand() -> None:
     assert hoist_global_flags(["get", "--state"]) == ["get", "--state"]
 
 
+@pytest.mark.e2e
 def test_state_after_the_subcommand(run_kopsy, aws_env, tmp_path, ssh_keypair) -> None:
     _, pub = ssh_keypair
     url = f"file://{tmp_path / 'store'}"

@@ -8,6 +8,12 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
+from tests.inventory import inventory, present
+
+pytestmark = pytest.mark.e2e  # drives the real kopsy executable against moto server
+
 NAME = "demo.example.com"
 
 HOLDER = textwrap.dedent(
@@ -82,5 +88,4 @@ def test_update_refuses_a_file_store_before_creating_anything(run_kopsy, aws_env
                      env).returncode == 0
     r = run_kopsy(["update", "cluster", NAME, "--yes"], env)
     assert r.returncode == 2 and "s3://" in r.stderr.strip().splitlines()[-1]
-    assert boto("ec2").describe_vpcs(Filters=[{"Name": "tag-key", "Values": [f"kubernetes.io/cluster/{NAME}"]}])["Vpcs"] == []
-    assert not [r for r in boto("iam").list_roles()["Roles"] if NAME in r["RoleName"]]
+    assert present(inventory(boto, NAME)) == {}

@@ -7,9 +7,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import KOPSY
+
+pytestmark = pytest.mark.e2e  # drives the real kopsy executable against moto server
 
 NAME = "demo.example.com"
 

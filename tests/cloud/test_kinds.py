@@ -3,8 +3,12 @@ IAM permissions kopsy needs to manage it (which together document the operator's
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 
+import kopsy.cloud.aws.kind as kind_module
 from kopsy.cloud.aws.iam import policy_document
 from kopsy.cloud.aws.kind import Kind
 from kopsy.cloud.aws.registry import ALL_KINDS, KINDS, required_permissions
@@ -33,10 +37,87 @@ def test_kinds_are_listed_after_their_dependencies() -> None:
         seen.add(kind.kind)
 
 
-def test_operator_policy_is_the_union_of_kind_permissions() -> None:
+# The IAM action prefix of each botocore service kopsy's kinds call (both ELB APIs share one).
+PREFIX_OF = {"ec2": "ec2", "iam": "iam", "elbv2": "elasticloadbalancing", "elb": "elasticloadbalancing",
+             "autoscaling": "autoscaling", "ssm": "ssm"}
+# IAM actions that are not API operations: permissions AWS checks inside another call.
+NOT_AN_OPERATION = {"iam:PassRole"}  # checked by CreateLaunchTemplate / RunInstances with a profile
+AWS_DIR = Path(kind_module.__file__).parent
+
+
+def _operations() -> dict[str, dict[str, str]]:
+    """botocore service name -> {snake_case operation: OperationName}."""
+    import botocore.session
+    from botocore import xform_name
+
+    session = botocore.session.get_session()
+    out = {}
+    for service in PREFIX_OF:
+        names = session.get_service_model(service).operation_names
+        out[service] = {xform_name(op): op for op in names}
+    return out
+
+
+def _calls_in(module: Path, operations: dict[str, dict[str, str]]) -> set[str]:
+    """The IAM actions a module's source calls: ``client.describe_vpcs(...)``, ``partial(ec2.create_route)``, operation names
+    handed to helpers as strings (``owned(facts, "describe_vpcs", ...)``), on the services whose
+    clients the module makes (``client("ec2")``). An operation several of them have counts as
+    either service's action."""
+    tree = ast.parse(module.read_text())
+    services = {
+        n.args[0].value for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "client"
+        and n.args and isinstance(n.args[0], ast.Constant) and n.args[0].value in operations
+    } or set(PREFIX_OF)
+    names = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}  # calls, and partial(ec2.create_route, ...)
+    names |= {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    found = set()
+    for name in names:
+        actions = {f"{PREFIX_OF[s]}:{operations[s][name]}" for s in services if name in operations[s]}
+        if actions:
+            found.add("|".join(sorted(actions)))  # any one of them declared is enough
+    return found
+
+
+def test_every_aws_call_in_a_kind_module_is_declared_by_its_kinds() -> None:
+    """Static, so it covers calls no moto run reaches (error paths, adoption, rare shapes);
+    test_permissions_cover_calls.py checks the calls a real update and delete make."""
+    operations = _operations()
+    declared_all = set(required_permissions())
+    by_module: dict[str, set[str]] = {}
+    for k in ALL_KINDS:
+        by_module.setdefault(type(k).__module__.rsplit(".", 1)[-1], set()).update(k.permissions)
+    checked = 0
+    for module in sorted(AWS_DIR.glob("*.py")):
+        declared = by_module.get(module.stem, declared_all)  # shared helpers: any kind's permission
+        for alternatives in _calls_in(module, operations):
+            checked += 1
+            assert set(alternatives.split("|")) & declared, f"{module.name} calls {alternatives} but its kinds do not declare it"
+    assert checked > 40, checked
+
+
+def test_every_declared_permission_is_a_real_aws_action() -> None:
+    """A typo (``ec2:DescribeVpc``) would leave the operator's policy short of what kopsy calls."""
+    operations = _operations()
+    for perm in required_permissions():
+        service, action = perm.split(":", 1)
+        if perm in NOT_AN_OPERATION:
+            continue
+        apis = [s for s, prefix in PREFIX_OF.items() if prefix == service]
+        assert apis, f"{perm}: unknown service prefix"
+        assert any(action in operations[s].values() for s in apis), f"{perm} is not an {service} action"
+
+
+def test_operator_policy_fits_one_managed_policy() -> None:
+    """docs/update.md tells operators to build their policy from ``required_permissions()``: it
+    must fit IAM's 6,144-character limit for a managed policy, and name PassRole (templates and
+    groups hand the instance roles to EC2)."""
+    import json
+
     perms = required_permissions()
     assert "iam:PassRole" in perms and "ec2:CreateLaunchTemplateVersion" in perms
-    assert perms == sorted(set(perms))
+    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": perms, "Resource": "*"}]}
+    assert len(json.dumps(policy, separators=(",", ":"))) <= 6144
 
 
 def test_node_policy_reads_only_what_a_node_needs() -> None:

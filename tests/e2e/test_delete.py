@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 import yaml
-from test_update_support import calls, create_cluster, kill_after, mutating, owned_resources, register_image, total
+from test_update_support import calls, create_cluster, kill_after, mutating, register_image
+
+from tests.inventory import inventory, total
 
 pytestmark = pytest.mark.e2e
 
@@ -64,8 +66,8 @@ def test_delete_removes_everything_in_dependency_order(
 ) -> None:
     create_cluster(run_kopsy, env, NAME, ssh_keypair[1], image)
     assert run_kopsy(["update", "--yes"], env).returncode == 0
-    before = owned_resources(boto, NAME)
-    assert all(before[k] for k in ("vpc", "subnet", "asg", "instance", "load_balancer", "iam_role")), before
+    before = inventory(boto, NAME)
+    assert all(before[k] for k in ("VPC", "Subnet", "AutoScalingGroup", "Instance", "LoadBalancer", "IAMRole")), before
     # Things that are not the cluster's: an untagged VPC and one the cluster only *shares*.
     ec2 = boto("ec2")
     untagged = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
@@ -97,13 +99,13 @@ def test_delete_removes_everything_in_dependency_order(
 
     # Progress as it goes, one aligned line per resource: "Deleted <kind> <name> [<id>]".
     progress = [line for line in r.stderr.splitlines() if line.startswith("Deleted ")]
-    assert any(re.fullmatch(rf"Deleted VPC +{re.escape(NAME)}  {before['vpc'][0]}", line) for line in progress), progress
+    assert any(re.fullmatch(rf"Deleted VPC +{re.escape(NAME)}  {before['VPC'][0]}", line) for line in progress), progress
     assert any(re.fullmatch(rf"Deleted KeyPair +kubernetes\.{re.escape(NAME)}-[0-9a-f:]+", line) for line in progress), progress
     starts = {len(line) - len(line.split(None, 2)[2]) for line in progress}  # where the name begins
     assert len(starts) == 1, f"names not aligned: {progress}"
     assert "\t" not in r.stderr
 
-    left = owned_resources(boto, NAME)
+    left = inventory(boto, NAME)
     assert total(left) == 0, left
     assert _store_keys(boto, NAME) == []
     assert {v["VpcId"] for v in ec2.describe_vpcs()["Vpcs"]} >= {untagged, shared}
@@ -137,10 +139,10 @@ def test_delete_after_a_killed_update_leaves_nothing(
 
     create_cluster(run_kopsy, env, NAME, ssh_keypair[1], image)
     kill_after([KOPSY, "update", "--yes"], env, tmp_path / "calls.log", mutations=kill_at)
-    assert total(owned_resources(boto, NAME)) > 0
+    assert total(inventory(boto, NAME)) > 0
     r = run_kopsy(["delete", "cluster", NAME, "--yes", "--force-unlock"], env)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert total(owned_resources(boto, NAME)) == 0, owned_resources(boto, NAME)
+    assert total(inventory(boto, NAME)) == 0, inventory(boto, NAME)
     assert _store_keys(boto, NAME) == []
 
 
@@ -150,11 +152,11 @@ def test_similar_names_are_never_confused(
     for name in (NAME, OTHER):
         create_cluster(run_kopsy, env, name, ssh_keypair[1], image, "--network-cidr", "172.20.0.0/16")
         assert run_kopsy(["update", "cluster", name, "--yes"], env).returncode == 0
-    other_before = owned_resources(boto, OTHER)
+    other_before = inventory(boto, OTHER)
     r = run_kopsy(["delete", "cluster", NAME, "--yes"], env)
     assert r.returncode == 0, r.stderr
-    assert total(owned_resources(boto, NAME)) == 0
-    assert owned_resources(boto, OTHER) == other_before
+    assert total(inventory(boto, NAME)) == 0
+    assert inventory(boto, OTHER) == other_before
     assert _store_keys(boto, OTHER)
     again = run_kopsy(["update", "cluster", OTHER], env)
     assert "No changes need to be applied" in again.stdout, again.stdout
@@ -168,7 +170,7 @@ def test_delete_works_with_the_state_store_gone(
     assert "Must specify --yes" in run_kopsy(["delete", "cluster", NAME, "--unregister"], env).stdout
     r = run_kopsy(["delete", "cluster", NAME, "--unregister", "--yes"], env)
     assert r.returncode == 0, r.stderr
-    assert _store_keys(boto, NAME) == [] and total(owned_resources(boto, NAME)) > 0
+    assert _store_keys(boto, NAME) == [] and total(inventory(boto, NAME)) > 0
     no_region = run_kopsy(["delete", "cluster", NAME, "--yes"], env)
     assert no_region.returncode != 0 and "--region" in no_region.stderr
     # Gone entirely: the bucket itself (KOPSY_STATE_STORE still names it).
@@ -179,11 +181,11 @@ def test_delete_works_with_the_state_store_gone(
         s3.delete_object(Bucket="kopsy-state", Key=m["Key"], VersionId=m["VersionId"])
     s3.delete_bucket(Bucket="kopsy-state")
     no_region = run_kopsy(["delete", "cluster", NAME, "--yes"], env)
-    assert no_region.returncode != 0 and "--region" in no_region.stderr and total(owned_resources(boto, NAME)) > 0
+    assert no_region.returncode != 0 and "--region" in no_region.stderr and total(inventory(boto, NAME)) > 0
     r = run_kopsy(["delete", "cluster", NAME, "--region", "us-east-1", "--yes"], env)
     assert r.returncode == 0, r.stderr
     assert "does not exist" in r.stderr and f"Deleted cluster: {NAME}" in r.stdout
-    assert total(owned_resources(boto, NAME)) == 0
+    assert total(inventory(boto, NAME)) == 0
 
 
 def test_a_resource_that_cannot_go_is_reported_and_the_state_kept(
@@ -203,7 +205,7 @@ def test_a_resource_that_cannot_go_is_reported_and_the_state_kept(
     assert "remain" in r.stderr and "the state was kept" in r.stderr
     waiting = [line for line in r.stderr.splitlines() if line.startswith("Waiting ")]
     assert len(waiting) == 1 and re.match(rf"Waiting VPC +{re.escape(NAME)}  {vpc}: .*DependencyViolation", waiting[0]), r.stderr
-    assert owned_resources(boto, NAME)["vpc"] == [vpc] and total(owned_resources(boto, NAME)) == 1
+    assert inventory(boto, NAME)["VPC"] == [vpc] and total(inventory(boto, NAME)) == 1
     assert ec2.describe_subnets(SubnetIds=[foreign])["Subnets"]  # never touched
     assert _store_keys(boto, NAME) and _contexts(kubeconfig) == [NAME, OTHER]
 
@@ -213,7 +215,7 @@ def test_a_resource_that_cannot_go_is_reported_and_the_state_kept(
     assert vpc in forced.stdout and "removed anyway (--force)" in forced.stderr
     assert f"Deleted cluster: {NAME}" not in forced.stdout
     assert _store_keys(boto, NAME) == [] and _contexts(kubeconfig) == [OTHER]
-    assert owned_resources(boto, NAME)["vpc"] == [vpc]
+    assert inventory(boto, NAME)["VPC"] == [vpc]
 
 
 def test_a_killed_delete_finishes_on_rerun(
@@ -226,10 +228,10 @@ def test_a_killed_delete_finishes_on_rerun(
     assert run_kopsy(["update", "--yes"], env).returncode == 0
     (tmp_path / "calls.log").unlink()
     kill_after([KOPSY, "delete", "cluster", NAME, "--yes"], env, tmp_path / "calls.log", mutations=8)
-    assert total(owned_resources(boto, NAME)) > 0
+    assert total(inventory(boto, NAME)) > 0
     r = run_kopsy(["delete", "cluster", NAME, "--yes", "--force-unlock"], env)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert total(owned_resources(boto, NAME)) == 0
+    assert total(inventory(boto, NAME)) == 0
     assert _store_keys(boto, NAME) == []
 
 
@@ -251,7 +253,7 @@ def test_delete_and_update_take_the_cluster_lock(
             r = run_kopsy(args, env)
             assert r.returncode != 0 and "is locked by" in r.stderr and "edit by another user" in r.stderr, r.stderr
     assert _store_keys(boto, NAME) == keys
-    assert total(owned_resources(boto, NAME)) == 0  # the refused update created nothing
+    assert total(inventory(boto, NAME)) == 0  # the refused update created nothing
 
 
 def test_iam_entities_with_kopsys_names_but_not_owned_are_never_taken_over_or_deleted(
@@ -275,9 +277,9 @@ def test_iam_entities_with_kopsys_names_but_not_owned_are_never_taken_over_or_de
     assert d.returncode == 0, d.stdout + d.stderr
     assert iam.get_role(RoleName=f"nodes.{NAME}")["Role"]
     assert iam.get_instance_profile(InstanceProfileName=f"control-plane.{NAME}")["InstanceProfile"]["Roles"] == []
-    left = owned_resources(boto, NAME)
-    assert sorted(left.pop("iam_role")) == [f"nodes.{NAME}"] and left.pop("instance_profile") == [f"control-plane.{NAME}"]
-    assert total(left) == 0, left  # (owned_resources lists kopsy's names whatever their tags)
+    left = inventory(boto, NAME)
+    assert sorted(left.pop("IAMRole")) == [f"nodes.{NAME}"] and left.pop("IAMInstanceProfile") == [f"control-plane.{NAME}"]
+    assert total(left) == 0, left  # (the inventory lists kopsy's IAM names whatever their tags)
 
 
 def test_clusters_whose_names_map_to_the_same_load_balancer_name_stay_apart(
@@ -301,7 +303,7 @@ def test_clusters_whose_names_map_to_the_same_load_balancer_name_stay_apart(
     for tg in tgs:
         assert [g["AutoScalingGroupName"] for g in asg if tg["TargetGroupArn"] in g["TargetGroupARNs"]] == [f"control-plane-us-east-1a.{NAME}"]
     assert run_kopsy(["delete", "cluster", twin, "--yes"], env).returncode == 0
-    assert total(owned_resources(boto, twin)) == 0
+    assert total(inventory(boto, twin)) == 0
     assert "No changes need to be applied" in run_kopsy(["update", "cluster", NAME], env).stdout
 
 
@@ -333,4 +335,4 @@ def test_leftover_volumes_and_network_interfaces_are_found_by_tag_and_deleted(
     volumes = {v["VolumeId"] for v in ec2.describe_volumes()["Volumes"]}
     assert ours not in volumes and theirs in volumes
     assert eni_id not in {n["NetworkInterfaceId"] for n in ec2.describe_network_interfaces()["NetworkInterfaces"]}
-    assert total(owned_resources(boto, NAME)) == 0
+    assert total(inventory(boto, NAME)) == 0

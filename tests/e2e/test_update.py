@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,136 +44,280 @@ def _store(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
     return ClusterStore(open_store(env["KOPSY_STATE_STORE"], clients=AwsClients("us-east-1")))
 
 
-def test_update_builds_a_wired_cluster_and_a_second_run_changes_nothing(
-    env: dict[str, str], cluster: str, boto: Callable[[str], Any], run_kopsy: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    dry = run_kopsy(["update", "cluster", NAME, "--detailed-exitcode"], env)
-    assert dry.returncode == 2, dry.stderr
-    assert "Will create resources:" in dry.stdout and "Must specify --yes to apply changes" in dry.stdout
-    assert not mutating(calls(tmp_path / "calls.log")), "a dry run must not change the cloud"
+# One cluster applied once, then each property of it checked by its own test, so one failure
+# does not hide the others. It gets its own moto server: the function-scoped ``aws_env`` of the
+# other tests here resets the shared one.
 
-    r = run_kopsy(["update", "cluster", NAME, "--yes"], env)
-    assert r.returncode == 0, r.stderr
-    assert "kopsy validate cluster" in r.stdout and "--wait 10m" in r.stdout
 
-    ec2, elb, asg, iam = boto("ec2"), boto("elbv2"), boto("autoscaling"), boto("iam")
-    owner = [{"Name": f"tag:kubernetes.io/cluster/{NAME}", "Values": ["owned"]}]
-    common = {f"kubernetes.io/cluster/{NAME}": "owned", "KubernetesCluster": NAME, "kopsy.io/cluster": NAME}
+@dataclass
+class Built:
+    env: dict[str, str]
+    log: Path
+    dry: subprocess.CompletedProcess[str]
+    dry_calls: list[tuple[str, str]]
+    applied: subprocess.CompletedProcess[str]
+    image: str
+    ca_hash: str
+    boto: Callable[[str], Any]
 
-    (vpc,) = ec2.describe_vpcs(Filters=owner)["Vpcs"]
-    assert common.items() <= _tags(vpc["Tags"]).items() and _tags(vpc["Tags"])["Name"] == NAME
-    vid = vpc["VpcId"]
-    assert ec2.describe_vpc_attribute(VpcId=vid, Attribute="enableDnsHostnames")["EnableDnsHostnames"]["Value"]
-    subnets = ec2.describe_subnets(Filters=owner)["Subnets"]
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
+    import boto3
+
+    from tests.conftest import REGION, aws_environment, run, start_moto_server, write_ssh_keypair
+
+    work = tmp_path_factory.mktemp("update-built")
+    (work / "home").mkdir()
+    server = start_moto_server()
+    try:
+        log = work / "calls.log"
+        env = {**aws_environment(server.url, work / "home"), "KOPSY_STATE_STORE": "s3://kopsy-state", "KOPSY_AWS_CALL_LOG": str(log)}
+        session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
+
+        def boto(service: str) -> Any:
+            return session.client(service, endpoint_url=server.url)
+
+        boto("s3").create_bucket(Bucket="kopsy-state")
+        image = register_image(boto)
+        create_cluster(run, env, NAME, write_ssh_keypair(work)[1], image)
+        dry = run(["update", "cluster", NAME, "--detailed-exitcode"], env)
+        dry_calls = calls(log)
+        applied = run(["update", "cluster", NAME, "--yes"], env)
+        with pytest.MonkeyPatch.context() as mp:
+            from kopsy.pki import ca_cert_hash
+
+            ca_hash = ca_cert_hash(_store(env, mp).get_object(NAME, "pki/ca.crt"))
+        yield Built(env, log, dry, dry_calls, applied, image, ca_hash, boto)
+    finally:
+        server.proc.terminate()
+        try:
+            server.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.proc.kill()
+
+
+OWNER = [{"Name": f"tag:kubernetes.io/cluster/{NAME}", "Values": ["owned"]}]
+COMMON = {f"kubernetes.io/cluster/{NAME}": "owned", "KubernetesCluster": NAME, "kopsy.io/cluster": NAME}
+
+
+@pytest.fixture(scope="module")
+def ok(built: Built) -> Built:
+    """The built cluster, once the apply is known to have succeeded (else every test says why)."""
+    assert built.applied.returncode == 0, built.applied.stderr
+    return built
+
+
+def _vpc(b: Built) -> dict[str, Any]:
+    (vpc,) = b.boto("ec2").describe_vpcs(Filters=OWNER)["Vpcs"]
+    return vpc  # type: ignore[no-any-return]
+
+
+def _subnet_ids(b: Built) -> set[str]:
+    return {s["SubnetId"] for s in b.boto("ec2").describe_subnets(Filters=OWNER)["Subnets"]}
+
+
+def _groups_by_name(b: Built) -> dict[str, dict[str, Any]]:
+    return {_tags(g["Tags"])["Name"]: g for g in b.boto("ec2").describe_security_groups(Filters=OWNER)["SecurityGroups"]}
+
+
+def _groups(b: Built) -> dict[str, dict[str, Any]]:
+    """The cluster's security groups by role: control-plane, nodes, api-elb."""
+    by_name = _groups_by_name(b)
+    return {r: by_name[f"{r}.{NAME}"] for r in ("control-plane", "nodes", "api-elb")}
+
+
+def _rules(g: dict[str, Any]) -> set[tuple[Any, ...]]:
+    out = set()
+    for p in g["IpPermissions"]:
+        for src in [x["CidrIp"] for x in p.get("IpRanges", [])] + [x["GroupId"] for x in p.get("UserIdGroupPairs", [])]:
+            out.add((p["IpProtocol"], p.get("FromPort"), p.get("ToPort"), src))
+    return out
+
+
+def _api_lb(b: Built) -> dict[str, Any]:
+    (lb,) = [x for x in b.boto("elbv2").describe_load_balancers()["LoadBalancers"] if x["LoadBalancerName"] == "api-demo-example-com"]
+    return lb  # type: ignore[no-any-return]
+
+
+def _target_group(b: Built) -> dict[str, Any]:
+    (tg,) = b.boto("elbv2").describe_target_groups(LoadBalancerArn=_api_lb(b)["LoadBalancerArn"])["TargetGroups"]
+    return tg  # type: ignore[no-any-return]
+
+
+def test_a_dry_run_plans_creates_and_changes_nothing(built: Built) -> None:
+    assert built.dry.returncode == 2, built.dry.stderr
+    assert "Will create resources:" in built.dry.stdout and "Must specify --yes to apply changes" in built.dry.stdout
+    assert not mutating(built.dry_calls), "a dry run must not change the cloud"
+
+
+def test_the_apply_succeeds_and_says_how_to_validate(built: Built) -> None:
+    assert built.applied.returncode == 0, built.applied.stderr
+    assert "kopsy validate cluster" in built.applied.stdout and "--wait 10m" in built.applied.stdout
+
+
+def test_the_vpc_is_named_tagged_and_has_dns_hostnames(ok: Built) -> None:
+    vpc = _vpc(ok)
+    assert COMMON.items() <= _tags(vpc["Tags"]).items() and _tags(vpc["Tags"])["Name"] == NAME
+    attr = ok.boto("ec2").describe_vpc_attribute(VpcId=vpc["VpcId"], Attribute="enableDnsHostnames")
+    assert attr["EnableDnsHostnames"]["Value"]
+
+
+def test_one_public_subnet_per_zone_in_the_vpc(ok: Built) -> None:
+    subnets = ok.boto("ec2").describe_subnets(Filters=OWNER)["Subnets"]
     assert sorted(s["AvailabilityZone"] for s in subnets) == ["us-east-1a", "us-east-1b"]
-    assert all(s["MapPublicIpOnLaunch"] and s["VpcId"] == vid for s in subnets)
-    subnet_ids = {s["SubnetId"] for s in subnets}
-    (igw,) = ec2.describe_internet_gateways(Filters=owner)["InternetGateways"]
-    assert [a["VpcId"] for a in igw["Attachments"]] == [vid]
-    (rt,) = ec2.describe_route_tables(Filters=owner)["RouteTables"]
+    assert all(s["MapPublicIpOnLaunch"] and s["VpcId"] == _vpc(ok)["VpcId"] for s in subnets)
+
+
+def test_the_internet_gateway_is_attached_and_routes_every_subnet(ok: Built) -> None:
+    ec2 = ok.boto("ec2")
+    (igw,) = ec2.describe_internet_gateways(Filters=OWNER)["InternetGateways"]
+    assert [a["VpcId"] for a in igw["Attachments"]] == [_vpc(ok)["VpcId"]]
+    (rt,) = ec2.describe_route_tables(Filters=OWNER)["RouteTables"]
     assert any(r.get("DestinationCidrBlock") == "0.0.0.0/0" and r.get("GatewayId") == igw["InternetGatewayId"] for r in rt["Routes"])
-    assert {a["SubnetId"] for a in rt["Associations"] if a.get("SubnetId")} == subnet_ids
+    assert {a["SubnetId"] for a in rt["Associations"] if a.get("SubnetId")} == _subnet_ids(ok)
 
-    groups = {_tags(g["Tags"])["Name"]: g for g in ec2.describe_security_groups(Filters=owner)["SecurityGroups"]}
-    assert set(groups) == {f"control-plane.{NAME}", f"nodes.{NAME}", f"api-elb.{NAME}"}
-    cp, nodes, lbsg = (groups[f"{r}.{NAME}"] for r in ("control-plane", "nodes", "api-elb"))
 
-    def rules(g: dict[str, Any]) -> set[tuple[Any, ...]]:
-        out = set()
-        for p in g["IpPermissions"]:
-            for src in [x["CidrIp"] for x in p.get("IpRanges", [])] + [x["GroupId"] for x in p.get("UserIdGroupPairs", [])]:
-                out.add((p["IpProtocol"], p.get("FromPort"), p.get("ToPort"), src))
-        return out
+def test_the_cluster_has_a_security_group_per_role(ok: Built) -> None:
+    assert set(_groups_by_name(ok)) == {f"control-plane.{NAME}", f"nodes.{NAME}", f"api-elb.{NAME}"}
 
-    assert ("tcp", 443, 443, "0.0.0.0/0") in rules(lbsg)
-    assert ("tcp", 6443, 6443, lbsg["GroupId"]) in rules(cp)
-    assert ("tcp", 22, 22, "0.0.0.0/0") in rules(cp) and ("tcp", 22, 22, "0.0.0.0/0") in rules(nodes)
-    from_nodes = {r for r in rules(cp) if r[3] == nodes["GroupId"]}
-    assert ("tcp", 1, 2378, nodes["GroupId"]) in from_nodes and ("tcp", 2382, 65535, nodes["GroupId"]) in from_nodes
+
+def test_security_groups_open_the_api_and_ssh(ok: Built) -> None:
+    g = _groups(ok)
+    assert ("tcp", 443, 443, "0.0.0.0/0") in _rules(g["api-elb"])
+    assert ("tcp", 6443, 6443, g["api-elb"]["GroupId"]) in _rules(g["control-plane"])
+    assert ("tcp", 22, 22, "0.0.0.0/0") in _rules(g["control-plane"]) and ("tcp", 22, 22, "0.0.0.0/0") in _rules(g["nodes"])
+
+
+def test_nodes_reach_the_control_plane_but_not_etcd(ok: Built) -> None:
+    g = _groups(ok)
+    from_nodes = {r for r in _rules(g["control-plane"]) if r[3] == g["nodes"]["GroupId"]}
+    assert ("tcp", 1, 2378, g["nodes"]["GroupId"]) in from_nodes and ("tcp", 2382, 65535, g["nodes"]["GroupId"]) in from_nodes
     assert not any(r[0] == "tcp" and r[1] <= 2379 <= r[2] for r in from_nodes), "nodes must not reach etcd"
-    assert ("-1", None, None, cp["GroupId"]) in rules(nodes) and ("-1", None, None, nodes["GroupId"]) in rules(nodes)
 
-    (kp,) = ec2.describe_key_pairs(Filters=owner)["KeyPairs"]
+
+def test_nodes_take_all_traffic_from_the_cluster(ok: Built) -> None:
+    g = _groups(ok)
+    assert ("-1", None, None, g["control-plane"]["GroupId"]) in _rules(g["nodes"])
+    assert ("-1", None, None, g["nodes"]["GroupId"]) in _rules(g["nodes"])
+
+
+def test_the_key_pair_is_named_for_the_cluster(ok: Built) -> None:
+    (kp,) = ok.boto("ec2").describe_key_pairs(Filters=OWNER)["KeyPairs"]
     assert kp["KeyName"].startswith(f"kubernetes.{NAME}-")
 
-    (lb,) = [x for x in elb.describe_load_balancers()["LoadBalancers"] if x["LoadBalancerName"] == "api-demo-example-com"]
-    assert lb["Type"] == "network" and lb["Scheme"] == "internet-facing" and lb["SecurityGroups"] == [lbsg["GroupId"]]
-    assert {z["SubnetId"] for z in lb["AvailabilityZones"]} == subnet_ids
-    lb_tags = _tags(elb.describe_tags(ResourceArns=[lb["LoadBalancerArn"]])["TagDescriptions"][0]["Tags"])
-    assert lb_tags["kopsy.io/role"] == "api" and common.items() <= lb_tags.items()
-    (tg,) = elb.describe_target_groups(LoadBalancerArn=lb["LoadBalancerArn"])["TargetGroups"]
-    assert (tg["Protocol"], tg["Port"], tg["HealthCheckProtocol"], tg["VpcId"]) == ("TCP", 6443, "TCP", vid)
-    (ls,) = elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]
+
+def test_the_api_load_balancer_is_a_public_nlb_over_every_subnet(ok: Built) -> None:
+    lb = _api_lb(ok)
+    assert lb["Type"] == "network" and lb["Scheme"] == "internet-facing" and lb["SecurityGroups"] == [_groups(ok)["api-elb"]["GroupId"]]
+    assert {z["SubnetId"] for z in lb["AvailabilityZones"]} == _subnet_ids(ok)
+    lb_tags = _tags(ok.boto("elbv2").describe_tags(ResourceArns=[lb["LoadBalancerArn"]])["TagDescriptions"][0]["Tags"])
+    assert lb_tags["kopsy.io/role"] == "api" and COMMON.items() <= lb_tags.items()
+
+
+def test_the_listener_forwards_443_to_the_api_target_group(ok: Built) -> None:
+    tg = _target_group(ok)
+    assert (tg["Protocol"], tg["Port"], tg["HealthCheckProtocol"], tg["VpcId"]) == ("TCP", 6443, "TCP", _vpc(ok)["VpcId"])
+    (ls,) = ok.boto("elbv2").describe_listeners(LoadBalancerArn=_api_lb(ok)["LoadBalancerArn"])["Listeners"]
     assert (ls["Protocol"], ls["Port"]) == ("TCP", 443)
     assert ls["DefaultActions"][0]["TargetGroupArn"] == tg["TargetGroupArn"]
 
-    store = _store(env, monkeypatch)
+
+def test_one_auto_scaling_group_per_instance_group(ok: Built) -> None:
+    names = {g["AutoScalingGroupName"] for g in ok.boto("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]}
+    assert names == {f"control-plane-us-east-1a.{NAME}", f"nodes.{NAME}"}
+
+
+GROUPS = [("control-plane-us-east-1a", "ControlPlane", 1, "control-plane"), ("nodes", "Node", 2, "nodes")]
+
+
+@pytest.mark.parametrize("ig, role, size, sg_role", GROUPS, ids=[g[0] for g in GROUPS])
+def test_the_auto_scaling_group_is_sized_tagged_and_placed(ok: Built, ig: str, role: str, size: int, sg_role: str) -> None:
+    (g,) = ok.boto("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[f"{ig}.{NAME}"])["AutoScalingGroups"]
+    assert (g["MinSize"], g["MaxSize"]) == (size, size)
+    gtags = _tags(g["Tags"])
+    assert gtags["kopsy.io/instancegroup"] == ig and gtags["kopsy.io/role"] == role
+    # Every tag reaches the instances but cluster-autoscaler's, which describe the group itself.
+    assert all(t["PropagateAtLaunch"] for t in g["Tags"] if not t["Key"].startswith("k8s.io/cluster-autoscaler/"))
+    assert g["TargetGroupARNs"] == ([_target_group(ok)["TargetGroupArn"]] if role == "ControlPlane" else [])
+    assert g["LaunchTemplate"]["LaunchTemplateName"] == f"{ig}.{NAME}"
+    assert set(g["VPCZoneIdentifier"].split(",")) <= _subnet_ids(ok)
+
+
+@pytest.mark.parametrize("ig, role, size, sg_role", GROUPS, ids=[g[0] for g in GROUPS])
+def test_the_launch_template_version_the_group_uses(ok: Built, ig: str, role: str, size: int, sg_role: str) -> None:
     from kopsy.bootstrap import parse_user_data
-    from kopsy.pki import ca_cert_hash
 
-    ca_hash = ca_cert_hash(store.get_object(NAME, "pki/ca.crt"))
-    groups_by_name = {g["AutoScalingGroupName"]: g for g in asg.describe_auto_scaling_groups()["AutoScalingGroups"]}
-    assert set(groups_by_name) == {f"control-plane-us-east-1a.{NAME}", f"nodes.{NAME}"}
-    for ig, role, size, profile, sg in (
-        ("control-plane-us-east-1a", "ControlPlane", 1, f"control-plane.{NAME}", cp),
-        ("nodes", "Node", 2, f"nodes.{NAME}", nodes),
-    ):
-        g = groups_by_name[f"{ig}.{NAME}"]
-        assert (g["MinSize"], g["MaxSize"]) == (size, size)
-        gtags = _tags(g["Tags"])
-        assert gtags["kopsy.io/instancegroup"] == ig and gtags["kopsy.io/role"] == role
-        assert all(t["PropagateAtLaunch"] for t in g["Tags"])
-        assert g["TargetGroupARNs"] == ([tg["TargetGroupArn"]] if role == "ControlPlane" else [])
-        lt_spec = g["LaunchTemplate"]
-        assert lt_spec["LaunchTemplateName"] == f"{ig}.{NAME}"
-        (v,) = ec2.describe_launch_template_versions(LaunchTemplateName=f"{ig}.{NAME}", Versions=[lt_spec["Version"]])["LaunchTemplateVersions"]
-        d = v["LaunchTemplateData"]
-        assert d["ImageId"] == cluster and d["IamInstanceProfile"]["Name"] == profile and d["KeyName"] == kp["KeyName"]
-        assert d["MetadataOptions"]["HttpTokens"] == "required"
-        assert d["NetworkInterfaces"][0]["AssociatePublicIpAddress"] and d["NetworkInterfaces"][0]["Groups"] == [sg["GroupId"]]
-        ebs = d["BlockDeviceMappings"][0]["Ebs"]
-        assert ebs["Encrypted"] and ebs["VolumeType"] == "gp3"
-        assert {t["ResourceType"] for t in d["TagSpecifications"]} >= {"instance", "volume"}
-        cfg = parse_user_data(base64.b64decode(d["UserData"]))
-        assert cfg.apiEndpoint == f"{lb['DNSName']}:443" and cfg.caCertHash == ca_hash and cfg.instanceGroup == ig
-        assert set(g["VPCZoneIdentifier"].split(",")) <= subnet_ids
-    for role in ("control-plane", "nodes"):
-        prof = iam.get_instance_profile(InstanceProfileName=f"{role}.{NAME}")["InstanceProfile"]
-        assert [r["RoleName"] for r in prof["Roles"]] == [f"{role}.{NAME}"]
-        assert json.dumps(iam.get_role_policy(RoleName=f"{role}.{NAME}", PolicyName=f"{role}.{NAME}")["PolicyDocument"])
+    ec2 = ok.boto("ec2")
+    (g,) = ok.boto("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[f"{ig}.{NAME}"])["AutoScalingGroups"]
+    (v,) = ec2.describe_launch_template_versions(LaunchTemplateName=f"{ig}.{NAME}", Versions=[g["LaunchTemplate"]["Version"]])["LaunchTemplateVersions"]
+    (kp,) = ec2.describe_key_pairs(Filters=OWNER)["KeyPairs"]
+    d = v["LaunchTemplateData"]
+    assert d["ImageId"] == ok.image and d["IamInstanceProfile"]["Name"] == f"{sg_role}.{NAME}" and d["KeyName"] == kp["KeyName"]
+    assert d["MetadataOptions"]["HttpTokens"] == "required"
+    assert d["NetworkInterfaces"][0]["AssociatePublicIpAddress"]
+    assert d["NetworkInterfaces"][0]["Groups"] == [_groups(ok)[sg_role]["GroupId"]]
+    ebs = d["BlockDeviceMappings"][0]["Ebs"]
+    assert ebs["Encrypted"] and ebs["VolumeType"] == "gp3"
+    assert {t["ResourceType"] for t in d["TagSpecifications"]} >= {"instance", "volume"}
+    cfg = parse_user_data(base64.b64decode(d["UserData"]))
+    assert cfg.apiEndpoint == f"{_api_lb(ok)['DNSName']}:443" and cfg.caCertHash == ok.ca_hash and cfg.instanceGroup == ig
 
-    # Every resource carries the common tags and a Name (kopsy.io/role where it has one).
-    tagged = {
-        "vpc": ec2.describe_vpcs(Filters=owner)["Vpcs"],
-        "subnet": subnets,
-        "igw": ec2.describe_internet_gateways(Filters=owner)["InternetGateways"],
-        "route table": ec2.describe_route_tables(Filters=owner)["RouteTables"],
-        "security group": list(groups.values()),
-        "key pair": ec2.describe_key_pairs(Filters=owner)["KeyPairs"],
-        "launch template": ec2.describe_launch_templates(Filters=owner)["LaunchTemplates"],
-        "target group": [{"Tags": elb.describe_tags(ResourceArns=[tg["TargetGroupArn"]])["TagDescriptions"][0]["Tags"]}],
-        "asg": list(groups_by_name.values()),
-        "iam role": [iam.get_role(RoleName=f"{r}.{NAME}")["Role"] for r in ("control-plane", "nodes")],
-        "instance profile": [iam.get_instance_profile(InstanceProfileName=f"{r}.{NAME}")["InstanceProfile"] for r in ("control-plane", "nodes")],
+
+@pytest.mark.parametrize("role", ["control-plane", "nodes"])
+def test_the_instance_profile_holds_its_role_with_an_inline_policy(ok: Built, role: str) -> None:
+    iam = ok.boto("iam")
+    prof = iam.get_instance_profile(InstanceProfileName=f"{role}.{NAME}")["InstanceProfile"]
+    assert [r["RoleName"] for r in prof["Roles"]] == [f"{role}.{NAME}"]
+    assert json.dumps(iam.get_role_policy(RoleName=f"{role}.{NAME}", PolicyName=f"{role}.{NAME}")["PolicyDocument"])
+
+
+def _tagged(b: Built, what: str) -> list[dict[str, Any]]:
+    ec2, elb, iam = b.boto("ec2"), b.boto("elbv2"), b.boto("iam")
+    roles = ("control-plane", "nodes")
+    read: dict[str, Callable[[], list[dict[str, Any]]]] = {
+        "vpc": lambda: ec2.describe_vpcs(Filters=OWNER)["Vpcs"],
+        "subnet": lambda: ec2.describe_subnets(Filters=OWNER)["Subnets"],
+        "igw": lambda: ec2.describe_internet_gateways(Filters=OWNER)["InternetGateways"],
+        "route table": lambda: ec2.describe_route_tables(Filters=OWNER)["RouteTables"],
+        "security group": lambda: list(_groups_by_name(b).values()),
+        "key pair": lambda: ec2.describe_key_pairs(Filters=OWNER)["KeyPairs"],
+        "launch template": lambda: ec2.describe_launch_templates(Filters=OWNER)["LaunchTemplates"],
+        "target group": lambda: [{"Tags": elb.describe_tags(ResourceArns=[_target_group(b)["TargetGroupArn"]])["TagDescriptions"][0]["Tags"]}],
+        "asg": lambda: b.boto("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"],
+        "iam role": lambda: [iam.get_role(RoleName=f"{r}.{NAME}")["Role"] for r in roles],
+        "instance profile": lambda: [iam.get_instance_profile(InstanceProfileName=f"{r}.{NAME}")["InstanceProfile"] for r in roles],
     }
-    for what, items in tagged.items():
-        assert items, what
-        for item in items:
-            t = _tags(item.get("Tags"))
-            assert common.items() <= t.items() and t.get("Name"), (what, t)
-    assert {_tags(g["Tags"])["kopsy.io/role"] for g in groups.values()} == {"ControlPlane", "Node", "api"}
-    assert {_tags(r["Tags"])["kopsy.io/role"] for r in tagged["iam role"]} == {"ControlPlane", "Node"}
+    return read[what]()
 
-    # The second run: nothing to do, and not a single mutating call to the cloud.
-    log = tmp_path / "calls.log"
-    log.unlink()
-    again = run_kopsy(["update", "--yes"], env)
+
+@pytest.mark.parametrize("what", ["vpc", "subnet", "igw", "route table", "security group", "key pair", "launch template",
+                                  "target group", "asg", "iam role", "instance profile"])
+def test_every_resource_carries_the_common_tags_and_a_name(ok: Built, what: str) -> None:
+    items = _tagged(ok, what)
+    assert items, what
+    for item in items:
+        t = _tags(item.get("Tags"))
+        assert COMMON.items() <= t.items() and t.get("Name"), (what, t)
+
+
+def test_groups_and_roles_carry_their_kopsy_role(ok: Built) -> None:
+    assert {_tags(g["Tags"])["kopsy.io/role"] for g in _groups_by_name(ok).values()} == {"ControlPlane", "Node", "api"}
+    assert {_tags(r["Tags"])["kopsy.io/role"] for r in _tagged(ok, "iam role")} == {"ControlPlane", "Node"}
+
+
+def test_a_second_run_changes_nothing_with_few_calls_and_none_mutating(ok: Built) -> None:
+    """Last in the module: it runs kopsy again on the built cluster."""
+    from tests.conftest import run
+
+    ok.log.unlink(missing_ok=True)
+    again = run(["update", "--yes"], ok.env)
     assert again.returncode == 0, again.stderr
     assert "No changes need to be applied" in again.stdout
-    made = calls(log)
+    made = calls(ok.log)
     assert mutating(made) == []
     assert len(made) < 40, f"a no-op update made {len(made)} AWS calls"
-    assert run_kopsy(["update", NAME, "--detailed-exitcode"], env).returncode == 0
+    assert run(["update", NAME, "--detailed-exitcode"], ok.env).returncode == 0
 
 
 def test_spec_changes_give_minimal_plans(

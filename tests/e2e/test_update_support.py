@@ -13,9 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.inventory import inventory as owned_resources  # noqa: F401  the old name of tests/inventory.py's helper
+from tests.inventory import total  # noqa: F401
+
 READ_PREFIXES = ("Describe", "Get", "List", "Head")
 CLOUD_SERVICES = ("ec2", "iam", "elbv2", "elasticloadbalancing", "autoscaling")
-OWNED = "owned"
 
 
 def register_image(boto: Callable[[str], Any]) -> str:
@@ -55,65 +57,6 @@ def kill_after(cmd: list[str], env: dict[str, str], log: Path, mutations: int, t
             proc.kill()
         proc.wait(timeout=10)
     return len(mutating(calls(log)))
-
-
-def _tags(items: Any) -> dict[str, str]:
-    return {t["Key"]: t.get("Value", "") for t in items or []}
-
-
-def owned_resources(boto: Callable[[str], Any], cluster: str) -> dict[str, list[str]]:
-    """Everything carrying ``cluster``'s ownership tag, read from each service directly
-    (moto's tagging API misses several kinds), plus the cluster's IAM names."""
-    key = f"kubernetes.io/cluster/{cluster}"
-    flt = [{"Name": f"tag:{key}", "Values": [OWNED]}]
-    ec2, elb, asg, iam = boto("ec2"), boto("elbv2"), boto("autoscaling"), boto("iam")
-    out: dict[str, list[str]] = {
-        "vpc": [v["VpcId"] for v in ec2.describe_vpcs(Filters=flt)["Vpcs"]],
-        "subnet": [s["SubnetId"] for s in ec2.describe_subnets(Filters=flt)["Subnets"]],
-        "igw": [g["InternetGatewayId"] for g in ec2.describe_internet_gateways(Filters=flt)["InternetGateways"]],
-        "route_table": [t["RouteTableId"] for t in ec2.describe_route_tables(Filters=flt)["RouteTables"]],
-        "security_group": [g["GroupId"] for g in ec2.describe_security_groups(Filters=flt)["SecurityGroups"]],
-        "key_pair": [k["KeyName"] for k in ec2.describe_key_pairs(Filters=flt)["KeyPairs"]],
-        "launch_template": [t["LaunchTemplateId"] for t in ec2.describe_launch_templates(Filters=flt)["LaunchTemplates"]],
-        "instance": [
-            i["InstanceId"]
-            for r in ec2.describe_instances(Filters=flt)["Reservations"]
-            for i in r["Instances"]
-            if i["State"]["Name"] != "terminated"
-        ],
-        "volume": [v["VolumeId"] for v in ec2.describe_volumes(Filters=flt)["Volumes"]],
-        "eni": [n["NetworkInterfaceId"] for n in ec2.describe_network_interfaces(Filters=flt)["NetworkInterfaces"]],
-        "asg": [
-            g["AutoScalingGroupName"]
-            for g in asg.describe_auto_scaling_groups()["AutoScalingGroups"]
-            if _tags(g.get("Tags")).get(key) == OWNED
-        ],
-    }
-    for what, items, arn in (
-        ("load_balancer", elb.describe_load_balancers()["LoadBalancers"], "LoadBalancerArn"),
-        ("target_group", elb.describe_target_groups()["TargetGroups"], "TargetGroupArn"),
-    ):
-        arns = [i[arn] for i in items]
-        tagged = []
-        for start in range(0, len(arns), 20):
-            for d in elb.describe_tags(ResourceArns=arns[start : start + 20])["TagDescriptions"]:
-                if _tags(d.get("Tags")).get(key) == OWNED:
-                    tagged.append(d["ResourceArn"])
-        out[what] = tagged
-    names = {f"control-plane.{cluster}", f"nodes.{cluster}"}
-    out["iam_role"] = [
-        r["RoleName"] for r in iam.list_roles()["Roles"]
-        if r["RoleName"] in names or _tags(iam.get_role(RoleName=r["RoleName"])["Role"].get("Tags")).get(key) == OWNED
-    ]
-    out["instance_profile"] = [
-        p["InstanceProfileName"] for p in iam.list_instance_profiles()["InstanceProfiles"]
-        if p["InstanceProfileName"] in names or _tags(p.get("Tags")).get(key) == OWNED
-    ]
-    return out
-
-
-def total(resources: dict[str, list[str]]) -> int:
-    return sum(len(v) for v in resources.values())
 
 
 class RecordingProxy:

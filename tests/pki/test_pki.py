@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import shutil
 import subprocess
 
 import pytest
+
+from tests.tools import require_tool
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -88,8 +89,7 @@ def test_service_account_key_pair_matches(pki):
 
 def test_ca_cert_hash_matches_openssl(pki, tmp_path):
     """The recipe from the kubeadm docs (openssl x509 -pubkey | openssl rsa -pubin -outform der | sha256)."""
-    if not shutil.which("openssl"):
-        pytest.skip("openssl not installed: cannot compute the hash independently")
+    require_tool("openssl")  # computes the hash independently of kopsy
     crt = tmp_path / "ca.crt"
     crt.write_bytes(pki.ca_cert)
     pub = subprocess.run(["openssl", "x509", "-pubkey", "-noout", "-in", str(crt)], check=True,

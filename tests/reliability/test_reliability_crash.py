@@ -14,6 +14,8 @@ import time
 import pytest
 from reliability_support import CLUSTER, Baseline, Cloud, one_error_line
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # the real kopsy executable against moto behind the fault proxy
+
 UPDATE_POINTS = 16  # kill points spread over the clean update's calls
 DELETE_FRACTIONS = (0.05, 0.3, 0.6, 0.85, 0.95, 1.0)  # 1.0: held at its very last call (config)
 

@@ -11,6 +11,8 @@ from reliability_support import CLUSTER, Cloud
 
 from reliability_support import Baseline
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # the real kopsy executable against moto behind the fault proxy
+
 CLOUD = ("ec2", "iam", "elbv2", "autoscaling")
 # One seed in CI (botocore's backoff makes a faulty run ~25 s); sweep more by hand:
 # KOPSY_REL_FAULT_SEEDS=1,2,3,4,5 .venv/bin/pytest tests/reliability/test_reliability_faults.py

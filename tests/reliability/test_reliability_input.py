@@ -28,6 +28,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reliability_support import KOPSY, one_error_line
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # the real kopsy executable against moto behind the fault proxy
+
 NAME = "fuzz.example.com"
 EXISTING = "kept.example.com"
 VALID_ZONES = ("us-east-1a", "us-east-1b")

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 import pytest
 from reliability_support import CLUSTER, Baseline, Cloud, one_error_line
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # the real kopsy executable against moto behind the fault proxy
+
 
 @pytest.fixture
 def slow(fresh: Cloud) -> Iterator[Cloud]:

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from reliability_support import BUCKET, CLUSTER, Baseline, Cloud
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # the real kopsy executable against moto behind the fault proxy
+
 READ_VERBS = ("Describe", "Get", "List", "BatchGet", "BatchCheck", "Head")
 NODE_MAY_READ = {"pki/ca.crt", "secrets/bootstrap-token"}
 CONTROL_PLANE_MAY_READ = re.compile(r"^(pki/.*|secrets/.*|config|instancegroup/.*)$")

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from reliability_support import AwsProxy, Call, sequential_periods
 
+pytestmark = pytest.mark.slow  # a moto server behind the fault proxy, retries with backoff
+
 SERVICES = {
     "ec2": (lambda c: c.describe_vpcs(), "DescribeVpcs", "RequestLimitExceeded", "RequestExpired"),
     "iam": (lambda c: c.list_roles(), "ListRoles", "Throttling", "ExpiredToken"),

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from reliability_support import CLUSTER, Baseline, Cloud
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # the real kopsy executable against moto behind the fault proxy
+
 KEYS = ("pki/ca.key", "pki/front-proxy-ca.key", "pki/etcd/ca.key", "pki/sa.key")
 TOKEN = "secrets/bootstrap-token"
 

@@ -10,6 +10,8 @@ import re
 import pytest
 from reliability_support import BUCKET, CLUSTER, Baseline, Cloud, one_error_line
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # the real kopsy executable against moto behind the fault proxy
+
 
 def refused(r: object, *must: str) -> str:
     code, out, err = r.returncode, r.stdout, r.stderr  # type: ignore[attr-defined]

@@ -27,15 +27,8 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
 
 @pytest.fixture(scope="module")
 def admin_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ed25519
+    """(private key file, public key line) of the clusters' admin, one per test module."""
+    from tests.conftest import write_ssh_keypair
 
-    key = ed25519.Ed25519PrivateKey.generate()
-    path = tmp_path_factory.mktemp("keys") / "id_ed25519"
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()))
-    path.chmod(0o600)
-    pub = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
-    path.with_suffix(".pub").write_text(pub + "\n")
-    return path, pub
-
-
+    priv, pub = write_ssh_keypair(tmp_path_factory.mktemp("keys"))
+    return priv, pub.read_text().strip()

@@ -11,10 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import paramiko
+import pytest
 from sandbox_helpers import KOPSY, clean_env, start_sandbox, stop_sandbox, wait_for
 
 from kopsy.sandbox import control, fabricate, images, procs
 from kopsy.sandbox.layout import Layout
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # a real `kopsy sandbox up` (moto server and sshds)
 
 
 def test_up_env_status_down_leave_nothing_behind(tmp_path: Path, run_kopsy: Callable[..., subprocess.CompletedProcess[str]]) -> None:

@@ -1,4 +1,4 @@
-"""``kopsy sandbox up`` installs openssh-server when sshd is missing (issue 6), through the real CLI.
+"""``kopsy sandbox up`` installs openssh-server when sshd is missing (docs/sandbox.md), through the real CLI.
 
 How sshd is made "missing" without touching this machine: each test runs ``up`` inside its own
 mount namespace (``unshare -m``, private propagation: nothing is visible outside it) in which
@@ -20,13 +20,19 @@ from pathlib import Path
 import pytest
 from sandbox_helpers import KOPSY, clean_env, stop_sandbox
 
-from kopsy.sandbox import sshd
+from tests.tools import require_tool
 
 UNSHARE = shutil.which("unshare")
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or UNSHARE is None or sshd.find_sshd() != "/usr/sbin/sshd",
-    reason="needs root, unshare and Debian's /usr/sbin/sshd",
-)
+pytestmark = [
+    pytest.mark.e2e,  # the real `kopsy sandbox up`
+    pytest.mark.skipif(os.geteuid() != 0 or UNSHARE is None, reason="needs root and unshare (to hide sshd behind a bind mount)"),
+]
+
+
+@pytest.fixture(autouse=True)
+def _debian_sshd() -> None:
+    if require_tool("sshd") != "/usr/sbin/sshd":
+        pytest.skip("needs Debian's /usr/sbin/sshd (the path the bind mount hides)")
 
 FAKE_APT = """#!/bin/sh
 echo "DEBIAN_FRONTEND=$DEBIAN_FRONTEND apt-get $*" >> {log}

@@ -1,4 +1,4 @@
-"""Nothing in kopsy outside the sandbox knows the sandbox exists (issue 6, team contract 6).
+"""Nothing in kopsy outside the sandbox knows the sandbox exists (docs/sandbox.md, "SSH config").
 
 kopsy reaches the sandbox only through ``AWS_ENDPOINT_URL`` and an ssh config, like any other
 environment. Enforced two ways, over every module of ``kopsy/`` except the sandbox's own

@@ -18,7 +18,7 @@ import pytest
 from sandbox_helpers import Sandbox, clean_env, env_from_eval, start_sandbox, stop_sandbox, wait_for
 
 from kopsy.sandbox import procs
-from tests.e2e.test_update_support import owned_resources
+from tests.inventory import inventory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -29,9 +29,9 @@ def _ok(r: subprocess.CompletedProcess[str]) -> str:
 
 
 def _owned(sb: Sandbox, cluster: str) -> dict[str, list[str]]:
-    """Everything still tagged for the cluster, every kind kopsy makes (the delete tests' own
-    inventory, read service by service), plus the cluster's objects in the state store."""
-    out = owned_resources(sb.clients().client, cluster)
+    """Everything still tagged for the cluster, every kind kopsy knows (tests/inventory.py,
+    read service by service), plus the cluster's objects in the state store."""
+    out = inventory(sb.clients().client, cluster)
     listed = sb.clients().client("s3").list_objects_v2(Bucket=sb.info.bucket, Prefix=f"{cluster}/")
     out["state_store_objects"] = [o["Key"] for o in listed.get("Contents", [])]
     return {k: v for k, v in out.items() if v}
@@ -64,9 +64,9 @@ def test_main_job(sb: Sandbox, name: str, flags: list[str], expected_nodes: int)
     _ok(sb.kopsy("create", "cluster", name, *flags, "--ssh-public-key", str(sb.home / ".ssh" / "id_ed25519.pub")))
     _ok(sb.kopsy("update", "cluster", name, "--yes"))
     made = _owned(sb, name)
-    assert all(made.get(k) for k in ("vpc", "subnet", "igw", "security_group", "key_pair", "launch_template", "asg",
-                                     "instance", "load_balancer", "target_group", "iam_role", "instance_profile",
-                                     "state_store_objects")), made
+    assert all(made.get(k) for k in ("VPC", "Subnet", "InternetGateway", "SecurityGroup", "KeyPair", "LaunchTemplate",
+                                     "AutoScalingGroup", "Instance", "LoadBalancer", "TargetGroup", "IAMRole",
+                                     "IAMInstanceProfile", "state_store_objects")), made
     out = _ok(sb.kopsy("validate", "cluster", name, "--wait", "60s", "--interval", "1s"))
     assert f"Your cluster {name} is ready" in out
     doc = json.loads(_ok(sb.kopsy("validate", "cluster", name, "-o", "json")))

@@ -16,6 +16,8 @@ from sandbox_helpers import Sandbox, describe, procs_alive, ready_of, ssh_run, w
 from kopsy.sandbox import fabricate
 from kopsy.sandbox.fabricate import FabricatedCluster
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # a real `kopsy sandbox up` (moto server and sshds)
+
 NODES = "sudo kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes -o json"
 PODS = "sudo kubectl --kubeconfig /etc/kubernetes/admin.conf get pods -n kube-system -o json"
 STATUS = "sudo cat /var/lib/kopsy/bootstrap.json"

@@ -74,11 +74,9 @@ def test_sshd_accepts_the_config_in_a_directory_with_spaces(tmp_path: Path) -> N
     """A sandbox under a path with a space (a HOME like "/home/a b") must still give working sshds."""
     import subprocess
 
-    import pytest
+    from tests.tools import require_tool
 
-    path = sshd.find_sshd()
-    if path is None:
-        pytest.skip("no sshd")
+    path = require_tool("sshd")
     node = sshd.NodeServer("i-1", "127.64.0.1", 22, tmp_path / "a b" / "nodes" / "i-1")
     node.directory.mkdir(parents=True)
     sshd.write_host_key(node.directory / "ssh_host_ed25519_key")

@@ -17,7 +17,7 @@ from kopsy.state.clusters import ClusterStore
 from state_support import Proc, point_at_moto
 
 
-@pytest.fixture(params=["file", "s3"])
+@pytest.fixture(params=["file", pytest.param("s3", marks=pytest.mark.slow)])  # s3: the moto server process
 def store_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     if request.param == "file":
         return f"file://{tmp_path}/state"

@@ -12,6 +12,8 @@ from kopsy.errors import StateStoreError
 from kopsy.state import open_store
 from state_support import point_at_moto
 
+pytestmark = pytest.mark.slow  # S3 in the moto server process
+
 
 @pytest.fixture
 def moto_env(aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:

@@ -11,6 +11,8 @@ import pytest
 
 from validate_doubles import FakeCluster
 
+from tests.tools import require_tool
+
 CLUSTER = "demo.example.com"
 
 
@@ -51,6 +53,7 @@ def clients(aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
 def fake_cluster(boto: Callable[[str], Any], ssh_keypair: tuple[Path, Path], tmp_path: Path
                  ) -> Iterator[Callable[..., FakeCluster]]:
     """make(groups=[(ig, role, count)], name=...) -> a FakeCluster whose sshds are stopped at teardown."""
+    require_tool("sshd")
     made: list[FakeCluster] = []
 
     def make(groups: list[tuple[str, str, int]], name: str = CLUSTER) -> FakeCluster:

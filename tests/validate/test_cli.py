@@ -1,5 +1,5 @@
 """`kopsy validate` end to end: the real executable, a real S3 state store in moto, moto instances
-with the contract-7 tags, and loopback sshd doubles behind an ssh config (KOPSY_SSH_CONFIG)."""
+with kopsy's names and tags (docs/update.md), and loopback sshd doubles behind an ssh config (KOPSY_SSH_CONFIG)."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def make_setup(aws_env: dict[str, str], state_bucket: str, run_kopsy: Run, clien
         store = ClusterStore(open_store(state_bucket, clients=clients))
         groups = [(ig.name, ig.role, ig.min_size) for ig, _ in store.list_instance_groups(CLUSTER)]
         fc = fake_cluster(groups)
-        fc.write_ssh_config(identity=False)  # the key must come from the create-time path (contract 8)
+        fc.write_ssh_config(identity=False)  # the key must come from the create-time path (docs/validate.md, "SSH")
         env["KOPSY_SSH_CONFIG"] = str(fc.ssh_config)
         return Setup(fc, env)
 

@@ -15,6 +15,8 @@ from kopsy.remote import SSHConnector, SSHSettings
 from kopsy.validate import validate_cluster
 from validate_doubles import FakeCluster, SshdDouble
 
+pytestmark = pytest.mark.slow  # real sshd processes and moto server, seconds per case
+
 CLUSTER = "demo.example.com"
 ONE_CP = [("control-plane-us-east-1a", "ControlPlane", 1), ("nodes-us-east-1a", "Node", 2)]
 

@@ -1,11 +1,10 @@
 """TEST DOUBLES for validate: real OpenSSH sshd processes on loopback answering like cluster instances.
 
-- ``SshdDouble``: one ``/usr/sbin/sshd -D`` on its own 127.x.y.z address and port, own host
-  key, our test key authorized, and ``answer_double.py`` as ForceCommand (TCP forwarding stays
-  on so it can serve as a jump host).
-- ``FakeCluster``: ASGs + launch templates with the contract-7 tags launched in moto (so the
+- ``SshdDouble`` (from ``tests/doubles/sshd.py``): one real sshd on its own 127.x.y.z address
+  and port, answering from a JSON file; the kubectl answers come from ``tests/doubles/kubectl.py``.
+- ``FakeCluster``: ASGs + launch templates with kopsy's names and tags (docs/update.md) launched in moto (so the
   instances are real moto instances), one ``SshdDouble`` per instance, an OpenSSH config that
-  maps each instance's public IP, private IP and private DNS name to its sshd (contract 6),
+  maps each instance's public IP, private IP and private DNS name to its sshd (docs/sandbox.md, "SSH config"),
   and per-instance answers derived from a per-instance state:
   ``ready`` | ``notready`` (joined, kubelet NotReady) | ``bootfail`` (never joined; bootstrap
   failed in kubeadm-join) | ``down`` (sshd stopped).
@@ -22,131 +21,23 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import os
 import re
-import random
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SSHD = "/usr/sbin/sshd"
-ANSWER = Path(__file__).with_name("answer_double.py")
+from tests.doubles import kubectl
+from tests.doubles.kubectl import KubeNode
+from tests.doubles.sshd import SshdDouble, loopback_address  # noqa: F401  (also imported from here by tests and bench)
+
 KUBECTL = "sudo kubectl --kubeconfig /etc/kubernetes/admin.conf"
 CMD_NODES = f"{KUBECTL} get nodes -o json"
 CMD_PODS = f"{KUBECTL} get pods -n kube-system -o json"
 CMD_BOOTSTRAP = "sudo cat /var/lib/kopsy/bootstrap.json"
 CMD_CLOUD_INIT = "cloud-init status --long"
 CMD_LOG = "sudo tail -n 20 /var/log/kopsy-bootstrap.log"
-
-
-def loopback_address() -> tuple[str, int]:
-    """A random 127.x.y.z with a free port: each double gets its own address, like an instance."""
-    while True:
-        ip = f"127.{random.randint(64, 250)}.{random.randint(0, 255)}.{random.randint(2, 254)}"
-        with socket.socket() as s:
-            try:
-                s.bind((ip, 0))
-            except OSError:
-                continue
-            return ip, int(s.getsockname()[1])
-
-
-def _wait_banner(ip: str, port: int, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            err = proc.stderr.read().decode() if proc.stderr else ""
-            raise RuntimeError(f"sshd on {ip}:{port} exited: {err}")
-        try:
-            with socket.create_connection((ip, port), timeout=1) as s:
-                if s.recv(64).startswith(b"SSH-"):
-                    return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"sshd on {ip}:{port} did not answer within {timeout}s")
-        time.sleep(0.02)
-
-
-class SshdDouble:
-    """One sshd on loopback whose exec answers come from ``answers.json`` in its directory."""
-
-    def __init__(self, workdir: Path, authorized_keys: Path) -> None:
-        self.dir = workdir
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.ip, self.port = loopback_address()
-        self.authorized_keys = authorized_keys
-        self.answers_path = self.dir / "answers.json"
-        self.host_key = self.dir / "host_ed25519"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.set_answers({})
-        self.new_host_key()
-
-    def new_host_key(self) -> None:
-        """A fresh host key, as a replaced instance (or an attacker) would present; takes effect on start."""
-        for p in (self.host_key, self.host_key.with_suffix(".pub")):
-            p.unlink(missing_ok=True)
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.host_key)], check=True)
-
-    def set_answers(self, answers: dict[str, dict[str, Any]]) -> None:
-        tmp = self.answers_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(answers))
-        os.replace(tmp, self.answers_path)  # atomic: a command mid-read sees old or new, never half
-
-    def config_text(self) -> str:
-        return "\n".join([
-            f"ListenAddress {self.ip}:{self.port}",
-            f"HostKey {self.host_key}",
-            f"PidFile {self.dir / 'sshd.pid'}",
-            f"AuthorizedKeysFile {self.authorized_keys}",
-            "PasswordAuthentication no",
-            "KbdInteractiveAuthentication no",
-            "UsePAM no",
-            "StrictModes no",
-            "PermitRootLogin prohibit-password",
-            "MaxStartups 200:30:300",
-            "AllowTcpForwarding yes",
-            "PrintMotd no",
-            "LogLevel ERROR",
-            # Debian's bash sources ~/.bashrc when started by sshd with SHLVL unset (here: pyenv
-            # init, ~0.1 s per command); a shell level of 1 makes it skip that, as on a plain host.
-            "SetEnv SHLVL=1",
-            f"ForceCommand {sys.executable} -I -S {ANSWER} {self.answers_path}",
-            "",
-        ])
-
-    def start(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            return
-        os.makedirs("/run/sshd", exist_ok=True)
-        cfg = self.dir / "sshd_config"
-        cfg.write_text(self.config_text())
-        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(cfg)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
-        _wait_banner(self.ip, self.port, self.proc)
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc.stderr:
-            self.proc.stderr.close()
-        self.proc = None
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
 
 # --- a whole cluster -----------------------------------------------------------------------------
@@ -173,7 +64,7 @@ TAGS = ("kopsy.io/cluster", "kopsy.io/instancegroup", "kopsy.io/role")
 
 
 def launch_groups(ec2: Any, autoscaling: Any, cluster: str, groups: list[tuple[str, str, int]]) -> None:
-    """Contract 7 in moto: per group a launch template and an ASG named ``<ig>.<cluster>``, tagged."""
+    """docs/update.md's names in moto: per group a launch template and an ASG named ``<ig>.<cluster>``, tagged."""
     ami = ec2.describe_images()["Images"][0]["ImageId"]
     for ig, role, count in groups:
         name = f"{ig}.{cluster}"
@@ -240,9 +131,9 @@ class FakeCluster:
         return [h for h in self.hosts if not h.control_plane]
 
     def write_ssh_config(self, extra: str = "", identity: bool = True) -> None:
-        """Contract 6: public IP, private IP and private DNS name each map to the instance's sshd.
+        """As docs/sandbox.md ("SSH config") has it: public IP, private IP and private DNS name each map to the instance's sshd.
 
-        ``identity=False`` leaves IdentityFile out, so kopsy must find the key itself (contract 8)."""
+        ``identity=False`` leaves IdentityFile out, so kopsy must find the key itself (docs/validate.md, "SSH")."""
         lines = []
         for h in self.hosts:
             names = " ".join(n for n in (h.public_ip, h.private_ip, h.private_dns) if n)
@@ -279,51 +170,18 @@ class FakeCluster:
             h.sshd.set_answers(answers)
 
 
-def _condition(ready: bool) -> list[dict[str, Any]]:
-    if ready:
-        return [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status"}]
-    return [{"type": "Ready", "status": "False", "reason": "KubeletNotReady",
-             "message": "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady "
-                        "message:Network plugin returns error: cni plugin not initialized"}]
+def _kube_nodes(hosts: list[FakeHost]) -> list[KubeNode]:
+    """The hosts that joined the cluster, as kubectl sees them."""
+    return [KubeNode(h.private_dns, h.instance_id, h.zone, h.private_ip, h.control_plane, "True" if h.state == "ready" else "False")
+            for h in hosts if h.state in ("ready", "notready")]
 
 
 def node_list(hosts: list[FakeHost]) -> str:
-    items = []
-    for h in hosts:
-        if h.state not in ("ready", "notready"):
-            continue
-        labels = {"kubernetes.io/hostname": h.private_dns}
-        if h.control_plane:
-            labels["node-role.kubernetes.io/control-plane"] = ""
-        items.append({"apiVersion": "v1", "kind": "Node",
-                      "metadata": {"name": h.private_dns, "labels": labels},
-                      "spec": {"providerID": f"aws:///{h.zone}/{h.instance_id}"},
-                      "status": {"conditions": _condition(h.state == "ready"),
-                                 "addresses": [{"type": "InternalIP", "address": h.private_ip}]}})
-    return json.dumps({"apiVersion": "v1", "kind": "NodeList", "items": items})
-
-
-def _pod(name: str, node: str, priority: str, component: str = "", ready: bool = True) -> dict[str, Any]:
-    labels = {"component": component, "tier": "control-plane"} if component else {"k8s-app": name.rsplit("-", 1)[0]}
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": "kube-system", "labels": labels},
-            "spec": {"nodeName": node, "priorityClassName": priority},
-            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+    return kubectl.node_list(_kube_nodes(hosts))
 
 
 def pod_list(hosts: list[FakeHost]) -> str:
-    items = []
-    joined = [h for h in hosts if h.state in ("ready", "notready")]
-    for i, h in enumerate(joined):
-        if h.control_plane:
-            for comp in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"):
-                items.append(_pod(f"{comp}-{h.private_dns}", h.private_dns, "system-node-critical", comp))
-        items.append(_pod(f"kube-proxy-{i:05x}", h.private_dns, "system-node-critical"))
-        items.append(_pod(f"calico-node-{i:05x}", h.private_dns, "system-node-critical"))
-    if joined:
-        for j in range(2):
-            items.append(_pod(f"coredns-5d78c9869d-{j:05x}", joined[-1].private_dns, "system-cluster-critical"))
-    return json.dumps({"apiVersion": "v1", "kind": "PodList", "items": items})
+    return kubectl.pod_list(_kube_nodes(hosts))
 
 
 BOOT_ERROR = ("kubeadm join failed: error execution phase preflight: couldn't validate the identity of the API "

@@ -4,7 +4,7 @@ Names are deterministic (``control-plane.<cluster>``, ``nodes.<cluster>``, as ko
 has no tag filter: discovery is a GetRole/GetInstanceProfile per known name, and a role only
 counts as the cluster's when it carries the cluster's ownership tag.
 
-Policies follow the team contract: nodes may read just ``pki/ca.crt`` and
+Policies follow docs/bootstrap.md ("What is fetched from where"): nodes may read just ``pki/ca.crt`` and
 ``secrets/bootstrap-token`` of their cluster; control planes read ``pki/*``, ``secrets/*``,
 ``config`` and ``instancegroup/*`` and may rewrite the bootstrap token.
 """
@@ -82,7 +82,7 @@ def _s3_location(state_store_url: str) -> tuple[str, str] | None:
 
 
 def policy_document(role: str, state_store_url: str, partition: str = "aws", cluster: str = "") -> dict[str, Any]:
-    """The inline policy of ``role`` ('control-plane' or 'nodes'), least privilege (contract 9).
+    """The inline policy of ``role`` ('control-plane' or 'nodes'), least privilege (docs/bootstrap.md, "What is fetched from where").
 
     ``cluster`` (default: the last part of the state-store URL, which is the cluster's prefix)
     scopes the control plane's write actions to resources tagged ``KubernetesCluster=<cluster>``."""

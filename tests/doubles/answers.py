@@ -2,7 +2,7 @@
 
 Stands in for a real control plane or node until (and besides) the sandbox's node stand-ins:
 the test writes a JSON file ``{command: {"stdout": ..., "stderr": ..., "exit": N, "sleep": seconds}}`` and sshd
-runs ``python answer_double.py FILE`` for every exec request, with the requested command in
+runs ``python answers.py FILE`` for every exec request, with the requested command in
 ``SSH_ORIGINAL_COMMAND``. A command the file does not know exits 127, like a missing binary.
 Stdlib only and started with ``python -I -S`` so each answer costs a few milliseconds.
 """
