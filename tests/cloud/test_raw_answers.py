@@ -13,9 +13,7 @@ from rawkit import RAW, FakeClients, cases, encode_actuals, find, load
 from kopsy.cloud.aws.registry import ALL_KINDS, KINDS
 
 # Cases the parser fails today, each removed with the fix that makes it pass.
-XFAIL = {
-    "RouteTable/nat-and-local-routes": "RouteTable.find drops non-igw routes; fixed by the lead in the engine change",
-}
+XFAIL: dict[str, str] = {}
 
 
 def _params() -> list[Any]:
