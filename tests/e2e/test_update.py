@@ -122,9 +122,9 @@ def _groups_by_name(b: Built) -> dict[str, dict[str, Any]]:
 
 
 def _groups(b: Built) -> dict[str, dict[str, Any]]:
-    """The cluster's security groups by role: control-plane, nodes, api-elb."""
+    """The cluster's security groups by role: control-plane, nodes, api-elb, api-internal."""
     by_name = _groups_by_name(b)
-    return {r: by_name[f"{r}.{NAME}"] for r in ("control-plane", "nodes", "api-elb")}
+    return {r: by_name[f"{r}.{NAME}"] for r in ("control-plane", "nodes", "api-elb", "api-internal")}
 
 
 def _rules(g: dict[str, Any]) -> set[tuple[Any, ...]]:
@@ -140,8 +140,13 @@ def _api_lb(b: Built) -> dict[str, Any]:
     return lb  # type: ignore[no-any-return]
 
 
-def _target_group(b: Built) -> dict[str, Any]:
-    (tg,) = b.boto("elbv2").describe_target_groups(LoadBalancerArn=_api_lb(b)["LoadBalancerArn"])["TargetGroups"]
+def _internal_lb(b: Built) -> dict[str, Any]:
+    (lb,) = [x for x in b.boto("elbv2").describe_load_balancers()["LoadBalancers"] if x["LoadBalancerName"] == "api-int-demo-example-com"]
+    return lb  # type: ignore[no-any-return]
+
+
+def _target_group(b: Built, lb: dict[str, Any] | None = None) -> dict[str, Any]:
+    (tg,) = b.boto("elbv2").describe_target_groups(LoadBalancerArn=(lb or _api_lb(b))["LoadBalancerArn"])["TargetGroups"]
     return tg  # type: ignore[no-any-return]
 
 
@@ -179,7 +184,15 @@ def test_the_internet_gateway_is_attached_and_routes_every_subnet(ok: Built) -> 
 
 
 def test_the_cluster_has_a_security_group_per_role(ok: Built) -> None:
-    assert set(_groups_by_name(ok)) == {f"control-plane.{NAME}", f"nodes.{NAME}", f"api-elb.{NAME}"}
+    assert set(_groups_by_name(ok)) == {f"control-plane.{NAME}", f"nodes.{NAME}", f"api-elb.{NAME}", f"api-internal.{NAME}"}
+
+
+def test_the_internal_load_balancer_admits_the_cluster_and_reaches_the_api(ok: Built) -> None:
+    """In-cluster clients use the internal NLB, which kubernetesApiAccess never restricts."""
+    g = _groups(ok)
+    assert _internal_lb(ok)["Scheme"] == "internal" and _internal_lb(ok)["SecurityGroups"] == [g["api-internal"]["GroupId"]]
+    assert _rules(g["api-internal"]) >= {("tcp", 443, 443, g["control-plane"]["GroupId"]), ("tcp", 443, 443, g["nodes"]["GroupId"])}
+    assert ("tcp", 6443, 6443, g["api-internal"]["GroupId"]) in _rules(g["control-plane"])
 
 
 def test_security_groups_open_the_api_and_ssh(ok: Built) -> None:
@@ -239,7 +252,8 @@ def test_the_auto_scaling_group_is_sized_tagged_and_placed(ok: Built, ig: str, r
     assert gtags["kopsy.io/instancegroup"] == ig and gtags["kopsy.io/role"] == role
     # Every tag reaches the instances but cluster-autoscaler's, which describe the group itself.
     assert all(t["PropagateAtLaunch"] for t in g["Tags"] if not t["Key"].startswith("k8s.io/cluster-autoscaler/"))
-    assert g["TargetGroupARNs"] == ([_target_group(ok)["TargetGroupArn"]] if role == "ControlPlane" else [])
+    expected = sorted([_target_group(ok)["TargetGroupArn"], _target_group(ok, _internal_lb(ok))["TargetGroupArn"]])
+    assert sorted(g["TargetGroupARNs"]) == (expected if role == "ControlPlane" else [])
     assert g["LaunchTemplate"]["LaunchTemplateName"] == f"{ig}.{NAME}"
     assert set(g["VPCZoneIdentifier"].split(",")) <= _subnet_ids(ok)
 
@@ -261,7 +275,8 @@ def test_the_launch_template_version_the_group_uses(ok: Built, ig: str, role: st
     assert ebs["Encrypted"] and ebs["VolumeType"] == "gp3"
     assert {t["ResourceType"] for t in d["TagSpecifications"]} >= {"instance", "volume"}
     cfg = parse_user_data(base64.b64decode(d["UserData"]))
-    assert cfg.apiEndpoint == f"{_api_lb(ok)['DNSName']}:443" and cfg.caCertHash == ok.ca_hash and cfg.instanceGroup == ig
+    assert cfg.apiEndpoint == f"{_internal_lb(ok)['DNSName']}:443" and cfg.apiPublicHost == _api_lb(ok)["DNSName"]
+    assert cfg.caCertHash == ok.ca_hash and cfg.instanceGroup == ig
 
 
 @pytest.mark.parametrize("role", ["control-plane", "nodes"])
@@ -302,7 +317,7 @@ def test_every_resource_carries_the_common_tags_and_a_name(ok: Built, what: str)
 
 
 def test_groups_and_roles_carry_their_kopsy_role(ok: Built) -> None:
-    assert {_tags(g["Tags"])["kopsy.io/role"] for g in _groups_by_name(ok).values()} == {"ControlPlane", "Node", "api"}
+    assert {_tags(g["Tags"])["kopsy.io/role"] for g in _groups_by_name(ok).values()} == {"ControlPlane", "Node", "api", "api-internal"}
     assert {_tags(r["Tags"])["kopsy.io/role"] for r in _tagged(ok, "iam role")} == {"ControlPlane", "Node"}
 
 
@@ -419,9 +434,9 @@ def test_a_killed_apply_converges_on_rerun_without_duplicates(
     assert len(ec2.describe_subnets(Filters=owner)["Subnets"]) == 2
     assert len(ec2.describe_internet_gateways(Filters=owner)["InternetGateways"]) == 1
     assert len(ec2.describe_route_tables(Filters=owner)["RouteTables"]) == 1
-    assert len(ec2.describe_security_groups(Filters=owner)["SecurityGroups"]) == 3
+    assert len(ec2.describe_security_groups(Filters=owner)["SecurityGroups"]) == 4
     assert len(ec2.describe_launch_templates(Filters=owner)["LaunchTemplates"]) == 2
-    assert len(boto("elbv2").describe_load_balancers()["LoadBalancers"]) == 1
+    assert len(boto("elbv2").describe_load_balancers()["LoadBalancers"]) == 2
     assert len(boto("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]) == 2
 
 
