@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.netguard import attempts, guarded_env
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -24,6 +26,10 @@ def test_readme_names_exactly_the_two_setup_commands() -> None:
 def test_demo_runs_the_main_job_end_to_end(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KOPSY_"))}
     env["TMPDIR"] = str(tmp_path)
+    # Every Python process of the demo (kopsy, moto, the node supervisor) runs under the network
+    # guard: nothing the sandbox hands out may lead off this machine.
+    log = tmp_path / "net.log"
+    env = guarded_env(env, log)
     r = subprocess.run(["bash", str(ROOT / "scripts" / "demo.sh")], env=env, capture_output=True, text=True,
                        timeout=600)
     out = re.sub(r"\x1b\[[0-9;]*m", "", r.stdout + r.stderr)
@@ -38,6 +44,7 @@ def test_demo_runs_the_main_job_end_to_end(tmp_path: Path) -> None:
         "Deleted cluster: demo.example.com",
     ]:
         assert expected in out, expected
+    assert attempts(log) == [], "the demo tried to connect off loopback"
     # The sandbox took its processes with it.
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert str(tmp_path) not in ps

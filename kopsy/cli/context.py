@@ -37,6 +37,28 @@ def default_region() -> str:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
 
+LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
+
+
+def local_emulation() -> bool:
+    """Whether the AWS endpoint (``AWS_ENDPOINT_URL``) is on this machine: the sandbox, or any
+    local emulation. Its instances' addresses then lead to nobody's machines, so SSH is held to
+    loopback (fail closed): docs/validate.md, "SSH"."""
+    import ipaddress
+    from urllib.parse import urlparse
+
+    url = os.environ.get("AWS_ENDPOINT_URL", "")
+    host = urlparse(url).hostname if url else None
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def aws_clients(region: str | None = None) -> AwsClients:
     """The run's clients for ``region``: one per region per process, so the state store and the
     cloud calls of a command share a boto3 session instead of resolving credentials twice."""

@@ -17,6 +17,8 @@ import click
 
 from kopsy.cli.context import (
     DURATION,
+    LOOPBACK_NETWORKS,
+    local_emulation,
     options,
     aws_clients,
     open_cluster_store,
@@ -159,6 +161,7 @@ def ssh_settings(cluster: Cluster, *, ssh_user: str | None, ssh_key: str | None,
         connect_timeout=connect_timeout,
         command_timeout=command_timeout,
         allow_agent=bool(os.environ.get("SSH_AUTH_SOCK")),
+        allowed_networks=LOOPBACK_NETWORKS if local_emulation() else (),
     )
 
 

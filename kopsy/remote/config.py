@@ -11,7 +11,9 @@ key: ``--ssh-key`` > ssh-config ``IdentityFile`` > the cluster's key > ``~/.ssh/
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +22,11 @@ import paramiko
 from kopsy.errors import SSHError
 
 DEFAULT_USER = "ubuntu"
+
+
+class SSHUnreachable(SSHError):
+    """The host could not be reached at all (no route, refused, timed out, jump host could not
+    connect), or may not be (outside ``SSHSettings.allowed_networks``)."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,10 @@ class SSHSettings:
     command_timeout: float = 30.0
     allow_agent: bool = False
     default_user: str = DEFAULT_USER
+    # Non-empty: connect only to addresses in these networks, and refuse any other (fail closed).
+    # The CLI sets loopback when the AWS endpoint is a local emulation, whose instance addresses
+    # (moto hands out real internet addresses) are nobody's machines.
+    allowed_networks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -135,3 +146,24 @@ def resolve(config: paramiko.SSHConfig, settings: SSHSettings, alias: str, *, us
         proxy_jump=None if not jump or jump.lower() == "none" else str(jump),
         host_key_alias=cfg.get("hostkeyalias"),
     )
+
+
+def check_allowed(settings: SSHSettings, what: str, host: str, port: int) -> str:
+    """The address to connect to for ``host``, checked against ``settings.allowed_networks``:
+    resolved once here (the connection then goes to exactly this address), refused when outside."""
+    if not settings.allowed_networks:
+        return host
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise SSHUnreachable(f"cannot resolve {what} {host}: {exc}") from exc
+    networks = [ipaddress.ip_network(n, strict=False) for n in settings.allowed_networks]
+    addresses = [str(info[4][0]) for info in infos]
+    outside = [a for a in addresses if not any(ipaddress.ip_address(a) in n for n in networks)]
+    if outside or not addresses:
+        raise SSHUnreachable(
+            f"refusing to connect to {what} {host} ({', '.join(outside or addresses)}): the AWS endpoint is a local "
+            f"emulation, so only {', '.join(settings.allowed_networks)} is reached; an emulated instance's address "
+            f"leads to no machine of yours. Map it in the ssh config (eval \"$(kopsy sandbox env)\") and re-run"
+        )
+    return addresses[0]

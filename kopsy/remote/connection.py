@@ -21,7 +21,7 @@ from typing import Any, cast
 import paramiko
 
 from kopsy.errors import HostKeyChanged, SSHError
-from kopsy.remote.config import Endpoint, SSHSettings, parse_hop, read_config, resolve
+from kopsy.remote.config import Endpoint, SSHSettings, SSHUnreachable, check_allowed, parse_hop, read_config, resolve
 from kopsy.remote.known_hosts import KnownHosts, TrustOnFirstUse, fingerprint
 from kopsy.remote.proxy import ProxyCommand
 
@@ -31,10 +31,6 @@ from kopsy.remote.proxy import ProxyCommand
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 MAX_JUMP_DEPTH = 8
-
-
-class SSHUnreachable(SSHError):
-    """The host could not be reached at all (no route, refused, timed out, jump host could not connect)."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +85,7 @@ class SSHConnection:
         transport = self.client.get_transport()
         if transport is None or not transport.is_active():
             raise SSHUnreachable(f"the jump connection to {self.endpoint.describe()} was closed")
+        host = check_allowed(self.settings, "the jump target", host, port)
         try:
             return transport.open_channel(
                 "direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=self.settings.connect_timeout
@@ -232,8 +229,9 @@ class SSHConnector:
                 self._bastion = None
 
     def _tcp(self, ep: Endpoint) -> socket.socket:
+        address = check_allowed(self.settings, ep.alias, ep.hostname, ep.port)
         try:
-            return socket.create_connection((ep.hostname, ep.port), timeout=self.settings.connect_timeout)
+            return socket.create_connection((address, ep.port), timeout=self.settings.connect_timeout)
         except (socket.timeout, TimeoutError) as exc:
             raise SSHUnreachable(
                 f"cannot reach {ep.describe()}: no answer within {self.settings.connect_timeout:g}s "
