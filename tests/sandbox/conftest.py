@@ -6,6 +6,7 @@ teardown checks that no process carrying the sandbox's marker is left (by pid).
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +24,20 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         yield sb
     finally:
         assert stop_sandbox(sb.dir) == [], "processes were left behind by down"
+
+
+@pytest.fixture
+def sb(tmp_path: Path) -> Iterator[Sandbox]:
+    """A sandbox of the test's own, with an admin key in ``home/.ssh`` (for tests that stop
+    nodes or fault the cloud, which would disturb a shared one)."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(home / ".ssh" / "id_ed25519")], check=True)
+    s = start_sandbox(tmp_path / "sb", home)
+    try:
+        yield s
+    finally:
+        assert stop_sandbox(s.dir) == [], "processes were left behind by down"
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,11 @@ from __future__ import annotations
 import base64
 import gzip
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from sandbox_helpers import Sandbox, start_sandbox, stop_sandbox, wait_for
+from sandbox_helpers import Sandbox, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -25,18 +24,6 @@ SSH = "198.51.100.0/24"
 def _ok(r: subprocess.CompletedProcess[str]) -> str:
     assert r.returncode == 0, f"exit {r.returncode}\n{r.stdout}\n{r.stderr}"
     return r.stdout
-
-
-@pytest.fixture
-def sb(tmp_path: Path) -> Any:
-    home = tmp_path / "home"
-    (home / ".ssh").mkdir(parents=True)
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(home / ".ssh" / "id_ed25519")], check=True)
-    s = start_sandbox(tmp_path / "sb", home)
-    try:
-        yield s
-    finally:
-        assert stop_sandbox(s.dir) == [], "processes were left behind by down"
 
 
 def _rules(ec2: Any, group: str) -> set[tuple[int, str]]:

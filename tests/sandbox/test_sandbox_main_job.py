@@ -11,11 +11,10 @@ import json
 import os
 import signal
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
-from sandbox_helpers import Sandbox, clean_env, env_from_eval, start_sandbox, stop_sandbox, wait_for
+from sandbox_helpers import Sandbox, clean_env, env_from_eval, wait_for
 
 from kopsy.sandbox import procs
 from tests.inventory import inventory
@@ -35,18 +34,6 @@ def _owned(sb: Sandbox, cluster: str) -> dict[str, list[str]]:
     listed = sb.clients().client("s3").list_objects_v2(Bucket=sb.info.bucket, Prefix=f"{cluster}/")
     out["state_store_objects"] = [o["Key"] for o in listed.get("Contents", [])]
     return {k: v for k, v in out.items() if v}
-
-
-@pytest.fixture
-def sb(tmp_path: Path) -> Any:
-    home = tmp_path / "home"
-    (home / ".ssh").mkdir(parents=True)
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(home / ".ssh" / "id_ed25519")], check=True)
-    s = start_sandbox(tmp_path / "sb", home)
-    try:
-        yield s
-    finally:
-        assert stop_sandbox(s.dir) == [], "processes were left behind by down"
 
 
 @pytest.mark.parametrize(
