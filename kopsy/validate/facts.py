@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from kopsy.cloud.aws.ec2util import describe_all
 from kopsy.cloud.aws.session import aws_errors
 
 TAG_CLUSTER = "kopsy.io/cluster"
@@ -75,26 +76,21 @@ def read_cloud_facts(clients: Any, cluster_name: str) -> CloudFacts:
     tag_filter = {"Name": f"tag:{TAG_CLUSTER}", "Values": [cluster_name]}
     facts = CloudFacts()
     with aws_errors(f"listing the auto scaling groups of {cluster_name}"):
-        pages = clients.client("autoscaling").get_paginator("describe_auto_scaling_groups").paginate(
-            Filters=[tag_filter]
+        groups = describe_all(
+            clients.client("autoscaling"), "describe_auto_scaling_groups", "AutoScalingGroups", Filters=[tag_filter]
         )
-        for page in pages:
-            for g in page.get("AutoScalingGroups", []):
-                ids = tuple(
-                    i["InstanceId"] for i in g.get("Instances", []) if i.get("LifecycleState") == "InService"
-                )
-                facts.groups[g["AutoScalingGroupName"]] = GroupFacts(
-                    g["AutoScalingGroupName"], True, int(g.get("MinSize", 0)), ids
-                )
+    for g in groups:
+        ids = tuple(i["InstanceId"] for i in g.get("Instances", []) if i.get("LifecycleState") == "InService")
+        facts.groups[g["AutoScalingGroupName"]] = GroupFacts(g["AutoScalingGroupName"], True, int(g.get("MinSize", 0)), ids)
     with aws_errors(f"listing the instances of {cluster_name}"):
-        pages = clients.client("ec2").get_paginator("describe_instances").paginate(
-            Filters=[tag_filter, {"Name": "instance-state-name", "Values": ["pending", "running"]}]
+        reservations = describe_all(
+            clients.client("ec2"), "describe_instances", "Reservations",
+            Filters=[tag_filter, {"Name": "instance-state-name", "Values": ["pending", "running"]}],
         )
-        for page in pages:
-            for reservation in page.get("Reservations", []):
-                for raw in reservation.get("Instances", []):
-                    inst = instance_from_ec2(raw)
-                    facts.instances[inst.id] = inst
+    for reservation in reservations:
+        for raw in reservation.get("Instances", []):
+            inst = instance_from_ec2(raw)
+            facts.instances[inst.id] = inst
     return facts
 
 

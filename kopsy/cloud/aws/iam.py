@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from kopsy.cloud.aws import tags as T
-from kopsy.cloud.aws.ec2util import tolerate
+from kopsy.cloud.aws.ec2util import describe_all, tolerate
 from kopsy.cloud.aws.kind import Actual, ApplyContext, Desired, Facts, Kind, parallel
 from kopsy.cloud.aws.session import aws_errors, error_code
 from kopsy.errors import CloudError
@@ -278,8 +278,8 @@ class IAMRole(Kind):
                 if error_code(exc) != "DeleteConflict":
                     raise
             policies, profiles = parallel(lambda f: f(), [
-                lambda: iam.list_role_policies(RoleName=name).get("PolicyNames", []),
-                lambda: iam.list_instance_profiles_for_role(RoleName=name).get("InstanceProfiles", []),
+                lambda: describe_all(iam, "list_role_policies", "PolicyNames", RoleName=name),
+                lambda: describe_all(iam, "list_instance_profiles_for_role", "InstanceProfiles", RoleName=name),
             ])
             parallel(lambda f: f(), [
                 *(lambda p=p: gone(lambda: iam.delete_role_policy(RoleName=name, PolicyName=p)) for p in policies),
