@@ -68,11 +68,33 @@ def _print_documents(cluster: Cluster, groups: list[InstanceGroup], fmt: str) ->
     click.echo(dump_json(docs) if fmt == "json" else dump_yaml_documents(docs), nl=fmt == "json")
 
 
+def _check_zones_if_online(cluster: Cluster) -> None:
+    """With credentials at hand, check the zones against the region's real ones now, so a
+    ``us-east-1z`` fails at create rather than at update. Offline (no credentials, no endpoint,
+    not allowed to ask) this is skipped: the shape was checked already and update checks again."""
+    from kopsy.cloud.aws.session import AwsClients
+    from kopsy.cloud.aws.zones import region_zones, unknown_zones
+    from kopsy.errors import KopsyError
+
+    region = cluster.region
+    try:
+        clients = AwsClients(region, max_attempts=0, connect_timeout=3)
+        if not clients.has_credentials():
+            return
+        known = region_zones(clients, region)
+    except (KopsyError, OSError):
+        return
+    problem = unknown_zones([s.zone for s in cluster.subnets], known, region)
+    if problem:
+        raise SpecInvalid([problem])
+
+
 def _store_new_cluster(cluster: Cluster, groups: list[InstanceGroup], ssh_key_path: str) -> str:
     """Write spec, PKI, secrets and SSH key; returns the store URL. The only writer of new clusters."""
     from kopsy.pki import generate_cluster_pki
 
     public_key = read_ssh_public_key(ssh_key_path)
+    _check_zones_if_online(cluster)
     store = open_cluster_store()
     for message in store.store.check():
         warn(message)

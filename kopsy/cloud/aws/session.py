@@ -49,6 +49,7 @@ class AwsClients:
         *,
         retry_mode: str = "adaptive",
         max_attempts: int = 8,
+        connect_timeout: float = 10,
         session: Any = None,
     ) -> None:
         import boto3  # heavy: imported only by commands that talk to AWS
@@ -59,7 +60,7 @@ class AwsClients:
         self._config = Config(
             region_name=region,
             retries={"mode": retry_mode, "max_attempts": max_attempts},
-            connect_timeout=10,
+            connect_timeout=connect_timeout,
             read_timeout=60,
             max_pool_connections=32,
             user_agent_extra="kopsy",
@@ -67,6 +68,10 @@ class AwsClients:
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._hooks: list[Callable[..., None]] = []
+
+    def has_credentials(self) -> bool:
+        """Whether boto3 finds credentials at all (for checks that are only worth doing online)."""
+        return self.session.get_credentials() is not None
 
     def _make(self, service: str) -> Any:
         client = self.session.client(service, config=self._config)
