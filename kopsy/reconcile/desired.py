@@ -33,6 +33,7 @@ class ClusterInputs:
     state_store_url: str  # URL of the cluster's prefix in the state store
     images: dict[str, str] = field(default_factory=dict)  # instance group -> AMI id
     partition: str = "aws"
+    state_kms_key: str = ""  # ARN of the customer KMS key the state bucket encrypts with ("" for none)
     # render_user_data(cluster, ig, *, api_endpoint, ca_cert_hash, state_store_url) -> bytes;
     # None means kopsy.bootstrap's renderer (golden tests pass a fixed one).
     renderer: Callable[..., bytes] | None = None
@@ -57,7 +58,7 @@ def desired_resources(inp: ClusterInputs) -> list[Desired]:
     # IAM
     for role, krole in (("control-plane", ROLE_CONTROL_PLANE), ("nodes", ROLE_NODE)):
         rn = role_name(role, name)
-        add("IAMRole", rn, {"assume_role_policy": EC2_TRUST, "policy": policy_document(role, inp.state_store_url, inp.partition, name)}, krole)
+        add("IAMRole", rn, {"assume_role_policy": EC2_TRUST, "policy": policy_document(role, inp.state_store_url, inp.partition, name, inp.state_kms_key)}, krole)
         add("IAMInstanceProfile", rn, {"role": rn}, krole)
         # The role is named, not referenced (names are deterministic, so the plan can show them):
         # the profile waits for it only to add it (``late_deps``), not to be created.

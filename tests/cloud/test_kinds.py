@@ -51,8 +51,18 @@ def test_node_policy_reads_only_what_a_node_needs() -> None:
                 "arn:aws:s3:::bucket/prefix/demo.example.com/pki/ca.crt",
                 "arn:aws:s3:::bucket/prefix/demo.example.com/secrets/bootstrap-token",
             ],
-        }
+        },
+        {  # listing only its own prefix: a missing object is then a 404, not a 403
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": ["arn:aws:s3:::bucket"],
+            "Condition": {"StringLike": {"s3:prefix": ["prefix/demo.example.com", "prefix/demo.example.com/*"]}},
+        },
     ]
+    key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    kms = [s for s in policy_document("nodes", "s3://bucket/demo.example.com", kms_key=key)["Statement"]
+           if any(a.startswith("kms:") for a in s["Action"])]
+    assert kms == [{"Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": [key]}]
     cp = policy_document("control-plane", "s3://bucket/demo.example.com")
     writes = [s for s in cp["Statement"] if "s3:PutObject" in s["Action"]]
     assert writes[0]["Resource"] == ["arn:aws:s3:::bucket/demo.example.com/secrets/bootstrap-token"]

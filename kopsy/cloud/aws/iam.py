@@ -82,26 +82,49 @@ def _s3_location(state_store_url: str) -> tuple[str, str] | None:
     return u.netloc, u.path.strip("/")
 
 
-def policy_document(role: str, state_store_url: str, partition: str = "aws", cluster: str = "") -> dict[str, Any]:
+def _state_store_statements(role: str, bucket: str, prefix: str, partition: str, kms_key: str) -> list[dict[str, Any]]:
+    """What ``role`` may do in the state store: read its objects, and list its own prefix only.
+
+    ``s3:ListBucket`` scoped by an ``s3:prefix`` condition makes a missing object a 404 on real
+    S3 (without it, a 403), which is what the boot script tells apart; other clusters' prefixes
+    stay unlisted. ``kms_key`` is the ARN of the customer key the bucket encrypts with ("" for
+    none): reading needs ``kms:Decrypt`` on it, writing (control planes) ``kms:GenerateDataKey``."""
+    arn = f"arn:{partition}:s3:::{bucket}/{prefix}"
+    if role == "nodes":
+        reads = [f"{arn}/pki/ca.crt", f"{arn}/secrets/bootstrap-token"]
+    else:
+        reads = [f"{arn}/pki/*", f"{arn}/secrets/*", f"{arn}/config", f"{arn}/instancegroup/*"]
+    out: list[dict[str, Any]] = [
+        {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": reads},
+        {
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": [f"arn:{partition}:s3:::{bucket}"],
+            "Condition": {"StringLike": {"s3:prefix": [prefix, f"{prefix}/*"]}},
+        },
+    ]
+    if role != "nodes":
+        out.append({"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": [f"{arn}/secrets/bootstrap-token"]})
+    if kms_key:
+        actions = ["kms:Decrypt"] if role == "nodes" else ["kms:Decrypt", "kms:GenerateDataKey"]
+        out.append({"Effect": "Allow", "Action": actions, "Resource": [kms_key]})
+    return out
+
+
+def policy_document(
+    role: str, state_store_url: str, partition: str = "aws", cluster: str = "", kms_key: str = ""
+) -> dict[str, Any]:
     """The inline policy of ``role`` ('control-plane' or 'nodes'), least privilege (contract 9).
 
     ``cluster`` (default: the last part of the state-store URL, which is the cluster's prefix)
-    scopes the control plane's write actions to resources tagged ``KubernetesCluster=<cluster>``."""
+    scopes the control plane's write actions to resources tagged ``KubernetesCluster=<cluster>``.
+    ``kms_key`` is the ARN of the customer KMS key the state bucket encrypts with, if any
+    (``kopsy.cloud.aws.bucketkms``)."""
     statements: list[dict[str, Any]] = []
     loc = _s3_location(state_store_url)
     if role == "nodes":
         statements.append({"Effect": "Allow", "Action": NODE_ACTIONS, "Resource": "*"})
         statements.append({"Effect": "Allow", "Action": ECR_READ, "Resource": "*"})
-        if loc:
-            bucket, prefix = loc
-            arn = f"arn:{partition}:s3:::{bucket}/{prefix}"
-            statements.append(
-                {
-                    "Effect": "Allow",
-                    "Action": ["s3:GetObject"],
-                    "Resource": [f"{arn}/pki/ca.crt", f"{arn}/secrets/bootstrap-token"],
-                }
-            )
     else:
         statements.append({"Effect": "Allow", "Action": CONTROL_PLANE_ACTIONS, "Resource": "*"})
         owner = cluster or state_store_url.rstrip("/").rsplit("/", 1)[-1]
@@ -114,19 +137,8 @@ def policy_document(role: str, state_store_url: str, partition: str = "aws", clu
             }
         )
         statements.append({"Effect": "Allow", "Action": ECR_READ, "Resource": "*"})
-        if loc:
-            bucket, prefix = loc
-            arn = f"arn:{partition}:s3:::{bucket}/{prefix}"
-            statements.append(
-                {
-                    "Effect": "Allow",
-                    "Action": ["s3:GetObject"],
-                    "Resource": [f"{arn}/pki/*", f"{arn}/secrets/*", f"{arn}/config", f"{arn}/instancegroup/*"],
-                }
-            )
-            statements.append(
-                {"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": [f"{arn}/secrets/bootstrap-token"]}
-            )
+    if loc:
+        statements += _state_store_statements(role, loc[0], loc[1], partition, kms_key)
     return {"Version": "2012-10-17", "Statement": statements}
 
 
@@ -208,6 +220,9 @@ class IAMRole(Kind):
         "iam:ListInstanceProfilesForRole",
         "iam:RemoveRoleFromInstanceProfile",
         "iam:DeleteRole",
+        # the policy grants kms:Decrypt on the state bucket's key: update reads which key it is
+        "s3:GetEncryptionConfiguration",
+        "kms:DescribeKey",
     )
 
     def find(self, facts: Facts) -> list[Actual]:
