@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from kopsy.cli.context import open_cluster_store, options
+from kopsy.cli.context import open_cluster_store, options, resolve_cluster_name
 from kopsy.cli.output import dump_json, dump_yaml_documents, warn
 from kopsy.errors import SpecInvalid, UsageError
 from kopsy.spec.defaults import DEFAULT_MACHINE_TYPE, DEFAULT_NETWORK_CIDR, CreateOptions, new_cluster
@@ -267,3 +267,46 @@ def create_cluster(name: str | None, zones: tuple[str, ...], control_plane_zones
         return
     url = _store_new_cluster(cluster, groups, key_path)
     _next_steps(name, url, groups)
+
+
+@command.group("secret")
+def create_secret() -> None:
+    """Set a cluster secret (as kops create secret)."""
+
+
+@create_secret.command("sshpublickey")
+@click.argument("key_name", metavar="NAME", default="admin")
+@click.option("-i", "--pubkey", "pubkey", required=True, metavar="FILE", help="OpenSSH public key file (e.g. ~/.ssh/id_ed25519.pub).")
+def create_secret_sshpublickey(key_name: str, pubkey: str) -> None:
+    """Set or replace the cluster's SSH public key; the next update rolls it out.
+
+    \b
+      kopsy create secret sshpublickey admin -i ~/.ssh/id_ed25519.pub --name demo.example.com
+    """
+    from kopsy.errors import ObjectNotFound
+    from kopsy.pki.inventory import ssh_fingerprint
+    from kopsy.state.clusters import ClusterStore
+
+    if key_name != "admin":
+        raise UsageError(f"kopsy keeps one SSH key per cluster, named admin (got {key_name!r}): "
+                         f"kopsy create secret sshpublickey admin -i FILE")
+    line = read_ssh_public_key(pubkey)
+    store: ClusterStore = open_cluster_store()
+    name = resolve_cluster_name(store, None)
+    key = f"{name}/ssh/public/admin"
+    with store.lock(name, "create secret sshpublickey"):
+        cluster, etag = store.get_cluster(name)
+        data = (line + "\n").encode()
+        try:
+            current = store.store.get(key)
+        except ObjectNotFound:
+            store.store.create(key, data)
+        else:
+            if current.data.strip() == data.strip():
+                click.echo(f"SSH public key admin of cluster {name} is already {ssh_fingerprint(line)}; nothing to do.")
+                return
+            store.store.replace(key, data, current.etag)
+        cluster.annotations[SSH_KEY_ANNOTATION] = os.path.abspath(os.path.expanduser(pubkey))
+        store.replace_cluster(cluster, etag)
+    click.echo(f"SSH public key admin of cluster {name} set to {ssh_fingerprint(line)}.")
+    click.echo(f"Roll it out (a new EC2 key pair and launch-template versions): kopsy update cluster {name} --yes")
