@@ -165,6 +165,9 @@ def read_spec_files(filenames: tuple[str, ...], cluster_name: str | None = None)
                 raise SpecInvalid([f"{source}: a second Cluster document; give one cluster at a time"])
             combined.cluster = docs.cluster
         combined.instance_groups.extend(docs.instance_groups)
+        combined.notes.extend(docs.notes)
+    for note in combined.notes:
+        click.echo(f"Note: {note}", err=True)
     if combined.cluster is not None:
         for ig in combined.instance_groups:
             ig.cluster_name = ig.cluster_name or combined.cluster.name

@@ -30,6 +30,7 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _ZONE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d+[a-z]$")
 _MACHINE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 _AMI = re.compile(r"^ami-[0-9a-f]{8}([0-9a-f]{9})?$")
+_OWNER_NAME = re.compile(r"^(\d{12}|amazon|aws-marketplace|self)/[^\s]+$")  # looked up by name at update
 _LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 
 
@@ -152,8 +153,9 @@ def instance_group_problems(ig: InstanceGroup, cluster: Cluster, where: str = ""
         problems.append(f"{at}: spec.role: {ig.role!r} must be one of {', '.join(ROLES)}")
     if not _MACHINE_TYPE.match(ig.machine_type or ""):
         problems.append(f"{at}: spec.machineType: {ig.machine_type!r} is not an EC2 instance type like t3.medium")
-    if ig.image and not _AMI.match(ig.image):
-        problems.append(f"{at}: spec.image: {ig.image!r} is not an AMI id like ami-0123456789abcdef0")
+    if ig.image and not _AMI.match(ig.image) and not _OWNER_NAME.match(ig.image):
+        problems.append(f"{at}: spec.image: {ig.image!r} is not an AMI id like ami-0123456789abcdef0 "
+                        f"or an OWNER/NAME image (as kops writes them: 099720109477/ubuntu/images/...)")
     if ig.min_size < 0:
         problems.append(f"{at}: spec.minSize: must be >= 0, got {ig.min_size}")
     if ig.max_size < ig.min_size:
