@@ -106,9 +106,10 @@ UNPARSEABLE_CODE = "InternalError"
 
 
 def _parses(body: bytes, protocol: str) -> bool:
-    """Whether botocore's parser for ``protocol`` can read ``body`` as an error answer."""
+    """Whether botocore's parser for ``protocol`` can read ``body`` as an error answer (an empty
+    body it reads as the generic error of the HTTP status, which it retries)."""
     if not body.strip():
-        return False
+        return True
     if protocol in ("json", "rest-json", "smithy-rpc-v2-cbor"):
         import json
 
@@ -140,7 +141,7 @@ def _error_body(protocol: str, status: int) -> bytes:
 
 def unparseable_is_server_error(response_dict: dict[str, Any], operation_model: Any, **_: Any) -> None:
     """botocore ``before-parse`` hook: a 5xx whose body is an HTML page (moto's crash page, a
-    proxy's error page) or empty would raise ``ResponseParserError``, which botocore does not
+    proxy's error page) would raise ``ResponseParserError``, which botocore does not
     retry. Give it a well-formed error body instead, keeping the status, so botocore's retry
     policy treats it as the transient server error it is, as it does AWS's own 500s."""
     status = int(response_dict.get("status_code") or 0)
