@@ -2,7 +2,8 @@
 
 moto server enforces IAM policies once ``INITIAL_NO_AUTH_ACTION_COUNT`` calls have passed
 (``/moto-api/reset-auth`` sets the count). A user holding only the printed policy runs the main
-job with its own keys: create -> update --yes -> no-op update -> get instances -> delete --yes.
+job with its own keys: create -> update --yes -> no-op update -> get instances -> a resize and
+an SSH key rotation -> toolbox dump -> delete --yes.
 Taking one action away makes the step that needs it fail with kopsy's AccessDenied message
 naming the action, for each service moto enforces.
 """
@@ -123,6 +124,26 @@ def test_the_operator_policy_alone_runs_the_main_job(setup: Setup) -> None:
     again = run(["update", "cluster", NAME, "--detailed-exitcode"], s.env())
     assert again.returncode == 0, again.stdout + again.stderr
     assert len(json.loads(_ok(run(["get", "instances", "--name", NAME, "-o", "json"], s.env())))) == 2
+
+    # day-2 paths too: a resized group (UpdateAutoScalingGroup) and a rotated SSH key (a new key
+    # pair, new launch-template versions made default)
+    import yaml
+
+    ig = yaml.safe_load(_ok(run(["get", "ig", "nodes", "--name", NAME, "-o", "yaml"], s.env())))
+    ig["spec"]["minSize"] = ig["spec"]["maxSize"] = 2
+    changed = s.home / "nodes.yaml"
+    changed.write_text(yaml.safe_dump(ig))
+    _ok(run(["replace", "-f", str(changed)], s.env()))
+    _ok(run(["update", "cluster", NAME, "--yes"], s.env()))
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    pub = ed25519.Ed25519PrivateKey.generate().public_key()
+    rotated = s.home / "rotated.pub"
+    rotated.write_text(pub.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode() + "\n")
+    _ok(run(["create", "secret", "sshpublickey", "admin", "-i", str(rotated), "--name", NAME], s.env()))
+    _ok(run(["update", "cluster", NAME, "--yes"], s.env()))
+    assert run(["update", "cluster", NAME, "--detailed-exitcode"], s.env()).returncode == 0
     _ok(run(["toolbox", "dump", NAME, "--no-ssh", "-o", "json"], s.env()))
     _ok(run(["delete", "cluster", NAME, "--yes"], s.env()))
     assert total(owned_resources(s.boto, NAME)) == 0
@@ -144,7 +165,29 @@ NEEDED = [
     ("iam:CreateRole", "update"),
     ("elasticloadbalancing:CreateLoadBalancer", "update"),
     ("autoscaling:CreateAutoScalingGroup", "update"),
+    ("autoscaling:UpdateAutoScalingGroup", "resize"),
+    ("ec2:ImportKeyPair", "rotate"),
+    ("ec2:CreateLaunchTemplateVersion", "rotate"),
 ]
+
+
+def _day2(s: Setup, step: str) -> None:
+    """Bring the cluster up with the whole policy, then make the change ``step`` names."""
+    import yaml
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    _ok(run(["update", "cluster", NAME, "--yes"], s.env()))
+    if step == "resize":
+        ig = yaml.safe_load(_ok(run(["get", "ig", "nodes", "--name", NAME, "-o", "yaml"], s.env())))
+        ig["spec"]["minSize"] = ig["spec"]["maxSize"] = 2
+        (s.home / "nodes.yaml").write_text(yaml.safe_dump(ig))
+        _ok(run(["replace", "-f", str(s.home / "nodes.yaml")], s.env()))
+    else:
+        pub = ed25519.Ed25519PrivateKey.generate().public_key()
+        (s.home / "rotated.pub").write_text(
+            pub.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode() + "\n")
+        _ok(run(["create", "secret", "sshpublickey", "admin", "-i", str(s.home / "rotated.pub"), "--name", NAME], s.env()))
 
 
 @pytest.mark.parametrize("action,step", NEEDED, ids=[a for a, _ in NEEDED])
@@ -156,6 +199,8 @@ def test_without_one_action_the_step_that_needs_it_says_so(setup: Setup, action:
         r = _create(s)
     else:
         _ok(_create(s))
+        if step in ("resize", "rotate"):
+            _day2(s, step)
         s.grant(_without(policy, action))
         r = run(["update", "cluster", NAME, "--yes"], s.env())
     assert r.returncode != 0, r.stdout
