@@ -135,7 +135,19 @@ def desired_resources(inp: ClusterInputs) -> list[Desired]:
     # Instance groups
     for ig in sorted(inp.instance_groups, key=lambda g: g.name):
         out.extend(_instance_group(inp, ig, subnet_refs, key_ref))
-    return out
+    return with_cloud_labels(out, c.cloud_labels)
+
+
+def with_cloud_labels(resources: list[Desired], labels: dict[str, str]) -> list[Desired]:
+    """The spec's ``cloudLabels`` on every resource and on the instances the templates launch;
+    kopsy's own tags win (validation refuses labels that would shadow them)."""
+    if not labels:
+        return resources
+    for d in resources:
+        d.tags = {**labels, **d.tags}
+        if isinstance(d.fields.get("instance_tags"), dict):
+            d.fields["instance_tags"] = {**labels, **d.fields["instance_tags"]}
+    return resources
 
 
 def _instance_group(inp: ClusterInputs, ig: InstanceGroup, subnet_refs: dict[str, Ref], key_ref: Any) -> list[Desired]:

@@ -222,6 +222,9 @@ def convert_cluster(doc: dict[str, Any], w: _Walk) -> dict[str, Any]:
         provider = _networking(w, spec.pop("networking"), "spec.networking")
         if provider:
             out["networking"] = {provider: {}}
+    if "cloudLabels" in spec:
+        labels = w.mapping(spec.pop("cloudLabels"), "spec.cloudLabels")
+        out["cloudLabels"] = {str(k): str(v) for k, v in labels.items()}
     if "etcdClusters" in spec:
         _etcd(w, spec.pop("etcdClusters"), "spec.etcdClusters")
 

@@ -52,6 +52,7 @@ class Cluster:
     config_base: str = ""  # the state-store URL of this cluster, e.g. s3://bucket/prefix/NAME
     creation_timestamp: str = ""
     annotations: dict[str, str] = field(default_factory=dict)
+    cloud_labels: dict[str, str] = field(default_factory=dict)  # extra tags on every resource kopsy creates
 
     @property
     def zones(self) -> list[str]:
@@ -119,6 +120,8 @@ def cluster_to_dict(c: Cluster) -> dict[str, Any]:
         "api": {"loadBalancer": {"type": c.api_load_balancer_type, "class": "Network"}},
         "networking": {c.networking: {}},
     }
+    if c.cloud_labels:
+        spec["cloudLabels"] = dict(c.cloud_labels)
     if c.ssh_key_name:
         spec["sshKeyName"] = c.ssh_key_name
     if c.config_base:
@@ -206,6 +209,17 @@ def _article(name: str) -> str:
     )
 
 
+def _str_map(r: _Reader, key: str) -> dict[str, str]:
+    values = r.get(key, dict, {})
+    out = {}
+    for k, v in values.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            r.problems.append(f"{r.path}.{key}.{k}: keys and values must be strings")
+        else:
+            out[k] = v
+    return out
+
+
 def _str_list(r: _Reader, key: str, default: list[str] | None = None) -> list[str]:
     values = r.get(key, list, default if default is not None else [])
     out = []
@@ -285,6 +299,7 @@ def cluster_from_dict(doc: Any) -> Cluster:
         api_load_balancer_type=lb_type,
         networking=networking,
         ssh_key_name=spec.get("sshKeyName", str, ""),
+        cloud_labels=_str_map(spec, "cloudLabels"),
         config_base=spec.get("configBase", str, ""),
         creation_timestamp=created,
         annotations={str(k): str(v) for k, v in annotations.items()},

@@ -139,6 +139,28 @@ def cluster_problems(c: Cluster) -> list[str]:
 
     _access_list(c.ssh_access, "spec.sshAccess", problems)
     _access_list(c.kubernetes_api_access, "spec.kubernetesApiAccess", problems)
+    problems.extend(cloud_label_problems(c.cloud_labels))
+    return problems
+
+
+# Tags kopsy sets itself (delete finds resources by them): a cloud label may not shadow one.
+_RESERVED_TAG_PREFIXES = ("aws:", "kubernetes.io/cluster/", "kopsy.io/", "k8s.io/role/")
+_RESERVED_TAGS = ("Name", "KubernetesCluster")
+MAX_CLOUD_LABELS = 30  # AWS allows 50 tags per resource; kopsy's own take up to 8
+
+
+def cloud_label_problems(labels: dict[str, str]) -> list[str]:
+    problems = []
+    if len(labels) > MAX_CLOUD_LABELS:
+        problems.append(f"spec.cloudLabels: {len(labels)} labels; at most {MAX_CLOUD_LABELS} (AWS allows 50 tags per resource)")
+    for k, v in labels.items():
+        at = f"spec.cloudLabels.{k}"
+        if not k or len(k) > 128:
+            problems.append(f"{at}: a tag key must have 1 to 128 characters")
+        elif k in _RESERVED_TAGS or k.startswith(_RESERVED_TAG_PREFIXES):
+            problems.append(f"{at}: {k!r} is a tag kopsy sets itself (or AWS reserves); choose another key")
+        if len(v) > 256:
+            problems.append(f"{at}: a tag value must have at most 256 characters")
     return problems
 
 

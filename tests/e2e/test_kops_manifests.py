@@ -225,3 +225,59 @@ def test_any_unsupported_field_is_listed_with_its_path_and_nothing_is_written(
         assert path_ in error, (path_, error)
     assert "5 field(s)" in error and "nothing was written" in error
     assert _store_keys(boto) == []
+
+
+def test_cloud_labels_tag_every_resource_kopsy_creates(
+    env: dict[str, str], boto: Callable[[str], Any], run_kopsy: Callable[..., Any], ssh_keypair: tuple[Path, Path],
+    tmp_path: Path,
+) -> None:
+    name = "labels.example.com"
+    register_image(boto)
+    docs = minimal(name)
+    labels = {"team": "platform", "cost-center": "1e3", "env": "y"}
+    docs[0]["spec"]["cloudLabels"] = labels
+    r = run_kopsy(["create", "-f", str(_write(tmp_path, docs)), "--ssh-public-key", str(ssh_keypair[1])], env)
+    assert r.returncode == 0, r.stderr
+    shown = yaml.safe_load_all(run_kopsy(["get", "cluster", name, "-o", "yaml"], env).stdout)
+    assert next(iter(shown))["spec"]["cloudLabels"] == labels
+    r = run_kopsy(["update", "cluster", name, "--yes"], env)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+    def tagged(items: Any) -> bool:
+        tags = {t["Key"]: t.get("Value", "") for t in items or []}
+        return labels.items() <= tags.items() and tags.get("kopsy.io/cluster") == name
+
+    ec2, elb, asg, iam = boto("ec2"), boto("elbv2"), boto("autoscaling"), boto("iam")
+    owner = [{"Name": "tag:kopsy.io/cluster", "Values": [name]}]
+    found = {
+        "vpc": ec2.describe_vpcs(Filters=owner)["Vpcs"],
+        "subnet": ec2.describe_subnets(Filters=owner)["Subnets"],
+        "igw": ec2.describe_internet_gateways(Filters=owner)["InternetGateways"],
+        "route table": ec2.describe_route_tables(Filters=owner)["RouteTables"],
+        "security group": ec2.describe_security_groups(Filters=owner)["SecurityGroups"],
+        "key pair": ec2.describe_key_pairs(Filters=owner)["KeyPairs"],
+        "launch template": ec2.describe_launch_templates(Filters=owner)["LaunchTemplates"],
+        "instance": [i for r in ec2.describe_instances(Filters=owner)["Reservations"] for i in r["Instances"]],
+    }
+    for what, items in found.items():
+        assert items and all(tagged(i.get("Tags")) for i in items), what
+    groups = [g for g in asg.describe_auto_scaling_groups()["AutoScalingGroups"] if g["AutoScalingGroupName"].endswith(name)]
+    assert len(groups) == 2 and all(tagged(g["Tags"]) for g in groups)
+    arns = [lb["LoadBalancerArn"] for lb in elb.describe_load_balancers()["LoadBalancers"]]
+    arns += [tg["TargetGroupArn"] for tg in elb.describe_target_groups()["TargetGroups"]]
+    assert arns and all(tagged(d["Tags"]) for d in elb.describe_tags(ResourceArns=arns)["TagDescriptions"])
+    for role in (f"control-plane.{name}", f"nodes.{name}"):
+        assert tagged(iam.list_role_tags(RoleName=role)["Tags"])
+        assert tagged(iam.get_instance_profile(InstanceProfileName=role)["InstanceProfile"].get("Tags"))
+    assert run_kopsy(["update", "cluster", name, "--detailed-exitcode"], env).returncode == 0
+    assert run_kopsy(["delete", "cluster", name, "--yes"], env).returncode == 0
+    assert total(owned_resources(boto, name)) == 0
+
+
+def test_cloud_labels_may_not_shadow_kopsys_own_tags(run_kopsy: Callable[..., Any], tmp_path: Path) -> None:
+    docs = minimal("shadow.example.com")
+    docs[0]["spec"]["cloudLabels"] = {"KubernetesCluster": "other", "kopsy.io/cluster": "other", "aws:x": "y"}
+    r = run_kopsy(["create", "-f", str(_write(tmp_path, docs)), "--dry-run"], {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert r.returncode != 0
+    for key in ("spec.cloudLabels.KubernetesCluster", "spec.cloudLabels.kopsy.io/cluster", "spec.cloudLabels.aws:x"):
+        assert key in r.stderr
