@@ -265,7 +265,8 @@ def convert_instance_group(doc: dict[str, Any], w: _Walk, cluster_name: str | No
         if role not in ROLES:
             w.refuse("spec.role", f"{role!r} is not supported by this kopsy (Master/ControlPlane or Node; no Bastion)")
         out["role"] = ROLES.get(str(role), "Node")
-    for key in ("machineType", "minSize", "maxSize", "subnets", "rootVolumeSize", "nodeLabels", "image"):
+    for key in ("machineType", "minSize", "maxSize", "subnets", "rootVolumeSize", "nodeLabels", "image",
+                "additionalSecurityGroups"):
         if key in spec:
             out[key] = spec.pop(key)
     taints = spec.pop("taints", None)

@@ -92,6 +92,7 @@ class InstanceGroup:
     root_volume_size: int = 64
     node_labels: dict[str, str] = field(default_factory=dict)
     taints: list[Taint] = field(default_factory=list)
+    additional_security_groups: list[str] = field(default_factory=list)  # existing sg-... ids, not kopsy's
 
     @property
     def is_control_plane(self) -> bool:
@@ -149,6 +150,8 @@ def instance_group_to_dict(ig: InstanceGroup) -> dict[str, Any]:
         spec["nodeLabels"] = dict(ig.node_labels)
     if ig.taints:
         spec["taints"] = [str(t) for t in ig.taints]
+    if ig.additional_security_groups:
+        spec["additionalSecurityGroups"] = list(ig.additional_security_groups)
     return {
         "apiVersion": API_VERSION,
         "kind": KIND_INSTANCE_GROUP,
@@ -343,6 +346,7 @@ def instance_group_from_dict(doc: Any, cluster_name: str | None = None) -> Insta
         image=spec.get("image", str, ""),
         root_volume_size=spec.get("rootVolumeSize", int, 64),
         node_labels={str(k): str(v) for k, v in node_labels.items()},
+        additional_security_groups=_str_list(spec, "additionalSecurityGroups", []),
         taints=taints,
     )
     spec.finish()

@@ -30,6 +30,7 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _ZONE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d+[a-z]$")
 _MACHINE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 _AMI = re.compile(r"^ami-[0-9a-f]{8}([0-9a-f]{9})?$")
+_SG = re.compile(r"^sg-[0-9a-f]{8}([0-9a-f]{9})?$")
 _OWNER_NAME = re.compile(r"^(\d{12}|amazon|aws-marketplace|self)/[^\s]+$")  # looked up by name at update
 _LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 
@@ -184,6 +185,9 @@ def instance_group_problems(ig: InstanceGroup, cluster: Cluster, where: str = ""
         problems.append(f"{at}: spec.maxSize: {ig.max_size} is smaller than spec.minSize {ig.min_size}")
     if ig.max_size > 1000:
         problems.append(f"{at}: spec.maxSize: {ig.max_size} is more than 1000")
+    for i, group in enumerate(ig.additional_security_groups):
+        if not _SG.match(group):
+            problems.append(f"{at}: spec.additionalSecurityGroups[{i}]: {group!r} is not a security group id like sg-0123456789abcdef0")
     if not 8 <= ig.root_volume_size <= 16384:
         problems.append(f"{at}: spec.rootVolumeSize: {ig.root_volume_size} GiB must be between 8 and 16384")
     known = {s.name for s in cluster.subnets}

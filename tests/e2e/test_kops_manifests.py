@@ -281,3 +281,42 @@ def test_cloud_labels_may_not_shadow_kopsys_own_tags(run_kopsy: Callable[..., An
     assert r.returncode != 0
     for key in ("spec.cloudLabels.KubernetesCluster", "spec.cloudLabels.kopsy.io/cluster", "spec.cloudLabels.aws:x"):
         assert key in r.stderr
+
+
+def test_additional_security_groups_are_attached_when_they_exist_and_refused_when_not(
+    env: dict[str, str], boto: Callable[[str], Any], run_kopsy: Callable[..., Any], ssh_keypair: tuple[Path, Path],
+    tmp_path: Path,
+) -> None:
+    name = "extra-sg.example.com"
+    register_image(boto)
+    ec2 = boto("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    extra = ec2.create_security_group(GroupName="monitoring", Description="the user's own", VpcId=vpc)["GroupId"]
+    docs = minimal(name)
+    docs[2]["spec"]["additionalSecurityGroups"] = [extra, "sg-0123456789abcdef0"]
+    r = run_kopsy(["create", "-f", str(_write(tmp_path, docs)), "--ssh-public-key", str(ssh_keypair[1])], env)
+    assert r.returncode == 0, r.stderr
+
+    # one of them does not exist: refused at update, before anything is created
+    r = run_kopsy(["update", "cluster", name, "--yes"], env)
+    assert r.returncode != 0
+    assert "instancegroup 'nodes-us-east-1a': spec.additionalSecurityGroups: sg-0123456789abcdef0 not found" in r.stderr
+    assert extra not in r.stderr.split("not found")[0].split("additionalSecurityGroups:")[-1]
+    owner = [{"Name": "tag:kopsy.io/cluster", "Values": [name]}]
+    assert ec2.describe_vpcs(Filters=owner)["Vpcs"] == []
+
+    docs[2]["spec"]["additionalSecurityGroups"] = [extra]
+    assert run_kopsy(["replace", "-f", str(_write(tmp_path, docs, "fixed.yaml"))], env).returncode == 0
+    r = run_kopsy(["update", "cluster", name, "--yes"], env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    groups = {g["GroupName"]: g["GroupId"] for g in ec2.describe_security_groups(Filters=owner)["SecurityGroups"]}
+    for t in ec2.describe_launch_templates(Filters=owner)["LaunchTemplates"]:
+        v = ec2.describe_launch_template_versions(LaunchTemplateId=t["LaunchTemplateId"], Versions=["$Latest"])
+        attached = set(v["LaunchTemplateVersions"][0]["LaunchTemplateData"]["NetworkInterfaces"][0]["Groups"])
+        if t["LaunchTemplateName"].startswith("nodes-"):
+            assert attached == {groups[f"nodes.{name}"], extra}
+        else:
+            assert attached == {groups[f"control-plane.{name}"]}
+    assert run_kopsy(["update", "cluster", name, "--detailed-exitcode"], env).returncode == 0
+    assert run_kopsy(["delete", "cluster", name, "--yes"], env).returncode == 0
+    assert ec2.describe_security_groups(GroupIds=[extra])["SecurityGroups"]  # the user's group is left alone
