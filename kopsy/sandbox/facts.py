@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from kopsy.cloud.aws.ec2util import describe_all
 from kopsy.cloud.aws.endpoint import pick_api_endpoint
 from kopsy.cloud.aws.session import AwsClients, aws_errors
 from kopsy.errors import KopsyError
@@ -176,11 +177,10 @@ class CloudReader:
         ec2 = self.clients.client("ec2")
         raw: list[dict[str, Any]] = []
         with aws_errors("sandbox: listing instances"):
-            for page in ec2.get_paginator("describe_instances").paginate(
-                Filters=[{"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}]
-            ):
-                for res in page["Reservations"]:
-                    raw.extend(res["Instances"])
+            for res in describe_all(ec2, "describe_instances", "Reservations", Filters=[
+                {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}
+            ]):
+                raw.extend(res["Instances"])
         live = {r["InstanceId"] for r in raw}
         for gone in set(self._user_data) - live:
             del self._user_data[gone]
@@ -284,7 +284,7 @@ class CloudReader:
             return {}
         elb = self.clients.client("elbv2")
         with aws_errors("sandbox: reading load balancers"):
-            lbs = [lb for page in elb.get_paginator("describe_load_balancers").paginate() for lb in page["LoadBalancers"]]
+            lbs = describe_all(elb, "describe_load_balancers", "LoadBalancers")
             arns = [lb["LoadBalancerArn"] for lb in lbs]
             tags: dict[str, dict[str, str]] = {}
             for start in range(0, len(arns), 20):
