@@ -143,11 +143,8 @@ def _networking(w: _Walk, net: Any, path: str) -> str | None:
         w.refuse(path, f"name exactly one of {', '.join(NETWORKING_PROVIDERS)}")
         return None
     (provider, options), = net.items()
-    if provider == "cni":
-        w.refuse(f"{path}.cni", "bring-your-own CNI is not supported by this kopsy yet; use calico, cilium or flannel")
-        return None
     if provider not in NETWORKING_PROVIDERS:
-        w.refuse(f"{path}.{provider}", f"not supported (kopsy installs {', '.join(NETWORKING_PROVIDERS)})")
+        w.refuse(f"{path}.{provider}", f"not supported (kopsy knows {', '.join(NETWORKING_PROVIDERS)})")
         return None
     opts = w.mapping(options, f"{path}.{provider}")
     if provider == "flannel":

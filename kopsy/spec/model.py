@@ -22,7 +22,7 @@ ROLE_CONTROL_PLANE = "ControlPlane"
 ROLE_NODE = "Node"
 ROLES = (ROLE_CONTROL_PLANE, ROLE_NODE)
 
-NETWORKING_PROVIDERS = ("calico", "cilium", "flannel")
+NETWORKING_PROVIDERS = ("calico", "cilium", "flannel", "cni")  # cni: bring your own, kopsy installs none
 SUBNET_TYPES = ("Public",)
 LOAD_BALANCER_TYPES = ("Public",)
 

@@ -260,3 +260,15 @@ def test_a_missing_token_fails_the_fetch_phase_with_the_reason(tmp_path, boto, a
     assert "exited 1" in status["error"]
     assert f"s3://kopsy-state/{NAME}/secrets/bootstrap-token is not in the state store" in log
     assert configs == []
+
+
+def test_bring_your_own_cni_installs_none_and_says_so(tmp_path, boto, aws_env, imds, cluster_pki):
+    """networking: cni (kops' ``cni: {}``): the first control plane initialises and applies no CNI."""
+    proc, status, calls, configs, log, root, pki = _boot(tmp_path, boto, aws_env, imds, pki=cluster_pki,
+                                                       control_planes=1, role="init", networking="cni")
+    assert proc.returncode == 0, log
+    assert status["phase"] == "done" and status["error"] is None
+    assert "cni (bring your own): no CNI installed" in log
+    assert not any(c.startswith(("kubectl apply", "cilium install")) for c in calls), calls
+    assert not any("calico" in c or "flannel" in c for c in calls)
+    assert not (root / "etc/kopsy/cni.yaml").exists()

@@ -39,7 +39,7 @@ CLOUD_INIT = Path("/usr/bin/cloud-init")
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 SHELLCHECK = shutil.which("shellcheck")
 
-NETWORKING = ("calico", "cilium", "flannel")
+NETWORKING = ("calico", "cilium", "flannel", "cni")
 
 
 def make_cluster(control_planes: int, networking: str, version: str) -> tuple[Cluster, list[InstanceGroup]]:

@@ -143,6 +143,13 @@ def test_dry_run_converts_offline_into_kopsys_form(run_kopsy: Callable[..., Any]
     assert any("configBase" in n for n in notes) and any("::/0" in n and "IPv6" in n for n in notes)
     assert any("etcdClusters" in n for n in notes) and any("channel" in n for n in notes)
 
+    # networking: {cni: {}} is "bring your own CNI"
+    byo = minimal("dry.example.com")
+    byo[0]["spec"]["networking"] = {"cni": {}}
+    r = run_kopsy(["create", "-f", str(_write(tmp_path, byo, "byo.yaml")), "--dry-run", "-o", "yaml"], env)
+    assert r.returncode == 0, r.stderr
+    assert next(iter(yaml.safe_load_all(r.stdout)))["spec"]["networking"] == {"cni": {}}
+
 
 @pytest.mark.parametrize("shape,groups", [("minimal", 2), ("ha", 6)])
 def test_kops_manifests_create_update_and_delete(
@@ -213,14 +220,14 @@ def test_any_unsupported_field_is_listed_with_its_path_and_nothing_is_written(
     docs = minimal("odd.example.com")
     docs[0]["spec"]["kubeProxy"] = {"enabled": False}
     docs[0]["spec"]["kubelet"]["anonymousAuth"] = True
-    docs[0]["spec"]["networking"] = {"cni": {}}
+    docs[0]["spec"]["networking"] = {"weave": {}}
     docs[1]["spec"]["additionalUserData"] = [{"name": "x", "content": "y"}]
     docs[2]["spec"]["mixedInstancesPolicy"] = {"instances": ["t3.medium"]}
     r = run_kopsy(["create", "-f", str(_write(tmp_path, docs)), "--ssh-public-key", str(ssh_keypair[1])], env)
     assert r.returncode != 0
     (error,) = [line for line in r.stderr.splitlines() if line.startswith("Error: ")]
     for path_ in ("document 1 (Cluster odd.example.com): spec.kubeProxy", "spec.kubelet.anonymousAuth: True",
-                  "spec.networking.cni", "document 2 (InstanceGroup control-plane-us-east-1a): spec.additionalUserData",
+                  "spec.networking.weave", "document 2 (InstanceGroup control-plane-us-east-1a): spec.additionalUserData",
                   "document 3 (InstanceGroup nodes-us-east-1a): spec.mixedInstancesPolicy"):
         assert path_ in error, (path_, error)
     assert "5 field(s)" in error and "nothing was written" in error
