@@ -69,3 +69,19 @@ def test_a_page_that_never_stops_is_one_clear_error(aws_env: dict[str, str], mon
             message = str(err.value)
             assert "server error (HTTP 50" in message and "after retries" in message, message
             assert "invalid XML" not in message and "\n" not in message
+
+
+def test_an_unparseable_answer_that_is_not_a_server_error_is_one_clear_line() -> None:
+    """A 200 with an HTML body (a captive portal, a wrong endpoint) is not retried, but it is
+    translated: botocore's ResponseParserError is not a BotoCoreError, so it needs its own case."""
+    from botocore.parsers import ResponseParserError
+
+    from kopsy.cloud.aws.retry import is_server_error
+    from kopsy.cloud.aws.session import aws_errors
+    from kopsy.errors import CloudError
+
+    with pytest.raises(CloudError) as err:
+        with aws_errors("reading the network"):
+            raise ResponseParserError("Unable to parse response (syntax error), invalid XML received:\nb'<html>'")
+    assert "not an AWS answer" in str(err.value) and "\n" not in str(err.value)
+    assert is_server_error(err.value)  # deletes keep retrying it within their deadline

@@ -46,7 +46,8 @@ def is_throttle(exc: BaseException) -> bool:
 def is_server_error(exc: BaseException) -> bool:
     """AWS (or something in front of it) kept failing with a 5xx after botocore's own retries, or
     answered with a page botocore cannot parse: deletes, which are safe to repeat, keep trying."""
-    from botocore.exceptions import ClientError, ResponseParserError
+    from botocore.exceptions import ClientError
+    from botocore.parsers import ResponseParserError  # a plain Exception, not a BotoCoreError
 
     for e in (exc, exc.__cause__):
         if isinstance(e, ResponseParserError):

@@ -167,6 +167,7 @@ def error_code(exc: BaseException) -> str:
 def translate(exc: BaseException, action: str) -> KopsyError:
     """Turn a botocore exception into a user-facing ``KopsyError`` (``action`` says what we were doing)."""
     from botocore import exceptions as bx
+    from botocore.parsers import ResponseParserError  # a plain Exception, not a BotoCoreError
 
     if isinstance(exc, KopsyError):
         return exc
@@ -202,7 +203,7 @@ def translate(exc: BaseException, action: str) -> KopsyError:
                 f"wait a minute and re-run"
             )
         return CloudError(f"{action}: {code or 'error'}: {msg or exc}")
-    if isinstance(exc, bx.ResponseParserError):
+    if isinstance(exc, ResponseParserError):
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return CloudError(
             f"{action}: the endpoint's answer is not an AWS answer ({first[:200]}); check AWS_ENDPOINT_URL or any "
@@ -217,8 +218,9 @@ def translate(exc: BaseException, action: str) -> KopsyError:
 def aws_errors(action: str) -> Iterator[None]:
     """Translate any botocore error raised inside the block into a ``KopsyError``."""
     from botocore import exceptions as bx
+    from botocore.parsers import ResponseParserError
 
     try:
         yield
-    except (bx.ClientError, bx.BotoCoreError) as exc:
+    except (bx.ClientError, bx.BotoCoreError, ResponseParserError) as exc:
         raise translate(exc, action) from exc
