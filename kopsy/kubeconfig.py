@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,80 @@ from kopsy.pki import sign_admin_client_cert
 
 class KubeconfigError(KopsyError):
     """The kubeconfig file cannot be read or written."""
+
+
+# --- YAML as kubectl reads it ---------------------------------------------------------------
+# kubectl parses kubeconfigs with Go's YAML (go-yaml v2, YAML 1.1 rules plus Go's number syntax):
+# a plain ``y``, ``n``, ``off`` is a boolean and ``1e3``, ``0o17``, ``0x1F``, ``+1`` are numbers, where
+# PyYAML writes those strings unquoted. A string put into a string field that way breaks the whole
+# file for kubectl ("cannot unmarshal bool into ... of type string"). So every string scalar that
+# *any* YAML 1.1 or 1.2 resolver (or Go's number parser) could read as something else is quoted.
+
+_NOT_PLAIN_WORDS = frozenset(
+    "y yes n no true false on off null ~ inf infinity nan".split() + ["", "=", "<<"]
+)
+# Numbers, timestamps, sexagesimals and .inf/.nan all start with one of these.
+_NOT_PLAIN_FIRST = frozenset("0123456789+-.")
+
+
+def needs_quotes(value: str) -> bool:
+    """Whether ``value`` written plain could be read back as anything but this string."""
+    return value.lower() in _NOT_PLAIN_WORDS or value[:1] in _NOT_PLAIN_FIRST or value != value.strip()
+
+
+class _Dumper(yaml.SafeDumper):
+    """SafeDumper that double-quotes every string a YAML 1.1/1.2 or Go parser could misread."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    if needs_quotes(value):
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
+    return dumper.represent_str(value)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader reading what kubectl reads, the way it reads it.
+
+    - a plain ``=`` or ``<<`` *value* is a string (kubectl writes ``namespace: =`` unquoted; PyYAML
+      would refuse the file); ``<<`` as a *key* still merges, as in Go;
+    - ``y``/``Y``/``n``/``N`` are booleans, as in Go's YAML 1.1 (so a ``insecure-skip-tls-verify: y``
+      keeps meaning true when written back);
+    - timestamps stay the strings they are (Go keeps them as strings in a kubeconfig).
+    """
+
+
+def _construct_plain_str(loader: yaml.SafeLoader, node: yaml.Node) -> str:
+    return str(loader.construct_scalar(node))  # type: ignore[arg-type]
+
+
+def _construct_bool(loader: yaml.SafeLoader, node: yaml.Node) -> bool | str:
+    text = str(loader.construct_scalar(node))  # type: ignore[arg-type]
+    lowered = text.lower()
+    if lowered in ("y", "yes", "true", "on"):
+        return True
+    if lowered in ("n", "no", "false", "off"):
+        return False
+    return text
+
+
+_Loader.add_constructor("tag:yaml.org,2002:merge", _construct_plain_str)
+_Loader.add_constructor("tag:yaml.org,2002:value", _construct_plain_str)
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _construct_plain_str)
+_Loader.add_constructor("tag:yaml.org,2002:bool", _construct_bool)
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:y|Y|n|N)$"), list("yYnN"))
+
+
+def dump_yaml(doc: dict[str, Any]) -> str:
+    """``doc`` as YAML that Go's parser (kubectl) reads back as the same values."""
+    return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse a kubeconfig as kubectl does (see ``_Loader``)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
 @dataclass(frozen=True)
@@ -86,7 +161,7 @@ def load(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise KubeconfigError(f"cannot read kubeconfig {path}: {exc.strerror}") from exc
     try:
-        doc = yaml.safe_load(text)
+        doc = load_yaml(text)
     except yaml.YAMLError as exc:
         raise KubeconfigError(
             f"{path} is not valid YAML, so kopsy will not merge into it; fix it or pass --kubeconfig OTHER_FILE"
@@ -142,7 +217,7 @@ def write_atomic(path: Path, doc: dict[str, Any]) -> None:
     if path.is_symlink():
         path = path.resolve()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    data = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False).encode()
+    data = dump_yaml(doc).encode()
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:

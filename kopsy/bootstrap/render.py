@@ -51,6 +51,7 @@ CNI: dict[str, dict[str, str]] = {
         "manifest": "https://github.com/flannel-io/flannel/releases/download/v0.27.4/kube-flannel.yml",
     },
     "cilium": {"version": "1.18.2", "cli_version": "v0.18.7", "manifest": ""},
+    "cni": {"version": "", "manifest": ""},  # bring your own (kops' networking: {cni: {}}): none installed
 }
 
 # Values interpolated into shell heredocs and YAML unquoted must be plain tokens.

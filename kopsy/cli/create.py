@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from kopsy.cli.context import open_cluster_store, options
+from kopsy.cli.context import open_cluster_store, options, resolve_cluster_name
 from kopsy.cli.output import dump_json, dump_yaml_documents, warn
 from kopsy.errors import SpecInvalid, UsageError
 from kopsy.spec.defaults import DEFAULT_MACHINE_TYPE, DEFAULT_NETWORK_CIDR, CreateOptions, new_cluster
@@ -68,11 +68,33 @@ def _print_documents(cluster: Cluster, groups: list[InstanceGroup], fmt: str) ->
     click.echo(dump_json(docs) if fmt == "json" else dump_yaml_documents(docs), nl=fmt == "json")
 
 
+def _check_zones_if_online(cluster: Cluster) -> None:
+    """With credentials at hand, check the zones against the region's real ones now, so a
+    ``us-east-1z`` fails at create rather than at update. Offline (no credentials, no endpoint,
+    not allowed to ask) this is skipped: the shape was checked already and update checks again."""
+    from kopsy.cloud.aws.session import AwsClients
+    from kopsy.cloud.aws.zones import region_zones, unknown_zones
+    from kopsy.errors import KopsyError
+
+    region = cluster.region
+    try:
+        clients = AwsClients(region, max_attempts=0, connect_timeout=3)
+        if not clients.has_credentials():
+            return
+        known = region_zones(clients, region)
+    except (KopsyError, OSError):
+        return
+    problem = unknown_zones([s.zone for s in cluster.subnets], known, region)
+    if problem:
+        raise SpecInvalid([problem])
+
+
 def _store_new_cluster(cluster: Cluster, groups: list[InstanceGroup], ssh_key_path: str) -> str:
     """Write spec, PKI, secrets and SSH key; returns the store URL. The only writer of new clusters."""
     from kopsy.pki import generate_cluster_pki
 
     public_key = read_ssh_public_key(ssh_key_path)
+    _check_zones_if_online(cluster)
     store = open_cluster_store()
     for message in store.store.check():
         warn(message)
@@ -143,6 +165,9 @@ def read_spec_files(filenames: tuple[str, ...], cluster_name: str | None = None)
                 raise SpecInvalid([f"{source}: a second Cluster document; give one cluster at a time"])
             combined.cluster = docs.cluster
         combined.instance_groups.extend(docs.instance_groups)
+        combined.notes.extend(docs.notes)
+    for note in combined.notes:
+        click.echo(f"Note: {note}", err=True)
     if combined.cluster is not None:
         for ig in combined.instance_groups:
             ig.cluster_name = ig.cluster_name or combined.cluster.name
@@ -245,3 +270,46 @@ def create_cluster(name: str | None, zones: tuple[str, ...], control_plane_zones
         return
     url = _store_new_cluster(cluster, groups, key_path)
     _next_steps(name, url, groups)
+
+
+@command.group("secret")
+def create_secret() -> None:
+    """Set a cluster secret (as kops create secret)."""
+
+
+@create_secret.command("sshpublickey")
+@click.argument("key_name", metavar="NAME", default="admin")
+@click.option("-i", "--pubkey", "pubkey", required=True, metavar="FILE", help="OpenSSH public key file (e.g. ~/.ssh/id_ed25519.pub).")
+def create_secret_sshpublickey(key_name: str, pubkey: str) -> None:
+    """Set or replace the cluster's SSH public key; the next update rolls it out.
+
+    \b
+      kopsy create secret sshpublickey admin -i ~/.ssh/id_ed25519.pub --name demo.example.com
+    """
+    from kopsy.errors import ObjectNotFound
+    from kopsy.pki.inventory import ssh_fingerprint
+    from kopsy.state.clusters import ClusterStore
+
+    if key_name != "admin":
+        raise UsageError(f"kopsy keeps one SSH key per cluster, named admin (got {key_name!r}): "
+                         f"kopsy create secret sshpublickey admin -i FILE")
+    line = read_ssh_public_key(pubkey)
+    store: ClusterStore = open_cluster_store()
+    name = resolve_cluster_name(store, None)
+    key = f"{name}/ssh/public/admin"
+    with store.lock(name, "create secret sshpublickey"):
+        cluster, etag = store.get_cluster(name)
+        data = (line + "\n").encode()
+        try:
+            current = store.store.get(key)
+        except ObjectNotFound:
+            store.store.create(key, data)
+        else:
+            if current.data.strip() == data.strip():
+                click.echo(f"SSH public key admin of cluster {name} is already {ssh_fingerprint(line)}; nothing to do.")
+                return
+            store.store.replace(key, data, current.etag)
+        cluster.annotations[SSH_KEY_ANNOTATION] = os.path.abspath(os.path.expanduser(pubkey))
+        store.replace_cluster(cluster, etag)
+    click.echo(f"SSH public key admin of cluster {name} set to {ssh_fingerprint(line)}.")
+    click.echo(f"Roll it out (a new EC2 key pair and launch-template versions): kopsy update cluster {name} --yes")

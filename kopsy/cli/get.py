@@ -14,7 +14,7 @@ class NoClusters(KopsyError):
         super().__init__("no clusters in this state store; create one with: kopsy create cluster NAME --zones ZONES")
 
 
-ALIASES = {"cluster": "clusters", "instancegroup": "instancegroups", "ig": "instancegroups", "igs": "instancegroups"}
+ALIASES = {"secret": "secrets", "instance": "instances", "cluster": "clusters", "instancegroup": "instancegroups", "ig": "instancegroups", "igs": "instancegroups"}
 
 
 class AliasGroup(click.Group):
@@ -30,7 +30,7 @@ class AliasGroup(click.Group):
 
 @click.group(cls=AliasGroup)
 def command() -> None:
-    """List clusters and instance groups."""
+    """List clusters, instance groups, secrets and instances."""
 
 
 @command.command("clusters")
@@ -75,3 +75,73 @@ def get_instance_groups(names: tuple[str, ...], output: str) -> None:
         return
     docs = [instance_group_to_dict(ig) for ig in groups]
     emit(docs[0] if len(docs) == 1 and names else docs, output)
+
+
+def _store_reader(store, cluster_name: str):  # type: ignore[no-untyped-def]
+    """A ``kopsy.pki.inventory.Reader`` over the cluster's objects in the store."""
+    from kopsy.errors import ObjectNotFound
+    from kopsy.pki.inventory import Stored
+
+    def read(relkey: str) -> Stored | None:
+        try:
+            obj = store.store.get(f"{cluster_name}/{relkey}")
+        except ObjectNotFound:
+            return None
+        return Stored(obj.data, obj.modified)
+
+    return read
+
+
+@command.command("secrets")
+@click.argument("name", required=False)
+@click.option("--type", "type_", metavar="TYPE", help="Only this type: Keypair, Secret or SSHPublicKey.")
+@click.option("-o", "--output", type=click.Choice(["table", "yaml", "json", "plaintext"]), default="table",
+              show_default=True, help="plaintext prints one named secret's value (never a private key).")
+def get_secrets(name: str | None, type_: str | None, output: str) -> None:
+    """Keypairs and secrets of a cluster: type, id, created; never their values.
+
+    \b
+      kopsy get secrets
+      kopsy get secrets --type Secret
+      kopsy get secrets bootstrap-token -o plaintext    # prints the secret value
+    """
+    from kopsy.errors import UsageError
+    from kopsy.pki.inventory import list_secrets, plaintext
+
+    store = open_cluster_store()
+    cluster_name = resolve_cluster_name(store, None)
+    read = _store_reader(store, cluster_name)
+    if output == "plaintext":
+        if not name:
+            raise UsageError("-o plaintext prints one secret's value: name it, e.g. kopsy get secrets bootstrap-token -o plaintext")
+        kind, value = plaintext(read, name)
+        if kind == "Secret":
+            click.echo(f"Warning: printing the value of secret {name!r} of cluster {cluster_name}; "
+                       f"it grants access to the cluster, keep it out of logs and tickets", err=True)
+        click.echo(value.decode("utf-8", "replace").strip())
+        return
+    entries = list_secrets(read, name, type_)
+    if output == "table":
+        click.echo(table(["TYPE", "NAME", "ID", "CREATED"], [[e.type, e.name, e.id, e.created] for e in entries]))
+        return
+    docs = [e.as_dict() for e in entries]
+    emit(docs[0] if name and len(docs) == 1 else docs, output)
+
+
+@command.command("instances")
+@click.option("-o", "--output", type=OUTPUT_FORMATS, default="table", show_default=True)
+def get_instances(output: str) -> None:
+    """Instances of a cluster: group, state, addresses, launch-template version."""
+    from kopsy.cli.context import aws_clients
+    from kopsy.toolbox.dump import instances_of
+
+    store = open_cluster_store()
+    cluster_name = resolve_cluster_name(store, None)
+    cluster, _ = store.get_cluster(cluster_name)
+    found = instances_of(aws_clients(cluster.region or None), cluster_name)
+    if output != "table":
+        emit(found, output)
+        return
+    rows = [[i["id"], i["instanceGroup"], i["role"], i["state"], i["zone"], i["privateIp"] or "-", i["publicIp"] or "-",
+             (i["launchTemplate"] or {}).get("version") or "-"] for i in found]
+    click.echo(table(["ID", "INSTANCEGROUP", "ROLE", "STATE", "ZONE", "INTERNAL-IP", "EXTERNAL-IP", "TEMPLATE"], rows))

@@ -22,7 +22,7 @@ from kopsy.errors import ExitCode, KopsyError
 # verb -> (module, one-line help). Each module defines a click command or group named ``command``.
 COMMANDS: dict[str, tuple[str, str]] = {
     "create": ("kopsy.cli.create", "Create a cluster spec (and its PKI) in the state store."),
-    "get": ("kopsy.cli.get", "List clusters and instance groups."),
+    "get": ("kopsy.cli.get", "List clusters, instance groups, secrets and instances."),
     "edit": ("kopsy.cli.edit", "Edit a cluster or instance group in $EDITOR."),
     "replace": ("kopsy.cli.replace", "Replace cluster and instance-group specs from a file."),
     "update": ("kopsy.cli.update", "Plan (and with --yes apply) the cloud resources of a cluster."),
@@ -30,6 +30,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("kopsy.cli.validate", "Check over SSH that every node is up and Ready."),
     "export": ("kopsy.cli.export", "Export an admin kubeconfig for a cluster."),
     "sandbox": ("kopsy.cli.sandbox", "Run a local AWS emulation and node stand-ins (no AWS account needed)."),
+    "toolbox": ("kopsy.cli.toolbox", "Tools for bug reports and operators: dump, operator-policy."),
+    "version": ("kopsy.cli.version", "Print kopsy's version and the Kubernetes versions it supports."),
+    "completion": ("kopsy.cli.completion", "Print a shell completion script (bash, zsh, fish)."),
 }
 
 

@@ -44,6 +44,7 @@ def _progress(state: str, change: Any, error: BaseException | None) -> None:
 @click.option("--parallelism", type=click.IntRange(1, 64), default=16, show_default=True, help="Changes applied at once.")
 def command(args: tuple[str, ...], yes: bool, output: str, detailed_exitcode: bool, force_unlock: bool, parallelism: int) -> None:
     """Plan (and with --yes apply) the cloud resources of a cluster."""
+    from kopsy.cloud.aws.zones import check_security_groups, check_zones
     from kopsy.reconcile.render import plan_text, summary
     from kopsy.reconcile.update import apply_update, plan_update, read_inputs
 
@@ -55,6 +56,8 @@ def command(args: tuple[str, ...], yes: bool, output: str, detailed_exitcode: bo
         inputs = read_inputs(store, name)
         _check_store_reachable(inputs.state_store_url)
         clients = aws_clients(inputs.cluster.region)
+        check_zones(clients, inputs.cluster.region, [s.zone for s in inputs.cluster.subnets])
+        check_security_groups(clients, {ig.name: ig.additional_security_groups for ig in inputs.instance_groups})
         planned = plan_update(clients, inputs)
         plan = planned.plan
         if output == "json" and not yes:

@@ -22,7 +22,7 @@ from typing import Any
 
 from kopsy.reconcile.values import ApplyContext, Key, contains_unknown, resolve
 from kopsy.cloud.aws.registry import ALL_KINDS, KINDS
-from kopsy.cloud.aws.retry import is_dependency, is_throttle, retry
+from kopsy.cloud.aws.retry import is_dependency, is_server_error, is_throttle, retry
 from kopsy.errors import CloudError
 from kopsy.reconcile.changes import Change, Plan
 from kopsy.reconcile.graph import Outcome, Skipped, run_graph
@@ -156,7 +156,7 @@ def apply_plan(
                 budget = ctx.retry_timeout if deadline is None else max(1.0, deadline - time.monotonic())
                 members = list(c.batch)
                 run_delete = (lambda: kind.delete_many(ctx, members)) if members else (lambda: kind.delete(ctx, have))
-                retry(run_delete, when=lambda e: is_dependency(e) or is_throttle(e), timeout=budget,
+                retry(run_delete, when=lambda e: is_dependency(e) or is_throttle(e) or is_server_error(e), timeout=budget,
                       on_retry=(lambda e: on_event("retry", c, e)) if on_event else None)
                 return
             assert c.desired is not None

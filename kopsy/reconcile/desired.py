@@ -27,11 +27,25 @@ class ClusterInputs:
     state_store_url: str  # URL of the cluster's prefix in the state store
     images: dict[str, str] = field(default_factory=dict)  # instance group -> AMI id
     partition: str = "aws"
+    state_kms_key: str = ""  # ARN of the customer KMS key the state bucket encrypts with ("" for none)
     # render_user_data(cluster, ig, *, api_endpoint, ca_cert_hash, state_store_url) -> bytes;
     # None means kopsy.bootstrap's renderer (golden tests pass a fixed one).
     renderer: Callable[..., bytes] | None = None
 
 
 def desired_resources(inp: ClusterInputs) -> list[Desired]:
-    """Every resource the spec needs, area by area (``kopsy/reconcile/builders/``)."""
-    return [d for build in BUILDERS for d in build(inp)]
+    """Every resource the spec needs, area by area (``kopsy/reconcile/builders/``), with the
+    spec's ``cloudLabels``."""
+    return with_cloud_labels([d for build in BUILDERS for d in build(inp)], inp.cluster.cloud_labels)
+
+
+def with_cloud_labels(resources: list[Desired], labels: dict[str, str]) -> list[Desired]:
+    """The spec's ``cloudLabels`` on every resource and on the instances the templates launch;
+    kopsy's own tags win (validation refuses labels that would shadow them)."""
+    if not labels:
+        return resources
+    for d in resources:
+        d.tags = {**labels, **d.tags}
+        if isinstance(d.fields.get("instance_tags"), dict):
+            d.fields["instance_tags"] = {**labels, **d.fields["instance_tags"]}
+    return resources

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from kopsy.cloud.aws.bucketkms import state_bucket_kms_key
 from kopsy.cloud.aws.images import architecture, resolve_image
 from kopsy.parallel import parallel
 from kopsy.reconcile.values import Actual, ApplyContext, Key
@@ -87,11 +88,15 @@ class Planned:
 def plan_update(clients: AwsClients, inputs: ClusterInputs) -> Planned:
     """Fresh facts and the plan. AMI lookups (read-only too) overlap with the facts."""
     missing = [ig for ig in inputs.instance_groups if ig.name not in inputs.images]
-    facts, images = parallel(
+    facts, images, kms_key = parallel(
         lambda f: f(),
-        [lambda: gather_facts(clients, inputs.cluster.name), lambda: resolve_images(clients, missing)],
+        [
+            lambda: gather_facts(clients, inputs.cluster.name),
+            lambda: resolve_images(clients, missing),
+            lambda: state_bucket_kms_key(clients, inputs.state_store_url),
+        ],
     )
-    inputs = replace(inputs, images={**inputs.images, **images})
+    inputs = replace(inputs, images={**inputs.images, **images}, state_kms_key=kms_key)
     return Planned(diff(inputs.cluster.name, desired_resources(inputs), facts), facts)
 
 

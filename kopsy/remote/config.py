@@ -164,6 +164,6 @@ def check_allowed(settings: SSHSettings, what: str, host: str, port: int) -> str
         raise SSHUnreachable(
             f"refusing to connect to {what} {host} ({', '.join(outside or addresses)}): the AWS endpoint is a local "
             f"emulation, so only {', '.join(settings.allowed_networks)} is reached; an emulated instance's address "
-            f"leads to no machine of yours. Map it in the ssh config (eval \"$(kopsy sandbox env)\") and re-run"
+            f"leads to no machine of yours. Map it in the ssh config the emulation provides, and re-run"
         )
     return addresses[0]

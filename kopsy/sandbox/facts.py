@@ -16,6 +16,7 @@ from typing import Any
 
 from kopsy.cloud.aws import groups as G
 from kopsy.cloud.aws import tags as T
+from kopsy.cloud.aws.ec2util import describe_all
 from kopsy.cloud.aws.endpoint import pick_api_endpoint
 from kopsy.cloud.aws.session import AwsClients, aws_errors
 from kopsy.errors import KopsyError
@@ -271,7 +272,7 @@ class CloudReader:
             return {}
         elb = self.clients.client("elbv2")
         with aws_errors("sandbox: reading load balancers"):
-            lbs = [lb for page in elb.get_paginator("describe_load_balancers").paginate() for lb in page["LoadBalancers"]]
+            lbs = describe_all(elb, "describe_load_balancers", "LoadBalancers")
             arns = [lb["LoadBalancerArn"] for lb in lbs]
             tags: dict[str, dict[str, str]] = {}
             for start in range(0, len(arns), 20):

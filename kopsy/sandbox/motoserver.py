@@ -60,26 +60,44 @@ def aws_like_errors(app: Any) -> Any:
     calls launching 300 instances at once, say) comes back as an HTML page that botocore can
     neither parse nor retry. AWS answers its own internal errors with a retryable 500, and an
     empty 500 is what botocore treats as one: the client retries, as it would on AWS.
+
+    Under ``debug`` the app does not render the page itself: the exception propagates, and
+    werkzeug's server would render its own HTML 500 outside any middleware. So an exception
+    raised by the app, or while its answer is read, is answered here with the same empty 500.
     """
 
     def wrapped(environ: dict[str, Any], start_response: Any) -> Any:
-        html_500 = False
+        started: list[tuple[str, list[tuple[str, str]]]] = []
+        written: list[bytes] = []
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            nonlocal html_500
-            if status.startswith("500") and any(k.lower() == "content-type" and "text/html" in v for k, v in headers):
-                html_500 = True
-                headers = [(k, v) for k, v in headers if k.lower() not in ("content-type", "content-length")]
-                headers.append(("Content-Length", "0"))
-            return start_response(status, headers, exc_info) if exc_info is not None else start_response(status, headers)
+            started[:] = [(status, list(headers))]  # a later call (with exc_info) replaces it
+            return written.append
 
-        body = app(environ, start)
-        if not html_500:
-            return body
-        close = getattr(body, "close", None)
-        if close is not None:
-            close()
-        return [b""]
+        try:
+            body = app(environ, start)
+            # Read the answer here (moto's are small) and only then pass the status on, so a
+            # crash while producing it is still ours to answer.
+            try:
+                chunks = written + list(body)
+            finally:
+                close = getattr(body, "close", None)
+                if close is not None:
+                    close()
+            if not started:
+                raise RuntimeError("the application did not start a response")
+        except Exception:
+            log.warning("moto raised while answering %s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"),
+                        exc_info=True)
+            start_response("500 INTERNAL SERVER ERROR", [("Content-Length", "0")])
+            return [b""]
+        status, headers = started[0]
+        if status.startswith("500") and any(k.lower() == "content-type" and "text/html" in v for k, v in headers):
+            headers = [(k, v) for k, v in headers if k.lower() not in ("content-type", "content-length")]
+            start_response(status, headers + [("Content-Length", "0")])
+            return [b""]
+        start_response(status, headers)
+        return chunks
 
     return wrapped
 

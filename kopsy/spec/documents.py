@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from kopsy.errors import SpecInvalid
+from kopsy.spec.kops import convert_documents
 from kopsy.spec.model import (
     KIND_CLUSTER,
     KIND_INSTANCE_GROUP,
@@ -22,6 +23,7 @@ from kopsy.spec.model import (
 class SpecDocuments:
     cluster: Cluster | None = None
     instance_groups: list[InstanceGroup] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # from converting kops manifests (spec/kops.py)
 
 
 def load_yaml_documents(text: str, source: str) -> list[Any]:
@@ -42,7 +44,9 @@ def parse_documents(text: str, source: str, cluster_name: str | None = None) -> 
     """Every document in ``text`` typed; problems are prefixed with the source and document number."""
     result = SpecDocuments()
     problems: list[str] = []
-    for i, doc in enumerate(load_yaml_documents(text, source)):
+    converted = convert_documents(load_yaml_documents(text, source), source)  # kops manifests, all or nothing
+    result.notes = converted.notes
+    for i, doc in enumerate(converted.documents):
         where = f"{source} document {i + 1}"
         kind = doc.get("kind") if isinstance(doc, dict) else None
         try:

@@ -27,7 +27,7 @@ ROLE_CONTROL_PLANE = "ControlPlane"
 ROLE_NODE = "Node"
 ROLES = (ROLE_CONTROL_PLANE, ROLE_NODE)
 
-NETWORKING_PROVIDERS = ("calico", "cilium", "flannel")
+NETWORKING_PROVIDERS = ("calico", "cilium", "flannel", "cni")  # cni: bring your own, kopsy installs none
 SUBNET_TYPES = ("Public",)
 LOAD_BALANCER_TYPES = ("Public",)
 
@@ -57,6 +57,7 @@ class Cluster:
     config_base: str = ""  # the state-store URL of this cluster, e.g. s3://bucket/prefix/NAME
     creation_timestamp: str = ""
     annotations: dict[str, str] = field(default_factory=dict)
+    cloud_labels: dict[str, str] = field(default_factory=dict)  # extra tags on every resource kopsy creates
 
     @property
     def zones(self) -> list[str]:
@@ -96,6 +97,7 @@ class InstanceGroup:
     root_volume_size: int = 64
     node_labels: dict[str, str] = field(default_factory=dict)
     taints: list[Taint] = field(default_factory=list)
+    additional_security_groups: list[str] = field(default_factory=list)  # existing sg-... ids, not kopsy's
 
     @property
     def is_control_plane(self) -> bool:
@@ -124,6 +126,8 @@ def cluster_to_dict(c: Cluster) -> dict[str, Any]:
         "api": {"loadBalancer": {"type": c.api_load_balancer_type, "class": "Network"}},
         "networking": {c.networking: {}},
     }
+    if c.cloud_labels:
+        spec["cloudLabels"] = dict(c.cloud_labels)
     if c.ssh_key_name:
         spec["sshKeyName"] = c.ssh_key_name
     if c.config_base:
@@ -151,6 +155,8 @@ def instance_group_to_dict(ig: InstanceGroup) -> dict[str, Any]:
         spec["nodeLabels"] = dict(ig.node_labels)
     if ig.taints:
         spec["taints"] = [str(t) for t in ig.taints]
+    if ig.additional_security_groups:
+        spec["additionalSecurityGroups"] = list(ig.additional_security_groups)
     return {
         "apiVersion": API_VERSION,
         "kind": KIND_INSTANCE_GROUP,
@@ -209,6 +215,17 @@ def _article(name: str) -> str:
     return {"str": "a string", "int": "an integer", "list": "a list", "dict": "a mapping", "bool": "a boolean"}.get(
         name, name
     )
+
+
+def _str_map(r: _Reader, key: str) -> dict[str, str]:
+    values = r.get(key, dict, {})
+    out = {}
+    for k, v in values.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            r.problems.append(f"{r.path}.{key}.{k}: keys and values must be strings")
+        else:
+            out[k] = v
+    return out
 
 
 def _str_list(r: _Reader, key: str, default: list[str] | None = None) -> list[str]:
@@ -290,6 +307,7 @@ def cluster_from_dict(doc: Any) -> Cluster:
         api_load_balancer_type=lb_type,
         networking=networking,
         ssh_key_name=spec.get("sshKeyName", str, ""),
+        cloud_labels=_str_map(spec, "cloudLabels"),
         config_base=spec.get("configBase", str, ""),
         creation_timestamp=created,
         annotations={str(k): str(v) for k, v in annotations.items()},
@@ -333,6 +351,7 @@ def instance_group_from_dict(doc: Any, cluster_name: str | None = None) -> Insta
         image=spec.get("image", str, ""),
         root_volume_size=spec.get("rootVolumeSize", int, 64),
         node_labels={str(k): str(v) for k, v in node_labels.items()},
+        additional_security_groups=_str_list(spec, "additionalSecurityGroups", []),
         taints=taints,
     )
     spec.finish()

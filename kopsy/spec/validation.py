@@ -30,6 +30,8 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _ZONE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d+[a-z]$")
 _MACHINE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 _AMI = re.compile(r"^ami-[0-9a-f]{8}([0-9a-f]{9})?$")
+_SG = re.compile(r"^sg-[0-9a-f]{8}([0-9a-f]{9})?$")
+_OWNER_NAME = re.compile(r"^(\d{12}|amazon|aws-marketplace|self)/[^\s]+$")  # looked up by name at update
 _LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 # The kubelet registers only these labels of the kubernetes.io / k8s.io namespaces itself
@@ -148,6 +150,28 @@ def cluster_problems(c: Cluster) -> list[str]:
 
     _access_list(c.ssh_access, "spec.sshAccess", problems)
     _access_list(c.kubernetes_api_access, "spec.kubernetesApiAccess", problems)
+    problems.extend(cloud_label_problems(c.cloud_labels))
+    return problems
+
+
+# Tags kopsy sets itself (delete finds resources by them): a cloud label may not shadow one.
+_RESERVED_TAG_PREFIXES = ("aws:", "kubernetes.io/cluster/", "kopsy.io/", "k8s.io/role/")
+_RESERVED_TAGS = ("Name", "KubernetesCluster")
+MAX_CLOUD_LABELS = 30  # AWS allows 50 tags per resource; kopsy's own take up to 8
+
+
+def cloud_label_problems(labels: dict[str, str]) -> list[str]:
+    problems = []
+    if len(labels) > MAX_CLOUD_LABELS:
+        problems.append(f"spec.cloudLabels: {len(labels)} labels; at most {MAX_CLOUD_LABELS} (AWS allows 50 tags per resource)")
+    for k, v in labels.items():
+        at = f"spec.cloudLabels.{k}"
+        if not k or len(k) > 128:
+            problems.append(f"{at}: a tag key must have 1 to 128 characters")
+        elif k in _RESERVED_TAGS or k.startswith(_RESERVED_TAG_PREFIXES):
+            problems.append(f"{at}: {k!r} is a tag kopsy sets itself (or AWS reserves); choose another key")
+        if len(v) > 256:
+            problems.append(f"{at}: a tag value must have at most 256 characters")
     return problems
 
 
@@ -162,14 +186,18 @@ def instance_group_problems(ig: InstanceGroup, cluster: Cluster, where: str = ""
         problems.append(f"{at}: spec.role: {ig.role!r} must be one of {', '.join(ROLES)}")
     if not _MACHINE_TYPE.match(ig.machine_type or ""):
         problems.append(f"{at}: spec.machineType: {ig.machine_type!r} is not an EC2 instance type like t3.medium")
-    if ig.image and not _AMI.match(ig.image):
-        problems.append(f"{at}: spec.image: {ig.image!r} is not an AMI id like ami-0123456789abcdef0")
+    if ig.image and not _AMI.match(ig.image) and not _OWNER_NAME.match(ig.image):
+        problems.append(f"{at}: spec.image: {ig.image!r} is not an AMI id like ami-0123456789abcdef0 "
+                        f"or an OWNER/NAME image (as kops writes them: 099720109477/ubuntu/images/...)")
     if ig.min_size < 0:
         problems.append(f"{at}: spec.minSize: must be >= 0, got {ig.min_size}")
     if ig.max_size < ig.min_size:
         problems.append(f"{at}: spec.maxSize: {ig.max_size} is smaller than spec.minSize {ig.min_size}")
     if ig.max_size > 1000:
         problems.append(f"{at}: spec.maxSize: {ig.max_size} is more than 1000")
+    for i, group in enumerate(ig.additional_security_groups):
+        if not _SG.match(group):
+            problems.append(f"{at}: spec.additionalSecurityGroups[{i}]: {group!r} is not a security group id like sg-0123456789abcdef0")
     if not 8 <= ig.root_volume_size <= 16384:
         problems.append(f"{at}: spec.rootVolumeSize: {ig.root_volume_size} GiB must be between 8 and 16384")
     known = {s.name for s in cluster.subnets}

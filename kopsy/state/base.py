@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import abc
 import builtins
+import datetime
 import re
 from dataclasses import dataclass
 
@@ -48,6 +49,7 @@ class StoredObject:
     key: str
     data: bytes
     etag: str
+    modified: datetime.datetime | None = None  # when it was last written, where the backend knows
 
 
 class ObjectStore(abc.ABC):

@@ -16,6 +16,7 @@ Objects are files with mode 0600 and directories 0700: the store holds private k
 from __future__ import annotations
 
 import builtins
+import datetime
 import errno
 import fcntl
 import hashlib
@@ -106,8 +107,13 @@ class FileStore(ObjectStore):
     # --- ObjectStore ---------------------------------------------------------------------------
 
     def get(self, key: str) -> StoredObject:
-        data = self._read(key, self._path(key))
-        return StoredObject(key=key, data=data, etag=content_etag(data))
+        path = self._path(key)
+        data = self._read(key, path)
+        try:
+            modified = datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.timezone.utc)
+        except OSError:
+            modified = None
+        return StoredObject(key=key, data=data, etag=content_etag(data), modified=modified)
 
     def create(self, key: str, data: bytes) -> str:
         path = self._path(key)

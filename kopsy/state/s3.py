@@ -26,6 +26,18 @@ _CONFLICT = {"ConditionalRequestConflict", "409"}
 _NO_KEY = {"NoSuchKey", "404", "NotFound"}
 
 
+# The IAM actions this backend's calls need (ListObjectsV2 and HeadBucket are s3:ListBucket,
+# DeleteObjects is s3:DeleteObject): part of the operator's policy (kopsy.toolbox.operator_policy).
+PERMISSIONS = (
+    "s3:GetObject",
+    "s3:PutObject",
+    "s3:DeleteObject",
+    "s3:ListBucket",
+    "s3:GetBucketVersioning",
+    "s3:GetEncryptionConfiguration",
+)
+
+
 class S3Store(ObjectStore):
     def __init__(self, bucket: str, prefix: str, clients: AwsClients, url: str) -> None:
         self.bucket = bucket
@@ -80,7 +92,7 @@ class S3Store(ObjectStore):
 
         def read() -> StoredObject:
             resp = self.s3.get_object(Bucket=self.bucket, Key=full)
-            return StoredObject(key=key, data=resp["Body"].read(), etag=str(resp["ETag"]))
+            return StoredObject(key=key, data=resp["Body"].read(), etag=str(resp["ETag"]), modified=resp.get("LastModified"))
 
         def special(code: str) -> KopsyError | None:
             if code in _NO_KEY:

@@ -301,3 +301,15 @@ def test_a_group_without_taints_leaves_kubeadms_default(tmp_path, boto, aws_env,
     assert boot.proc.returncode == 0, boot.log
     assert "taints" not in boot.configs[0][0]["nodeRegistration"]
     assert all(a["name"] != "node-labels" for a in boot.configs[0][0]["nodeRegistration"]["kubeletExtraArgs"])
+
+
+def test_bring_your_own_cni_installs_none_and_says_so(tmp_path, boto, aws_env, imds, cluster_pki):
+    """networking: cni (kops' ``cni: {}``): the first control plane initialises and applies no CNI."""
+    proc, status, calls, configs, log, root, pki = _boot(tmp_path, boto, aws_env, imds, pki=cluster_pki,
+                                                       control_planes=1, role="init", networking="cni")
+    assert proc.returncode == 0, log
+    assert status["phase"] == "done" and status["error"] is None
+    assert "cni (bring your own): no CNI installed" in log
+    assert not any(c.startswith(("kubectl apply", "cilium install")) for c in calls), calls
+    assert not any("calico" in c or "flannel" in c for c in calls)
+    assert not (root / "etc/kopsy/cni.yaml").exists()

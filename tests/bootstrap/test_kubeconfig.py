@@ -162,3 +162,64 @@ def test_a_symlinked_kubeconfig_stays_a_symlink(tmp_path, creds):
     assert (target.stat().st_mode & 0o777) == 0o600
     assert sorted(p.name for p in target.parent.iterdir()) == ["kubeconfig"]  # no temp file left
     assert kc.remove_context(link, "demo.example.com") is True and link.is_symlink()
+
+
+# Names and namespaces that Go's YAML (kubectl) reads as booleans, numbers or null when written
+# plain, plus YAML's own special scalars; kubectl itself quotes them when it writes the file.
+AWKWARD = [
+    "y", "n", "Y", "N", "yes", "no", "Yes", "NO", "on", "off", "On", "OFF", "true", "False",
+    "null", "Null", "~", "1e3", "1E3", "0o17", "017", "0x1F", "0b101", "1_000", "+1", "-1", ".5",
+    "1.0", ".inf", "-.inf", ".NaN", "2001-12-14", "2001-12-14t21:59:43.10-05:00", "12:30", "190:20:30",
+    "=", "<<", "#hash", "a: b", "- dash", "@at", "`tick", "%pct", "!bang", "&amp", "*star", "a b",
+    "tab\there", "ünïcødé", "x" * 70,
+]
+
+
+def test_awkward_names_survive_a_merge_and_kubectl_still_reads_the_file(tmp_path, creds):
+    path = tmp_path / "config"
+    for i, value in enumerate(AWKWARD):  # kubectl writes the file, quoting as it sees fit
+        kubectl(path, "config", "set-cluster", f"--server=https://c{i}.example.com", "--", value)
+        kubectl(path, "config", "set-credentials", f"--token=t{i}", "--", value)
+        kubectl(path, "config", "set-context", f"--cluster={value}", f"--user={value}", f"--namespace={value}", "--", value)
+    kubectl(path, "config", "use-context", "y")
+    before = json.loads(kubectl(path, "config", "view", "--raw", "-o", "json"))
+
+    kc.export(path, creds)  # kopsy reads kubectl's file and writes it back
+    after = json.loads(kubectl(path, "config", "view", "--raw", "-o", "json"))
+    for section in ("clusters", "users", "contexts"):
+        kept = [e for e in after[section] if e["name"] != "demo.example.com"]
+        assert kept == before[section], section  # every entry unchanged, byte for byte
+    assert {c["name"] for c in after["contexts"]} == {*AWKWARD, "demo.example.com"}
+    assert after["current-context"] == "demo.example.com"
+
+    rows = kubectl(path, "config", "get-contexts", "-o", "name").splitlines()
+    words = lambda names: sorted(" ".join(n.split()) for n in names)  # noqa: E731 - kubectl's table expands tabs
+    assert words(rows) == words([*AWKWARD, "demo.example.com"])
+    kubectl(path, "config", "use-context", "n")
+    assert kubectl(path, "config", "current-context").strip() == "n"
+
+    # and kopsy's own removal leaves the file readable too
+    assert kc.remove_context(path, "demo.example.com")
+    again = json.loads(kubectl(path, "config", "view", "--raw", "-o", "json"))
+    assert [e for e in again["contexts"]] == before["contexts"]
+
+
+def test_files_with_merge_keys_and_bare_equals_signs_are_read(tmp_path, creds):
+    """kubectl writes ``cluster: =`` and ``user: <<`` unquoted, and people write anchors with
+    ``<<:`` merge keys; kopsy reads both as kubectl does and keeps what they mean."""
+    path = tmp_path / "config"
+    path.write_text(
+        "apiVersion: v1\nkind: Config\n"
+        "clusters:\n- name: base\n  cluster: &c\n    server: https://a.example.com\n"
+        "- name: copy\n  cluster:\n    <<: *c\n    insecure-skip-tls-verify: y\n"
+        "- name: =\n  cluster: {server: https://eq.example.com}\n"
+        "contexts:\n- name: <<\n  context: {cluster: =, user: <<, namespace: \"y\"}\n"
+        "users:\n- name: <<\n  user: {token: abc}\n"
+        "current-context: <<\n"
+    )
+    before = json.loads(kubectl(path, "config", "view", "--raw", "-o", "json"))
+    kc.export(path, creds)
+    after = json.loads(kubectl(path, "config", "view", "--raw", "-o", "json"))
+    for section in ("clusters", "users", "contexts"):
+        assert [e for e in after[section] if e["name"] != "demo.example.com"] == before[section], section
+    assert kc.needs_quotes("y") and kc.needs_quotes("0o17") and not kc.needs_quotes("demo.example.com")

@@ -37,7 +37,7 @@ STORE = "s3://kopsy-state/demo.example.com"
 HERE = Path(__file__).parent
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 
-NETWORKING = ("calico", "cilium", "flannel")
+NETWORKING = ("calico", "cilium", "flannel", "cni")
 
 
 def make_cluster(control_planes: int, networking: str, version: str) -> tuple[Cluster, list[InstanceGroup]]:

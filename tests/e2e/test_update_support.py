@@ -74,7 +74,8 @@ class RecordingProxy:
         host, port = urllib.parse.urlsplit(target).hostname, urllib.parse.urlsplit(target).port
         assert host and host.startswith("127."), "tests talk only to loopback"
         self.requests: list[dict[str, str]] = []
-        self.fail: dict[str, list[tuple[int, bytes]]] = {}  # Action -> queued (status, XML body) answers
+        # Action -> queued (status, XML body) answers, or (status, body, content type)
+        self.fail: dict[str, list[tuple[Any, ...]]] = {}
         lock = threading.Lock()
         proxy = self
 
@@ -95,7 +96,8 @@ class RecordingProxy:
                     queued = proxy.fail.get(form.get("Action", ""))
                     answer = queued.pop(0) if queued else None
                 if answer is not None:
-                    status, headers, data = answer[0], [("Content-Type", "text/xml")], answer[1]
+                    ctype = answer[2] if len(answer) > 2 else "text/xml"
+                    status, headers, data = answer[0], [("Content-Type", ctype)], answer[1]
                 else:
                     conn = http.client.HTTPConnection(host, port, timeout=120)
                     skip = {"host", "content-length", "connection", "expect", "transfer-encoding"}
@@ -133,6 +135,10 @@ class RecordingProxy:
 
     def sent(self, action: str) -> list[dict[str, str]]:
         return [r for r in self.requests if r.get("Action") == action]
+
+
+HTML_500 = (500, b"<!doctype html>\n<html lang=en>\n<title>500 Internal Server Error</title>\n"
+                 b"<h1>Internal Server Error</h1><p>The server encountered an internal error.</p>\n", "text/html")
 
 
 def query_error(code: str, message: str) -> tuple[int, bytes]:

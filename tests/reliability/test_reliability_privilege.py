@@ -112,7 +112,12 @@ def test_nodes_can_read_only_what_joining_needs(roles: dict[str, list[dict[str, 
     for action in ("s3:PutObject", "s3:DeleteObject", "s3:GetObjectVersion", "s3:ListBucket"):
         for k in _keys(baseline):
             assert not allowed(nodes, action, _arn(k)), f"nodes may {action} {k}"
-    assert not allowed(nodes, "s3:ListBucket", f"arn:aws:s3:::{BUCKET}")
+    # ListBucket only for their own prefix (so a missing object is a 404): every Allow that
+    # reaches the bucket carries an s3:prefix condition inside this cluster's prefix
+    for s in nodes:
+        if s["Effect"] == "Allow" and any(_match(a, "s3:ListBucket", case=False) for a in _list(s.get("Action"))):
+            prefixes = _list(s.get("Condition", {}).get("StringLike", {}).get("s3:prefix"))
+            assert prefixes and all(p == CLUSTER or p.startswith(f"{CLUSTER}/") for p in prefixes), s
     assert not allowed(nodes, "s3:GetObject", _arn("pki/ca.key", "other.example.com"))
 
 

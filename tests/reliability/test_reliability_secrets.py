@@ -68,6 +68,11 @@ def test_secrets_appear_in_no_output_user_data_plan_or_file(fresh: Cloud, baseli
         "get -o yaml": ["get", "cluster", CLUSTER, "-o", "yaml"],
         "get ig -o json": ["get", "instancegroups", "--name", CLUSTER, "-o", "json"],
         "export kubecfg --admin --debug": ["--debug", "export", "kubecfg", CLUSTER, "--admin"],
+        "toolbox dump -o yaml": ["toolbox", "dump", CLUSTER, "--no-ssh"],
+        "toolbox dump -o json --debug": ["--debug", "toolbox", "dump", CLUSTER, "-o", "json", "--no-ssh"],
+        "get secrets": ["get", "secrets", "--name", CLUSTER],
+        "get secrets -o yaml": ["get", "secrets", "--name", CLUSTER, "-o", "yaml"],
+        "get instances -o json": ["get", "instances", "--name", CLUSTER, "-o", "json"],
         "delete listing": ["delete", "cluster", CLUSTER],
     }
     haystacks: dict[str, str] = {}

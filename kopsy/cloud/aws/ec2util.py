@@ -9,11 +9,39 @@ from kopsy.parallel import parallel
 from kopsy.reconcile.values import Facts
 
 
+# The largest page each paging parameter accepts (per operation where AWS caps lower). Asking for
+# it explicitly matters: moto's DescribeLaunchTemplates answers 15 templates and no NextToken
+# unless MaxResults is given, and AWS's own defaults differ per operation.
+PAGE_SIZES = {"MaxResults": 1000, "MaxRecords": 100, "PageSize": 400, "MaxItems": 1000}
+PAGE_SIZE_BY_OPERATION = {
+    "describe_launch_templates": 200,
+    "describe_launch_template_versions": 200,
+}
+
+
+def page_size(client: Any, operation: str, kwargs: dict[str, Any]) -> tuple[str, int] | None:
+    """(paging parameter, size) to send with ``operation``, or None when it takes none.
+
+    EC2 refuses a page size beside an explicit list of ids or names (the answer is bounded by
+    the list anyway), so none is sent then."""
+    if not client.can_paginate(operation):
+        return None
+    limit_key = client.get_paginator(operation)._pagination_cfg.get("limit_key")
+    if not isinstance(limit_key, str) or limit_key not in PAGE_SIZES:
+        return None
+    if client.meta.service_model.service_name == "ec2" and any(k.endswith(("Ids", "Names")) for k in kwargs):
+        return None
+    return limit_key, PAGE_SIZE_BY_OPERATION.get(operation, PAGE_SIZES[limit_key])
+
+
 def describe_all(client: Any, operation: str, result_key: str, **kwargs: Any) -> list[dict[str, Any]]:
-    """Every item of a describe call, following NextToken (one call per page)."""
+    """Every item of a describe (or list) call: asks for the largest page the operation takes and
+    follows NextToken/Marker (one call per page)."""
     if client.can_paginate(operation):
+        size = page_size(client, operation, kwargs)
+        config = {"PageSize": size[1]} if size else {}
         out: list[dict[str, Any]] = []
-        for page in client.get_paginator(operation).paginate(**kwargs):
+        for page in client.get_paginator(operation).paginate(**kwargs, PaginationConfig=config):
             out.extend(page.get(result_key, []))
         return out
     return list(getattr(client, operation)(**kwargs).get(result_key, []))

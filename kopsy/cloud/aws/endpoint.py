@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from kopsy.cloud.aws import tags as T
+from kopsy.cloud.aws.ec2util import describe_all
 from kopsy.cloud.aws.session import aws_errors
 
 TAG_BATCH = 20  # DescribeTags accepts at most 20 ARNs
@@ -45,7 +46,7 @@ def find_api_endpoint(clients: Any, cluster_name: str) -> str | None:
     """The API NLB's DNS name for ``cluster_name`` (``clients`` is an ``AwsClients``), or None."""
     elb = clients.client("elbv2")
     with aws_errors(f"looking up the API load balancer of cluster {cluster_name}"):
-        lbs = [lb for page in elb.get_paginator("describe_load_balancers").paginate() for lb in page["LoadBalancers"]]
+        lbs = describe_all(elb, "describe_load_balancers", "LoadBalancers")
         network = [lb for lb in lbs if lb.get("Type", "network") == "network"]
         tags: dict[str, dict[str, str]] = {}
         arns = [lb["LoadBalancerArn"] for lb in network]

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from kopsy.cloud.aws import tags as T
+from kopsy.cloud.aws.ec2util import describe_all
 from kopsy.cloud.aws.idempotency import create_or_adopt, tolerate
 from kopsy.cloud.aws.kind import Kind
 from kopsy.cloud.aws.names import role_name
@@ -81,26 +82,49 @@ def _s3_location(state_store_url: str) -> tuple[str, str] | None:
     return u.netloc, u.path.strip("/")
 
 
-def policy_document(role: str, state_store_url: str, partition: str = "aws", cluster: str = "") -> dict[str, Any]:
+def _state_store_statements(role: str, bucket: str, prefix: str, partition: str, kms_key: str) -> list[dict[str, Any]]:
+    """What ``role`` may do in the state store: read its objects, and list its own prefix only.
+
+    ``s3:ListBucket`` scoped by an ``s3:prefix`` condition makes a missing object a 404 on real
+    S3 (without it, a 403), which is what the boot script tells apart; other clusters' prefixes
+    stay unlisted. ``kms_key`` is the ARN of the customer key the bucket encrypts with ("" for
+    none): reading needs ``kms:Decrypt`` on it, writing (control planes) ``kms:GenerateDataKey``."""
+    arn = f"arn:{partition}:s3:::{bucket}/{prefix}"
+    if role == "nodes":
+        reads = [f"{arn}/pki/ca.crt", f"{arn}/secrets/bootstrap-token"]
+    else:
+        reads = [f"{arn}/pki/*", f"{arn}/secrets/*", f"{arn}/config", f"{arn}/instancegroup/*"]
+    out: list[dict[str, Any]] = [
+        {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": reads},
+        {
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": [f"arn:{partition}:s3:::{bucket}"],
+            "Condition": {"StringLike": {"s3:prefix": [prefix, f"{prefix}/*"]}},
+        },
+    ]
+    if role != "nodes":
+        out.append({"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": [f"{arn}/secrets/bootstrap-token"]})
+    if kms_key:
+        actions = ["kms:Decrypt"] if role == "nodes" else ["kms:Decrypt", "kms:GenerateDataKey"]
+        out.append({"Effect": "Allow", "Action": actions, "Resource": [kms_key]})
+    return out
+
+
+def policy_document(
+    role: str, state_store_url: str, partition: str = "aws", cluster: str = "", kms_key: str = ""
+) -> dict[str, Any]:
     """The inline policy of ``role`` ('control-plane' or 'nodes'), least privilege (docs/bootstrap.md, "What is fetched from where").
 
     ``cluster`` (default: the last part of the state-store URL, which is the cluster's prefix)
-    scopes the control plane's write actions to resources tagged ``KubernetesCluster=<cluster>``."""
+    scopes the control plane's write actions to resources tagged ``KubernetesCluster=<cluster>``.
+    ``kms_key`` is the ARN of the customer KMS key the state bucket encrypts with, if any
+    (``kopsy.cloud.aws.bucketkms``)."""
     statements: list[dict[str, Any]] = []
     loc = _s3_location(state_store_url)
     if role == "nodes":
         statements.append({"Effect": "Allow", "Action": NODE_ACTIONS, "Resource": "*"})
         statements.append({"Effect": "Allow", "Action": ECR_READ, "Resource": "*"})
-        if loc:
-            bucket, prefix = loc
-            arn = f"arn:{partition}:s3:::{bucket}/{prefix}"
-            statements.append(
-                {
-                    "Effect": "Allow",
-                    "Action": ["s3:GetObject"],
-                    "Resource": [f"{arn}/pki/ca.crt", f"{arn}/secrets/bootstrap-token"],
-                }
-            )
     else:
         statements.append({"Effect": "Allow", "Action": CONTROL_PLANE_ACTIONS, "Resource": "*"})
         owner = cluster or state_store_url.rstrip("/").rsplit("/", 1)[-1]
@@ -113,19 +137,8 @@ def policy_document(role: str, state_store_url: str, partition: str = "aws", clu
             }
         )
         statements.append({"Effect": "Allow", "Action": ECR_READ, "Resource": "*"})
-        if loc:
-            bucket, prefix = loc
-            arn = f"arn:{partition}:s3:::{bucket}/{prefix}"
-            statements.append(
-                {
-                    "Effect": "Allow",
-                    "Action": ["s3:GetObject"],
-                    "Resource": [f"{arn}/pki/*", f"{arn}/secrets/*", f"{arn}/config", f"{arn}/instancegroup/*"],
-                }
-            )
-            statements.append(
-                {"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": [f"{arn}/secrets/bootstrap-token"]}
-            )
+    if loc:
+        statements += _state_store_statements(role, loc[0], loc[1], partition, kms_key)
     return {"Version": "2012-10-17", "Statement": statements}
 
 
@@ -200,6 +213,9 @@ class IAMRole(Kind):
         "iam:ListInstanceProfilesForRole",
         "iam:RemoveRoleFromInstanceProfile",
         "iam:DeleteRole",
+        # the policy grants kms:Decrypt on the state bucket's key: update reads which key it is
+        "s3:GetEncryptionConfiguration",
+        "kms:DescribeKey",
     )
 
     def find(self, facts: Facts) -> list[Actual]:
@@ -271,8 +287,8 @@ class IAMRole(Kind):
                 if error_code(exc) != "DeleteConflict":
                     raise
             policies, profiles = parallel(lambda f: f(), [
-                lambda: iam.list_role_policies(RoleName=name).get("PolicyNames", []),
-                lambda: iam.list_instance_profiles_for_role(RoleName=name).get("InstanceProfiles", []),
+                lambda: describe_all(iam, "list_role_policies", "PolicyNames", RoleName=name),
+                lambda: describe_all(iam, "list_instance_profiles_for_role", "InstanceProfiles", RoleName=name),
             ])
             parallel(lambda f: f(), [
                 *(lambda p=p: gone(lambda: iam.delete_role_policy(RoleName=name, PolicyName=p)) for p in policies),

@@ -23,16 +23,29 @@ def architecture(machine_type: str) -> str:
     return "arm64" if re.fullmatch(r"[a-z]+\d+[a-z]*g[a-z]*", family) and "g" in family[1:] else "amd64"
 
 
+def split_owner(image: str) -> tuple[str, str]:
+    """('099720109477', 'ubuntu/images/...') for kops' ``OWNER/NAME`` form; ('', image) otherwise."""
+    owner, _, rest = image.partition("/")
+    if rest and (re.fullmatch(r"\d{12}", owner) or owner in ("amazon", "aws-marketplace", "self")):
+        return owner, rest
+    return "", image
+
+
 def resolve_image(clients: AwsClients, image: str, machine_type: str) -> str:
     """The AMI id for an instance group; raises with a hint when none can be found."""
     if image.startswith("ami-"):
         return image
     ec2 = clients.client("ec2")
     if image:
+        owner, name = split_owner(image)
         with aws_errors(f"looking up image {image}"):
-            found = ec2.describe_images(Filters=[{"Name": "name", "Values": [image]}]).get("Images", [])
+            found = ec2.describe_images(
+                **({"Owners": [owner]} if owner else {}), Filters=[{"Name": "name", "Values": [name]}]
+            ).get("Images", [])
         if not found:
-            raise KopsyError(f'image "{image}" not found in region {clients.region}; set the instance group\'s image to an AMI id')
+            whose = f" owned by {owner}" if owner else ""
+            raise KopsyError(f'image "{name}"{whose} not found in region {clients.region}; set the instance group\'s image '
+                             f'to an AMI id or an existing OWNER/NAME')
         return str(max(found, key=lambda i: i.get("CreationDate", ""))["ImageId"])
     arch = architecture(machine_type)
     with aws_errors("reading Canonical's Ubuntu 24.04 image parameter"):

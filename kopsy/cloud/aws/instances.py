@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from kopsy.cloud.aws import tags as T
-from kopsy.cloud.aws.ec2util import name_of, owned, owned_ids
+from kopsy.cloud.aws.ec2util import describe_all, name_of, owned, owned_ids
 from kopsy.cloud.aws.groups import fetch_instances, parse_instance
 from kopsy.cloud.aws.idempotency import tolerate
 from kopsy.cloud.aws.kind import Kind
@@ -87,9 +87,9 @@ BATCH = 1000  # TerminateInstances' limit
 
 
 def _live(ec2: Any, ids: list[str]) -> list[str]:
-    out = ec2.describe_instances(Filters=[{"Name": "instance-id", "Values": ids},
-                                          {"Name": "instance-state-name", "Values": LIVE_STATES}])
-    return [i["InstanceId"] for r in out.get("Reservations", []) for i in r.get("Instances", [])]
+    out = describe_all(ec2, "describe_instances", "Reservations", Filters=[{"Name": "instance-id", "Values": ids},
+                                                                          {"Name": "instance-state-name", "Values": LIVE_STATES}])
+    return [i["InstanceId"] for r in out for i in r.get("Instances", [])]
 
 
 class Volume(Kind):

@@ -43,6 +43,20 @@ def is_throttle(exc: BaseException) -> bool:
     return code_of(exc) in THROTTLE_CODES
 
 
+def is_server_error(exc: BaseException) -> bool:
+    """AWS (or something in front of it) kept failing with a 5xx after botocore's own retries, or
+    answered with a page botocore cannot parse: deletes, which are safe to repeat, keep trying."""
+    from botocore.exceptions import ClientError
+    from botocore.parsers import ResponseParserError  # a plain Exception, not a BotoCoreError
+
+    for e in (exc, exc.__cause__):
+        if isinstance(e, ResponseParserError):
+            return True
+        if isinstance(e, ClientError):
+            return int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0) >= 500
+    return False
+
+
 def is_dependency(exc: BaseException) -> bool:
     """AWS is still releasing something this resource needs gone first (retry until a deadline)."""
     return code_of(exc) in DEPENDENCY_CODES

@@ -49,6 +49,7 @@ class AwsClients:
         *,
         retry_mode: str = "adaptive",
         max_attempts: int = 8,
+        connect_timeout: float = 10,
         session: Any = None,
     ) -> None:
         import boto3  # heavy: imported only by commands that talk to AWS
@@ -59,7 +60,7 @@ class AwsClients:
         self._config = Config(
             region_name=region,
             retries={"mode": retry_mode, "max_attempts": max_attempts},
-            connect_timeout=10,
+            connect_timeout=connect_timeout,
             read_timeout=60,
             max_pool_connections=32,
             user_agent_extra="kopsy",
@@ -68,8 +69,14 @@ class AwsClients:
         self._lock = threading.Lock()
         self._hooks: list[Callable[..., None]] = []
 
+    def has_credentials(self) -> bool:
+        """Whether boto3 finds credentials at all (for checks that are only worth doing online)."""
+        return self.session.get_credentials() is not None
+
     def _make(self, service: str) -> Any:
-        return self.session.client(service, config=self._config)
+        client = self.session.client(service, config=self._config)
+        client.meta.events.register("before-parse", unparseable_is_server_error)
+        return client
 
     def client(self, service: str) -> Any:
         with self._lock:
@@ -95,6 +102,62 @@ class AwsClients:
                 c.meta.events.register("before-call", _hook)
 
 
+UNPARSEABLE_CODE = "InternalError"
+
+
+def _parses(body: bytes, protocol: str) -> bool:
+    """Whether botocore's parser for ``protocol`` can read ``body`` as an error answer (an empty
+    body it reads as the generic error of the HTTP status, which it retries)."""
+    if not body.strip():
+        return True
+    if protocol in ("json", "rest-json", "smithy-rpc-v2-cbor"):
+        import json
+
+        try:
+            return isinstance(json.loads(body), dict)
+        except ValueError:
+            return False
+    import xml.etree.ElementTree as ET
+
+    try:
+        ET.fromstring(body)
+        return True
+    except ET.ParseError:
+        return False
+
+
+def _error_body(protocol: str, status: int) -> bytes:
+    message = f"the endpoint answered HTTP {status} with a page that is not an AWS error (a bare server error)"
+    if protocol in ("json", "rest-json"):
+        return ('{"__type": "%s", "message": "%s"}' % (UNPARSEABLE_CODE, message)).encode()
+    if protocol == "ec2":
+        return (f"<Response><Errors><Error><Code>{UNPARSEABLE_CODE}</Code><Message>{message}</Message></Error>"
+                f"</Errors><RequestID>kopsy</RequestID></Response>").encode()
+    if protocol == "query":
+        return (f"<ErrorResponse><Error><Type>Receiver</Type><Code>{UNPARSEABLE_CODE}</Code>"
+                f"<Message>{message}</Message></Error><RequestId>kopsy</RequestId></ErrorResponse>").encode()
+    return f"<Error><Code>{UNPARSEABLE_CODE}</Code><Message>{message}</Message></Error>".encode()
+
+
+def unparseable_is_server_error(response_dict: dict[str, Any], operation_model: Any, **_: Any) -> None:
+    """botocore ``before-parse`` hook: a 5xx whose body is an HTML page (moto's crash page, a
+    proxy's error page) would raise ``ResponseParserError``, which botocore does not
+    retry. Give it a well-formed error body instead, keeping the status, so botocore's retry
+    policy treats it as the transient server error it is, as it does AWS's own 500s."""
+    status = int(response_dict.get("status_code") or 0)
+    body = response_dict.get("body")
+    if status < 500 or not isinstance(body, (bytes, bytearray)):
+        return
+    protocol = str(getattr(operation_model.service_model, "resolved_protocol", None) or operation_model.service_model.protocol)
+    if protocol == "smithy-rpc-v2-cbor" or _parses(bytes(body), protocol):
+        return
+    response_dict["body"] = _error_body(protocol, status)
+    headers = response_dict.get("headers")
+    if headers is not None:
+        headers["content-type"] = "application/x-amz-json-1.1" if protocol in ("json", "rest-json") else "text/xml"
+        headers.pop("x-amzn-errortype", None)
+
+
 def error_code(exc: BaseException) -> str:
     """The AWS error code of a botocore ClientError, or '' for anything else."""
     response = getattr(exc, "response", None) or {}
@@ -104,6 +167,7 @@ def error_code(exc: BaseException) -> str:
 def translate(exc: BaseException, action: str) -> KopsyError:
     """Turn a botocore exception into a user-facing ``KopsyError`` (``action`` says what we were doing)."""
     from botocore import exceptions as bx
+    from botocore.parsers import ResponseParserError  # a plain Exception, not a BotoCoreError
 
     if isinstance(exc, KopsyError):
         return exc
@@ -132,7 +196,19 @@ def translate(exc: BaseException, action: str) -> KopsyError:
             return StateStoreError(f"{action}: the S3 bucket does not exist; create it first (aws s3 mb s3://BUCKET)")
         if code in THROTTLE_CODES:
             return CloudError(f"{action}: AWS kept throttling requests ({code}) after retries; wait a minute and re-run")
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)  # type: ignore[attr-defined]
+        if status >= 500:
+            return CloudError(
+                f"{action}: AWS kept answering with a server error (HTTP {status}, {code}: {msg}) after retries; "
+                f"wait a minute and re-run"
+            )
         return CloudError(f"{action}: {code or 'error'}: {msg or exc}")
+    if isinstance(exc, ResponseParserError):
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return CloudError(
+            f"{action}: the endpoint's answer is not an AWS answer ({first[:200]}); check AWS_ENDPOINT_URL or any "
+            f"proxy in between, then re-run"
+        )
     if isinstance(exc, bx.BotoCoreError):
         return CloudError(f"{action}: {exc}")
     return CloudError(f"{action}: {exc}")
@@ -142,8 +218,9 @@ def translate(exc: BaseException, action: str) -> KopsyError:
 def aws_errors(action: str) -> Iterator[None]:
     """Translate any botocore error raised inside the block into a ``KopsyError``."""
     from botocore import exceptions as bx
+    from botocore.parsers import ResponseParserError
 
     try:
         yield
-    except (bx.ClientError, bx.BotoCoreError) as exc:
+    except (bx.ClientError, bx.BotoCoreError, ResponseParserError) as exc:
         raise translate(exc, action) from exc

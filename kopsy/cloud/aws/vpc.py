@@ -103,6 +103,7 @@ class Subnet(Kind):
     immutable = ("vpc", "cidr", "zone")
     permissions = (
         "ec2:DescribeSubnets",
+        "ec2:DescribeAvailabilityZones",  # update checks the spec's zones first (cloud/aws/zones.py)
         "ec2:CreateSubnet",
         "ec2:CreateTags",
         "ec2:ModifySubnetAttribute",

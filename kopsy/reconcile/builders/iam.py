@@ -19,7 +19,7 @@ def build(inp: ClusterInputs) -> list[Desired]:
     out: list[Desired] = []
     for role, krole in (("control-plane", ROLE_CONTROL_PLANE), ("nodes", ROLE_NODE)):
         rn = role_name(role, name)
-        policy = policy_document(role, inp.state_store_url, inp.partition, name)
+        policy = policy_document(role, inp.state_store_url, inp.partition, name, inp.state_kms_key)
         out.append(resource(name, "IAMRole", rn, {"assume_role_policy": EC2_TRUST, "policy": policy}, krole))
         profile = resource(name, "IAMInstanceProfile", rn, {"role": rn}, krole)
         # The role is named, not referenced (names are deterministic, so the plan can show them):

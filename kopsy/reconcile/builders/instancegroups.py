@@ -78,7 +78,8 @@ def _instance_group(inp: ClusterInputs, ig: InstanceGroup, key_ref: Any) -> list
             "image": inp.images.get(ig.name, ig.image),
             "instance_type": ig.machine_type,
             "key_name": key_ref,
-            "security_groups": frozenset({group_ref(role, name)}),
+            # kopsy's group, plus the user's existing ones (checked to exist at update)
+            "security_groups": frozenset({group_ref(role, name), *ig.additional_security_groups}),
             "public_ip": True,
             "instance_profile": role_name(role, name),
             "root_volume_size": ig.root_volume_size,
