@@ -244,6 +244,7 @@ def record() -> None:
 
     with mock_aws():
         clients = AwsClients("us-east-1", session=boto3.session.Session(region_name="us-east-1"))
+        clients.client("s3").create_bucket(Bucket="golden-state")  # update reads its encryption
         inp = inputs_for((HERE / "_baseline" / "spec.yaml").read_text())
         cluster = inp.cluster.name
         result = apply_update(clients, plan_update(clients, inp))

@@ -3,6 +3,8 @@ delete make (in-process moto) is covered by some kind's declared IAM actions."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from goldenkit import HERE, inputs_for
 

@@ -146,3 +146,45 @@ def test_write_apis_are_scoped_to_the_cluster(roles: dict[str, list[dict[str, An
                 if not verb.startswith(READ_VERBS) and "*" in _list(s.get("Resource")) and action != "ecr:GetAuthorizationToken":
                     unscoped.append(f"{role}: {action}")
     assert unscoped == []
+
+
+# What the AWS cloud-controller-manager and the EBS CSI driver call on a control plane (their
+# documented policies), beside a sample of what neither needs.
+CCM_AND_CSI_CALLS = [
+    "ec2:DescribeInstances", "ec2:CreateSecurityGroup", "ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress",
+    "ec2:DeleteSecurityGroup", "ec2:CreateVolume", "ec2:AttachVolume", "ec2:DetachVolume", "ec2:DeleteVolume", "ec2:ModifyVolume",
+    "ec2:CreateSnapshot", "ec2:DeleteSnapshot", "ec2:CreateTags",
+    "elasticloadbalancing:CreateLoadBalancer", "elasticloadbalancing:CreateTargetGroup", "elasticloadbalancing:CreateListener",
+    "elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:DeleteLoadBalancer",
+    "elasticloadbalancing:ConfigureHealthCheck", "elasticloadbalancing:RegisterInstancesWithLoadBalancer",
+    "elasticloadbalancing:ModifyTargetGroupAttributes", "iam:CreateServiceLinkedRole",
+]
+NOT_NEEDED = ["ec2:CreateRoute", "ec2:DeleteRoute", "ec2:ModifyInstanceAttribute", "ec2:RunInstances", "iam:PassRole"]
+
+
+def _conditions(statements: list[dict[str, Any]], action: str) -> list[dict[str, Any]]:
+    """The conditions of every Allow that grants ``action`` (an empty one: unconditional)."""
+    return [s.get("Condition", {}) for s in statements
+            if s["Effect"] == "Allow" and any(_match(a, action, case=False) for a in _list(s.get("Action")))]
+
+
+def test_the_control_plane_may_do_what_the_ccm_and_csi_driver_do_scoped_to_the_cluster(roles: dict[str, list[dict[str, Any]]]) -> None:
+    cp = roles["control-plane"]
+    for action in CCM_AND_CSI_CALLS:
+        assert allowed(cp, action, "*"), f"the control plane may not {action}"
+        verb = action.split(":", 1)[1]
+        if verb.startswith(READ_VERBS):
+            continue
+        for condition in _conditions(cp, action):
+            values = [v for c in condition.values() for v in (c.values() if isinstance(c, dict) else [])]
+            flat = [x for v in values for x in _list(v)]
+            assert CLUSTER in flat or "elasticloadbalancing.amazonaws.com" in flat, f"{action} is granted without the cluster's tag: {condition}"
+    for action in NOT_NEEDED:
+        assert not allowed(cp, action, "*"), f"the control plane may {action}, which nothing it runs needs"
+
+
+def test_nodes_cannot_create_load_balancers_or_security_groups(roles: dict[str, list[dict[str, Any]]]) -> None:
+    nodes = roles["nodes"]
+    for action in ("elasticloadbalancing:CreateLoadBalancer", "elasticloadbalancing:CreateTargetGroup", "ec2:CreateSecurityGroup",
+                   "ec2:AuthorizeSecurityGroupIngress", "ec2:CreateVolume", "ec2:AttachVolume", "iam:CreateServiceLinkedRole"):
+        assert not allowed(nodes, action, "*"), f"nodes may {action}"

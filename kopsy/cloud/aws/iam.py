@@ -43,7 +43,8 @@ ECR_READ = [
     "ecr:ListImages",
     "ecr:BatchGetImage",
 ]
-# What the AWS cloud provider (cloud-controller-manager) on a control plane calls.
+# What the AWS cloud-controller-manager and the EBS CSI driver on a control plane read (their
+# documented policies): describes only, so unscoped.
 CONTROL_PLANE_ACTIONS = [
     "autoscaling:DescribeAutoScalingGroups",
     "autoscaling:DescribeLaunchConfigurations",
@@ -54,24 +55,96 @@ CONTROL_PLANE_ACTIONS = [
     "ec2:DescribeRegions",
     "ec2:DescribeRouteTables",
     "ec2:DescribeSecurityGroups",
+    "ec2:DescribeSnapshots",
     "ec2:DescribeSubnets",
+    "ec2:DescribeTags",
     "ec2:DescribeVolumes",
+    "ec2:DescribeVolumesModifications",
     "ec2:DescribeVpcs",
-    "elasticloadbalancing:DescribeLoadBalancers",
     "elasticloadbalancing:DescribeListeners",
+    "elasticloadbalancing:DescribeLoadBalancerAttributes",
+    "elasticloadbalancing:DescribeLoadBalancerPolicies",
+    "elasticloadbalancing:DescribeLoadBalancers",
+    "elasticloadbalancing:DescribeTags",
+    "elasticloadbalancing:DescribeTargetGroupAttributes",
     "elasticloadbalancing:DescribeTargetGroups",
     "elasticloadbalancing:DescribeTargetHealth",
+    "kms:DescribeKey",
 ]
-# Writes the AWS cloud provider makes, allowed only on resources that carry the cluster's tag:
-# unscoped, a control plane could retag, reroute or re-target anything in the account.
+# What they create: allowed only when the request tags it for the cluster
+# (``aws:RequestTag/KubernetesCluster``), which both do when the instances carry the tag (the
+# CCM) or are told to (the driver's ``--extra-tags KubernetesCluster=<name>``).
+CONTROL_PLANE_TAGGED_CREATES = [
+    "ec2:CreateSecurityGroup",  # k8s-elb-... groups
+    "ec2:CreateSnapshot",
+    "ec2:CreateVolume",
+    "elasticloadbalancing:CreateLoadBalancer",
+    "elasticloadbalancing:CreateTargetGroup",
+]
+# What they change, attach or delete: only resources that carry the cluster's tag
+# (``aws:ResourceTag/KubernetesCluster``), kopsy's own groups included (the CCM adds NodePort and
+# health-check rules to the nodes' group): unscoped, a control plane could open, retarget or
+# delete anything in the account.
 CONTROL_PLANE_SCOPED_WRITES = [
+    "ec2:AttachVolume",
+    "ec2:AuthorizeSecurityGroupIngress",
     "ec2:CreateTags",
-    "ec2:CreateRoute",
-    "ec2:DeleteRoute",
-    "ec2:ModifyInstanceAttribute",
-    "elasticloadbalancing:RegisterTargets",
+    "ec2:DeleteSecurityGroup",
+    "ec2:DeleteSnapshot",
+    "ec2:DeleteTags",
+    "ec2:DeleteVolume",
+    "ec2:DetachVolume",
+    "ec2:ModifyVolume",
+    "ec2:RevokeSecurityGroupIngress",
+    "elasticloadbalancing:AddTags",
+    "elasticloadbalancing:ApplySecurityGroupsToLoadBalancer",
+    "elasticloadbalancing:AttachLoadBalancerToSubnets",
+    "elasticloadbalancing:ConfigureHealthCheck",
+    "elasticloadbalancing:CreateListener",
+    "elasticloadbalancing:CreateLoadBalancerListeners",
+    "elasticloadbalancing:CreateLoadBalancerPolicy",
+    "elasticloadbalancing:DeleteListener",
+    "elasticloadbalancing:DeleteLoadBalancer",
+    "elasticloadbalancing:DeleteLoadBalancerListeners",
+    "elasticloadbalancing:DeleteTargetGroup",
+    "elasticloadbalancing:DeregisterInstancesFromLoadBalancer",
     "elasticloadbalancing:DeregisterTargets",
+    "elasticloadbalancing:DetachLoadBalancerFromSubnets",
+    "elasticloadbalancing:ModifyListener",
+    "elasticloadbalancing:ModifyLoadBalancerAttributes",
+    "elasticloadbalancing:ModifyTargetGroup",
+    "elasticloadbalancing:ModifyTargetGroupAttributes",
+    "elasticloadbalancing:RegisterInstancesWithLoadBalancer",
+    "elasticloadbalancing:RegisterTargets",
+    "elasticloadbalancing:SetLoadBalancerPoliciesForBackendServer",
+    "elasticloadbalancing:SetLoadBalancerPoliciesOfListener",
 ]
+# Tagging a resource in the call that creates it (TagSpecifications) is authorized as CreateTags
+# with the creating action named in ``ec2:CreateAction``.
+TAG_ON_CREATE = ["CreateSecurityGroup", "CreateSnapshot", "CreateVolume"]
+# Not granted (the earlier policy had them): cloud routes are off (``--configure-cloud-routes=
+# false``) and no CNI kopsy installs (Calico IP-in-IP, Cilium and Flannel VXLAN) needs
+# ec2:CreateRoute, ec2:DeleteRoute or ec2:ModifyInstanceAttribute (source/destination checks).
+
+
+def _control_plane_statements(cluster: str, partition: str) -> list[dict[str, Any]]:
+    """The cloud-controller-manager's and the EBS CSI driver's permissions, scoped to ``cluster``."""
+    tag = T.TAG_KUBERNETES_CLUSTER
+    return [
+        {"Effect": "Allow", "Action": CONTROL_PLANE_ACTIONS, "Resource": "*"},
+        {"Effect": "Allow", "Action": CONTROL_PLANE_TAGGED_CREATES, "Resource": "*",
+         "Condition": {"StringEquals": {f"aws:RequestTag/{tag}": cluster}}},
+        # A security group is created in a VPC: only the cluster's.
+        {"Effect": "Allow", "Action": ["ec2:CreateSecurityGroup"], "Resource": f"arn:{partition}:ec2:*:*:vpc/*",
+         "Condition": {"StringEquals": {f"aws:ResourceTag/{tag}": cluster}}},
+        {"Effect": "Allow", "Action": ["ec2:CreateTags"], "Resource": "*",
+         "Condition": {"StringEquals": {"ec2:CreateAction": TAG_ON_CREATE, f"aws:RequestTag/{tag}": cluster}}},
+        {"Effect": "Allow", "Action": CONTROL_PLANE_SCOPED_WRITES, "Resource": "*",
+         "Condition": {"StringEquals": {f"aws:ResourceTag/{tag}": cluster}}},
+        # The load balancers' service-linked role, once per account, and nothing else.
+        {"Effect": "Allow", "Action": ["iam:CreateServiceLinkedRole"], "Resource": "*",
+         "Condition": {"StringEquals": {"iam:AWSServiceName": "elasticloadbalancing.amazonaws.com"}}},
+    ]
 
 
 def _s3_location(state_store_url: str) -> tuple[str, str] | None:
@@ -117,7 +190,8 @@ def policy_document(
     """The inline policy of ``role`` ('control-plane' or 'nodes'), least privilege (docs/bootstrap.md, "What is fetched from where").
 
     ``cluster`` (default: the last part of the state-store URL, which is the cluster's prefix)
-    scopes the control plane's write actions to resources tagged ``KubernetesCluster=<cluster>``.
+    scopes the control plane's writes (what the cloud-controller-manager and the EBS CSI driver
+    do) to resources, and creates to requests, tagged ``KubernetesCluster=<cluster>``.
     ``kms_key`` is the ARN of the customer KMS key the state bucket encrypts with, if any
     (``kopsy.cloud.aws.bucketkms``)."""
     statements: list[dict[str, Any]] = []
@@ -126,16 +200,7 @@ def policy_document(
         statements.append({"Effect": "Allow", "Action": NODE_ACTIONS, "Resource": "*"})
         statements.append({"Effect": "Allow", "Action": ECR_READ, "Resource": "*"})
     else:
-        statements.append({"Effect": "Allow", "Action": CONTROL_PLANE_ACTIONS, "Resource": "*"})
-        owner = cluster or state_store_url.rstrip("/").rsplit("/", 1)[-1]
-        statements.append(
-            {
-                "Effect": "Allow",
-                "Action": CONTROL_PLANE_SCOPED_WRITES,
-                "Resource": "*",
-                "Condition": {"StringEquals": {f"aws:ResourceTag/{T.TAG_KUBERNETES_CLUSTER}": owner}},
-            }
-        )
+        statements += _control_plane_statements(cluster or state_store_url.rstrip("/").rsplit("/", 1)[-1], partition)
         statements.append({"Effect": "Allow", "Action": ECR_READ, "Resource": "*"})
     if loc:
         statements += _state_store_statements(role, loc[0], loc[1], partition, kms_key)
