@@ -6,6 +6,7 @@ Layout (documented for humans in ``state/README.md``)::
     <cluster>/instancegroup/<name>    InstanceGroup documents (YAML)
     <cluster>/pki/... secrets/... ssh/public/admin   written once by ``create_cluster``
     <cluster>/lock                    lease lock (JSON) held by mutating commands
+    <cluster>/removed/instancegroup/<name>   removal record (JSON) written by ``delete instancegroup``
 
 Specs are read and written with their ETag so that two people editing at once get a conflict
 instead of a lost write. Anything unreadable in the store is reported with its key, never as a
@@ -51,6 +52,7 @@ from kopsy.state.base import ObjectStore, check_key
 CONFIG = "config"
 INSTANCE_GROUP_DIR = "instancegroup"
 LOCK = "lock"
+REMOVED_DIR = "removed/instancegroup"  # <cluster>/removed/instancegroup/<name>: consent to delete a group's resources
 DEFAULT_LEASE_SECONDS = 600.0
 _ACQUIRE_ATTEMPTS = 5
 _WORKERS = 16  # parallel reads/deletes of one cluster's objects
@@ -208,6 +210,15 @@ class ClusterStore:
 
     def _where(self, key: str) -> str:
         return self.store.url_for(key)
+
+    @property
+    def url(self) -> str:
+        """The store's URL (``s3://bucket[/prefix]`` or ``file:///path``)."""
+        return self.store.url
+
+    def url_for(self, cluster: str, rel: str = "") -> str:
+        """The URL of a cluster's prefix (``configBase``), or of one of its objects, for messages."""
+        return self._where(self._key(cluster, rel) if rel else self._prefix(cluster).rstrip("/"))
 
     def _load_yaml(self, key: str, data: bytes) -> Any:
         try:
@@ -402,13 +413,16 @@ class ClusterStore:
         except ObjectNotFound as exc:
             raise ClusterNotFound(ig.cluster_name, self.list_clusters()) from exc
         try:
-            return self.store.create(key, _yaml_bytes(instance_group_to_dict(ig)))
+            etag = self.store.create(key, _yaml_bytes(instance_group_to_dict(ig)))
         except ObjectExists as exc:
             raise ObjectExists(
                 key,
                 f'instance group "{ig.name}" already exists in cluster "{ig.cluster_name}"; use '
                 f'"kopsy edit instancegroup {ig.name}" or "kopsy replace -f FILE" to change it',
             ) from exc
+        # A group created again under a removed name is wanted: its old removal record goes.
+        self.store.delete(self._removed_key(ig.cluster_name, ig.name))
+        return etag
 
     def replace_instance_group(self, ig: InstanceGroup, etag: str) -> str:
         key = self._ig_key(ig.cluster_name, ig.name)
@@ -423,13 +437,48 @@ class ClusterStore:
         except ObjectNotFound as exc:
             raise self._ig_not_found(ig.cluster_name, ig.name, key) from exc
 
-    def delete_instance_group(self, cluster: str, ig: str) -> None:
+    def _removed_key(self, cluster: str, ig: str) -> str:
+        if not ig or "/" in ig:
+            raise StateStoreError(f"invalid instance group name {ig!r}")
+        return self._key(cluster, f"{REMOVED_DIR}/{ig}")
+
+    def delete_instance_group(self, cluster: str, ig: str, *, role: str = "", missing_ok: bool = False) -> bool:
+        """Remove a group on purpose: record the removal, then delete its object.
+
+        Why a record: ``update`` deletes a running group's launch template and Auto Scaling group
+        only when the store says so explicitly; an object that is merely missing (a lifecycle
+        rule, a short listing, a hand edit) is never taken as consent. The record is written
+        first, so an interrupted removal leaves the group in place (a record is ignored while the
+        group's object exists) and can be run again. ``missing_ok``: record the removal of a group
+        whose object is already gone (else ``ObjectNotFound``). Returns whether the object existed.
+        """
         key = self._ig_key(cluster, ig)
         try:
             self.store.get(key)
+            existed = True
         except ObjectNotFound as exc:
-            raise self._ig_not_found(cluster, ig, key) from exc
-        self.store.delete(key)
+            if not missing_ok:
+                raise self._ig_not_found(cluster, ig, key) from exc
+            existed = False
+        holder, _, _ = local_identity()
+        doc = {"kind": "InstanceGroupRemoval", "name": ig, "role": role, "removedBy": holder, "removed": format_time(_now())}
+        record = self._removed_key(cluster, ig)
+        try:
+            self.store.create(record, _lock_bytes(doc))
+        except ObjectExists:
+            self.store.replace(record, _lock_bytes(doc), self.store.get(record).etag)
+        if existed:
+            self.store.delete(key)
+        return existed
+
+    def removed_instance_groups(self, cluster: str) -> set[str]:
+        """Names of groups with a removal record (``delete_instance_group``)."""
+        prefix = self._key(cluster, REMOVED_DIR) + "/"
+        return {k[len(prefix):] for k in self.store.list(prefix) if "/" not in k[len(prefix):]}
+
+    def forget_removed(self, cluster: str, names: list[str]) -> None:
+        """Drop removal records once their groups' resources are gone (``update --yes`` done)."""
+        self.store.delete_many([self._removed_key(cluster, n) for n in names])
 
     # --- the lock --------------------------------------------------------------------------------
 
