@@ -79,12 +79,16 @@ def choose_path(flag: str | None, env_kubeconfig: str | None, home: Path) -> Pat
 
 def load(path: Path) -> dict[str, Any]:
     """The kubeconfig at ``path`` as a mapping (an empty one if the file is absent or empty)."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
+    from kopsy.localfiles import KUBECONFIG_LIMIT, LocalFileError, read_text
+
+    if not os.path.lexists(path):
         return {}
-    except OSError as exc:
-        raise KubeconfigError(f"cannot read kubeconfig {path}: {exc.strerror}") from exc
+    try:
+        text = read_text(path, KUBECONFIG_LIMIT, "kubeconfig")
+    except LocalFileError as exc:
+        if not os.path.exists(path):
+            return {}  # a dangling symlink: written through, as kubectl does
+        raise KubeconfigError(f"{exc.message}; fix it or pass --kubeconfig OTHER_FILE") from None
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -139,9 +143,17 @@ def write_atomic(path: Path, doc: dict[str, Any]) -> None:
     A symlinked kubeconfig (e.g. kept in a dotfiles repository) is written through, as kubectl
     does: the rename replaces the file the link points to, not the link.
     """
+    from kopsy.localfiles import LocalFileError, check_writable_target, make_private_dirs
+
     if path.is_symlink():
         path = path.resolve()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        # Only a regular file or a new path: renaming over a device (a copy of /dev/null, or
+        # /dev/null itself when run as root) would replace it with a file holding the admin key.
+        check_writable_target(path, "kubeconfig")
+        make_private_dirs(path.parent)
+    except LocalFileError as exc:
+        raise KubeconfigError(exc.message) from None
     data = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False).encode()
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

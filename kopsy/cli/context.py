@@ -80,7 +80,12 @@ def open_cluster_store(opts: Options | None = None) -> ClusterStore:
 
     url = state_url(opts)
     clients = aws_clients() if url.startswith("s3://") else None
-    return ClusterStore(open_store(url, clients=clients))
+    return ClusterStore(open_store(url, clients=clients), on_warning=warn)
+
+
+def warn(message: str) -> None:
+    """One ``Warning:`` line on stderr (messages carrying store values are made printable below)."""
+    click.echo(f"Warning: {message}", err=True)
 
 
 def resolve_cluster_name(store: ClusterStore, name: str | None, opts: Options | None = None) -> str:

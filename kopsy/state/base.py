@@ -35,12 +35,18 @@ def check_key(key: str) -> str:
     ``../x`` would otherwise write outside the store.
     """
     parts = key.split("/")
-    if not key or any(not _SEGMENT.match(p) for p in parts):
+    if not key or any(not _SEGMENT.fullmatch(p) for p in parts):
         raise StateStoreError(
             f"invalid state-store key {key!r}: use '/'-separated names of letters, digits and .-_@+=, "
             f"(no empty, '.' or '..' parts, none starting with '.')"
         )
     return key
+
+
+def is_valid_key(key: str) -> bool:
+    """Whether ``check_key`` accepts ``key`` (listings skip what it does not: foreign objects)."""
+    parts = key.split("/")
+    return bool(key) and all(_SEGMENT.fullmatch(p) for p in parts)
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,8 @@ from kopsy.spec.model import (
     instance_group_from_dict,
     instance_group_to_dict,
 )
-from kopsy.state.base import ObjectStore, check_key
+from kopsy.state.base import ObjectStore, check_key, is_valid_key
+from kopsy.text import printable
 
 CONFIG = "config"
 INSTANCE_GROUP_DIR = "instancegroup"
@@ -191,11 +192,39 @@ def _yaml_bytes(doc: dict[str, Any]) -> bytes:
 class ClusterStore:
     """Cluster specs, instance groups, PKI objects and the lock in one ``ObjectStore``."""
 
-    def __init__(self, store: ObjectStore, *, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        *,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        on_warning: Callable[[str], None] | None = None,
+    ) -> None:
         self.store = store
         self.lease_seconds = lease_seconds
+        self.on_warning = on_warning  # told about foreign keys that were skipped (the CLI prints them)
+        self.warnings: list[str] = []
         self._held: dict[str, tuple[Lease, int]] = {}
         self._held_mutex = threading.Lock()
+
+    def _warn(self, message: str) -> None:
+        with self._held_mutex:
+            if message in self.warnings:
+                return
+            self.warnings.append(message)
+        if self.on_warning is not None:
+            self.on_warning(message)
+
+    def _foreign(self, keys: list[str], where: str) -> list[str]:
+        """``keys`` without the ones kopsy could never have written (a space, a hidden or empty
+        part, a control character): one stray object, e.g. ``Stray Folder/config``, must not break
+        commands for every cluster in the bucket. Each skipped key is named in a warning."""
+        kept = []
+        for key in keys:
+            if is_valid_key(key):
+                kept.append(key)
+            else:
+                self._warn(f"ignoring {printable(self._where(key))!s} {where}: not a kopsy key (names are letters, digits and .-_@+=,)")
+        return kept
 
     # --- keys and parsing ------------------------------------------------------------------------
 
@@ -266,7 +295,7 @@ class ClusterStore:
     def list_clusters(self) -> list[str]:
         """Names of clusters that have a config object, sorted."""
         names = []
-        for key in self.store.list():
+        for key in self._foreign(self.store.list(), "in the state store"):
             parts = key.split("/")
             if len(parts) == 2 and parts[1] == CONFIG:
                 names.append(parts[0])
@@ -345,6 +374,7 @@ class ClusterStore:
         keys = self.store.list(self._prefix(name))
         if not keys:
             raise ClusterNotFound(name, self.list_clusters())
+        keys = self._foreign(keys, "(left in place)")
         config_key, lock_key = self._key(name, CONFIG), self._key(name, LOCK)
         with self._held_mutex:
             held = self._held.get(name)
@@ -379,7 +409,7 @@ class ClusterStore:
 
     def _ig_names(self, cluster: str) -> list[str]:
         prefix = self._key(cluster, INSTANCE_GROUP_DIR) + "/"
-        keys = self.store.list(self._prefix(cluster))
+        keys = self._foreign(self.store.list(self._prefix(cluster)), f"in cluster {cluster}")
         if self._key(cluster, CONFIG) not in keys:
             raise ClusterNotFound(cluster, self.list_clusters())
         return [k[len(prefix):] for k in keys if k.startswith(prefix) and "/" not in k[len(prefix):]]
@@ -474,7 +504,8 @@ class ClusterStore:
     def removed_instance_groups(self, cluster: str) -> set[str]:
         """Names of groups with a removal record (``delete_instance_group``)."""
         prefix = self._key(cluster, REMOVED_DIR) + "/"
-        return {k[len(prefix):] for k in self.store.list(prefix) if "/" not in k[len(prefix):]}
+        keys = self._foreign(self.store.list(prefix), f"in cluster {cluster}")
+        return {k[len(prefix):] for k in keys if "/" not in k[len(prefix):]}
 
     def forget_removed(self, cluster: str, names: list[str]) -> None:
         """Drop removal records once their groups' resources are gone (``update --yes`` done)."""

@@ -139,7 +139,9 @@ class KnownHosts:
             if self._keys.check(name, key):
                 return
             self._keys.add(name, key.get_name(), key)
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            from kopsy.localfiles import make_private_dirs
+
+            make_private_dirs(self.path.parent)  # 0700 whatever the umask
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             with os.fdopen(fd, "a") as fh:
                 fh.write(f"{name} {key.get_name()} {key.get_base64()}\n")
