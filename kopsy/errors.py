@@ -16,7 +16,9 @@ class ExitCode(enum.IntEnum):
     FAILURE = 1
     USAGE = 2  # click's own code for usage errors; also "changes pending" with --detailed-exitcode
     CHANGES_PENDING = 2
-    INTERRUPTED = 130
+    HANGUP = 129  # SIGHUP: 128 + signal number, as shells report it
+    INTERRUPTED = 130  # SIGINT (Ctrl-C)
+    TERMINATED = 143  # SIGTERM
 
 
 class KopsyError(Exception):

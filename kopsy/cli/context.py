@@ -45,13 +45,35 @@ def aws_clients(region: str | None = None) -> AwsClients:
 
 @functools.lru_cache(maxsize=None)
 def _clients_for(region: str) -> AwsClients:
-    from kopsy.cloud.aws.session import AwsClients
+    from kopsy.cloud.aws.session import CONNECT_TIMEOUT, READ_TIMEOUT, RETRY_BUDGET, AwsClients
 
-    clients = AwsClients(region)
+    clients = AwsClients(
+        region,
+        connect_timeout=_seconds("KOPSY_AWS_CONNECT_TIMEOUT", CONNECT_TIMEOUT),
+        read_timeout=_seconds("KOPSY_AWS_READ_TIMEOUT", READ_TIMEOUT),
+        retry_budget=_seconds("KOPSY_AWS_RETRY_BUDGET", RETRY_BUDGET),
+        on_wait=lambda message: click.echo(f"Waiting: {message}", err=True),
+    )
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    clients.budget.endpoint = f"the AWS endpoint {endpoint}" if endpoint else "AWS"
     log = os.environ.get("KOPSY_AWS_CALL_LOG")
     if log:  # test and benchmark hook: one line "service operation" per API call
         _log_calls(clients, log)
     return clients
+
+
+def _seconds(variable: str, default: float) -> float:
+    """A tuning knob in seconds from the environment (documented in docs/reliability.md)."""
+    text = os.environ.get(variable, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"{variable}={text[:40]!r} is not a number of seconds") from None
+    if not 0 < value <= 3600:
+        raise UsageError(f"{variable}={text[:40]!r}: use a number of seconds between 0 and 3600")
+    return value
 
 
 def _log_calls(clients: AwsClients, path: str) -> None:

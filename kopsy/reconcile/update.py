@@ -49,12 +49,16 @@ def _stored_ssh_key(store: Any, cluster_name: str) -> str:
         text = data.decode("ascii").strip()
     except UnicodeDecodeError:
         text = ""
-    if not text or len(text.split()) < 2:
+    from kopsy.errors import SpecInvalid
+    from kopsy.spec.sshkey import parse_ssh_public_key
+
+    try:
+        return parse_ssh_public_key(text, where) if text else parse_ssh_public_key("", where)
+    except SpecInvalid as exc:
         raise StateStoreError(
-            f"{where} in the state store is not an OpenSSH public key; "
+            f"{exc.problems[0] if exc.problems else where} (in the state store); "
             f"replace it with the cluster admin's public key (a line like 'ssh-ed25519 AAAA...')"
-        )
-    return text
+        ) from None
 
 
 def _stored_ca_hash(store: Any, cluster_name: str) -> str:

@@ -123,10 +123,18 @@ class KnownHosts:
         self._lock = threading.Lock()
         self._keys = paramiko.HostKeys()
         if path.exists():
+            from kopsy.localfiles import SSH_CONFIG_LIMIT, LocalFileError, read_text
+
             try:
+                read_text(path, SSH_CONFIG_LIMIT, "known-hosts file")  # a regular UTF-8 file within the cap
                 self._keys.load(str(path))
-            except (OSError, paramiko.SSHException) as exc:
-                raise SSHError(f"cannot read the known-hosts file {path}: {exc}; fix or remove it") from exc
+            except LocalFileError as exc:
+                raise SSHError(f"{exc.message}; fix or remove it") from None
+            except (OSError, ValueError, paramiko.SSHException, paramiko.hostkeys.InvalidHostKey) as exc:
+                raise SSHError(
+                    f"the known-hosts file {path} has an entry kopsy cannot read "
+                    f"({' '.join(str(exc).split())[:100]}); fix or remove that line"
+                ) from None
         self.notices: list[str] = []
 
     def known(self, name: str) -> dict[str, paramiko.PKey]:
@@ -175,12 +183,29 @@ class _TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
 def _read_config(path: Path | None) -> paramiko.SSHConfig:
     if path is None:
         return paramiko.SSHConfig()
+    from kopsy.localfiles import SSH_CONFIG_LIMIT, LocalFileError, read_text
+
+    if not path.exists():
+        raise SSHError(f"ssh config {path} does not exist; fix --ssh-config/KOPSY_SSH_CONFIG")
     try:
-        return paramiko.SSHConfig.from_path(str(path))
-    except FileNotFoundError as exc:
-        raise SSHError(f"ssh config {path} does not exist; fix --ssh-config/KOPSY_SSH_CONFIG") from exc
-    except (OSError, ValueError, paramiko.SSHException) as exc:
+        text = read_text(path, SSH_CONFIG_LIMIT, "ssh config")
+    except LocalFileError as exc:
+        raise SSHError(f"{exc.message}; fix --ssh-config/KOPSY_SSH_CONFIG") from None
+    # Bounded: paramiko's matching is slow on huge patterns, and 'Match exec' would run a command
+    # at every lookup; kopsy reads the config, it does not execute it.
+    for number, line in enumerate(text.splitlines(), 1):
+        if len(line) > MAX_SSH_CONFIG_LINE:
+            raise SSHError(f"ssh config {path} line {number} is {len(line)} characters long (limit {MAX_SSH_CONFIG_LINE}); fix it")
+        words = line.strip().lower().replace("=", " ").split()
+        if words[:1] == ["match"] and "exec" in words:
+            raise SSHError(f"ssh config {path} line {number}: 'Match exec' is not supported (kopsy does not run commands from it)")
+    try:
+        return paramiko.SSHConfig.from_text(text)
+    except (ValueError, paramiko.SSHException) as exc:
         raise SSHError(f"cannot read ssh config {path}: {exc}") from exc
+
+
+MAX_SSH_CONFIG_LINE = 4096
 
 
 def parse_hop(hop: str) -> tuple[str, str | None, int | None]:
