@@ -90,8 +90,10 @@ def load(path: Path) -> dict[str, Any]:
             return {}  # a dangling symlink: written through, as kubectl does
         raise KubeconfigError(f"{exc.message}; fix it or pass --kubeconfig OTHER_FILE") from None
     try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+        from kopsy.spec.yamlsafe import load_one
+
+        doc = load_one(text)  # no aliases (a bomb), bounded depth and size
+    except (yaml.YAMLError, RecursionError) as exc:
         raise KubeconfigError(
             f"{path} is not valid YAML, so kopsy will not merge into it; fix it or pass --kubeconfig OTHER_FILE"
         ) from exc

@@ -20,11 +20,11 @@ MIB = 1024 * KIB
 
 # Caps, by what is read (documented in docs/reliability.md). Generous for real input,
 # small enough that a refusal is instant and cheap.
-SPEC_FILE_LIMIT = 4 * MIB  # -f files, $EDITOR output
-STORE_OBJECT_LIMIT = 4 * MIB  # one state-store object
+SPEC_FILE_LIMIT = 256 * KIB  # -f files, $EDITOR output, YAML store objects (a 100-group spec is ~100 KiB)
+STORE_OBJECT_LIMIT = 1 * MIB  # one state-store object (PKI objects are a few KiB)
 PUBLIC_KEY_LIMIT = 16 * KIB  # --ssh-public-key (an RSA-16384 line is ~2.8 KB)
 PRIVATE_KEY_LIMIT = 64 * KIB  # --ssh-key
-KUBECONFIG_LIMIT = 16 * MIB  # kubeconfigs with many clusters get large
+KUBECONFIG_LIMIT = 1 * MIB  # a kubeconfig with hundreds of contexts is still far smaller
 SSH_CONFIG_LIMIT = 1 * MIB  # ~/.ssh/config, known_hosts
 
 

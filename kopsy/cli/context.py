@@ -92,7 +92,7 @@ def state_url(opts: Options | None = None) -> str:
     opts = opts or options()
     if not opts.state:
         raise UsageError(f"no state store given: {STATE_HELP}")
-    return opts.state.rstrip("/")
+    return opts.state  # open_store normalises it; messages echo exactly what was given
 
 
 def open_cluster_store(opts: Options | None = None) -> ClusterStore:
@@ -107,7 +107,8 @@ def open_cluster_store(opts: Options | None = None) -> ClusterStore:
 
 def warn(message: str) -> None:
     """One ``Warning:`` line on stderr (messages carrying store values are made printable below)."""
-    click.echo(f"Warning: {message}", err=True)
+    shown = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in message)
+    click.echo(f"Warning: {shown}", err=True)
 
 
 def resolve_cluster_name(store: ClusterStore, name: str | None, opts: Options | None = None) -> str:
@@ -143,13 +144,23 @@ _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?$")
 def parse_duration(text: str) -> float:
     """'10m', '1h30m', '45s', '90' (seconds) -> seconds."""
     text = text.strip()
+    shown = text if len(text) <= 30 else text[:30] + "..."
+    if len(text) > 30:  # hundreds of digits would overflow a timedelta further on
+        raise UsageError(f"{shown!r} is not a duration like 10m, 90s or 1h30m (too long)")
     if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
-    m = _DURATION.match(text)
-    if not text or not m or not any(m.groups()):
-        raise UsageError(f"{text!r} is not a duration like 10m, 90s or 1h30m")
-    h, mins, s = m.groups()
-    return int(h or 0) * 3600 + int(mins or 0) * 60 + float(s or 0)
+        value = float(text)
+    else:
+        m = _DURATION.fullmatch(text)
+        if not text or not m or not any(m.groups()):
+            raise UsageError(f"{shown!r} is not a duration like 10m, 90s or 1h30m")
+        h, mins, s = m.groups()
+        value = int(h or 0) * 3600 + int(mins or 0) * 60 + float(s or 0)
+    if value > MAX_DURATION:
+        raise UsageError(f"{shown!r} is longer than {MAX_DURATION // 86400} days")
+    return value
+
+
+MAX_DURATION = 366 * 86400
 
 
 class Duration(click.ParamType):

@@ -222,6 +222,10 @@ def create_cluster(name: str | None, zones: tuple[str, ...], control_plane_zones
     name = name or options().cluster_name
     if not name:
         raise UsageError("a cluster name is required: kopsy create cluster NAME --zones ZONES")
+    for flag, given in (("--ssh-access", ssh_access), ("--admin-access", admin_access)):
+        if given and not _split(given):
+            # An empty value must not quietly become 0.0.0.0/0 (the default when the flag is absent).
+            raise UsageError(f"{flag} is empty; give a CIDR such as 203.0.113.0/24 (or 0.0.0.0/0 for everywhere)")
     cluster, groups = new_cluster(
         CreateOptions(
             name=name,

@@ -221,18 +221,30 @@ def _run(argv: list[str] | None = None) -> None:
     except KopsyError as exc:
         if debug:
             traceback.print_exc()
-        click.echo(f"Error: {exc.message}", err=True)
+        click.echo(f"Error: {_safe(exc.message)}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt as exc:
         _interrupted(exc)
     except Exception as exc:  # a bug or an untranslated SDK error: still one line unless --debug
         if debug:
             traceback.print_exc()
+        from kopsy.cli.sdkerrors import explain
+
+        known = explain(exc)
+        if known is not None:
+            click.echo(f"Error: {_safe(known.message)}", err=True)
+            sys.exit(known.exit_code)
         click.echo(
             f"Error: unexpected {type(exc).__name__}: {_one_line(exc)} (re-run with --debug for details)", err=True
         )
         sys.exit(ExitCode.FAILURE)
     sys.exit(ExitCode.OK)
+
+
+def _safe(message: str) -> str:
+    """One line, whatever store values or file names the message carries: control characters
+    (a newline in a lock holder's name) are shown escaped, so no second line can be forged."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in message)
 
 
 def _one_line(exc: Any) -> str:

@@ -102,10 +102,14 @@ def command(
         from kopsy.errors import SSHError
         from kopsy.validate.ssh import parse_hop
 
+        if len(bastion) > 300 or not bastion.isprintable():
+            raise UsageError("--bastion: give [user@]host[:port] (a host name is at most 253 characters, printable)")
         try:
             parse_hop(bastion)
         except SSHError as exc:
             raise UsageError(f"--bastion: {exc.message}") from exc
+        except ValueError as exc:  # e.g. a label IDNA cannot encode
+            raise UsageError(f"--bastion: {bastion[:60]!r} is not a host name ({exc})") from None
     store = open_cluster_store()
     name = resolve_cluster_name(store, strip_cluster_word(args))
     cluster, _ = store.get_cluster(name)

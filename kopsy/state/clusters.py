@@ -250,8 +250,18 @@ class ClusterStore:
         return self._where(self._key(cluster, rel) if rel else self._prefix(cluster).rstrip("/"))
 
     def _load_yaml(self, key: str, data: bytes) -> Any:
+        from kopsy.localfiles import KIB, SPEC_FILE_LIMIT
+        from kopsy.spec.yamlsafe import load_one
+
+        if len(data) > SPEC_FILE_LIMIT:
+            raise StateStoreError(
+                f"{self._where(key)} is {len(data)} bytes, more than a spec document may be ({SPEC_FILE_LIMIT // KIB} KiB); "
+                f"it was damaged in the store: restore an earlier version (S3 versioning) or fix it by hand"
+            )
         try:
-            return yaml.safe_load(data.decode("utf-8"))
+            return load_one(data.decode("utf-8"))
+        except RecursionError:
+            raise StateStoreError(f"{self._where(key)} is nested too deeply to be a spec; restore an earlier version") from None
         except (UnicodeDecodeError, yaml.YAMLError) as exc:
             detail = str(exc)
             if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
