@@ -176,6 +176,17 @@ def write_atomic(path: Path, doc: dict[str, Any]) -> None:
         raise
 
 
+def check_target(path: Path) -> None:
+    """Refuse, before any work, a kubeconfig that ``export`` could not merge into or replace."""
+    from kopsy.localfiles import LocalFileError, check_writable_target
+
+    try:
+        check_writable_target(path.resolve() if path.is_symlink() else path, "kubeconfig")
+    except LocalFileError as exc:
+        raise KubeconfigError(exc.message) from None
+    load(path)
+
+
 def export(path: Path, creds: AdminCredentials) -> None:
     """Merge ``creds`` into the kubeconfig at ``path`` (created if missing) and make it current."""
     write_atomic(path, merge(load(path), creds))

@@ -16,9 +16,18 @@ import traceback
 from kopsy.errors import CloudError, CredentialsError, KopsyError
 
 
-def _from_sdk(exc: BaseException) -> bool:
+def _sdk_frames(exc: BaseException) -> list[str]:
+    """The SDK source files ``exc`` passed through, innermost last."""
     frames = traceback.extract_tb(exc.__traceback__)
-    return any(f"{os.sep}botocore{os.sep}" in f.filename or f"{os.sep}boto3{os.sep}" in f.filename for f in frames)
+    return [f.filename for f in frames if f"{os.sep}botocore{os.sep}" in f.filename or f"{os.sep}boto3{os.sep}" in f.filename]
+
+
+def _from_sdk(exc: BaseException) -> bool:
+    return bool(_sdk_frames(exc))
+
+
+def _in_credentials(exc: BaseException) -> bool:
+    return any(f.endswith(f"{os.sep}credentials.py") for f in _sdk_frames(exc))
 
 
 def _short(exc: BaseException) -> str:
@@ -29,6 +38,7 @@ def explain(exc: BaseException) -> KopsyError | None:
     """A ``KopsyError`` for an SDK failure, or None when ``exc`` is not one."""
     try:
         from botocore import exceptions as bx
+        from botocore.parsers import ResponseParserError
     except ImportError:  # pragma: no cover - botocore is a dependency
         return None
     endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
@@ -41,7 +51,7 @@ def explain(exc: BaseException) -> KopsyError | None:
         return CredentialsError(f"the AWS config file cannot be parsed ({_short(exc)}); fix ~/.aws/config (or AWS_CONFIG_FILE)")
     if isinstance(exc, (bx.CredentialRetrievalError, bx.InvalidConfigError)):
         return CredentialsError(f"AWS credentials could not be loaded ({_short(exc)}); fix the profile in ~/.aws/config")
-    if isinstance(exc, bx.ResponseParserError):
+    if isinstance(exc, ResponseParserError):
         return CloudError(
             f"the AWS endpoint{' ' + endpoint if endpoint else ''} sent an answer that is not AWS's "
             f"(empty, or an HTML page); if it persists, check AWS_ENDPOINT_URL and any proxy, then re-run"
@@ -50,6 +60,11 @@ def explain(exc: BaseException) -> KopsyError | None:
         return CloudError(f"talking to AWS failed: {_short(exc)}; check your AWS settings and network, then re-run")
     if not _from_sdk(exc):
         return None
+    if _in_credentials(exc):
+        return CredentialsError(
+            f"AWS credentials could not be loaded ({type(exc).__name__}: {_short(exc)}); check credential_process "
+            f"and the credential files your profile in ~/.aws/config names"
+        )
     if isinstance(exc, OSError):
         return CredentialsError(
             f"the AWS SDK could not run or read something your AWS config names ({type(exc).__name__}: {_short(exc)}); "

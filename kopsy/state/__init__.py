@@ -51,7 +51,10 @@ def open_store(
             raise StateStoreError(f"invalid state store URL {url!r}: {bucket!r} is not an S3 bucket name; use {ACCEPTED_FORMS}")
         prefix = parts.path.strip("/")
         if prefix:
-            check_key(prefix)
+            try:
+                check_key(prefix)
+            except StateStoreError as exc:
+                raise StateStoreError(f"invalid state store URL {url!r}: the prefix is not usable: {exc.message}") from None
         normal = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
         if clients is None:
             if clients_factory is not None:
