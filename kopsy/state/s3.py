@@ -79,7 +79,7 @@ class S3Store(ObjectStore):
         not S3 (an HTML page, a captive portal, a wrong AWS_ENDPOINT_URL). Saying so beats "no
         clusters in this state store" or a KeyError."""
         return StateStoreError(
-            f"{action} {self.url}: the endpoint's answer is not an S3 answer (an HTML page?); "
+            f"{action}: the endpoint's answer is not an S3 answer (an HTML page?); "
             f"check AWS_ENDPOINT_URL and any proxy, then re-run"
         )
 
@@ -192,7 +192,7 @@ class S3Store(ObjectStore):
             pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=root + prefix)
             for page in pages:
                 if not any(k in page for k in ("KeyCount", "IsTruncated", "Name", "Contents")):
-                    raise self._not_s3("listing")
+                    raise self._not_s3(f"listing {self.url}")
                 for item in page.get("Contents", []):
                     keys.append(str(item["Key"])[len(root):])
             return sorted(keys)

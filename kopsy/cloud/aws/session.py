@@ -147,6 +147,13 @@ def translate(exc: BaseException, action: str) -> KopsyError:
             return StateStoreError(f"{action}: the S3 bucket does not exist; create it first (aws s3 mb s3://BUCKET)")
         if code in THROTTLE_CODES:
             return CloudError(f"{action}: AWS kept throttling requests ({code}) after retries; wait a minute and re-run")
+        if code in ("", "Unknown") or code.isdigit():
+            # No AWS error in the body: an HTML page from a proxy, a portal or a wrong endpoint.
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "?")  # type: ignore[attr-defined]
+            return CloudError(
+                f"{action}: the endpoint answered HTTP {status} without an AWS error (an HTML page or a proxy?); "
+                f"check AWS_ENDPOINT_URL and any proxy, then re-run"
+            )
         return CloudError(f"{action}: {code or 'error'}: {msg or exc}")
     if isinstance(exc, bx.BotoCoreError):
         return CloudError(f"{action}: {exc}")
