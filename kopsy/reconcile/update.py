@@ -53,7 +53,7 @@ def _stored_ssh_key(store: Any, cluster_name: str) -> str:
     from kopsy.spec.sshkey import parse_ssh_public_key
 
     try:
-        return parse_ssh_public_key(text, where) if text else parse_ssh_public_key("", where)
+        return parse_ssh_public_key(text, where)
     except SpecInvalid as exc:
         raise StateStoreError(
             f"{exc.problems[0] if exc.problems else where} (in the state store); "
