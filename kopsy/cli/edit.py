@@ -101,7 +101,8 @@ def _edit_loop(original: dict[str, Any], parse: Callable[[dict[str, Any]], Any])
         except SpecInvalid as exc:
             errors = exc.problems
             text = body + "\n"
-    raise EditCancelled(f"edit abandoned after {MAX_ROUNDS} invalid attempts; nothing was written")
+    last = f" (the last one: {errors[0][:200]})" if errors else ""
+    raise EditCancelled(f"edit abandoned after {MAX_ROUNDS} invalid attempts{last}; nothing was written")
 
 
 @command.command("cluster")

@@ -65,17 +65,18 @@ def _stored_ca_hash(store: Any, cluster_name: str) -> str:
     """The CA hash instances pin, after checking that ``pki/ca.crt`` and ``pki/ca.key`` are one pair."""
     from kopsy.pki import load_ca_pair
 
-    objects = {}
-    for rel in ("pki/ca.crt", "pki/ca.key"):
+    def read(rel: str) -> bytes:
         try:
-            objects[rel] = store.get_object(cluster_name, rel)
+            return bytes(store.get_object(cluster_name, rel))
         except ObjectNotFound:
             raise StateStoreError(
                 f"{store.url_for(cluster_name, rel)} (the cluster CA) is missing from the state store; nothing was "
                 f"changed; restore it from S3 versioning or a backup: a new CA would cut off every running instance"
             ) from None
-    load_ca_pair(objects["pki/ca.crt"], objects["pki/ca.key"])
-    return ca_hash(objects["pki/ca.crt"])
+
+    cert, key = parallel(read, ["pki/ca.crt", "pki/ca.key"])  # one round trip, not two
+    load_ca_pair(cert, key)
+    return ca_hash(cert)
 
 
 def _check_stored_spec(store: Any, cluster: Cluster, igs: list[InstanceGroup]) -> None:
