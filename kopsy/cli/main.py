@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "edit": ("kopsy.cli.edit", "Edit a cluster or instance group in $EDITOR."),
     "replace": ("kopsy.cli.replace", "Replace cluster and instance-group specs from a file."),
     "update": ("kopsy.cli.update", "Plan (and with --yes apply) the cloud resources of a cluster."),
-    "delete": ("kopsy.cli.delete", "Delete a cluster: its cloud resources and its state."),
+    "delete": ("kopsy.cli.delete", "Delete a cluster (its cloud resources and state), or an instance group."),
     "validate": ("kopsy.cli.validate", "Check over SSH that every node is up and Ready."),
     "export": ("kopsy.cli.export", "Export an admin kubeconfig for a cluster."),
     "sandbox": ("kopsy.cli.sandbox", "Run a local AWS emulation and node stand-ins (no AWS account needed)."),
