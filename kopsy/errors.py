@@ -16,7 +16,9 @@ class ExitCode(enum.IntEnum):
     FAILURE = 1
     USAGE = 2  # click's own code for usage errors; also "changes pending" with --detailed-exitcode
     CHANGES_PENDING = 2
-    INTERRUPTED = 130
+    HANGUP = 129  # SIGHUP: 128 + signal number, as shells report it
+    INTERRUPTED = 130  # SIGINT (Ctrl-C)
+    TERMINATED = 143  # SIGTERM
 
 
 class KopsyError(Exception):
@@ -97,11 +99,14 @@ class LockHeld(KopsyError):
     def __init__(self, cluster: str, holder: dict[str, Any]) -> None:
         self.cluster = cluster
         self.holder = holder
-        who = holder.get("holder", "unknown")
-        host = holder.get("host", "unknown host")
-        op = holder.get("operation", "an operation")
-        since = holder.get("acquired", "?")
-        expires = holder.get("expires", "?")
+        from kopsy.text import printable
+
+        # Values read from the store: shown escaped and cut, so they cannot forge output lines.
+        who = printable(holder.get("holder", "unknown"), 80)
+        host = printable(holder.get("host", "unknown host"), 80)
+        op = printable(holder.get("operation", "an operation"), 80)
+        since = printable(holder.get("acquired", "?"), 40)
+        expires = printable(holder.get("expires", "?"), 40)
         super().__init__(
             f'cluster "{cluster}" is locked by {who} on {host} running {op} since {since} '
             f"(expires {expires}); wait for it to finish, or if that process is dead run the "

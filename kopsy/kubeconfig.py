@@ -99,9 +99,34 @@ def dump_yaml(doc: dict[str, Any]) -> str:
     return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 
+MAX_EXPANDED_VALUES = 100_000  # a kubeconfig of hundreds of clusters has a few thousand
+
+
 def load_yaml(text: str) -> Any:
-    """Parse a kubeconfig as kubectl does (see ``_Loader``)."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    """Parse a kubeconfig as kubectl does (see ``_Loader``): anchors and ``<<`` merge keys
+    included, since people write them, but an alias bomb (a few lines that expand to millions
+    of values) is refused before anything is built from it."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None and _expanded_size(node, {}) > MAX_EXPANDED_VALUES:
+            raise yaml.YAMLError(f"it expands to more than {MAX_EXPANDED_VALUES} values through its aliases (an alias bomb?)")
+        return loader.construct_document(node) if node is not None else None
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(node: yaml.Node, seen: dict[int, int]) -> int:
+    """How many values ``node`` stands for once every alias is expanded (memoized per node, so a
+    bomb is measured in time proportional to its text, not to its expansion)."""
+    key = id(node)
+    if key not in seen:
+        seen[key] = 1  # a cycle (PyYAML composes none for aliases to ancestors) counts once
+        if isinstance(node, yaml.SequenceNode):
+            seen[key] = 1 + sum(_expanded_size(n, seen) for n in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            seen[key] = 1 + sum(_expanded_size(k, seen) + _expanded_size(v, seen) for k, v in node.value)
+    return seen[key]
 
 
 @dataclass(frozen=True)
@@ -154,15 +179,22 @@ def choose_path(flag: str | None, env_kubeconfig: str | None, home: Path) -> Pat
 
 def load(path: Path) -> dict[str, Any]:
     """The kubeconfig at ``path`` as a mapping (an empty one if the file is absent or empty)."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
+    from kopsy.localfiles import KUBECONFIG_LIMIT, LocalFileError, read_text
+
+    if not os.path.lexists(path):
         return {}
-    except OSError as exc:
-        raise KubeconfigError(f"cannot read kubeconfig {path}: {exc.strerror}") from exc
     try:
+        text = read_text(path, KUBECONFIG_LIMIT, "kubeconfig")
+    except LocalFileError as exc:
+        if not os.path.exists(path):
+            return {}  # a dangling symlink: written through, as kubectl does
+        raise KubeconfigError(f"{exc.message}; fix it or pass --kubeconfig OTHER_FILE") from None
+    try:
+        # As kubectl reads it (anchors and ``<<`` merge keys included: people write them), within
+        # the size cap above; PyYAML shares an alias's node rather than copying it, and kopsy
+        # walks only the three entry lists, so an alias bomb costs no more than its text.
         doc = load_yaml(text)
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, RecursionError) as exc:
         raise KubeconfigError(
             f"{path} is not valid YAML, so kopsy will not merge into it; fix it or pass --kubeconfig OTHER_FILE"
         ) from exc
@@ -214,9 +246,17 @@ def write_atomic(path: Path, doc: dict[str, Any]) -> None:
     A symlinked kubeconfig (e.g. kept in a dotfiles repository) is written through, as kubectl
     does: the rename replaces the file the link points to, not the link.
     """
+    from kopsy.localfiles import LocalFileError, check_writable_target, make_private_dirs
+
     if path.is_symlink():
         path = path.resolve()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        # Only a regular file or a new path: renaming over a device (a copy of /dev/null, or
+        # /dev/null itself when run as root) would replace it with a file holding the admin key.
+        check_writable_target(path, "kubeconfig")
+        make_private_dirs(path.parent)
+    except LocalFileError as exc:
+        raise KubeconfigError(exc.message) from None
     data = dump_yaml(doc).encode()
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -235,6 +275,17 @@ def write_atomic(path: Path, doc: dict[str, Any]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_target(path: Path) -> None:
+    """Refuse, before any work, a kubeconfig that ``export`` could not merge into or replace."""
+    from kopsy.localfiles import LocalFileError, check_writable_target
+
+    try:
+        check_writable_target(path.resolve() if path.is_symlink() else path, "kubeconfig")
+    except LocalFileError as exc:
+        raise KubeconfigError(exc.message) from None
+    load(path)
 
 
 def export(path: Path, creds: AdminCredentials) -> None:

@@ -67,13 +67,35 @@ def aws_clients(region: str | None = None) -> AwsClients:
 
 @functools.lru_cache(maxsize=None)
 def _clients_for(region: str) -> AwsClients:
-    from kopsy.cloud.aws.session import AwsClients
+    from kopsy.cloud.aws.session import CONNECT_TIMEOUT, READ_TIMEOUT, RETRY_BUDGET, AwsClients
 
-    clients = AwsClients(region)
+    clients = AwsClients(
+        region,
+        connect_timeout=_seconds("KOPSY_AWS_CONNECT_TIMEOUT", CONNECT_TIMEOUT),
+        read_timeout=_seconds("KOPSY_AWS_READ_TIMEOUT", READ_TIMEOUT),
+        retry_budget=_seconds("KOPSY_AWS_RETRY_BUDGET", RETRY_BUDGET),
+        on_wait=lambda message: click.echo(f"Waiting: {message}", err=True),
+    )
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    clients.budget.endpoint = f"the AWS endpoint {endpoint}" if endpoint else "AWS"
     log = os.environ.get("KOPSY_AWS_CALL_LOG")
     if log:  # test and benchmark hook: one line "service operation" per API call
         _log_calls(clients, log)
     return clients
+
+
+def _seconds(variable: str, default: float) -> float:
+    """A tuning knob in seconds from the environment (documented in docs/reliability.md)."""
+    text = os.environ.get(variable, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"{variable}={text[:40]!r} is not a number of seconds") from None
+    if not 0 < value <= 3600:
+        raise UsageError(f"{variable}={text[:40]!r}: use a number of seconds between 0 and 3600")
+    return value
 
 
 def _log_calls(clients: AwsClients, path: str) -> None:
@@ -92,7 +114,7 @@ def state_url(opts: Options | None = None) -> str:
     opts = opts or options()
     if not opts.state:
         raise UsageError(f"no state store given: {STATE_HELP}")
-    return opts.state.rstrip("/")
+    return opts.state  # open_store normalises it; messages echo exactly what was given
 
 
 def open_cluster_store(opts: Options | None = None) -> ClusterStore:
@@ -102,7 +124,13 @@ def open_cluster_store(opts: Options | None = None) -> ClusterStore:
 
     url = state_url(opts)
     clients = aws_clients() if url.startswith("s3://") else None
-    return ClusterStore(open_store(url, clients=clients))
+    return ClusterStore(open_store(url, clients=clients), on_warning=warn)
+
+
+def warn(message: str) -> None:
+    """One ``Warning:`` line on stderr (messages carrying store values are made printable below)."""
+    shown = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in message)
+    click.echo(f"Warning: {shown}", err=True)
 
 
 def resolve_cluster_name(store: ClusterStore, name: str | None, opts: Options | None = None) -> str:
@@ -138,13 +166,23 @@ _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?$")
 def parse_duration(text: str) -> float:
     """'10m', '1h30m', '45s', '90' (seconds) -> seconds."""
     text = text.strip()
+    shown = text if len(text) <= 30 else text[:30] + "..."
+    if len(text) > 30:  # hundreds of digits would overflow a timedelta further on
+        raise UsageError(f"{shown!r} is not a duration like 10m, 90s or 1h30m (too long)")
     if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
-    m = _DURATION.match(text)
-    if not text or not m or not any(m.groups()):
-        raise UsageError(f"{text!r} is not a duration like 10m, 90s or 1h30m")
-    h, mins, s = m.groups()
-    return int(h or 0) * 3600 + int(mins or 0) * 60 + float(s or 0)
+        value = float(text)
+    else:
+        m = _DURATION.fullmatch(text)
+        if not text or not m or not any(m.groups()):
+            raise UsageError(f"{shown!r} is not a duration like 10m, 90s or 1h30m")
+        h, mins, s = m.groups()
+        value = int(h or 0) * 3600 + int(mins or 0) * 60 + float(s or 0)
+    if value > MAX_DURATION:
+        raise UsageError(f"{shown!r} is longer than {MAX_DURATION // 86400} days")
+    return value
+
+
+MAX_DURATION = 366 * 86400
 
 
 class Duration(click.ParamType):

@@ -25,6 +25,7 @@ from kopsy.spec.model import (
     cluster_to_dict,
     instance_group_to_dict,
 )
+from kopsy.localfiles import MIB, SPEC_FILE_LIMIT, LocalFileError, read_text
 from kopsy.spec.sshkey import read_ssh_public_key
 from kopsy.spec.validation import validate_cluster
 from kopsy.spec.versions import DEFAULT_KUBERNETES_VERSION
@@ -150,14 +151,15 @@ def read_spec_files(filenames: tuple[str, ...], cluster_name: str | None = None)
     combined = SpecDocuments()
     for filename in filenames:
         if filename == "-":
-            text, source = sys.stdin.read(), "stdin"
+            text, source = sys.stdin.read(SPEC_FILE_LIMIT + 1), "stdin"
+            if len(text) > SPEC_FILE_LIMIT:
+                raise UsageError(f"-f -: the spec on stdin is larger than {SPEC_FILE_LIMIT // MIB} MiB")
         else:
             try:
-                text = Path(filename).read_text()
-            except FileNotFoundError:
-                raise UsageError(f"-f: {filename} does not exist") from None
-            except (OSError, UnicodeDecodeError) as exc:
-                raise UsageError(f"-f: cannot read {filename}: {getattr(exc, 'strerror', None) or exc}") from None
+                # A regular file of at most the cap: a FIFO or /dev/zero is refused, not waited on or read forever.
+                text = read_text(filename, SPEC_FILE_LIMIT, "spec file")
+            except LocalFileError as exc:
+                raise UsageError(f"-f: {exc.message}") from None
             source = filename
         docs = parse_documents(text, source, cluster_name)
         if docs.cluster is not None:
@@ -245,6 +247,10 @@ def create_cluster(name: str | None, zones: tuple[str, ...], control_plane_zones
     name = name or options().cluster_name
     if not name:
         raise UsageError("a cluster name is required: kopsy create cluster NAME --zones ZONES")
+    for flag, given in (("--ssh-access", ssh_access), ("--admin-access", admin_access)):
+        if given and not _split(given):
+            # An empty value must not quietly become 0.0.0.0/0 (the default when the flag is absent).
+            raise UsageError(f"{flag} is empty; give a CIDR such as 203.0.113.0/24 (or 0.0.0.0/0 for everywhere)")
     cluster, groups = new_cluster(
         CreateOptions(
             name=name,

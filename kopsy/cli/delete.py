@@ -1,5 +1,7 @@
 """``kopsy delete cluster [NAME] [--yes]``: delete the cluster's AWS resources, then its state.
 
+``kopsy delete instancegroup NAME`` is handled in ``delete_ig.py``.
+
 Without --yes, list what would be deleted (TYPE NAME ID). Resources are found by the cluster's
 ownership tag alone, so this works when the state store is gone (name the region with
 --region). The state objects (and the kubeconfig context) are removed only when nothing
@@ -87,7 +89,14 @@ def _remove_kubeconfig_context(name: str) -> str | None:
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def command(args: tuple[str, ...], yes: bool, region: str | None, wait: float, unregister: bool, force: bool,
             force_unlock: bool, output: str) -> None:
-    """Delete a cluster: its cloud resources and its state."""
+    """Delete a cluster: its cloud resources and its state (or: delete instancegroup NAME)."""
+    from kopsy.cli.delete_ig import NOUNS, delete_instance_group
+
+    if args and args[0] in NOUNS:
+        if region or unregister or force:
+            raise UsageError("--region, --unregister and --force apply to delete cluster, not to delete instancegroup")
+        delete_instance_group(list(args[1:]), yes)
+        return
     opts = options()
     name = strip_cluster_word(args) or opts.cluster_name
     store = None

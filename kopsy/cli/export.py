@@ -40,6 +40,10 @@ def kubecfg(name: str | None, admin: bool, ttl: float, kubeconfig: str | None) -
         raise UsageError("kopsy only exports admin credentials: add --admin (and optionally --ttl 18h)")
     if ttl <= 0:
         raise UsageError("--ttl must be positive, e.g. --ttl 18h")
+    # The target first: a kubeconfig that cannot be used (a FIFO, a device, a folder, not YAML)
+    # is refused before anything is asked of AWS or the store.
+    path = kc.choose_path(kubeconfig, os.environ.get("KUBECONFIG"), Path.home())
+    kc.check_target(path)
     store = open_cluster_store()
     cluster_name = resolve_cluster_name(store, name)
     cluster, _ = store.get_cluster(cluster_name)
@@ -56,7 +60,6 @@ def kubecfg(name: str | None, admin: bool, ttl: float, kubeconfig: str | None) -
         ca_key_pem=Secret(store.get_object(cluster_name, "pki/ca.key")),
         ttl=dt.timedelta(seconds=ttl),
     )
-    path = kc.choose_path(kubeconfig, os.environ.get("KUBECONFIG"), Path.home())
     kc.export(path, creds)
     expires = creds.expires.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     click.echo(f'kubeconfig {path}: context "{cluster_name}" is now current (server {creds.server}, '

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from kopsy.cli.context import open_cluster_store, resolve_cluster_name
+from kopsy.cli.context import open_cluster_store, resolve_cluster_name, warn
 from kopsy.cli.output import OUTPUT_FORMATS, emit, table
-from kopsy.errors import KopsyError
+from kopsy.errors import KopsyError, StateStoreError
 from kopsy.spec.model import cluster_to_dict, instance_group_to_dict
 
 class NoClusters(KopsyError):
@@ -42,7 +42,14 @@ def get_clusters(names: tuple[str, ...], output: str) -> None:
     wanted = list(names) or store.list_clusters()
     clusters = []
     for name in wanted:
-        cluster, _ = store.get_cluster(name)
+        try:
+            cluster, _ = store.get_cluster(name)
+        except StateStoreError as exc:
+            if names:
+                raise
+            # Listing everything: one damaged or foreign config must not hide every other cluster.
+            warn(f"skipping {exc.message}")
+            continue
         clusters.append(cluster)
     if output == "table":
         if not clusters:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import signal
 import sys
 import traceback
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -26,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "edit": ("kopsy.cli.edit", "Edit a cluster or instance group in $EDITOR."),
     "replace": ("kopsy.cli.replace", "Replace cluster and instance-group specs from a file."),
     "update": ("kopsy.cli.update", "Plan (and with --yes apply) the cloud resources of a cluster."),
-    "delete": ("kopsy.cli.delete", "Delete a cluster: its cloud resources and its state."),
+    "delete": ("kopsy.cli.delete", "Delete a cluster (its cloud resources and state), or an instance group."),
     "validate": ("kopsy.cli.validate", "Check over SSH that every node is up and Ready."),
     "export": ("kopsy.cli.export", "Export an admin kubeconfig for a cluster."),
     "sandbox": ("kopsy.cli.sandbox", "Run a local AWS emulation and node stand-ins (no AWS account needed)."),
@@ -142,7 +143,63 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGINT, SIGTERM or SIGHUP, raised in the main thread: like Ctrl-C, it unwinds through
+    every ``finally`` (running API calls finish, no new work starts, the cluster lock is
+    released) and the command exits with 128 + the signal number (130, 143, 129)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _install_signal_handlers() -> dict[int, Any]:
+    """Raise ``Interrupted`` at the first signal; later ones are noted, not acted on, so that a
+    second Ctrl-C cannot cut the clean-up (releasing the lock) short. SIGKILL still ends it."""
+    received: list[int] = []
+
+    def handler(signum: int, _frame: Any) -> None:
+        if received:
+            try:
+                os.write(2, b"kopsy: still stopping (releasing the lock); send SIGKILL to stop at once\n")
+            except OSError:
+                pass
+            return
+        received.append(signum)
+        raise Interrupted(signum)
+
+    previous: dict[int, Any] = {}
+    try:
+        for sig in HANDLED_SIGNALS:
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread (kopsy embedded): leave signals alone
+        pass
+    return previous
+
+
+def _interrupted(exc: BaseException) -> NoReturn:
+    signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+    name = signal.Signals(signum).name
+    click.echo("Interrupted." if signum == signal.SIGINT else f"Interrupted ({name}).", err=True)
+    sys.exit(128 + int(signum))
+
+
 def _main(argv: list[str] | None = None) -> None:
+    previous = _install_signal_handlers()
+    try:
+        _run(argv)
+    finally:
+        for sig, handler in previous.items():
+            try:
+                signal.signal(sig, handler)
+            except (ValueError, TypeError):
+                pass
+
+
+def _run(argv: list[str] | None = None) -> None:
     args = hoist_global_flags(list(sys.argv[1:] if argv is None else argv))
     debug = _debug_requested(args)
     try:
@@ -157,25 +214,40 @@ def _main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         click.echo(f"Error: {_one_line(exc.format_message())}", err=True)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        # click turns KeyboardInterrupt (and so a signal) into Abort; EOF at a prompt is a real abort.
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, KeyboardInterrupt):
+            _interrupted(cause)
         click.echo("Aborted.", err=True)
         sys.exit(ExitCode.FAILURE)
     except KopsyError as exc:
         if debug:
             traceback.print_exc()
-        click.echo(f"Error: {exc.message}", err=True)
+        click.echo(f"Error: {_safe(exc.message)}", err=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
-        sys.exit(ExitCode.INTERRUPTED)
+    except KeyboardInterrupt as exc:
+        _interrupted(exc)
     except Exception as exc:  # a bug or an untranslated SDK error: still one line unless --debug
         if debug:
             traceback.print_exc()
+        from kopsy.cli.sdkerrors import explain
+
+        known = explain(exc)
+        if known is not None:
+            click.echo(f"Error: {_safe(known.message)}", err=True)
+            sys.exit(known.exit_code)
         click.echo(
             f"Error: unexpected {type(exc).__name__}: {_one_line(exc)} (re-run with --debug for details)", err=True
         )
         sys.exit(ExitCode.FAILURE)
     sys.exit(ExitCode.OK)
+
+
+def _safe(message: str) -> str:
+    """One line, whatever store values or file names the message carries: control characters
+    (a newline in a lock holder's name) are shown escaped, so no second line can be forged."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in message)
 
 
 def _one_line(exc: Any) -> str:

@@ -14,10 +14,16 @@ OUTPUT_FORMATS = click.Choice(["table", "yaml", "json"])
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A kops-style table: upper-case headers, columns padded to their widest cell."""
-    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    # Cells hold values read from the store: a newline or escape in one must not forge a line.
+    cells = [[str(h) for h in headers]] + [[_cell(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip() for r in cells]
     return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    text = str(value)
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 def dump_yaml_documents(docs: Sequence[dict[str, Any]]) -> str:
@@ -29,7 +35,7 @@ def dump_json(value: Any) -> str:
 
 
 def warn(message: str) -> None:
-    click.echo(f"Warning: {message}", err=True)
+    click.echo(f"Warning: {_cell(message)}", err=True)
 
 
 def emit(value: Any, fmt: str) -> None:

@@ -34,6 +34,9 @@ def command(filenames: tuple[str, ...]) -> None:
     cluster = docs.cluster or current
     # Keep what the store owns (where the cluster lives, when it was made) when the file omits it.
     cluster.config_base = cluster.config_base or current.config_base
+    here = store.url_for(name)
+    if cluster.config_base and cluster.config_base.rstrip("/") != here:
+        raise SpecInvalid([f"spec.configBase: must be the store the cluster lives in ({here}), not {cluster.config_base!r}"])
     cluster.creation_timestamp = cluster.creation_timestamp or current.creation_timestamp
     cluster.annotations = {**current.annotations, **cluster.annotations}
     merged = {n: ig for n, (ig, _) in existing.items()}

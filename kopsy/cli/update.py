@@ -46,7 +46,7 @@ def command(args: tuple[str, ...], yes: bool, output: str, detailed_exitcode: bo
     """Plan (and with --yes apply) the cloud resources of a cluster."""
     from kopsy.cloud.aws.zones import check_security_groups, check_zones
     from kopsy.reconcile.render import plan_text, summary
-    from kopsy.reconcile.update import apply_update, plan_update, read_inputs
+    from kopsy.reconcile.update import apply_update, plan_update, read_inputs, read_removed
 
     opts = options()
     store = open_cluster_store(opts)
@@ -54,11 +54,12 @@ def command(args: tuple[str, ...], yes: bool, output: str, detailed_exitcode: bo
 
     def run() -> int:
         inputs = read_inputs(store, name)
+        removed = read_removed(store, name)
         _check_store_reachable(inputs.state_store_url)
         clients = aws_clients(inputs.cluster.region)
         check_zones(clients, inputs.cluster.region, [s.zone for s in inputs.cluster.subnets])
         check_security_groups(clients, {ig.name: ig.additional_security_groups for ig in inputs.instance_groups})
-        planned = plan_update(clients, inputs)
+        planned = plan_update(clients, inputs, removed=removed)
         plan = planned.plan
         if output == "json" and not yes:
             click.echo(dump_json({"plan": _plan_dict(plan), "pending": not plan.empty}))
@@ -67,6 +68,8 @@ def command(args: tuple[str, ...], yes: bool, output: str, detailed_exitcode: bo
             if text:
                 click.echo(text)
         if plan.empty:
+            if yes and removed:
+                store.forget_removed(name, sorted(removed))
             if output == "text":
                 click.echo("No changes need to be applied")
             elif yes:
@@ -91,6 +94,8 @@ def command(args: tuple[str, ...], yes: bool, output: str, detailed_exitcode: bo
                 f"{len(result.failed)} change(s) failed and {len(result.skipped)} were skipped ({first}); "
                 f"fix the cause and re-run 'kopsy update cluster {name} --yes' (it resumes where it stopped)"
             )
+        if removed:  # their resources are gone now: the removal records have done their job
+            store.forget_removed(name, sorted(removed))
         if output == "text":
             click.echo(f"Changes applied to cluster {name}: {summary(plan)}.")
             click.echo("")

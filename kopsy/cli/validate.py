@@ -89,6 +89,8 @@ def command(
                         ("--command-timeout", command_timeout)):
         if value <= 0:
             raise UsageError(f"{flag} must be more than 0s")
+    if ssh_key:
+        _check_private_key(ssh_key)
     debug = options().debug
     if debug:  # paramiko's own log (handshakes, channel failures) on stderr
         import logging
@@ -101,10 +103,14 @@ def command(
         from kopsy.errors import SSHError
         from kopsy.remote import parse_hop
 
+        if len(bastion) > 300 or not bastion.isprintable():
+            raise UsageError("--bastion: give [user@]host[:port] (a host name is at most 253 characters, printable)")
         try:
             parse_hop(bastion)
         except SSHError as exc:
             raise UsageError(f"--bastion: {exc.message}") from exc
+        except ValueError as exc:  # e.g. a label IDNA cannot encode
+            raise UsageError(f"--bastion: {bastion[:60]!r} is not a host name ({exc})") from None
     store = open_cluster_store()
     name = resolve_cluster_name(store, strip_cluster_word(args))
     cluster, _ = store.get_cluster(name)
@@ -134,6 +140,23 @@ def command(
         raise ValidationFailed(
             f"cluster {name} is not ready{waited}: {len(result.failures)} validation error(s)", result=result
         )
+
+
+def _check_private_key(path: str) -> None:
+    """--ssh-key must be a readable, regular, text private-key file (a binary file or a FIFO is
+    refused here, with its name, rather than deep inside the SSH library)."""
+    from kopsy.localfiles import PRIVATE_KEY_LIMIT, LocalFileError, read_regular
+
+    try:
+        data = read_regular(Path(path).expanduser(), PRIVATE_KEY_LIMIT, "SSH key")
+    except LocalFileError as exc:
+        raise UsageError(f"--ssh-key: {exc.message}") from None
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        raise UsageError(f"--ssh-key: {path} is not an SSH private key (binary content)") from None
+    if "PRIVATE KEY-----" not in text:
+        raise UsageError(f"--ssh-key: {path} is not an SSH private key (no '-----BEGIN ... PRIVATE KEY-----' block)")
 
 
 def ssh_settings(cluster: Cluster, *, ssh_user: str | None, ssh_key: str | None, ssh_config: str | None,

@@ -11,6 +11,7 @@ from kopsy.pki.certs import (
     ClusterPKI,
     ca_cert_hash,
     generate_cluster_pki,
+    load_ca_pair,
     load_certificate,
     sign_admin_client_cert,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "ClusterPKI",
     "ca_cert_hash",
     "generate_cluster_pki",
+    "load_ca_pair",
     "load_certificate",
     "new_bootstrap_token",
     "sign_admin_client_cert",

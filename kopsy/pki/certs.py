@@ -169,6 +169,31 @@ def ca_cert_hash(ca_cert_pem: bytes) -> str:
     return "sha256:" + hashlib.sha256(spki).hexdigest()
 
 
+def load_ca_pair(
+    ca_cert_pem: bytes, ca_key_pem: bytes | Secret
+) -> tuple[x509.Certificate, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey]:
+    """The CA certificate and its key, refused unless the key is the certificate's.
+
+    Why: a store whose ``ca.crt`` and ``ca.key`` come from different CAs (a half-done restore, a
+    hand copy) would build instances that pin one CA while the control plane signs with another.
+    """
+    ca_cert = load_certificate(ca_cert_pem)
+    raw_key = ca_key_pem.reveal() if isinstance(ca_key_pem, Secret) else ca_key_pem
+    try:
+        ca_key = serialization.load_pem_private_key(raw_key, password=None)
+    except (ValueError, TypeError) as exc:
+        raise KopsyError("the cluster CA key in the state store cannot be read as an unencrypted PEM key") from exc
+    if not isinstance(ca_key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
+        raise KopsyError("the cluster CA key in the state store is neither RSA nor ECDSA")
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if ca_cert.public_key().public_bytes(*spki) != ca_key.public_key().public_bytes(*spki):
+        raise KopsyError(
+            "the cluster CA key in the state store (pki/ca.key) does not match the CA certificate (pki/ca.crt); "
+            "nothing was changed; restore the pair from S3 versioning or a backup"
+        )
+    return ca_cert, ca_key
+
+
 def sign_admin_client_cert(
     ca_cert_pem: bytes,
     ca_key_pem: bytes | Secret,
@@ -185,19 +210,7 @@ def sign_admin_client_cert(
     """
     if ttl <= dt.timedelta(0):
         raise KopsyError(f"the certificate lifetime must be positive, got {ttl}")
-    ca_cert = load_certificate(ca_cert_pem)
-    raw_key = ca_key_pem.reveal() if isinstance(ca_key_pem, Secret) else ca_key_pem
-    try:
-        ca_key = serialization.load_pem_private_key(raw_key, password=None)
-    except (ValueError, TypeError) as exc:
-        raise KopsyError("the cluster CA key in the state store cannot be read as an unencrypted PEM key") from exc
-    if not isinstance(ca_key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
-        raise KopsyError("the cluster CA key in the state store is neither RSA nor ECDSA")
-    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    ca_pub = ca_cert.public_key().public_bytes(*spki)
-    key_pub = ca_key.public_key().public_bytes(*spki)
-    if ca_pub != key_pub:
-        raise KopsyError("the cluster CA key in the state store does not match the CA certificate")
+    ca_cert, ca_key = load_ca_pair(ca_cert_pem, ca_key_pem)
     start = (now or _now()) - BACKDATE
     end = min(start + BACKDATE + ttl, ca_cert.not_valid_after_utc)
     key = ec.generate_private_key(ec.SECP256R1())

@@ -6,20 +6,25 @@ read just now, never from a saved plan, so what is applied matches the cloud as 
 
 from __future__ import annotations
 
+import gzip
+import re
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from typing import Any
 
+from kopsy.cloud.aws import tags as T
 from kopsy.cloud.aws.bucketkms import state_bucket_kms_key
 from kopsy.cloud.aws.images import architecture, resolve_image
-from kopsy.parallel import parallel
-from kopsy.reconcile.values import Actual, ApplyContext, Key
 from kopsy.cloud.aws.session import AwsClients
 from kopsy.errors import ObjectNotFound, StateStoreError
+from kopsy.parallel import parallel
 from kopsy.reconcile.apply import ApplyResult, Event, apply_plan
 from kopsy.reconcile.changes import Plan
 from kopsy.reconcile.desired import ClusterInputs, desired_resources
-from kopsy.reconcile.planner import diff, gather_facts
-from kopsy.spec.model import InstanceGroup
+from kopsy.reconcile.planner import diff, gather_facts, managed_only
+from kopsy.reconcile.values import Actual, ApplyContext, Key
+from kopsy.spec.model import ROLE_CONTROL_PLANE, Cluster, InstanceGroup
+from kopsy.spec.validation import CONTROL_PLANE_COUNTS
 
 
 def ca_hash(ca_cert_pem: bytes) -> str:
@@ -28,39 +33,172 @@ def ca_hash(ca_cert_pem: bytes) -> str:
     return ca_cert_hash(ca_cert_pem)
 
 
-def read_inputs(store: Any, cluster_name: str) -> ClusterInputs:
-    """Read the spec, instance groups, admin SSH key and CA from the state store
-    (``store`` is a ``kopsy.state.clusters.ClusterStore``). AMIs are resolved later, while the
-    facts are being read (``plan_update``)."""
+RESTORE_HINT = (
+    "restore them from S3 versioning (aws s3api list-object-versions, then copy the last good version back) "
+    "or with 'kopsy create -f' from 'kopsy get ... -o yaml' output kept in a backup"
+)
 
-    def ssh_key() -> str:
+
+def _stored_ssh_key(store: Any, cluster_name: str) -> str:
+    where = store.url_for(cluster_name, "ssh/public/admin")
+    try:
+        data = store.get_object(cluster_name, "ssh/public/admin")
+    except ObjectNotFound:
+        raise StateStoreError(
+            f"{where} is missing from the state store (every cluster has an admin SSH key); nothing was changed; "
+            f"restore it from S3 versioning or put the cluster admin's public key line there"
+        ) from None
+    try:
+        text = data.decode("ascii").strip()
+    except UnicodeDecodeError:
+        text = ""
+    from kopsy.errors import SpecInvalid
+    from kopsy.spec.sshkey import parse_ssh_public_key
+
+    try:
+        return parse_ssh_public_key(text, where)
+    except SpecInvalid as exc:
+        raise StateStoreError(
+            f"{exc.problems[0] if exc.problems else where} (in the state store); "
+            f"replace it with the cluster admin's public key (a line like 'ssh-ed25519 AAAA...')"
+        ) from None
+
+
+def _stored_ca_hash(store: Any, cluster_name: str) -> str:
+    """The CA hash instances pin, after checking that ``pki/ca.crt`` and ``pki/ca.key`` are one pair."""
+    from kopsy.pki import load_ca_pair
+
+    def read(rel: str) -> bytes:
         try:
-            data = store.get_object(cluster_name, "ssh/public/admin")
+            return bytes(store.get_object(cluster_name, rel))
         except ObjectNotFound:
-            return ""
-        try:
-            return str(data.decode("ascii").strip())
-        except UnicodeDecodeError:
             raise StateStoreError(
-                f"{cluster_name}/ssh/public/admin in the state store is not an OpenSSH public key (not text); "
-                f"replace it with the cluster admin's public key (a line like 'ssh-ed25519 AAAA...')"
+                f"{store.url_for(cluster_name, rel)} (the cluster CA) is missing from the state store; nothing was "
+                f"changed; restore it from S3 versioning or a backup: a new CA would cut off every running instance"
             ) from None
 
-    def instance_groups() -> list[tuple[InstanceGroup, str]]:
-        # The documented layout (<cluster>/instancegroup/<name>), read in parallel: a cluster
-        # with 13 groups then costs two round trips, not fourteen.
-        prefix = f"{cluster_name}/instancegroup/"
-        names = sorted(k[len(prefix):] for k in store.store.list(prefix) if "/" not in k[len(prefix):])
-        return parallel(lambda n: store.get_instance_group(cluster_name, n), names, workers=16)
+    cert, key = parallel(read, ["pki/ca.crt", "pki/ca.key"])  # one round trip, not two
+    load_ca_pair(cert, key)
+    return ca_hash(cert)
 
+
+def _check_stored_spec(store: Any, cluster: Cluster, igs: list[InstanceGroup]) -> None:
+    """What ``create`` would refuse is refused on the way back in too (but for the control-plane
+    count, judged with the cloud's facts in ``check_whole``)."""
+    from kopsy.spec.validation import cluster_problems, instance_group_problems
+
+    problems = cluster_problems(cluster)
+    for ig in igs:
+        problems.extend(instance_group_problems(ig, cluster))
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise StateStoreError(
+            f"the spec of cluster {cluster.name} in the state store ({store.url_for(cluster.name)}) is not valid: "
+            f"{problems[0]}{more}; nothing was changed; fix it with 'kopsy edit' or restore it from S3 versioning"
+        )
+
+
+def _check_config_base(store: Any, cluster: Cluster) -> str:
+    """``configBase`` must name the store the cluster was read from: instances read their PKI
+    from it, and a config pointing elsewhere (another bucket, or S3 for a file:// store) would
+    build a cluster from one store whose instances read another."""
+    here = store.url_for(cluster.name)
+    if cluster.config_base and cluster.config_base.rstrip("/") != here:
+        raise StateStoreError(
+            f"cluster {cluster.name} was read from {here} but its spec.configBase says {cluster.config_base!r}; "
+            f"nothing was changed; set configBase to {here} (or remove it) with 'kopsy edit cluster {cluster.name}'"
+        )
+    return here
+
+
+def read_inputs(store: Any, cluster_name: str) -> ClusterInputs:
+    """Read the spec, instance groups, admin SSH key and CA from the state store
+    (``store`` is a ``kopsy.state.clusters.ClusterStore``), and check them as strictly as
+    ``create`` checks what it writes: the plan is built from these, so a damaged store must stop
+    here, before anything in AWS changes. AMIs are resolved later, while the facts are being
+    read (``plan_update``)."""
     # Independent reads: one round trip instead of four in sequence.
     cluster_etag, ig_list, key, ca = parallel(
         lambda f: f(),
-        [lambda: store.get_cluster(cluster_name), instance_groups, ssh_key, lambda: store.get_object(cluster_name, "pki/ca.crt")],
+        [
+            lambda: store.get_cluster(cluster_name),
+            lambda: store.list_instance_groups(cluster_name),
+            lambda: _stored_ssh_key(store, cluster_name),
+            lambda: _stored_ca_hash(store, cluster_name),
+        ],
     )
     cluster = cluster_etag[0]
-    state_url = cluster.config_base or store.store.url_for(cluster_name)
-    return ClusterInputs(cluster, [ig for ig, _ in ig_list], key, ca_hash(ca), state_url)
+    igs = [ig for ig, _ in ig_list]
+    _check_stored_spec(store, cluster, igs)
+    state_url = _check_config_base(store, cluster)
+    return ClusterInputs(cluster, igs, key, ca, state_url)
+
+
+def read_removed(store: Any, cluster_name: str) -> set[str]:
+    """Groups removed on purpose (``kopsy delete instancegroup``) whose resources may be deleted."""
+    return set(store.removed_instance_groups(cluster_name))
+
+
+_PINNED = re.compile(rb"CA_CERT_HASH=['\"]?(sha256:[0-9a-f]{64})")
+
+
+def _pinned_hash(a: Actual) -> str | None:
+    data = a.fields.get("user_data") or b""
+    if not isinstance(data, bytes):
+        return None
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError):
+            return None
+    m = _PINNED.search(data)
+    return m.group(1).decode() if m else None
+
+
+def check_whole(inputs: ClusterInputs, facts: dict[str, list[Actual]], removed: Collection[str] = ()) -> None:
+    """Refuse to act on a cluster that is not whole, before anything in AWS changes.
+
+    - a group running in AWS whose object is missing from the store, with no removal record:
+      the plan would delete its launch template and Auto Scaling group (terminating its
+      instances) because of something *missing*, which is never consent;
+    - a control-plane group count other than 1, 3 or 5 (0 would build a cluster with no
+      control plane);
+    - a running launch template pinning another CA than ``pki/ca.crt``.
+    """
+    cluster = inputs.cluster.name
+    stored = {ig.name for ig in inputs.instance_groups}
+    # What an instance group runs on (its template and Auto Scaling group, whatever the kinds):
+    # every resource kopsy manages that carries the instance-group tag.
+    running: dict[str, list[Actual]] = {}
+    for items in managed_only(cluster, facts).values():
+        for a in items:
+            if group := a.tags.get(T.TAG_INSTANCE_GROUP):
+                running.setdefault(group, []).append(a)
+    missing = sorted(set(running) - stored - set(removed))
+    if missing:
+        keys = ", ".join(f"{inputs.state_store_url}/instancegroup/{n}" for n in missing)
+        raise StateStoreError(
+            f"instance group(s) {', '.join(missing)} of cluster {cluster} are running in AWS but missing from the "
+            f"state store ({keys}); nothing was changed: a missing object is never taken as a request to delete; "
+            f"{RESTORE_HINT}; to remove a group on purpose run 'kopsy delete instancegroup NAME --name {cluster} --yes'"
+        )
+    control_planes = sorted(ig.name for ig in inputs.instance_groups if ig.role == ROLE_CONTROL_PLANE)
+    if len(control_planes) not in CONTROL_PLANE_COUNTS:
+        found = f" ({', '.join(control_planes)})" if control_planes else ""
+        raise StateStoreError(
+            f"cluster {cluster} has {len(control_planes)} control-plane instance group(s) in the state store{found}; "
+            f"etcd needs 1, 3 or 5; nothing was built or changed; if groups under {inputs.state_store_url}/instancegroup/ "
+            f"went missing, {RESTORE_HINT}"
+        )
+    for name in sorted(stored):
+        for a in running.get(name, []):
+            pinned = _pinned_hash(a)  # what carries user-data (the launch template) pins a CA
+            if pinned and pinned != inputs.ca_cert_hash:
+                raise StateStoreError(
+                    f"the cluster CA in the state store ({inputs.state_store_url}/pki/ca.crt, {inputs.ca_cert_hash[:19]}...) "
+                    f"is not the CA that running launch template {a.name} pins ({pinned[:19]}...); nothing was changed; "
+                    f"restore the original pki/ca.crt and pki/ca.key from S3 versioning or a backup"
+                )
 
 
 def resolve_images(clients: AwsClients, igs: list[InstanceGroup]) -> dict[str, str]:
@@ -85,8 +223,11 @@ class Planned:
         return {a.key: dict(a.outputs) for items in self.facts.values() for a in items}
 
 
-def plan_update(clients: AwsClients, inputs: ClusterInputs) -> Planned:
-    """Fresh facts and the plan. AMI lookups (read-only too) overlap with the facts."""
+def plan_update(clients: AwsClients, inputs: ClusterInputs, *, removed: Collection[str] = ()) -> Planned:
+    """Fresh facts and the plan. AMI lookups (read-only too) overlap with the facts.
+
+    ``removed``: groups whose resources may be deleted (removal records); any other running
+    group missing from ``inputs`` stops the plan (``check_whole``)."""
     missing = [ig for ig in inputs.instance_groups if ig.name not in inputs.images]
     facts, images, kms_key = parallel(
         lambda f: f(),
@@ -96,6 +237,7 @@ def plan_update(clients: AwsClients, inputs: ClusterInputs) -> Planned:
             lambda: state_bucket_kms_key(clients, inputs.state_store_url),
         ],
     )
+    check_whole(inputs, facts, removed)
     inputs = replace(inputs, images={**inputs.images, **images}, state_kms_key=kms_key)
     return Planned(diff(inputs.cluster.name, desired_resources(inputs), facts), facts)
 

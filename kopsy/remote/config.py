@@ -74,15 +74,33 @@ class Endpoint:
         return target if self.alias == self.hostname else f"{self.alias} ({target})"
 
 
+MAX_SSH_CONFIG_LINE = 4096
+
+
 def read_config(path: Path | None) -> paramiko.SSHConfig:
-    """The OpenSSH config at ``path`` (an empty one for None), or an ``SSHError`` saying what is wrong."""
+    """The OpenSSH config at ``path`` (an empty one for None), or an ``SSHError`` saying what is wrong.
+
+    Bounded: paramiko's matching is slow on huge patterns, and 'Match exec' would run a command
+    at every lookup; kopsy reads the config, it does not execute it."""
     if path is None:
         return paramiko.SSHConfig()
+    from kopsy.localfiles import SSH_CONFIG_LIMIT, LocalFileError, read_text
+
+    if not path.exists():
+        raise SSHError(f"ssh config {path} does not exist; fix --ssh-config/KOPSY_SSH_CONFIG")
     try:
-        return paramiko.SSHConfig.from_path(str(path))
-    except FileNotFoundError as exc:
-        raise SSHError(f"ssh config {path} does not exist; fix --ssh-config/KOPSY_SSH_CONFIG") from exc
-    except (OSError, ValueError, paramiko.SSHException) as exc:
+        text = read_text(path, SSH_CONFIG_LIMIT, "ssh config")
+    except LocalFileError as exc:
+        raise SSHError(f"{exc.message}; fix --ssh-config/KOPSY_SSH_CONFIG") from None
+    for number, line in enumerate(text.splitlines(), 1):
+        if len(line) > MAX_SSH_CONFIG_LINE:
+            raise SSHError(f"ssh config {path} line {number} is {len(line)} characters long (limit {MAX_SSH_CONFIG_LINE}); fix it")
+        words = line.strip().lower().replace("=", " ").split()
+        if words[:1] == ["match"] and "exec" in words:
+            raise SSHError(f"ssh config {path} line {number}: 'Match exec' is not supported (kopsy does not run commands from it)")
+    try:
+        return paramiko.SSHConfig.from_text(text)
+    except (ValueError, paramiko.SSHException) as exc:
         raise SSHError(f"cannot read ssh config {path}: {exc}") from exc
 
 

@@ -35,10 +35,18 @@ class KnownHosts:
         self._lock = threading.Lock()
         self._keys = paramiko.HostKeys()
         if path.exists():
+            from kopsy.localfiles import SSH_CONFIG_LIMIT, LocalFileError, read_text
+
             try:
+                read_text(path, SSH_CONFIG_LIMIT, "known-hosts file")  # a regular UTF-8 file within the cap
                 self._keys.load(str(path))
-            except (OSError, paramiko.SSHException) as exc:
-                raise SSHError(f"cannot read the known-hosts file {path}: {exc}; fix or remove it") from exc
+            except LocalFileError as exc:
+                raise SSHError(f"{exc.message}; fix or remove it") from None
+            except (OSError, ValueError, paramiko.SSHException, paramiko.hostkeys.InvalidHostKey) as exc:
+                raise SSHError(
+                    f"the known-hosts file {path} has an entry kopsy cannot read "
+                    f"({' '.join(str(exc).split())[:100]}); fix or remove that line"
+                ) from None
         self.notices: list[str] = []
 
     def known(self, name: str) -> dict[str, paramiko.PKey]:
@@ -51,7 +59,9 @@ class KnownHosts:
             if self._keys.check(name, key):
                 return
             self._keys.add(name, key.get_name(), key)
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            from kopsy.localfiles import make_private_dirs
+
+            make_private_dirs(self.path.parent)  # 0700 whatever the umask
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             with os.fdopen(fd, "a") as fh:
                 fh.write(f"{name} {key.get_name()} {key.get_base64()}\n")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from kopsy.errors import SpecInvalid
 from kopsy.spec.model import ROLE_CONTROL_PLANE, ROLE_NODE, Cluster, InstanceGroup, Subnet
+from kopsy.spec.validation import CONTROL_PLANE_COUNTS, MAX_GROUP_SIZE
 from kopsy.spec.versions import DEFAULT_KUBERNETES_VERSION
 
 DEFAULT_NETWORK_CIDR = "172.20.0.0/16"
@@ -37,12 +38,20 @@ class CreateOptions:
     api_access: list[str] = field(default_factory=lambda: ["0.0.0.0/0"])
 
 
+def _short(n: int) -> str:
+    text = str(n)
+    return text if len(text) <= 12 else f"{text[:12]}... ({len(text)} digits)"
+
+
 def carve_subnets(network_cidr: str, count: int) -> list[str]:
     """One CIDR per zone, like kops: /19s out of a /16 (smaller when there are many zones), skipping the first block."""
     try:
         vpc = ipaddress.ip_network(network_cidr, strict=True)
-    except ValueError:
-        raise SpecInvalid([f"--network-cidr: {network_cidr!r} is not a CIDR like 172.20.0.0/16"]) from None
+    except ValueError as exc:
+        if "host bits" in str(exc):
+            fixed = ipaddress.ip_network(network_cidr, strict=False)
+            raise SpecInvalid([f"--network-cidr: {network_cidr!r} has host bits set; did you mean {fixed}?"]) from None
+        raise SpecInvalid([f"--network-cidr: {network_cidr[:60]!r} is not a CIDR like 172.20.0.0/16"]) from None
     if not isinstance(vpc, ipaddress.IPv4Network):
         raise SpecInvalid([f"--network-cidr: {network_cidr} is IPv6; kopsy supports IPv4 networks only"])
     extra_bits = 3 if count <= 7 else 4 if count <= 15 else 5
@@ -53,9 +62,22 @@ def carve_subnets(network_cidr: str, count: int) -> list[str]:
 
 
 def new_cluster(opts: CreateOptions) -> tuple[Cluster, list[InstanceGroup]]:
-    zones = list(dict.fromkeys(z.strip() for z in opts.zones if z.strip()))
+    # Counts are checked before anything is built from them: --control-plane-count 1000000000
+    # would otherwise build a billion groups before validation saw one.
+    if opts.control_plane_count not in CONTROL_PLANE_COUNTS:
+        raise SpecInvalid([f"--control-plane-count: {_short(opts.control_plane_count)}; etcd needs 1, 3 or 5 control-plane instances"])
+    if opts.node_count > MAX_GROUP_SIZE:
+        raise SpecInvalid([f"--node-count: {_short(opts.node_count)} is more than {MAX_GROUP_SIZE}"])
+    given = [z.strip() for z in opts.zones if z.strip()]
+    zones = list(dict.fromkeys(given))
     if not zones:
         raise SpecInvalid(["--zones: at least one availability zone is required (e.g. --zones us-east-1a)"])
+    if len(zones) != len(given):
+        twice = sorted({z for z in given if given.count(z) > 1})
+        raise SpecInvalid([f"--zones: {', '.join(twice)} given more than once; name each zone once"])
+    cp_given = [z.strip() for z in opts.control_plane_zones if z.strip()]
+    if len(set(cp_given)) != len(cp_given):
+        raise SpecInvalid(["--control-plane-zones: a zone is given more than once; name each zone once"])
     cidrs = carve_subnets(opts.network_cidr, len(zones))
     subnets = [Subnet(name=z, zone=z, cidr=cidr, type="Public") for z, cidr in zip(zones, cidrs)]
     cluster = Cluster(

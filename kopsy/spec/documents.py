@@ -28,8 +28,12 @@ class SpecDocuments:
 
 def load_yaml_documents(text: str, source: str) -> list[Any]:
     """Parse YAML, turning a syntax error into one line with the source and position."""
+    from kopsy.spec.yamlsafe import load_all
+
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        docs = [d for d in load_all(text) if d is not None]
+    except RecursionError:
+        raise SpecInvalid([f"{source}: malformed YAML: nested too deeply"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

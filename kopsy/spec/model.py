@@ -261,6 +261,9 @@ def cluster_from_dict(doc: Any) -> Cluster:
     created = meta.get("creationTimestamp", str, "")
     meta.get("labels", dict, {})
     annotations = meta.get("annotations", dict, {})
+    for k, v in annotations.items():
+        if not isinstance(k, str) or isinstance(v, (dict, list)) or v is None:
+            problems.append(f"metadata.annotations.{str(k)[:60]}: values must be strings, not {type(v).__name__}")
     meta.finish()
 
     cloud = spec.get("cloudProvider", str, "aws")

@@ -26,6 +26,7 @@ from kopsy.spec.versions import version_problem
 # IAM role names are at most 64 characters and kopsy names roles "control-plane.<cluster>".
 MAX_CLUSTER_NAME = 50
 CONTROL_PLANE_COUNTS = (1, 3, 5)
+MAX_GROUP_SIZE = 1000
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _ZONE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d+[a-z]$")
 _MACHINE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
@@ -63,8 +64,11 @@ def _network(text: str, path: str, problems: list[str]) -> ipaddress.IPv4Network
     try:
         net = ipaddress.ip_network(text, strict=True)
     except ValueError as exc:
-        reason = "host bits set" if "host bits" in str(exc) else "not a CIDR like 172.20.0.0/16"
-        problems.append(f"{path}: {text!r} is {reason}")
+        if "host bits" in str(exc):
+            fixed = ipaddress.ip_network(text, strict=False)
+            problems.append(f"{path}: {text!r} has host bits set; did you mean {fixed}?")
+        else:
+            problems.append(f"{path}: {str(text)[:60]!r} is not a CIDR like 172.20.0.0/16")
         return None
     if not isinstance(net, ipaddress.IPv4Network):
         problems.append(f"{path}: {text!r} is IPv6; kopsy supports IPv4 networks only")
@@ -72,12 +76,33 @@ def _network(text: str, path: str, problems: list[str]) -> ipaddress.IPv4Network
     return net
 
 
+# Ranges no VPC or subnet may use: AWS allows RFC 1918 and publicly routable blocks (plus
+# 100.64.0.0/10), never these.
+RESERVED_NETWORKS = tuple(ipaddress.IPv4Network(n) for n in (
+    "0.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4", "240.0.0.0/4",
+    "192.0.0.0/24", "198.18.0.0/15",
+))
+
+
+def _reserved(net: ipaddress.IPv4Network, path: str, problems: list[str]) -> None:
+    for r in RESERVED_NETWORKS:
+        if net.overlaps(r):
+            what = {"127.0.0.0/8": "loopback", "169.254.0.0/16": "link-local", "224.0.0.0/4": "multicast"}.get(str(r), "reserved")
+            problems.append(f"{path}: {net} overlaps the {what} range {r}; use a private range such as 172.20.0.0/16 or 10.0.0.0/16")
+            return
+
+
 def _access_list(values: list[str], path: str, problems: list[str]) -> None:
     if not values:
         problems.append(f"{path}: at least one CIDR is required (use 0.0.0.0/0 for everywhere)")
     for i, v in enumerate(values):
+        if not isinstance(v, str) or not v.strip():
+            problems.append(f"{path}[{i}]: an empty CIDR; give one like 203.0.113.0/24 (0.0.0.0/0 for everywhere)")
+            continue
         try:
-            ipaddress.ip_network(v, strict=True)
+            net = ipaddress.ip_network(v, strict=True)
+            if not isinstance(net, ipaddress.IPv4Network):
+                problems.append(f"{path}[{i}]: {v!r} is IPv6; kopsy's security-group rules are IPv4 only: give IPv4 CIDRs")
         except ValueError as exc:
             if "host bits" in str(exc):
                 network = ipaddress.ip_network(v, strict=False)
@@ -102,6 +127,8 @@ def cluster_problems(c: Cluster) -> list[str]:
     vpc = _network(c.network_cidr, "spec.networkCIDR", problems)
     if vpc is not None and not 16 <= vpc.prefixlen <= 28:
         problems.append(f"spec.networkCIDR: {c.network_cidr} must have a prefix between /16 and /28 (an AWS VPC limit)")
+    if vpc is not None:
+        _reserved(vpc, "spec.networkCIDR", problems)
     nonmasq = _network(c.non_masquerade_cidr, "spec.nonMasqueradeCIDR", problems)
     pods = _network(c.pod_cidr, "spec.podCIDR", problems)
     services = _network(c.service_cluster_ip_range, "spec.serviceClusterIPRange", problems)
@@ -140,6 +167,8 @@ def cluster_problems(c: Cluster) -> list[str]:
             problems.append(f"{path}.cidr: {net} is not inside spec.networkCIDR {vpc}")
         if not 16 <= net.prefixlen <= 28:
             problems.append(f"{path}.cidr: {net} must have a prefix between /16 and /28")
+        if vpc is None:
+            _reserved(net, f"{path}.cidr", problems)
         for other_name, other in carved:
             if net.overlaps(other):
                 problems.append(f"{path}.cidr: {net} overlaps subnet {other_name} ({other})")
@@ -193,8 +222,8 @@ def instance_group_problems(ig: InstanceGroup, cluster: Cluster, where: str = ""
         problems.append(f"{at}: spec.minSize: must be >= 0, got {ig.min_size}")
     if ig.max_size < ig.min_size:
         problems.append(f"{at}: spec.maxSize: {ig.max_size} is smaller than spec.minSize {ig.min_size}")
-    if ig.max_size > 1000:
-        problems.append(f"{at}: spec.maxSize: {ig.max_size} is more than 1000")
+    if ig.max_size > MAX_GROUP_SIZE:
+        problems.append(f"{at}: spec.maxSize: {ig.max_size} is more than {MAX_GROUP_SIZE}")
     for i, group in enumerate(ig.additional_security_groups):
         if not _SG.match(group):
             problems.append(f"{at}: spec.additionalSecurityGroups[{i}]: {group!r} is not a security group id like sg-0123456789abcdef0")

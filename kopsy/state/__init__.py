@@ -41,6 +41,9 @@ def open_store(
     boto3 then reads credentials and ``AWS_ENDPOINT_URL`` the standard way.
     """
     text = (url or "").strip()
+    if any(not ch.isprintable() for ch in text):
+        shown = text.encode("unicode_escape").decode("ascii")[:120]
+        raise StateStoreError(f"invalid state store URL '{shown}': it contains a NUL or control character; use {ACCEPTED_FORMS}")
     parts = urlsplit(text)
     if parts.scheme == "s3":
         bucket = parts.netloc
@@ -48,7 +51,10 @@ def open_store(
             raise StateStoreError(f"invalid state store URL {url!r}: {bucket!r} is not an S3 bucket name; use {ACCEPTED_FORMS}")
         prefix = parts.path.strip("/")
         if prefix:
-            check_key(prefix)
+            try:
+                check_key(prefix)
+            except StateStoreError as exc:
+                raise StateStoreError(f"invalid state store URL {url!r}: the prefix is not usable: {exc.message}") from None
         normal = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
         if clients is None:
             if clients_factory is not None:
@@ -62,6 +68,8 @@ def open_store(
         return S3Store(bucket, prefix, clients, normal)
     if parts.scheme == "file":
         path = unquote(parts.path)
+        if "\x00" in path or any(not ch.isprintable() for ch in path):
+            raise StateStoreError(f"invalid state store URL {url!r}: the path contains a NUL or control character")
         if parts.netloc not in ("", "localhost") or not path.startswith("/") or parts.query or parts.fragment:
             raise StateStoreError(f"invalid state store URL {url!r}: a file store needs an absolute path; use {ACCEPTED_FORMS}")
         root = Path(path.rstrip("/") or "/")

@@ -36,12 +36,18 @@ def check_key(key: str) -> str:
     ``../x`` would otherwise write outside the store.
     """
     parts = key.split("/")
-    if not key or any(not _SEGMENT.match(p) for p in parts):
+    if not key or any(not _SEGMENT.fullmatch(p) for p in parts):
         raise StateStoreError(
             f"invalid state-store key {key!r}: use '/'-separated names of letters, digits and .-_@+=, "
             f"(no empty, '.' or '..' parts, none starting with '.')"
         )
     return key
+
+
+def is_valid_key(key: str) -> bool:
+    """Whether ``check_key`` accepts ``key`` (listings skip what it does not: foreign objects)."""
+    parts = key.split("/")
+    return bool(key) and all(_SEGMENT.fullmatch(p) for p in parts)
 
 
 @dataclass(frozen=True)
@@ -77,15 +83,11 @@ class ObjectStore(abc.ABC):
 
     def delete_many(self, keys: builtins.list[str]) -> None:
         """Remove several objects (missing ones are not an error), overlapped: one round trip, not
-        one per object. Stores with a batch API override it."""
-        from concurrent.futures import ThreadPoolExecutor
+        one per object. Stores with a batch API override it. Every delete is attempted before the
+        first error is raised (``Executor.map`` would cancel the ones not yet started)."""
+        from kopsy.parallel import parallel
 
-        if len(keys) <= 1:
-            for key in keys:
-                self.delete(key)
-            return
-        with ThreadPoolExecutor(max_workers=min(16, len(keys)), thread_name_prefix="store-delete") as pool:
-            list(pool.map(self.delete, keys))
+        parallel(self.delete, keys, workers=16, name="store-delete")
 
     @abc.abstractmethod
     def list(self, prefix: str = "") -> list[str]:

@@ -6,6 +6,7 @@ Layout (documented for humans in ``state/README.md``)::
     <cluster>/instancegroup/<name>    InstanceGroup documents (YAML)
     <cluster>/pki/... secrets/... ssh/public/admin   written once by ``create_cluster``
     <cluster>/lock                    lease lock (JSON) held by mutating commands
+    <cluster>/removed/instancegroup/<name>   removal record (JSON) written by ``delete instancegroup``
 
 Specs are read and written with their ETag so that two people editing at once get a conflict
 instead of a lost write. Anything unreadable in the store is reported with its key, never as a
@@ -46,11 +47,13 @@ from kopsy.spec.model import (
     instance_group_to_dict,
 )
 from kopsy.parallel import parallel
-from kopsy.state.base import ObjectStore, check_key
+from kopsy.state.base import ObjectStore, check_key, is_valid_key
+from kopsy.text import printable
 
 CONFIG = "config"
 INSTANCE_GROUP_DIR = "instancegroup"
 LOCK = "lock"
+REMOVED_DIR = "removed/instancegroup"  # <cluster>/removed/instancegroup/<name>: consent to delete a group's resources
 DEFAULT_LEASE_SECONDS = 600.0
 _ACQUIRE_ATTEMPTS = 5
 _WORKERS = 16  # parallel reads/deletes of one cluster's objects
@@ -175,11 +178,39 @@ def _yaml_bytes(doc: dict[str, Any]) -> bytes:
 class ClusterStore:
     """Cluster specs, instance groups, PKI objects and the lock in one ``ObjectStore``."""
 
-    def __init__(self, store: ObjectStore, *, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        *,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        on_warning: Callable[[str], None] | None = None,
+    ) -> None:
         self.store = store
         self.lease_seconds = lease_seconds
+        self.on_warning = on_warning  # told about foreign keys that were skipped (the CLI prints them)
+        self.warnings: list[str] = []
         self._held: dict[str, tuple[Lease, int]] = {}
         self._held_mutex = threading.Lock()
+
+    def _warn(self, message: str) -> None:
+        with self._held_mutex:
+            if message in self.warnings:
+                return
+            self.warnings.append(message)
+        if self.on_warning is not None:
+            self.on_warning(message)
+
+    def _foreign(self, keys: list[str], where: str) -> list[str]:
+        """``keys`` without the ones kopsy could never have written (a space, a hidden or empty
+        part, a control character): one stray object, e.g. ``Stray Folder/config``, must not break
+        commands for every cluster in the bucket. Each skipped key is named in a warning."""
+        kept = []
+        for key in keys:
+            if is_valid_key(key):
+                kept.append(key)
+            else:
+                self._warn(f"ignoring {printable(self._where(key))!s} {where}: not a kopsy key (names are letters, digits and .-_@+=,)")
+        return kept
 
     # --- keys and parsing ------------------------------------------------------------------------
 
@@ -195,9 +226,28 @@ class ClusterStore:
     def _where(self, key: str) -> str:
         return self.store.url_for(key)
 
+    @property
+    def url(self) -> str:
+        """The store's URL (``s3://bucket[/prefix]`` or ``file:///path``)."""
+        return self.store.url
+
+    def url_for(self, cluster: str, rel: str = "") -> str:
+        """The URL of a cluster's prefix (``configBase``), or of one of its objects, for messages."""
+        return self._where(self._key(cluster, rel) if rel else self._prefix(cluster).rstrip("/"))
+
     def _load_yaml(self, key: str, data: bytes) -> Any:
+        from kopsy.localfiles import KIB, SPEC_FILE_LIMIT
+        from kopsy.spec.yamlsafe import load_one
+
+        if len(data) > SPEC_FILE_LIMIT:
+            raise StateStoreError(
+                f"{self._where(key)} is {len(data)} bytes, more than a spec document may be ({SPEC_FILE_LIMIT // KIB} KiB); "
+                f"it was damaged in the store: restore an earlier version (S3 versioning) or fix it by hand"
+            )
         try:
-            return yaml.safe_load(data.decode("utf-8"))
+            return load_one(data.decode("utf-8"))
+        except RecursionError:
+            raise StateStoreError(f"{self._where(key)} is nested too deeply to be a spec; restore an earlier version") from None
         except (UnicodeDecodeError, yaml.YAMLError) as exc:
             detail = str(exc)
             if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
@@ -241,7 +291,7 @@ class ClusterStore:
     def list_clusters(self) -> list[str]:
         """Names of clusters that have a config object, sorted."""
         names = []
-        for key in self.store.list():
+        for key in self._foreign(self.store.list(), "in the state store"):
             parts = key.split("/")
             if len(parts) == 2 and parts[1] == CONFIG:
                 names.append(parts[0])
@@ -320,6 +370,7 @@ class ClusterStore:
         keys = self.store.list(self._prefix(name))
         if not keys:
             raise ClusterNotFound(name, self.list_clusters())
+        keys = self._foreign(keys, "(left in place)")
         config_key, lock_key = self._key(name, CONFIG), self._key(name, LOCK)
         with self._held_mutex:
             held = self._held.get(name)
@@ -351,7 +402,7 @@ class ClusterStore:
 
     def _ig_names(self, cluster: str) -> list[str]:
         prefix = self._key(cluster, INSTANCE_GROUP_DIR) + "/"
-        keys = self.store.list(self._prefix(cluster))
+        keys = self._foreign(self.store.list(self._prefix(cluster)), f"in cluster {cluster}")
         if self._key(cluster, CONFIG) not in keys:
             raise ClusterNotFound(cluster, self.list_clusters())
         return [k[len(prefix):] for k in keys if k.startswith(prefix) and "/" not in k[len(prefix):]]
@@ -385,13 +436,16 @@ class ClusterStore:
         except ObjectNotFound as exc:
             raise ClusterNotFound(ig.cluster_name, self.list_clusters()) from exc
         try:
-            return self.store.create(key, _yaml_bytes(instance_group_to_dict(ig)))
+            etag = self.store.create(key, _yaml_bytes(instance_group_to_dict(ig)))
         except ObjectExists as exc:
             raise ObjectExists(
                 key,
                 f'instance group "{ig.name}" already exists in cluster "{ig.cluster_name}"; use '
                 f'"kopsy edit instancegroup {ig.name}" or "kopsy replace -f FILE" to change it',
             ) from exc
+        # A group created again under a removed name is wanted: its old removal record goes.
+        self.store.delete(self._removed_key(ig.cluster_name, ig.name))
+        return etag
 
     def replace_instance_group(self, ig: InstanceGroup, etag: str) -> str:
         key = self._ig_key(ig.cluster_name, ig.name)
@@ -406,13 +460,49 @@ class ClusterStore:
         except ObjectNotFound as exc:
             raise self._ig_not_found(ig.cluster_name, ig.name, key) from exc
 
-    def delete_instance_group(self, cluster: str, ig: str) -> None:
+    def _removed_key(self, cluster: str, ig: str) -> str:
+        if not ig or "/" in ig:
+            raise StateStoreError(f"invalid instance group name {ig!r}")
+        return self._key(cluster, f"{REMOVED_DIR}/{ig}")
+
+    def delete_instance_group(self, cluster: str, ig: str, *, role: str = "", missing_ok: bool = False) -> bool:
+        """Remove a group on purpose: record the removal, then delete its object.
+
+        Why a record: ``update`` deletes a running group's launch template and Auto Scaling group
+        only when the store says so explicitly; an object that is merely missing (a lifecycle
+        rule, a short listing, a hand edit) is never taken as consent. The record is written
+        first, so an interrupted removal leaves the group in place (a record is ignored while the
+        group's object exists) and can be run again. ``missing_ok``: record the removal of a group
+        whose object is already gone (else ``ObjectNotFound``). Returns whether the object existed.
+        """
         key = self._ig_key(cluster, ig)
         try:
             self.store.get(key)
+            existed = True
         except ObjectNotFound as exc:
-            raise self._ig_not_found(cluster, ig, key) from exc
-        self.store.delete(key)
+            if not missing_ok:
+                raise self._ig_not_found(cluster, ig, key) from exc
+            existed = False
+        holder, _, _ = local_identity()
+        doc = {"kind": "InstanceGroupRemoval", "name": ig, "role": role, "removedBy": holder, "removed": format_time(_now())}
+        record = self._removed_key(cluster, ig)
+        try:
+            self.store.create(record, _lock_bytes(doc))
+        except ObjectExists:
+            self.store.replace(record, _lock_bytes(doc), self.store.get(record).etag)
+        if existed:
+            self.store.delete(key)
+        return existed
+
+    def removed_instance_groups(self, cluster: str) -> set[str]:
+        """Names of groups with a removal record (``delete_instance_group``)."""
+        prefix = self._key(cluster, REMOVED_DIR) + "/"
+        keys = self._foreign(self.store.list(prefix), f"in cluster {cluster}")
+        return {k[len(prefix):] for k in keys if "/" not in k[len(prefix):]}
+
+    def forget_removed(self, cluster: str, names: list[str]) -> None:
+        """Drop removal records once their groups' resources are gone (``update --yes`` done)."""
+        self.store.delete_many([self._removed_key(cluster, n) for n in names])
 
     # --- the lock --------------------------------------------------------------------------------
 

@@ -21,12 +21,14 @@ import errno
 import fcntl
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from kopsy.errors import ObjectExists, ObjectNotFound, StateStoreError, WriteConflict
+from kopsy.localfiles import MIB, STORE_OBJECT_LIMIT, LocalFileError, describe_mode, make_private_dirs
 from kopsy.state.base import ObjectStore, StoredObject, check_key
 
 _LOCK_NAME = ".kopsy-store.lock"
@@ -46,24 +48,33 @@ class FileStore(ObjectStore):
     # --- helpers -------------------------------------------------------------------------------
 
     def _path(self, key: str) -> Path:
-        return self.root.joinpath(*check_key(key).split("/"))
+        path = self.root.joinpath(*check_key(key).split("/"))
+        # A folder on the way that is a symlink leading outside the store is refused, never
+        # followed: reads and writes stay inside the store.
+        root = os.path.realpath(self.root)
+        parent = os.path.realpath(path.parent)
+        if parent != root and not parent.startswith(root.rstrip("/") + "/"):
+            raise StateStoreError(
+                f"{self.url_for(key)}: a folder on its path is a symbolic link leading outside the store "
+                f"(to {parent}); kopsy does not follow it; remove the link"
+            )
+        return path
 
     def _fail(self, what: str, key: str, exc: OSError) -> StateStoreError:
         return StateStoreError(f"cannot {what} {self.url_for(key)}: {exc.strerror or exc}")
 
     def _mkdirs(self, key: str, directory: Path) -> None:
+        if directory.is_dir():
+            return
+        p = directory
+        while not p.exists() and p.parent != p:
+            p = p.parent
+        if not p.is_dir():
+            raise StateStoreError(f"cannot write {self.url_for(key)}: a parent of it is an object, not a folder")
         try:
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        except NotADirectoryError as exc:
-            raise StateStoreError(
-                f"cannot write {self.url_for(key)}: a parent of it is an object, not a folder"
-            ) from exc
-        except FileExistsError as exc:
-            raise StateStoreError(
-                f"cannot write {self.url_for(key)}: a parent of it is an object, not a folder"
-            ) from exc
-        except OSError as exc:
-            raise self._fail("write", key, exc) from exc
+            make_private_dirs(directory)  # 0700 whatever the umask: the store holds private keys
+        except LocalFileError as exc:
+            raise StateStoreError(f"cannot write {self.url_for(key)}: {exc.message}") from None
 
     def _write_temp(self, key: str, path: Path, data: bytes) -> Path:
         """Write ``data`` durably to a temp file beside ``path`` (same filesystem, for link/rename)."""
@@ -82,8 +93,11 @@ class FileStore(ObjectStore):
     def _exclusive(self, key: str) -> Iterator[None]:
         """Serialise compare-and-write across processes (flock is per open file, so threads too)."""
         try:
-            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not self.root.is_dir():
+                make_private_dirs(self.root)
             fd = os.open(self.root / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        except LocalFileError as exc:
+            raise StateStoreError(f"cannot write {self.url_for(key)}: {exc.message}") from None
         except OSError as exc:
             raise self._fail("lock the store to write", key, exc) from exc
         try:
@@ -93,16 +107,48 @@ class FileStore(ObjectStore):
             os.close(fd)  # closing drops the flock
 
     def _read(self, key: str, path: Path) -> bytes:
+        """An object's bytes. Only a regular file is an object: a symlink is not followed, a FIFO
+        is not waited on (opened non-blocking), a device or folder is refused, and no more than
+        ``STORE_OBJECT_LIMIT`` bytes are read."""
         try:
-            return path.read_bytes()
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileNotFoundError as exc:
             raise ObjectNotFound(key, f"{self.url_for(key)} not found in the state store") from exc
-        except IsADirectoryError as exc:
-            raise ObjectNotFound(key, f"{self.url_for(key)} not found in the state store (it is a folder)") from exc
         except NotADirectoryError as exc:
             raise ObjectNotFound(key, f"{self.url_for(key)} not found in the state store") from exc
         except OSError as exc:
+            if path.is_symlink():
+                raise self._not_an_object(key, "a symbolic link") from exc
             raise self._fail("read", key, exc) from exc
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise self._not_an_object(key, describe_mode(st.st_mode))
+            if st.st_size > STORE_OBJECT_LIMIT:
+                raise StateStoreError(
+                    f"{self.url_for(key)} is {st.st_size} bytes, more than a state-store object may be "
+                    f"({STORE_OBJECT_LIMIT // MIB} MiB); it is not kopsy's: restore it from a backup"
+                )
+            chunks, total = [], 0
+            while total <= STORE_OBJECT_LIMIT:
+                chunk = os.read(fd, STORE_OBJECT_LIMIT + 1 - total)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                total += len(chunk)
+            if total > STORE_OBJECT_LIMIT:
+                raise StateStoreError(f"{self.url_for(key)} is larger than {STORE_OBJECT_LIMIT // MIB} MiB; it is not kopsy's")
+            return b"".join(chunks)
+        except OSError as exc:
+            raise self._fail("read", key, exc) from exc
+        finally:
+            os.close(fd)
+
+    def _not_an_object(self, key: str, what: str) -> StateStoreError:
+        return StateStoreError(
+            f"{self.url_for(key)} is {what}, not a regular file; a file:// store holds only regular files "
+            f"(kopsy does not follow links or read pipes and devices); replace it with the object or remove it"
+        )
 
     # --- ObjectStore ---------------------------------------------------------------------------
 

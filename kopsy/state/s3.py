@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from kopsy.cloud.aws.session import DENIED_CODES, AwsClients, aws_errors, error_code
 from kopsy.errors import AccessDenied, KopsyError, ObjectExists, ObjectNotFound, StateStoreError, WriteConflict
+from kopsy.localfiles import MIB, STORE_OBJECT_LIMIT
 from kopsy.state.base import ObjectStore, StoredObject, check_key
 
 T = TypeVar("T")
@@ -85,6 +86,21 @@ class S3Store(ObjectStore):
                     raise  # aws_errors translates it
                 raise mapped from exc
 
+    def _not_s3(self, action: str) -> StateStoreError:
+        """An answer with none of the fields S3 always sends: an HTTP 200 from something that is
+        not S3 (an HTML page, a captive portal, a wrong AWS_ENDPOINT_URL). Saying so beats "no
+        clusters in this state store" or a KeyError."""
+        return StateStoreError(
+            f"{action}: the endpoint's answer is not an S3 answer (an HTML page?); "
+            f"check AWS_ENDPOINT_URL and any proxy, then re-run"
+        )
+
+    def _etag(self, resp: Any, action: str) -> str:
+        etag = resp.get("ETag") if isinstance(resp, dict) else None
+        if not etag:
+            raise self._not_s3(action)
+        return str(etag)
+
     # --- ObjectStore ---------------------------------------------------------------------------
 
     def get(self, key: str) -> StoredObject:
@@ -92,7 +108,18 @@ class S3Store(ObjectStore):
 
         def read() -> StoredObject:
             resp = self.s3.get_object(Bucket=self.bucket, Key=full)
-            return StoredObject(key=key, data=resp["Body"].read(), etag=str(resp["ETag"]), modified=resp.get("LastModified"))
+            size = resp.get("ContentLength") or 0
+            if size > STORE_OBJECT_LIMIT:
+                resp["Body"].close()
+                raise StateStoreError(
+                    f"{self.url_for(key)} is {size} bytes, more than a state-store object may be "
+                    f"({STORE_OBJECT_LIMIT // MIB} MiB); it is not kopsy's: restore it from S3 versioning"
+                )
+            data = resp["Body"].read(STORE_OBJECT_LIMIT + 1)  # never more than the cap, whatever the header said
+            if len(data) > STORE_OBJECT_LIMIT:
+                raise StateStoreError(f"{self.url_for(key)} is larger than {STORE_OBJECT_LIMIT // MIB} MiB; it is not kopsy's")
+            return StoredObject(key=key, data=data, etag=self._etag(resp, f"reading {self.url_for(key)}"),
+                                modified=resp.get("LastModified"))
 
         def special(code: str) -> KopsyError | None:
             if code in _NO_KEY:
@@ -114,7 +141,7 @@ class S3Store(ObjectStore):
             lambda: self.s3.put_object(Bucket=self.bucket, Key=full, Body=data, IfNoneMatch="*"),
             special,
         )
-        return str(resp["ETag"])
+        return self._etag(resp, f"writing {self.url_for(key)}")
 
     def replace(self, key: str, data: bytes, etag: str) -> str:
         full = self._full(key)
@@ -131,7 +158,7 @@ class S3Store(ObjectStore):
             lambda: self.s3.put_object(Bucket=self.bucket, Key=full, Body=data, IfMatch=etag),
             special,
         )
-        return str(resp["ETag"])
+        return self._etag(resp, f"writing {self.url_for(key)}")
 
     def delete(self, key: str, etag: str | None = None) -> None:
         full = self._full(key)
@@ -177,6 +204,8 @@ class S3Store(ObjectStore):
             keys: list[str] = []
             pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=root + prefix)
             for page in pages:
+                if not any(k in page for k in ("KeyCount", "IsTruncated", "Name", "Contents")):
+                    raise self._not_s3(f"listing {self.url}")
                 for item in page.get("Contents", []):
                     keys.append(str(item["Key"])[len(root):])
             return sorted(keys)

@@ -223,3 +223,50 @@ def test_files_with_merge_keys_and_bare_equals_signs_are_read(tmp_path, creds):
     for section in ("clusters", "users", "contexts"):
         assert [e for e in after[section] if e["name"] != "demo.example.com"] == before[section], section
     assert kc.needs_quotes("y") and kc.needs_quotes("0o17") and not kc.needs_quotes("demo.example.com")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mknod needs root")
+def test_a_device_is_never_replaced(tmp_path, creds):
+    """A copy of /dev/null (or /dev/null itself, as root) must stay a device, not become a file
+    holding the admin key."""
+    import stat
+
+    dev = tmp_path / "null"
+    os.mknod(dev, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    link = tmp_path / "link-to-dev"
+    link.symlink_to(dev)
+    for target in (dev, link):
+        with pytest.raises(kc.KubeconfigError, match="device"):
+            kc.export(target, creds)
+    assert stat.S_ISCHR(dev.stat().st_mode)
+
+
+def test_a_fifo_or_folder_kubeconfig_is_refused_at_once(tmp_path, creds):
+    import time
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for target, what in ((fifo, "FIFO"), (folder, "folder")):
+        started = time.monotonic()
+        with pytest.raises(kc.KubeconfigError, match=what):
+            kc.export(target, creds)
+        assert time.monotonic() - started < 2
+    binary = tmp_path / "binary"
+    binary.write_bytes(b"\xff\xfe\x00\x80" * 10)
+    with pytest.raises(kc.KubeconfigError, match="not UTF-8"):
+        kc.export(binary, creds)
+    assert binary.read_bytes() == b"\xff\xfe\x00\x80" * 10
+
+
+def test_folders_made_for_a_kubeconfig_are_private_under_umask_000(tmp_path, creds):
+    import stat
+
+    old = os.umask(0)
+    try:
+        kc.export(tmp_path / "a" / "b" / "config", creds)
+    finally:
+        os.umask(old)
+    for d in (tmp_path / "a", tmp_path / "a" / "b"):
+        assert stat.S_IMODE(d.stat().st_mode) == 0o700

@@ -79,7 +79,7 @@ KEY_CASES = [
     ("key-missing", "missing", "does not exist"),
     ("key-private", "private", "private key"),
     ("key-garbage", "garbage", "not a valid OpenSSH public key"),
-    ("key-directory", "directory", "cannot read"),
+    ("key-directory", "directory", "is a folder, not a regular file"),
 ]
 
 FILE_CASES = [

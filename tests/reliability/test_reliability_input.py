@@ -107,9 +107,13 @@ def run_main(args: list[str]) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
+OUTCOMES: list[tuple[str, int, str]] = []  # every refusal checked here (test_reliability_hostile checks none was the catch-all)
+
+
 def check_refused(code: int, out: str, err: str) -> None:
-    assert code in (1, 2), f"exit {code}: {out[-300:]} {err[-300:]}"
     errors = one_error_line(err)
+    OUTCOMES.append(("generated", code, errors[0] if errors else err[-200:]))
+    assert code in (1, 2), f"exit {code}: {out[-300:]} {err[-300:]}"
     assert len(errors) == 1, err
     assert "Traceback" not in out + err
     assert not re.match(r"Error: unexpected \w+:", errors[0]), f"an untranslated exception: {errors[0]}"

@@ -85,8 +85,29 @@ def test_carving_many_zones_uses_smaller_blocks() -> None:
     ],
 )
 def test_each_rule_names_its_field(change: dict, expected: str) -> None:
-    cluster, groups = make(**change)
+    try:
+        cluster, groups = make(**change)
+    except SpecInvalid as exc:  # counts are refused before any group is built from them
+        assert any(expected in p for p in exc.problems), exc.problems
+        return
     assert any(expected in p for p in problems_of(cluster, groups)), problems_of(cluster, groups)
+
+
+def test_the_validator_itself_refuses_two_control_planes() -> None:
+    cluster, groups = make(control_plane_count=3)
+    groups = [g for g in groups if g.name != "control-plane-us-east-1c"]
+    assert any("1, 3 or 5" in p for p in problems_of(cluster, groups))
+
+
+@pytest.mark.parametrize("count", [10**9, 10**30])
+def test_huge_counts_are_refused_before_anything_is_built(count: int) -> None:
+    import time
+
+    started = time.monotonic()
+    for key in ("control_plane_count", "node_count"):
+        with pytest.raises(SpecInvalid):
+            make(**{key: count})
+    assert time.monotonic() - started < 1
 
 
 def test_cidr_rules() -> None:

@@ -95,6 +95,24 @@ def test_instance_group_lifecycle(clusters: ClusterStore) -> None:
         clusters.delete_instance_group(NAME, "spot")
 
 
+def test_deleting_a_group_records_the_removal_and_recreating_it_clears_the_record(clusters: ClusterStore) -> None:
+    clusters.create_cluster(sample_cluster(), sample_groups(), PKI)
+    spot = replace(sample_groups()[1], name="spot")
+    clusters.create_instance_group(spot)
+    assert clusters.removed_instance_groups(NAME) == set()
+    assert clusters.delete_instance_group(NAME, "spot", role="Node") is True
+    assert clusters.removed_instance_groups(NAME) == {"spot"}
+    assert f"{NAME}/removed/instancegroup/spot" in clusters.store.list(NAME + "/")
+    # a missing object is never consent by itself; asking explicitly records it anyway
+    assert clusters.delete_instance_group(NAME, "gone", missing_ok=True) is False
+    assert clusters.removed_instance_groups(NAME) == {"spot", "gone"}
+    clusters.create_instance_group(spot)
+    assert clusters.removed_instance_groups(NAME) == {"gone"}
+    clusters.forget_removed(NAME, ["gone"])
+    assert clusters.removed_instance_groups(NAME) == set()
+    assert [ig.name for ig, _ in clusters.list_instance_groups(NAME)] == ["control-plane-us-east-1a", "nodes", "spot"]
+
+
 def test_delete_cluster_state_removes_everything(clusters: ClusterStore) -> None:
     clusters.create_cluster(sample_cluster(), sample_groups(), PKI)
     clusters.create_cluster(sample_cluster("keep.example.com"), [], {})

@@ -40,6 +40,11 @@ THROTTLE_CODES = {
 }
 
 
+CONNECT_TIMEOUT = 5.0  # seconds per attempt
+READ_TIMEOUT = 20.0  # seconds per attempt; AWS answers control-plane calls in well under that
+RETRY_BUDGET = 60.0  # seconds of continuous failure (timeouts, throttling, 5xx) before giving up
+
+
 class AwsClients:
     """A cache of boto3 clients for one region, with kopsy's retry policy."""
 
@@ -49,19 +54,27 @@ class AwsClients:
         *,
         retry_mode: str = "adaptive",
         max_attempts: int = 8,
-        connect_timeout: float = 10,
         session: Any = None,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        read_timeout: float = READ_TIMEOUT,
+        retry_budget: float = RETRY_BUDGET,
+        on_wait: Callable[[str], None] | None = None,
     ) -> None:
         import boto3  # heavy: imported only by commands that talk to AWS
         from botocore.config import Config
 
+        from kopsy.cloud.aws.retrybudget import RetryBudget
+
         self.region = region
         self.session = session or boto3.session.Session(region_name=region)
+        # One budget for every client of the run: a sick endpoint ends the command in about
+        # retry_budget + read_timeout, whatever the number of calls (retrybudget.py).
+        self.budget = RetryBudget(retry_budget, on_wait=on_wait)
         self._config = Config(
             region_name=region,
             retries={"mode": retry_mode, "max_attempts": max_attempts},
             connect_timeout=connect_timeout,
-            read_timeout=60,
+            read_timeout=read_timeout,
             max_pool_connections=32,
             user_agent_extra="kopsy",
         )
@@ -83,6 +96,7 @@ class AwsClients:
             c = self._clients.get(service)
             if c is None:
                 c = self._make(service)
+                self.budget.attach(c)
                 for hook in self._hooks:
                     c.meta.events.register("before-call", hook)
                 self._clients[service] = c
@@ -201,6 +215,12 @@ def translate(exc: BaseException, action: str) -> KopsyError:
             return CloudError(
                 f"{action}: AWS kept answering with a server error (HTTP {status}, {code}: {msg}) after retries; "
                 f"wait a minute and re-run"
+            )
+        if code in ("", "Unknown") or code.isdigit():
+            # No AWS error in the body: an HTML page from a proxy, a portal or a wrong endpoint.
+            return CloudError(
+                f"{action}: the endpoint answered HTTP {status or '?'} without an AWS error (an HTML page or a proxy?); "
+                f"check AWS_ENDPOINT_URL and any proxy, then re-run"
             )
         return CloudError(f"{action}: {code or 'error'}: {msg or exc}")
     if isinstance(exc, ResponseParserError):
