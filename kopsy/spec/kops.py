@@ -22,6 +22,7 @@ from kopsy.spec.model import API_VERSION, KIND_CLUSTER, KIND_INSTANCE_GROUP, NET
 
 KOPS_API_VERSIONS = ("kops.k8s.io/v1alpha2",)
 KOPS_CLUSTER_LABEL = "kops.k8s.io/cluster"
+KOPS_IG_LABEL = "kops.k8s.io/instancegroup"
 ROLES = {"Master": "ControlPlane", "ControlPlane": "ControlPlane", "Node": "Node"}
 
 
@@ -269,6 +270,14 @@ def convert_instance_group(doc: dict[str, Any], w: _Walk, cluster_name: str | No
     taints = spec.pop("taints", None)
     if taints is not None:
         out["taints"] = taints
+    labels_in = out.get("nodeLabels")
+    if isinstance(labels_in, dict) and KOPS_IG_LABEL in labels_in:
+        # kops' own bookkeeping label on every group, which its controller (not the kubelet: the
+        # namespace is restricted) applies; kopsy marks a group's instances kopsy.io/instancegroup.
+        out["nodeLabels"] = {k: v for k, v in labels_in.items() if k != KOPS_IG_LABEL}
+        if not out["nodeLabels"]:
+            del out["nodeLabels"]
+        w.note(f"spec.nodeLabels.{KOPS_IG_LABEL}: dropped (kops' own label; kopsy tags the group's instances kopsy.io/instancegroup)")
     w.leftovers(spec, "spec")
     return {"apiVersion": API_VERSION, "kind": KIND_INSTANCE_GROUP,
             "metadata": {"name": name, "labels": {"kopsy.io/cluster": owner}}, "spec": out}

@@ -47,7 +47,8 @@ def test_update_yes_launch_templates_carry_the_rendered_user_data(aws_env, state
     secrets.append(read("secrets/bootstrap-token").strip().split(b".")[1])  # the token's secret half
 
     ec2 = boto("ec2")
-    (lb,) = boto("elbv2").describe_load_balancers()["LoadBalancers"]
+    lbs = {lb["Scheme"]: lb for lb in boto("elbv2").describe_load_balancers()["LoadBalancers"]}
+    lb, public = lbs["internal"], lbs["internet-facing"]  # instances use the internal one
     templates = ec2.describe_launch_templates()["LaunchTemplates"]
     assert len(templates) == 4  # 3 control-plane groups + nodes
     modes, docs = {}, {}
@@ -59,12 +60,13 @@ def test_update_yes_launch_templates_carry_the_rendered_user_data(aws_env, state
         encoded = v["LaunchTemplateData"]["UserData"]
         data = base64.b64decode(encoded)
         cfg = parse_user_data(data)
-        assert cfg.apiEndpoint == f"{lb['DNSName']}:443" and cfg.caCertHash == ca_hash
+        assert cfg.apiEndpoint == f"{lb['DNSName']}:443" and cfg.apiPublicHost == public["DNSName"] and cfg.caCertHash == ca_hash
         assert cfg.stateStore == f"{state_bucket}/{NAME}" and cfg.instanceGroup == ig_name
         # byte for byte what the renderer makes for this group (not a placeholder, not re-encoded)
         assert data == render_user_data(cluster, ig, api_endpoint=cfg.apiEndpoint, ca_cert_hash=ca_hash,
                                         state_store_url=cfg.stateStore, s3_endpoint=cfg.s3Endpoint,
-                                        s3_region=cfg.s3Region, init_control_plane=cfg.mode == "init")
+                                        s3_region=cfg.s3Region, init_control_plane=cfg.mode == "init",
+                                        api_public_host=cfg.apiPublicHost)
         assert data[:2] == b"\x1f\x8b" and len(data) < 16384
         plain = gzip.decompress(data)
         for haystack in (data, plain, encoded.encode(), base64.b64encode(plain)):

@@ -44,7 +44,7 @@ def test_a_restricted_api_still_validates_and_the_public_path_is_refused(sb: San
 
     # The internet-facing load balancer admits only the admin range; the internal one the cluster's groups.
     assert lbs["internet-facing"]["SecurityGroups"] == [groups[f"api-elb.{NAME}"]]
-    assert _rules(ec2, groups[f"api-elb.{NAME}"]) == {(443, ADMIN)}
+    assert _rules(ec2, groups[f"api-elb.{NAME}"]) == {(443, ADMIN), (3, ADMIN)}  # HTTPS, and ICMP 3:4 for path MTU
     assert _rules(ec2, groups[f"api-internal.{NAME}"]) == {(443, groups[f"control-plane.{NAME}"]), (443, groups[f"nodes.{NAME}"])}
     # Nothing admits SSH from anywhere but the SSH range.
     ssh_sources = {src for g in groups.values() for port, src in _rules(ec2, g) if port == 22}
