@@ -46,6 +46,7 @@ def command(args: tuple[str, ...], yes: bool, output: str, detailed_exitcode: bo
     """Plan (and with --yes apply) the cloud resources of a cluster."""
     from kopsy.cloud.aws.zones import check_security_groups, check_zones
     from kopsy.reconcile.render import plan_text, summary
+    from kopsy.parallel import parallel
     from kopsy.reconcile.update import apply_update, plan_update, read_inputs, read_removed
 
     opts = options()
@@ -53,13 +54,17 @@ def command(args: tuple[str, ...], yes: bool, output: str, detailed_exitcode: bo
     name = resolve_cluster_name(store, strip_cluster_word(args), opts)
 
     def run() -> int:
-        inputs = read_inputs(store, name)
-        removed = read_removed(store, name)
+        # Independent reads overlap (docs/performance.md): the removal records with the spec, and
+        # the zone and security-group checks with the plan's own facts (all read-only). The
+        # first error in this order is the one reported, so a bad zone is named before anything else.
+        inputs, removed = parallel(lambda f: f(), [lambda: read_inputs(store, name), lambda: read_removed(store, name)])
         _check_store_reachable(inputs.state_store_url)
         clients = aws_clients(inputs.cluster.region)
-        check_zones(clients, inputs.cluster.region, [s.zone for s in inputs.cluster.subnets])
-        check_security_groups(clients, {ig.name: ig.additional_security_groups for ig in inputs.instance_groups})
-        planned = plan_update(clients, inputs, removed=removed)
+        _, _, planned = parallel(lambda f: f(), [
+            lambda: check_zones(clients, inputs.cluster.region, [s.zone for s in inputs.cluster.subnets]),
+            lambda: check_security_groups(clients, {ig.name: ig.additional_security_groups for ig in inputs.instance_groups}),
+            lambda: plan_update(clients, inputs, removed=removed),
+        ])
         plan = planned.plan
         if output == "json" and not yes:
             click.echo(dump_json({"plan": _plan_dict(plan), "pending": not plan.empty}))

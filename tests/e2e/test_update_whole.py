@@ -80,7 +80,7 @@ def test_a_built_cluster_whose_groups_vanished_deletes_nothing_and_names_them(
     r = run_kopsy(["update", "cluster", NAME, "--yes"], env)
     assert r.returncode == 0, r.stderr
     before = owned_resources(boto, NAME)
-    assert before["asg"] and before["launch_template"]
+    assert before["AutoScalingGroup"] and before["LaunchTemplate"]
     remove(boto, env, f"instancegroup/{CP}", "instancegroup/nodes")
     (tmp_path / "calls.log").unlink()
     store_before = keys(boto, env)
@@ -120,7 +120,7 @@ def test_delete_instancegroup_then_update_removes_exactly_that_group(
     assert groups_in_aws(boto) == {f"{CP}.{NAME}"}
     after = owned_resources(boto, NAME)
     for kind in before:
-        if kind in ("asg", "launch_template", "instance"):
+        if kind in ("AutoScalingGroup", "LaunchTemplate", "Instance", "Volume", "NetworkInterface"):  # the group's own
             continue
         assert sorted(after[kind]) == sorted(before[kind]), kind
     assert f"{NAME}/removed/instancegroup/nodes" not in keys(boto, env, NAME), "the record is dropped once used"
