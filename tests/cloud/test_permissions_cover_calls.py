@@ -3,26 +3,11 @@ delete make (in-process moto) is covered by some kind's declared IAM actions."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from goldenkit import HERE, inputs_for
 
 IAM_ACTION = {"s3:GetBucketEncryption": "s3:GetEncryptionConfiguration"}  # API name -> IAM action name
 PREFIX = {"ec2": "ec2", "iam": "iam", "elasticloadbalancing": "elasticloadbalancing", "elb": "elasticloadbalancing", "autoscaling": "autoscaling", "ssm": "ssm"}
-
-
-@pytest.fixture
-def mocked(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    for k in list(os.environ):
-        if k.startswith("AWS_"):
-            monkeypatch.delenv(k)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    from moto import mock_aws
-
-    with mock_aws():
-        yield
 
 
 @pytest.mark.slow  # a whole update, no-op update and delete in moto
