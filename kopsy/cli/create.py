@@ -15,6 +15,7 @@ import click
 from kopsy.cli.context import open_cluster_store, options, resolve_cluster_name
 from kopsy.cli.output import dump_json, dump_yaml_documents, warn
 from kopsy.errors import SpecInvalid, UsageError
+from kopsy.localfiles import MIB, SPEC_FILE_LIMIT, LocalFileError, read_text
 from kopsy.spec.defaults import DEFAULT_MACHINE_TYPE, DEFAULT_NETWORK_CIDR, CreateOptions, new_cluster
 from kopsy.spec.documents import SpecDocuments, parse_documents
 from kopsy.spec.model import (
@@ -25,7 +26,6 @@ from kopsy.spec.model import (
     cluster_to_dict,
     instance_group_to_dict,
 )
-from kopsy.localfiles import MIB, SPEC_FILE_LIMIT, LocalFileError, read_text
 from kopsy.spec.sshkey import read_ssh_public_key
 from kopsy.spec.validation import validate_cluster
 from kopsy.spec.versions import DEFAULT_KUBERNETES_VERSION

@@ -9,6 +9,7 @@ from kopsy.cli.output import OUTPUT_FORMATS, emit, table
 from kopsy.errors import KopsyError, StateStoreError
 from kopsy.spec.model import cluster_to_dict, instance_group_to_dict
 
+
 class NoClusters(KopsyError):
     def __init__(self) -> None:
         super().__init__("no clusters in this state store; create one with: kopsy create cluster NAME --zones ZONES")

@@ -114,8 +114,7 @@ def _dir_flag(directory: str) -> str:
 @dir_option
 def env(directory: str) -> None:
     """Print export lines for the sandbox (use: eval "$(kopsy sandbox env)")."""
-    from kopsy.sandbox import SandboxError
-    from kopsy.sandbox import control
+    from kopsy.sandbox import SandboxError, control
 
     info = control.load(_layout(directory))
     if info is None:
@@ -131,8 +130,7 @@ def status(directory: str, output: str) -> None:
     """Say what runs: moto, the supervisor, and each node's sshd."""
     from dataclasses import asdict
 
-    from kopsy.sandbox import SandboxError
-    from kopsy.sandbox import control
+    from kopsy.sandbox import SandboxError, control
 
     st = control.status(_layout(directory))
     if output == "json":
@@ -161,8 +159,7 @@ def status(directory: str, output: str) -> None:
 @dir_option
 def down(directory: str) -> None:
     """Stop everything the sandbox started (moto, supervisor, every sshd)."""
-    from kopsy.sandbox import SandboxError
-    from kopsy.sandbox import control
+    from kopsy.sandbox import SandboxError, control
 
     report = control.down(_layout(directory))
     if report.info is None:
@@ -213,8 +210,7 @@ def supervise(directory: str) -> None:
     import logging
     import signal
 
-    from kopsy.sandbox import SandboxError
-    from kopsy.sandbox import control, procs, sshd
+    from kopsy.sandbox import SandboxError, control, procs, sshd
     from kopsy.sandbox.facts import CloudReader
     from kopsy.sandbox.supervisor import Supervisor, SupervisorConfig
 

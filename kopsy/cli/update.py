@@ -45,8 +45,8 @@ def _progress(state: str, change: Any, error: BaseException | None) -> None:
 def command(args: tuple[str, ...], yes: bool, output: str, detailed_exitcode: bool, force_unlock: bool, parallelism: int) -> None:
     """Plan (and with --yes apply) the cloud resources of a cluster."""
     from kopsy.cloud.aws.zones import check_security_groups, check_zones
-    from kopsy.reconcile.render import plan_text, summary
     from kopsy.parallel import parallel
+    from kopsy.reconcile.render import plan_text, summary
     from kopsy.reconcile.update import apply_update, plan_update, read_inputs, read_removed
 
     opts = options()

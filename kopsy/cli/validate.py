@@ -18,10 +18,10 @@ import click
 from kopsy.cli.context import (
     DURATION,
     LOOPBACK_NETWORKS,
-    local_emulation,
-    options,
     aws_clients,
+    local_emulation,
     open_cluster_store,
+    options,
     resolve_cluster_name,
     strip_cluster_word,
 )

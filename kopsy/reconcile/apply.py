@@ -20,12 +20,12 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kopsy.reconcile.values import ApplyContext, Key, contains_unknown, resolve
 from kopsy.cloud.aws.registry import ALL_KINDS, KINDS
 from kopsy.cloud.aws.retry import is_dependency, is_server_error, is_throttle, retry
 from kopsy.errors import CloudError
 from kopsy.reconcile.changes import Change, Plan
 from kopsy.reconcile.graph import Outcome, Skipped, run_graph
+from kopsy.reconcile.values import ApplyContext, Key, contains_unknown, resolve
 
 
 def kind_dependents(include_soft: bool = True) -> dict[str, set[str]]:

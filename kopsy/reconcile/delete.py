@@ -14,12 +14,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from kopsy.reconcile.values import Actual, ApplyContext, Key
 from kopsy.cloud.aws.registry import ALL_KINDS, KINDS
 from kopsy.cloud.aws.session import AwsClients
 from kopsy.reconcile.apply import ApplyResult, Event, apply_plan, change_deps
 from kopsy.reconcile.changes import Change, Plan
 from kopsy.reconcile.planner import gather_facts
+from kopsy.reconcile.values import Actual, ApplyContext, Key
 
 MAX_ROUNDS = 5
 

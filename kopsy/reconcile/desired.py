@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from kopsy.reconcile.builders import BUILDERS
 from kopsy.reconcile.values import Desired

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from kopsy.errors import SpecInvalid
 
-
 # What EC2's ImportKeyPair takes: RSA (kopsy asks for >= 2048 bits) and ed25519. DSA, ECDSA and
 # security-key (sk-...) keys would be stored and then fail at update, half the cluster built.
 ACCEPTED_TYPES = ("ssh-ed25519", "ssh-rsa")

@@ -38,6 +38,7 @@ from kopsy.errors import (
     StateStoreError,
     WriteConflict,
 )
+from kopsy.parallel import parallel
 from kopsy.spec.model import (
     Cluster,
     InstanceGroup,
@@ -46,7 +47,6 @@ from kopsy.spec.model import (
     instance_group_from_dict,
     instance_group_to_dict,
 )
-from kopsy.parallel import parallel
 from kopsy.state.base import ObjectStore, check_key, is_valid_key
 from kopsy.text import printable
 

@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-from typing import Any
 
 import pytest
 from sandbox_helpers import Sandbox, clean_env, env_from_eval, wait_for

@@ -14,10 +14,9 @@ from kopsy.cloud.aws import tags as T
 from kopsy.cloud.aws.groups import fetch_groups, parse
 from kopsy.cloud.aws.idempotency import create_or_adopt, tolerate
 from kopsy.cloud.aws.kind import Kind
-from kopsy.reconcile.values import Actual, ApplyContext, Desired, Facts
 from kopsy.cloud.aws.retry import NotYet, is_iam_propagation, retry, wait_until
 from kopsy.cloud.aws.session import aws_errors, error_code
-
+from kopsy.reconcile.values import Actual, ApplyContext, Desired, Facts
 
 AUTOSCALER_PREFIX = "k8s.io/cluster-autoscaler/"  # cluster-autoscaler's tags: on the group, not its instances
 

@@ -8,7 +8,6 @@ from kopsy.cloud.aws import tags as T
 from kopsy.parallel import parallel
 from kopsy.reconcile.values import Facts
 
-
 # The largest page each paging parameter accepts (per operation where AWS caps lower). Asking for
 # it explicitly matters: moto's DescribeLaunchTemplates answers 15 templates and no NextToken
 # unless MaxResults is given, and AWS's own defaults differ per operation.

@@ -22,9 +22,9 @@ from kopsy.cloud.aws.ec2util import describe_all
 from kopsy.cloud.aws.idempotency import create_or_adopt, tolerate
 from kopsy.cloud.aws.kind import Kind
 from kopsy.cloud.aws.names import role_name
+from kopsy.cloud.aws.session import aws_errors, error_code
 from kopsy.parallel import parallel
 from kopsy.reconcile.values import Actual, ApplyContext, Desired, Facts
-from kopsy.cloud.aws.session import aws_errors, error_code
 
 ROLES = ("control-plane", "nodes")
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 from kopsy.cloud.aws import tags as T
-from kopsy.cloud.aws.ec2util import describe_all, name_of, owned, owned_ids
+from kopsy.cloud.aws.ec2util import describe_all, name_of, owned_ids
 from kopsy.cloud.aws.groups import fetch_instances, parse_instance
 from kopsy.cloud.aws.idempotency import tolerate
 from kopsy.cloud.aws.kind import Kind
-from kopsy.reconcile.values import Actual, ApplyContext, Facts
 from kopsy.cloud.aws.retry import NotYet, wait_until
 from kopsy.cloud.aws.session import aws_errors, error_code
+from kopsy.reconcile.values import Actual, ApplyContext, Facts
 
 LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
 

@@ -16,11 +16,11 @@ from typing import Any
 
 from kopsy.cloud.aws import tags as T
 from kopsy.cloud.aws.ec2util import describe_all, owned
+from kopsy.cloud.aws.idempotency import create_or_adopt, tolerate
 from kopsy.cloud.aws.kind import Kind
+from kopsy.cloud.aws.session import aws_errors
 from kopsy.parallel import parallel
 from kopsy.reconcile.values import UNKNOWN, Actual, ApplyContext, Desired, Facts
-from kopsy.cloud.aws.idempotency import create_or_adopt, tolerate
-from kopsy.cloud.aws.session import aws_errors
 
 ROOT_DEVICE = "/dev/sda1"  # Ubuntu's root device name
 

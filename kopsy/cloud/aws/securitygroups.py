@@ -17,7 +17,7 @@ from kopsy.cloud.aws.ec2util import name_of, owned
 from kopsy.cloud.aws.idempotency import create_or_adopt, tolerate
 from kopsy.cloud.aws.kind import Kind
 from kopsy.cloud.aws.names import security_group_name
-from kopsy.cloud.aws.session import aws_errors, error_code
+from kopsy.cloud.aws.session import aws_errors
 from kopsy.reconcile.values import Actual, ApplyContext, Desired, Facts, Ref
 
 Rule = tuple[str, Any, Any, Any]  # source: CIDR string, group id, or a Ref to a group

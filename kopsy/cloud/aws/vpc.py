@@ -15,10 +15,10 @@ from kopsy.cloud.aws import tags as T
 from kopsy.cloud.aws.ec2util import name_of, owned
 from kopsy.cloud.aws.idempotency import create_or_adopt, tolerate
 from kopsy.cloud.aws.kind import Kind
-from kopsy.parallel import parallel
-from kopsy.reconcile.values import Actual, ApplyContext, Desired, Facts
 from kopsy.cloud.aws.session import aws_errors
 from kopsy.errors import CloudError
+from kopsy.parallel import parallel
+from kopsy.reconcile.values import Actual, ApplyContext, Desired, Facts
 
 
 class VPC(Kind):

@@ -14,6 +14,7 @@ from typing import Any
 from kopsy.cloud.aws.session import aws_errors
 from kopsy.errors import SpecInvalid
 
+
 def region_zones(clients: Any, region: str) -> list[str]:
     """The zone names of ``region`` (``clients`` is an ``AwsClients`` for that region)."""
     with aws_errors(f"listing the availability zones of {region}"):
