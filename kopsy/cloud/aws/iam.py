@@ -69,8 +69,9 @@ CONTROL_PLANE_ACTIONS = [
     "elasticloadbalancing:DescribeTargetGroupAttributes",
     "elasticloadbalancing:DescribeTargetGroups",
     "elasticloadbalancing:DescribeTargetHealth",
-    "kms:DescribeKey",
 ]
+# No kms: actions here: volumes are encrypted with the account's aws/ebs key, which needs none; a
+# customer key (the state bucket's) is granted on that key alone (``_state_store_statements``).
 # What they create: allowed only when the request tags it for the cluster
 # (``aws:RequestTag/KubernetesCluster``), which both do when the instances carry the tag (the
 # CCM) or are told to (the driver's ``--extra-tags KubernetesCluster=<name>``).
