@@ -154,13 +154,19 @@ def _networking(w: _Walk, net: Any, path: str) -> str | None:
     return str(provider)
 
 
-def convert_cluster(doc: dict[str, Any], w: _Walk) -> dict[str, Any]:
+def _unwrap(doc: dict[str, Any], w: _Walk) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A kops document's (metadata, spec); anything else at the top level is unsupported."""
     doc = dict(doc)
     doc.pop("apiVersion", None)
     doc.pop("kind", None)
     meta = w.mapping(doc.pop("metadata", None), "metadata")
     spec = w.mapping(doc.pop("spec", None), "spec")
     w.leftovers(doc, "")
+    return meta, spec
+
+
+def convert_cluster(doc: dict[str, Any], w: _Walk) -> dict[str, Any]:
+    meta, spec = _unwrap(doc, w)
     out_meta: dict[str, Any] = {"name": meta.pop("name", "")}
     if "creationTimestamp" in meta:
         meta.pop("creationTimestamp")
@@ -243,12 +249,7 @@ def convert_cluster(doc: dict[str, Any], w: _Walk) -> dict[str, Any]:
 
 
 def convert_instance_group(doc: dict[str, Any], w: _Walk, cluster_name: str | None) -> dict[str, Any]:
-    doc = dict(doc)
-    doc.pop("apiVersion", None)
-    doc.pop("kind", None)
-    meta = w.mapping(doc.pop("metadata", None), "metadata")
-    spec = w.mapping(doc.pop("spec", None), "spec")
-    w.leftovers(doc, "")
+    meta, spec = _unwrap(doc, w)
     name = meta.pop("name", "")
     if "creationTimestamp" in meta:
         meta.pop("creationTimestamp")
