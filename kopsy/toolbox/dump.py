@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kopsy.cloud.aws import tags as T
-from kopsy.cloud.aws.ec2util import describe_all
-from kopsy.cloud.aws.session import aws_errors
+from kopsy.cloud.aws.groups import read_groups
+
+# Every state but terminated: a dump for a bug report wants the stopped and the dying too.
+LIVE_STATES = ("pending", "running", "stopping", "stopped", "shutting-down")
 
 DUMP_VERSION = "kopsy.io/v1alpha1"
 
@@ -73,45 +75,36 @@ def cloud_resources(clients: Any, cluster: str) -> list[dict[str, Any]]:
 
 
 def instances_of(clients: Any, cluster: str) -> list[dict[str, Any]]:
-    """The cluster's instances (any state but terminated) with addresses, group and template version."""
-    owner = T.owner_filter(cluster)
-    with aws_errors(f"listing the auto scaling groups of {cluster}"):
-        groups = describe_all(clients.client("autoscaling"), "describe_auto_scaling_groups", "AutoScalingGroups",
-                              Filters=owner)
+    """The cluster's instances (any state but terminated) with addresses, group and template
+    version, read through the one groups-and-instances reader update and validate use."""
+    inventory = read_groups(clients, cluster, filters=T.owner_filter(cluster), states=LIVE_STATES)
     launched: dict[str, dict[str, Any]] = {}
-    for g in groups:
-        for member in g.get("Instances", []):
-            lt = member.get("LaunchTemplate") or {}
-            launched[member["InstanceId"]] = {
-                "autoScalingGroup": g["AutoScalingGroupName"],
-                "lifecycleState": member.get("LifecycleState", ""),
-                "health": member.get("HealthStatus", ""),
-                "launchTemplate": {"name": lt.get("LaunchTemplateName", ""), "id": lt.get("LaunchTemplateId", ""),
-                                   "version": str(lt.get("Version", ""))} if lt else None,
+    for g in inventory.groups.values():
+        for m in g.members:
+            launched[m.id] = {
+                "autoScalingGroup": g.name,
+                "lifecycleState": m.lifecycle,
+                "health": m.health,
+                "launchTemplate": {"name": m.launch_template, "version": m.launch_template_version}
+                if m.launch_template else None,
             }
-    with aws_errors(f"listing the instances of {cluster}"):
-        reservations = describe_all(clients.client("ec2"), "describe_instances", "Reservations", Filters=[
-            *owner, {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped", "shutting-down"]},
-        ])
     out = []
-    for r in reservations:
-        for i in r.get("Instances", []):
-            tags = T.to_dict(i.get("Tags"))
-            entry: dict[str, Any] = {
-                "id": i["InstanceId"],
-                "instanceGroup": tags.get("kopsy.io/instancegroup", ""),
-                "role": tags.get("kopsy.io/role", ""),
-                "state": (i.get("State") or {}).get("Name", ""),
-                "type": i.get("InstanceType", ""),
-                "zone": (i.get("Placement") or {}).get("AvailabilityZone", ""),
-                "privateIp": i.get("PrivateIpAddress", ""),
-                "privateDns": i.get("PrivateDnsName", ""),
-                "publicIp": i.get("PublicIpAddress", ""),
-                "imageId": i.get("ImageId", ""),
-                "launchTime": str(i.get("LaunchTime", "")),
-            }
-            entry.update(launched.get(i["InstanceId"], {"autoScalingGroup": "", "launchTemplate": None}))
-            out.append(entry)
+    for i in inventory.instances.values():
+        entry: dict[str, Any] = {
+            "id": i.id,
+            "instanceGroup": i.instance_group,
+            "role": i.role,
+            "state": i.state,
+            "type": i.instance_type,
+            "zone": i.zone,
+            "privateIp": i.private_ip,
+            "privateDns": i.private_dns,
+            "publicIp": i.public_ip,
+            "imageId": i.image_id,
+            "launchTime": i.launch_time,
+        }
+        entry.update(launched.get(i.id, {"autoScalingGroup": "", "launchTemplate": None}))
+        out.append(entry)
     return sorted(out, key=lambda e: (e["instanceGroup"], e["id"]))
 
 
