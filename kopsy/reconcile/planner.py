@@ -7,13 +7,13 @@ desired resources and the facts, which is what the golden tests exercise.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from kopsy.cloud.aws import tags as T
 from kopsy.cloud.aws.kind import Kind
 from kopsy.cloud.aws.registry import ALL_KINDS, KINDS, MANAGED_KINDS
 from kopsy.cloud.aws.session import AwsClients
+from kopsy.parallel import parallel
 from kopsy.reconcile.changes import Change, FieldChange, NoOp, Plan, short
 from kopsy.reconcile.values import Actual, Desired, Facts, Key, contains_unknown, iter_values, resolve
 
@@ -26,9 +26,7 @@ def gather_facts(
     with ``sweep``, by either tag scheme (``Facts.sweep``)."""
     facts = Facts(clients, cluster, detail=detail, sweep=sweep)
     kinds = list(kinds)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="facts") as pool:
-        results = list(pool.map(lambda k: (k.kind, k.find(facts)), kinds))
-    return dict(results)
+    return dict(parallel(lambda k: (k.kind, k.find(facts)), kinds, workers=workers, name="facts"))
 
 
 def managed_only(cluster: str, facts: dict[str, list[Actual]]) -> dict[str, list[Actual]]:

@@ -14,11 +14,11 @@ caller's job (see ``kopsy.validate.result``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from kopsy.cloud.aws.groups import InstanceFacts, read_groups
 from kopsy.errors import HostKeyChanged, SSHError
+from kopsy.parallel import parallel
 from kopsy.remote import CommandResult, SSHConnection, SSHConnector
 from kopsy.spec.model import ROLE_CONTROL_PLANE, InstanceGroup
 from kopsy.validate import checks
@@ -160,7 +160,5 @@ def _diagnose_all(
         except Exception as exc:  # a bug must not hide the other nodes' results
             return Diagnosis(reachable=False, unreachable_reason=f"unexpected {type(exc).__name__}: {exc}")
 
-    with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(broken))),
-                            thread_name_prefix="kopsy-validate") as pool:
-        diagnoses = list(pool.map(one, broken))
+    diagnoses = parallel(one, broken, workers=max(1, parallelism), name="kopsy-validate")
     return {inst.id: d for inst, d in zip(broken, diagnoses)}
