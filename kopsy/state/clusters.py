@@ -388,6 +388,20 @@ class ClusterStore:
         """One object of the cluster, e.g. ``pki/ca.crt``."""
         return self.store.get(self._key(cluster, relkey)).data
 
+    def put_object(self, cluster: str, relkey: str, data: bytes) -> bool:
+        """Make ``relkey`` hold ``data``: create it, or replace it (conditionally on the ETag read)
+        when it differs. False when it already held exactly ``data`` (nothing written)."""
+        key = self._key(cluster, relkey)
+        try:
+            current = self.store.get(key)
+        except ObjectNotFound:
+            self.store.create(key, data)
+            return True
+        if current.data == data:
+            return False
+        self.store.replace(key, data, current.etag)
+        return True
+
     # --- instance groups -------------------------------------------------------------------------
 
     def _ig_key(self, cluster: str, ig: str) -> str:
