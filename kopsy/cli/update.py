@@ -66,6 +66,14 @@ def command(args: tuple[str, ...], yes: bool, output: str, detailed_exitcode: bo
             lambda: plan_update(clients, inputs, removed=removed),
         ])
         plan = planned.plan
+        if yes:
+            # Before any launch template that pins them (docs/addons.md); idempotent, so a re-run
+            # after a kill writes only what is still missing.
+            from kopsy.bootstrap.addons import publish_addons
+
+            for key in publish_addons(store, inputs.cluster):
+                if output == "text":
+                    click.echo(f"  wrote {store.url_for(name, key)}", err=True)
         if output == "json" and not yes:
             click.echo(dump_json({"plan": _plan_dict(plan), "pending": not plan.empty}))
         elif output == "text":
