@@ -45,7 +45,7 @@ case "$(basename "$0") $1 $2" in
     else
       echo "downloaded${STUB_TAMPER:-} $url" >"$out"
     fi ;;
-  "containerd config dump") cat "$STUB_ROOT/etc/containerd/config.toml" ;;
+  "containerd --config"*) cat "$2" ;;  # config dump: what a containerd that reads every key would print
   "kubeadm config images") echo "registry.k8s.io/pause:3.10.1" ;;
   "kubeadm token create") echo "$STUB_NEW_TOKEN" ;;
   "kubeadm init"* | "kubeadm join"*)
@@ -94,7 +94,7 @@ def _rooted(text: str, root: Path) -> str:
 def _boot(tmp_path: Path, boto, aws_env, imds, *, control_planes: int, role: str, networking: str = "calico",
           api: str = "down", kubeadm_fails: bool = False, pinned_ca: bytes | None = None, pki=None,
           without: tuple[str, ...] = (), edit_group=None, tamper_download: bool = False,
-          addon_bytes=None):
+          addon_bytes=None, unstubbed: tuple[str, ...] = ()):
     pki = pki or generate_cluster_pki(NAME)
     s3 = boto("s3")
     s3.create_bucket(Bucket="kopsy-state")
@@ -129,6 +129,8 @@ def _boot(tmp_path: Path, boto, aws_env, imds, *, control_planes: int, role: str
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for name in STUBBED:
+        if name in unstubbed:
+            continue
         (bin_dir / name).write_text(STUB)
         (bin_dir / name).chmod(0o755)
     stub_dir = tmp_path / "stub"
@@ -377,3 +379,18 @@ def test_nodes_run_the_kubelet_with_the_external_cloud_provider(tmp_path, boto, 
     (join,), = boot.configs
     assert {"name": "cloud-provider", "value": "external"} in join["nodeRegistration"]["kubeletExtraArgs"]
     assert not any(c.startswith("kubectl apply") for c in boot.calls)  # addons are the first control plane's job
+
+
+def test_a_containerd_that_does_not_read_the_2x_config_fails_the_check(tmp_path, boto, aws_env, imds, cluster_pki):
+    """The effective-config check with Debian's real containerd 1.6 in place of 2.x: 1.6 ignores a
+    version 3 file and dumps its own defaults (SystemdCgroup = false, an old pause image), so the
+    boot stops instead of running kubelet and containerd on different cgroup drivers. This is
+    what Debian's containerd proves: the check reads what containerd reads, and is not vacuous."""
+    require_tool("containerd")
+    boot = _boot(tmp_path, boto, aws_env, imds, pki=cluster_pki, control_planes=1, role="join", api="up",
+                 unstubbed=("containerd",))
+    assert boot.proc.returncode != 0
+    assert boot.status["phase"] == "containerd"
+    assert "effective config does not enable SystemdCgroup" in boot.status["error"]
+    effective = (boot.root / "etc/kopsy/containerd-effective.toml").read_text()
+    assert "SystemdCgroup = false" in effective and "version = 2" in effective
