@@ -311,7 +311,7 @@ def test_every_role_runs_the_external_cloud_provider_and_the_pinned_runtime(rend
             assert d.url.replace("{arch}", "${ARCH}") in script, name
             for arch, digest in d.sha256.items():
                 assert re.search(rf"{arch}\) .*{d.name.upper()}_SHA256={digest}", script), (name, arch)
-        assert "install -y ca-certificates curl\n" in script and "containerd config dump" in script, name
+        assert "install -y ca-certificates curl\n" in script and "containerd --config /etc/containerd/config.toml config dump" in script, name
         assert "version = 3" in script and "io.containerd.cri.v1.runtime" in script, name
 
 
