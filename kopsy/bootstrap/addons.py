@@ -17,8 +17,6 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING
 
-from kopsy.errors import ObjectNotFound
-
 if TYPE_CHECKING:
     from kopsy.spec.model import Cluster
     from kopsy.state.clusters import ClusterStore
@@ -93,10 +91,3 @@ def publish_addons(store: ClusterStore, cluster: Cluster) -> list[str]:
             written.append(key)
     return written
 
-
-def stored_addon_hash(store: ClusterStore, cluster: str, relkey: str) -> str | None:
-    """The sha256 of an addon as the store holds it, None when it is missing."""
-    try:
-        return sha256_hex(store.get_object(cluster, relkey))
-    except ObjectNotFound:
-        return None

@@ -349,3 +349,19 @@ def test_control_planes_pin_the_addons_and_nodes_pin_none(rendered):
         assert sorted(k.split("/")[1] for k in cfg.addons) == ["aws-cloud-controller-manager", "aws-ebs-csi-driver",
                                                                "storage-gp3"]
         assert ('"$HELPER" addons /etc/kopsy/addons' in _script(data)) == (mode == "init"), name
+
+
+def test_addon_images_are_pinned_by_tag_and_the_digest_gap_is_named():
+    """No digest is made up: every image the addons run is pinned by an exact tag (never latest)
+    and listed as a documented gap until a real digest replaces it (docs/addons.md)."""
+    from kopsy.bootstrap.addons import IMAGE_DIGEST_GAPS, render_addons
+
+    cluster, _ = make_cluster(1, "calico", f"{SUPPORTED_MINORS[-1]}.0")
+    images = set()
+    for data in render_addons(cluster).values():
+        images |= set(re.findall(r"image: (\S+)", data.decode()))
+    assert images and images == set(IMAGE_DIGEST_GAPS)
+    for image in images:
+        assert re.fullmatch(r"[a-z0-9./-]+:v\d+\.\d+\.\d+(-eksbuild\.\d+)?", image), image
+    docs = (HERE.parents[1] / "docs" / "addons.md").read_text()
+    assert all(i.rsplit("/", 1)[-1].split(":")[0] in docs for i in images)

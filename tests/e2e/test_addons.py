@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_update_support import calls, create_cluster, register_image
+from test_update_support import calls, create_cluster, mutating, register_image
 
 from kopsy.bootstrap import parse_user_data
 
@@ -75,7 +75,7 @@ def test_update_writes_the_addons_the_control_planes_pin_and_rewrites_only_a_cha
     again = run_kopsy(["update", "cluster", NAME, "--yes"], {**env, "KOPSY_AWS_CALL_LOG": str(log)})
     assert again.returncode == 0, again.stderr
     assert "wrote " not in again.stderr and "No changes need to be applied" in again.stdout
-    assert ("s3", "PutObject") not in calls(log) or "addons" not in again.stderr
+    assert mutating(calls(log)) == []
 
     # One changed in the store (by hand, or by an attacker): the next --yes puts kopsy's bytes back.
     key = f"{NAME}/addons/aws-ebs-csi-driver/v1.59.0.yaml"
