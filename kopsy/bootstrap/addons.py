@@ -85,9 +85,9 @@ def publish_addons(store: ClusterStore, cluster: Cluster) -> list[str]:
 
     Idempotent and resumable: a re-run after a kill writes only what is still missing or stale,
     and an unchanged cluster writes nothing. Called before the launch templates that pin them."""
-    written = []
-    for key, data in render_addons(cluster).items():
-        if store.put_object(cluster.name, key, data):
-            written.append(key)
-    return written
+    from kopsy.parallel import parallel
+
+    addons = render_addons(cluster)
+    changed = parallel(lambda item: store.put_object(cluster.name, *item), list(addons.items()), name="addons")
+    return [key for key, wrote in zip(addons, changed) if wrote]
 

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from kopsy.sandbox.facts import Instance, World
-from kopsy.sandbox.rules import CONTROL_PLANE, MODE_PHASES, Verdict, mode_of
+from kopsy.sandbox.rules import CONTROL_PLANE, MODE_PHASES, UNINITIALIZED_TAINT, Verdict, mode_of
 
 ADMIN_CONF = "/etc/kubernetes/admin.conf"
 BOOTSTRAP_JSON = "/var/lib/kopsy/bootstrap.json"
@@ -199,6 +199,8 @@ def _node(inst: Instance, v: Verdict, now: datetime) -> dict[str, Any]:
     spec: dict[str, Any] = {"providerID": f"aws:///{inst.zone}/{inst.id}"}
     if cp:
         spec["taints"] = [{"effect": "NoSchedule", "key": "node-role.kubernetes.io/control-plane"}]
+    if v.message.startswith(UNINITIALIZED_TAINT):  # the CCM has not initialised it
+        spec.setdefault("taints", []).append({"effect": "NoSchedule", "key": UNINITIALIZED_TAINT, "value": "true"})
     if v.ready != "True":
         key = "node.kubernetes.io/unreachable" if v.ready == "Unknown" else "node.kubernetes.io/not-ready"
         spec.setdefault("taints", []).append({"effect": "NoSchedule", "key": key, "timeAddedAt": _ts(now)})

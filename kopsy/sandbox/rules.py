@@ -55,6 +55,9 @@ if TYPE_CHECKING:
 CONTROL_PLANE = "ControlPlane"
 API_PORT = 6443
 KUBELET_PORT = 10250
+# kubelet --cloud-provider=external registers with this taint; the CCM removes it once it has
+# initialised the node. NotReady messages for a node the CCM never initialised start with it.
+UNINITIALIZED_TAINT = "node.cloudprovider.kubernetes.io/uninitialized"
 
 
 @dataclass(frozen=True)
@@ -321,14 +324,14 @@ def _judge(world: World, inst: Instance, earlier: dict[str, Verdict], down: bool
     if cp and mode == "init" and cfg.addons and (problem := addons_problem(world, cfg)):
         # kubeadm init went through; the boot script stops applying the addons
         return Verdict(inst.id, inst.cluster, role, True, "Unknown" if down else "False", "KubeletNotReady",
-                       f"the cloud-controller-manager is not running: {problem}", "addons", problem, cfg)
+                       f"{UNINITIALIZED_TAINT}: the cloud-controller-manager is not running: {problem}", "addons", problem, cfg)
     if any(c.config is not None and c.config.addons for c in earlier.values() if c.cluster == inst.cluster) or cfg.addons:
         if cfg.cloudProvider != "external":
             msg = ("the kubelet runs without --cloud-provider=external, so the cloud-controller-manager never "
                    "initialises it (no providerID or zone labels)")
             return Verdict(inst.id, inst.cluster, role, True, "Unknown" if down else "False", "KubeletNotReady", msg, "done", None, cfg)
         if problem := _ccm_problem(world, inst.cluster, {**earlier, inst.id: Verdict(inst.id, inst.cluster, role, True, "True", "", "", "done", None, cfg)}):
-            msg = f"node.cloudprovider.kubernetes.io/uninitialized: {problem}"
+            msg = f"{UNINITIALIZED_TAINT}: {problem}"
             return Verdict(inst.id, inst.cluster, role, True, "Unknown" if down else "False", "KubeletNotReady", msg, "done", None, cfg)
     if down:
         return Verdict(inst.id, inst.cluster, role, True, "Unknown", "NodeStatusUnknown", "Kubelet stopped posting node status.", "done", None, cfg)

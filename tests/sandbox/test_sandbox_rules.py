@@ -237,6 +237,10 @@ def test_the_ccm_runs_only_from_addons_whose_bytes_match_their_pins() -> None:
     v = evaluate(_world(CP, NODE, addons={**stored, key: "0" * 64}))
     cp, node = v["i-cp"], v["i-n1"]
     assert (cp.joined, cp.ready, cp.phase) == (True, "False", "addons")
+    nodes = json.loads(answer(_world(CP, NODE, addons={**stored, key: "0" * 64}), v, "i-cp",
+                              "kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes -o json", NOW).stdout)
+    for n in nodes["items"]:  # registered by kubelet --cloud-provider=external, never initialised
+        assert {"effect": "NoSchedule", "key": "node.cloudprovider.kubernetes.io/uninitialized", "value": "true"} in n["spec"]["taints"]
     assert f"{key} has sha256 {'0' * 64}" in cp.error and "refusing it" in cp.error
     assert (node.joined, node.ready, node.reason, node.phase) == (True, "False", "KubeletNotReady", "done")
     assert node.message.startswith("node.cloudprovider.kubernetes.io/uninitialized: the cloud-controller-manager is not running")
