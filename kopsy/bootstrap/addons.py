@@ -1,7 +1,7 @@
 """The cluster's addons: manifests kopsy renders and keeps in the state store, pinned by sha256.
 
 kops keeps what its control planes apply under the cluster's ``addons/`` prefix; so does kopsy:
-``<cluster>/addons/<name>/<file>.yaml``. ``update --yes`` writes them (``publish_addons``) before
+``<cluster>/addons/<name>/<file>.yaml``. ``update --yes`` writes them (``stale_addons``, ``write_addons``) before
 the launch templates whose user-data pins their sha256 (``addon_hashes``), the first control
 plane fetches them with its instance role, checks each against its pin and applies it; one byte
 different and it refuses. Rendering is pure (the same cluster, the same bytes), so the dry run
@@ -80,14 +80,25 @@ def addon_hashes(cluster: Cluster) -> dict[str, str]:
     return {key: sha256_hex(data) for key, data in render_addons(cluster).items()}
 
 
-def publish_addons(store: ClusterStore, cluster: Cluster) -> list[str]:
-    """Write the cluster's addons to the store where they are missing or differ; the keys written.
-
-    Idempotent and resumable: a re-run after a kill writes only what is still missing or stale,
-    and an unchanged cluster writes nothing. Called before the launch templates that pin them."""
+def stale_addons(store: ClusterStore, cluster: Cluster) -> list[tuple[str, bytes, str | None]]:
+    """The addons the store lacks or holds with other bytes: (relkey, kopsy's bytes, ETag of the
+    stored version or None when missing). Read-only, one round trip: ``update`` overlaps it with
+    its plan, so an unchanged cluster pays no extra latency."""
     from kopsy.parallel import parallel
 
     addons = render_addons(cluster)
-    changed = parallel(lambda item: store.put_object(cluster.name, *item), list(addons.items()), name="addons")
-    return [key for key, wrote in zip(addons, changed) if wrote]
+    stored = parallel(lambda key: store.read_object(cluster.name, key), list(addons), name="addons")
+    return [(key, data, cur.etag if cur else None) for (key, data), cur in zip(addons.items(), stored)
+            if cur is None or cur.data != data]
+
+
+def write_addons(store: ClusterStore, cluster: str, stale: list[tuple[str, bytes, str | None]]) -> list[str]:
+    """Write what ``stale_addons`` found (conditionally on what it read); the keys written.
+
+    Called before the launch templates that pin them are created or changed. Idempotent and
+    resumable: a re-run after a kill finds only what is still missing or stale."""
+    from kopsy.parallel import parallel
+
+    parallel(lambda item: store.write_object(cluster, *item), stale, name="addons")
+    return [key for key, _, _ in stale]
 
