@@ -6,6 +6,8 @@ Subcommands:
   put RELKEY SRC                 write SRC to <stateStore>/RELKEY (the token refresh uses it)
   imds PATH                      print an instance metadata value (IMDSv2)
   status PHASE [--error MSG]     record the bootstrap phase in /var/lib/kopsy/bootstrap.json
+  addons DIR                     fetch every addon the config pins into DIR, each checked against
+                                 its sha256 (a byte different: refused); prints the files in order
 
 Credentials come from the instance role through IMDSv2; requests are signed with SigV4. The S3
 endpoint is the config's "s3Endpoint" (path-style, for S3-compatible stores) or real S3.
@@ -159,6 +161,29 @@ def write_atomic(path, data, mode):
         raise
 
 
+# --- addons: manifests from the state store, verified before anything applies them -------------
+
+def addon_files(cfg, directory, fetch):
+    """Fetch each pinned addon (``cfg["addons"]``: relkey -> sha256 hex) with ``fetch(relkey)``,
+    refuse any whose bytes do not hash to its pin, and write the rest to DIR as NN-<name>.yaml.
+    Nothing is written unless every addon verifies, so a half-verified set is never applied."""
+    pins = cfg.get("addons") or {}
+    verified = []
+    for relkey in sorted(pins):
+        data = fetch(relkey)
+        got = hashlib.sha256(data).hexdigest()
+        if got != pins[relkey]:
+            raise SystemExit("kopsy-helper: %s/%s has sha256 %s, not the %s this user-data pins; refusing it"
+                             % (cfg["stateStore"], relkey, got, pins[relkey]))
+        verified.append((relkey, data))
+    paths = []
+    for n, (relkey, data) in enumerate(verified):
+        path = os.path.join(directory, "%02d-%s.yaml" % (n, relkey.split("/")[-2] if "/" in relkey else relkey))
+        write_atomic(path, data, 0o600)
+        paths.append(path)
+    return paths
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="kopsy-helper")
     p.add_argument("--config", default=CONFIG)
@@ -176,6 +201,8 @@ def main(argv=None):
     s.add_argument("phase")
     s.add_argument("--error", default="")
     s.add_argument("--file", default=STATUS)
+    ad = sub.add_parser("addons")
+    ad.add_argument("dir")
     a = p.parse_args(argv)
     if a.cmd == "imds":
         sys.stdout.write(imds("meta-data/" + a.path).strip() + "\n")
@@ -186,7 +213,11 @@ def main(argv=None):
     else:
         with open(a.config) as f:
             cfg = json.load(f)
-        if a.cmd == "get":
+        if a.cmd == "addons":
+            for path in addon_files(cfg, a.dir, lambda relkey: s3_request(cfg, "GET", relkey)):
+                sys.stdout.write(path + "\n")
+            log("verified and wrote %d addons to %s" % (len(cfg.get("addons") or {}), a.dir))
+        elif a.cmd == "get":
             write_atomic(a.dest, s3_request(cfg, "GET", a.relkey), int(a.mode, 8))
             log("fetched %s -> %s" % (a.relkey, a.dest))
         else:

@@ -16,6 +16,7 @@ command -v ssh-keygen >/dev/null 2>&1 || need_apt+=(openssh-client)
 command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 [ -x /usr/bin/cloud-init ] || need_apt+=(cloud-init)
+[ -x /usr/bin/containerd ] || need_apt+=(containerd)
 "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 
 if [ "${#need_apt[@]}" -gt 0 ]; then

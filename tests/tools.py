@@ -47,6 +47,9 @@ TOOLS: dict[str, tuple[Callable[[], str | None], str]] = {
     "openssl": (_which("openssl"), "apt-get install openssl"),
     "system-python3": (_file("/usr/bin/python3"), "apt-get install python3"),
     "bash": (_file("/bin/bash"), "apt-get install bash"),
+    # Debian's containerd 1.6: shows that the boot script's effective-config check catches a
+    # containerd that does not read the 2.x config format (tests/bootstrap/test_boot_script.py)
+    "containerd": (_file("/usr/bin/containerd"), "apt-get install containerd (Debian's)"),
 }
 
 

@@ -26,8 +26,8 @@ MODE_JOIN_CONTROL_PLANE = "join-control-plane"
 MODE_JOIN = "join"  # worker nodes
 
 # The phases the boot script records in /var/lib/kopsy/bootstrap.json, in order ("done" last).
-# wait-for-api is skipped by the first control plane; cni only runs there; token-refresh on
-# control planes only.
+# wait-for-api is skipped by the first control plane; cni and addons only run there; token-refresh
+# on control planes only.
 PHASES = (
     "start",
     "system",
@@ -39,6 +39,7 @@ PHASES = (
     "kubeadm-join-control-plane",
     "kubeadm-join",
     "cni",
+    "addons",
     "token-refresh",
     "done",
 )
@@ -70,6 +71,8 @@ class BootstrapConfig:
     apiPublicHost: str = ""  # the internet-facing API load balancer's DNS name (in the API server's certificate)
     nodeLabels: dict[str, str] = dataclasses.field(default_factory=dict)  # the group's spec.nodeLabels
     taints: tuple[str, ...] = ()  # the group's spec.taints, "key[=value]:Effect"
+    cloudProvider: str = ""  # "external": kubelet and kube-controller-manager leave the cloud to the CCM
+    addons: dict[str, str] = dataclasses.field(default_factory=dict)  # control planes: relkey -> sha256 hex
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, indent=1) + "\n"

@@ -50,7 +50,7 @@ CNI: dict[str, dict[str, str]] = {
         "version": "v0.27.4",
         "manifest": "https://github.com/flannel-io/flannel/releases/download/v0.27.4/kube-flannel.yml",
     },
-    "cilium": {"version": "1.18.2", "cli_version": "v0.18.7", "manifest": ""},
+    "cilium": {"version": "1.18.2", "manifest": ""},  # installed by cilium-cli: kopsy.bootstrap.runtime.CILIUM_CLI
     "cni": {"version": "", "manifest": ""},  # bring your own (kops' networking: {cni: {}}): none installed
 }
 
@@ -188,6 +188,8 @@ def bootstrap_config(
         mode = MODE_INIT if is_init else MODE_JOIN_CONTROL_PLANE
     else:
         mode = MODE_JOIN
+    from kopsy.bootstrap.addons import addon_hashes
+
     return BootstrapConfig(
         clusterName=cluster.name,
         role=ig.role,
@@ -207,6 +209,8 @@ def bootstrap_config(
         s3Region=s3_region,
         nodeLabels=dict(sorted(ig.node_labels.items())),
         taints=tuple(str(t) for t in ig.taints),
+        cloudProvider="external",
+        addons=addon_hashes(cluster) if ig.is_control_plane else {},
     )
 
 
@@ -238,12 +242,16 @@ def render_cloud_config(config: BootstrapConfig) -> str:
         "token_refresh": TOKEN_REFRESH_INTERVAL,
         "node_labels": ",".join(f"{k}={v}" for k, v in sorted(config.nodeLabels.items())),
         "taints": _taint_entries(config, control_plane),
+        "external_cloud": config.cloudProvider == "external",
+        "addons": sorted(config.addons.items()) if control_plane else [],
+        "runtime": _runtime(),
     }
     files: list[dict[str, str]] = [
         {"path": CONFIG_PATH, "permissions": "0644", "content": config.to_json()},
         {"path": HELPER_PATH, "permissions": "0755", "content": _render("kopsy-helper.py")},
         {"path": "/etc/modules-load.d/kopsy.conf", "permissions": "0644", "content": _render("modules-load.conf")},
         {"path": "/etc/sysctl.d/99-kopsy.conf", "permissions": "0644", "content": _render("sysctl.conf")},
+        {"path": "/etc/systemd/system/containerd.service", "permissions": "0644", "content": _render("containerd.service")},
         {"path": BOOTSTRAP_PATH, "permissions": "0700", "content": _render("bootstrap.sh.j2", **ctx)},
     ]
     if control_plane:
@@ -262,6 +270,13 @@ def render_cloud_config(config: BootstrapConfig) -> str:
         ]
     doc = {"write_files": files, "runcmd": [BOOTSTRAP_PATH]}
     return "#cloud-config\n" + yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=1000)
+
+
+def _runtime() -> dict[str, Any]:
+    """The pinned downloads (kopsy.bootstrap.runtime), as the boot script template reads them."""
+    from kopsy.bootstrap.runtime import CILIUM_CLI, CONTAINERD, RUNC
+
+    return {"containerd": CONTAINERD, "runc": RUNC, "cilium_cli": CILIUM_CLI}
 
 
 class _Dumper(yaml.SafeDumper):

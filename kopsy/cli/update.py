@@ -60,12 +60,20 @@ def command(args: tuple[str, ...], yes: bool, output: str, detailed_exitcode: bo
         inputs, removed = parallel(lambda f: f(), [lambda: read_inputs(store, name), lambda: read_removed(store, name)])
         _check_store_reachable(inputs.state_store_url)
         clients = aws_clients(inputs.cluster.region)
-        _, _, planned = parallel(lambda f: f(), [
+        from kopsy.bootstrap.addons import stale_addons, write_addons
+
+        _, _, planned, stale = parallel(lambda f: f(), [
             lambda: check_zones(clients, inputs.cluster.region, [s.zone for s in inputs.cluster.subnets]),
             lambda: check_security_groups(clients, {ig.name: ig.additional_security_groups for ig in inputs.instance_groups}),
             lambda: plan_update(clients, inputs, removed=removed),
+            lambda: stale_addons(store, inputs.cluster) if yes else [],
         ])
         plan = planned.plan
+        # The addons before any launch template that pins them (docs/addons.md); a re-run after a
+        # kill writes only what is still missing.
+        for key in write_addons(store, name, stale):
+            if output == "text":
+                click.echo(f"  wrote {store.url_for(name, key)}", err=True)
         if output == "json" and not yes:
             click.echo(dump_json({"plan": _plan_dict(plan), "pending": not plan.empty}))
         elif output == "text":

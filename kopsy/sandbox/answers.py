@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from kopsy.sandbox.facts import Instance, World
-from kopsy.sandbox.rules import CONTROL_PLANE, MODE_PHASES, Verdict, mode_of
+from kopsy.sandbox.rules import CONTROL_PLANE, MODE_PHASES, UNINITIALIZED_TAINT, Verdict, mode_of
 
 ADMIN_CONF = "/etc/kubernetes/admin.conf"
 BOOTSTRAP_JSON = "/var/lib/kopsy/bootstrap.json"
@@ -199,6 +199,8 @@ def _node(inst: Instance, v: Verdict, now: datetime) -> dict[str, Any]:
     spec: dict[str, Any] = {"providerID": f"aws:///{inst.zone}/{inst.id}"}
     if cp:
         spec["taints"] = [{"effect": "NoSchedule", "key": "node-role.kubernetes.io/control-plane"}]
+    if v.message.startswith(UNINITIALIZED_TAINT):  # the CCM has not initialised it
+        spec.setdefault("taints", []).append({"effect": "NoSchedule", "key": UNINITIALIZED_TAINT, "value": "true"})
     if v.ready != "True":
         key = "node.kubernetes.io/unreachable" if v.ready == "Unknown" else "node.kubernetes.io/not-ready"
         spec.setdefault("taints", []).append({"effect": "NoSchedule", "key": key, "timeAddedAt": _ts(now)})
@@ -253,6 +255,7 @@ def _node(inst: Instance, v: Verdict, now: datetime) -> dict[str, Any]:
 def pod_list(world: World, verdicts: dict[str, Verdict], cluster: str, now: datetime) -> dict[str, Any]:
     members = _members(world, verdicts, cluster)
     networking = next((v.config.networking for _, v in members if v.config), "calico")
+    ccm = any(v.config is not None and v.config.addons for _, v in members)
     pods: list[dict[str, Any]] = []
     for inst, v in members:
         node = inst.private_dns
@@ -262,13 +265,18 @@ def pod_list(world: World, verdicts: dict[str, Verdict], cluster: str, now: date
         pods.append(_pod(f"kube-proxy-{_suffix(inst.id)}", "kube-proxy", node, v.ready == "True", "system-node-critical", "DaemonSet", "kube-proxy", inst, now))
         if ds := CNI_DAEMONSETS.get(networking):
             pods.append(_pod(f"{ds}-{_suffix(ds + inst.id)}", ds, node, v.ready == "True", "system-node-critical", "DaemonSet", ds, inst, now))
+        if ccm:  # the addons the first control plane applies: the CCM on control planes, the CSI node plugin everywhere
+            for ds in (("aws-cloud-controller-manager",) if v.role == CONTROL_PLANE else ()) + ("ebs-csi-node",):
+                pods.append(_pod(f"{ds}-{_suffix(ds + inst.id)}", ds, node, v.ready == "True", "system-node-critical", "DaemonSet", ds, inst, now))
     ready_nodes = [(i, v) for i, v in members if v.ready == "True"]
     workers = [(i, v) for i, v in ready_nodes if v.role != CONTROL_PLANE] or ready_nodes
     deployments = [("coredns", 2)] + ([(CNI_CONTROLLERS[networking], 1)] if networking in CNI_CONTROLLERS else [])
-    for app, replicas in deployments:
+    control_planes = [(i, v) for i, v in ready_nodes if v.role == CONTROL_PLANE]
+    placed = [(app, n, workers) for app, n in deployments] + ([("ebs-csi-controller", 1, control_planes)] if ccm else [])
+    for app, replicas, hosts in placed:
         rs = _suffix(cluster + app, 10)
         for n in range(replicas):
-            host = workers[n % len(workers)] if workers else None
+            host = hosts[n % len(hosts)] if hosts else None
             pods.append(
                 _pod(
                     f"{app}-{rs}-{_suffix(cluster + app + str(n))}", app, host[0].private_dns if host else None,

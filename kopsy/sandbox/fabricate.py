@@ -55,7 +55,10 @@ def fabricate_cluster(
     pki = generate_cluster_pki(name)
     s3, ec2, elb = clients.client("s3"), clients.client("ec2"), clients.client("elbv2")
     with aws_errors("fabricating a cluster"):
-        objects = {**pki.store_objects(), "ssh/public/admin": (public_key.strip() + "\n").encode()}
+        from kopsy.bootstrap.addons import render_addons
+
+        # what create writes, and the addons update --yes writes before any launch template
+        objects = {**pki.store_objects(), "ssh/public/admin": (public_key.strip() + "\n").encode(), **render_addons(cluster)}
         for key, data in objects.items():
             s3.put_object(Bucket=bucket, Key=f"{name}/{key}", Body=data)
         vpc = ec2.create_vpc(CidrBlock=cluster.network_cidr)["Vpc"]["VpcId"]

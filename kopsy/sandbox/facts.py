@@ -88,6 +88,9 @@ class World:
     api: dict[str, dict[str, ApiLoadBalancer]] = field(default_factory=dict)
     api_endpoint: dict[str, str] = field(default_factory=dict)  # cluster -> the endpoint kopsy renders into user-data
     ca: dict[str, CaFact] = field(default_factory=dict)  # state-store cluster URL -> CA hash
+    # state-store cluster URL -> addon relkey -> sha256 hex of the stored bytes (None: missing or unreadable),
+    # for the addons control planes pin: what the first control plane would fetch and check
+    addons: dict[str, dict[str, str | None]] = field(default_factory=dict)
     public_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)  # instance id -> authorized keys
     identity_files: dict[str, str] = field(default_factory=dict)  # cluster -> private key path, when known
 
@@ -107,6 +110,7 @@ class Network:
     api: dict[str, dict[str, ApiLoadBalancer]]
     api_endpoint: dict[str, str]
     ca: dict[str, CaFact]
+    addons: dict[str, dict[str, str | None]] = field(default_factory=dict)
 
 
 def combine(machines: Machines, network: Network) -> World:
@@ -117,6 +121,7 @@ def combine(machines: Machines, network: Network) -> World:
         api=network.api,
         api_endpoint=network.api_endpoint,
         ca=network.ca,
+        addons=network.addons,
         public_keys=machines.public_keys,
         identity_files=machines.identity_files,
     )
@@ -163,7 +168,7 @@ class CloudReader:
         ingress = self._ingress({sg for i in instances for sg in i.security_groups} | lb_groups)
         endpoints = {name: self._endpoint(lbs) for name, lbs in api.items()}
         ca = {url: self._ca(url) for url in _stores(instances)}
-        return Network(started, ingress, api, endpoints, ca)
+        return Network(started, ingress, api, endpoints, ca, self._addons(instances))
 
     # --- instances ------------------------------------------------------------------------------
 
@@ -322,6 +327,25 @@ class CloudReader:
             return CaFact(None, f"cannot read {store_url}/pki/ca.crt: {exc}")
         except ValueError as exc:
             return CaFact(None, f"{store_url}/pki/ca.crt is not a certificate: {exc}")
+
+    def _addons(self, instances: tuple[Instance, ...]) -> dict[str, dict[str, str | None]]:
+        """The sha256 of each addon a control plane pins, as the store holds it now."""
+        from kopsy.bootstrap.addons import sha256_hex
+
+        wanted: dict[str, set[str]] = {}
+        for i in instances:
+            cfg = decode_user_data(i.user_data).config if i.user_data else None
+            if cfg is not None and cfg.addons:
+                wanted.setdefault(cfg.stateStore, set()).update(cfg.addons)
+        out: dict[str, dict[str, str | None]] = {}
+        for url, keys in wanted.items():
+            out[url] = {}
+            for key in sorted(keys):
+                try:
+                    out[url][key] = sha256_hex(self._get(url, key))
+                except KopsyError:
+                    out[url][key] = None
+        return out
 
     def _admin_key(self, store_url: str) -> str | None:
         if store_url not in self._admin_keys:

@@ -22,7 +22,12 @@ first that fails says where bootstrap stopped and why:
    hash matches (else ``kubeadm-join``).
 6. Node: one of its security groups lets a control plane in on tcp/10250. A node failing only
    this joined the cluster (bootstrap ``done``) but is NotReady, with the reason on its condition.
-7. A joined instance whose stand-in machine is down (its sshd stopped) is ``Unknown`` — the
+7. Once the cloud-controller-manager is part of the cluster (a control plane's user-data pins
+   the addons), every joined instance's kubelet must run with ``cloud-provider: external`` and the
+   CCM must run: the first control plane fetches each pinned addon from the store and its sha256
+   must match (else that control plane stops in phase ``addons``). Failing either, the instance
+   joined but is NotReady (``KubeletNotReady``): the CCM never initialises it.
+8. A joined instance whose stand-in machine is down (its sshd stopped) is ``Unknown`` — the
    kubelet stopped posting status — as Kubernetes shows a node that went away.
 
 Everything that passes is in its cluster's NodeList and Ready. The functions here are pure:
@@ -50,6 +55,9 @@ if TYPE_CHECKING:
 CONTROL_PLANE = "ControlPlane"
 API_PORT = 6443
 KUBELET_PORT = 10250
+# kubelet --cloud-provider=external registers with this taint; the CCM removes it once it has
+# initialised the node. NotReady messages for a node the CCM never initialised start with it.
+UNINITIALIZED_TAINT = "node.cloudprovider.kubernetes.io/uninitialized"
 
 
 @dataclass(frozen=True)
@@ -176,10 +184,41 @@ def path_problem(world: World, inst: Instance, lb: ApiLoadBalancer, port: int) -
 def evaluate(world: World, machines_down: frozenset[str] = frozenset()) -> dict[str, Verdict]:
     """Judge every instance of ``world``; control planes first, since nodes depend on them."""
     verdicts: dict[str, Verdict] = {}
-    ordered = sorted(world.instances, key=lambda i: _role(i) != CONTROL_PLANE)
+    # control planes first (nodes depend on them), the first one (kubeadm init, addons) before them all
+    ordered = sorted(world.instances, key=lambda i: (_role(i) != CONTROL_PLANE, _mode(i) != "init"))
     for inst in ordered:
         verdicts[inst.id] = _judge(world, inst, verdicts, inst.id in machines_down)
     return verdicts
+
+
+def _mode(inst: Instance) -> str:
+    cfg = decode_user_data(inst.user_data).config if inst.user_data else None
+    return mode_of(_role(inst), cfg)
+
+
+def addons_problem(world: World, cfg: BootstrapConfig) -> str | None:
+    """Why the first control plane of ``cfg`` cannot apply the addons its user-data pins, judged
+    as its helper does: each fetched from the store and checked against its sha256."""
+    stored = world.addons.get(cfg.stateStore, {})
+    for key, want in sorted(cfg.addons.items()):
+        got = stored.get(key)
+        if got is None:
+            return f"{cfg.stateStore}/{key} is not in the state store (run 'kopsy update cluster {cfg.clusterName} --yes')"
+        if got != want:
+            return f"{cfg.stateStore}/{key} has sha256 {got}, not the {want} this user-data pins; refusing it"
+    return None
+
+
+def _ccm_problem(world: World, cluster: str, earlier: dict[str, Verdict]) -> str | None:
+    """None when the cluster's CCM runs (or the cluster has none); else why it does not."""
+    pinned = [v for v in earlier.values() if v.cluster == cluster and v.config is not None and v.config.addons]
+    firsts = [v for v in pinned if v.config is not None and v.config.mode == "init"]
+    if not pinned:
+        return None
+    if any(v.joined and v.phase == "done" for v in firsts):
+        return None
+    failed = next((v.error for v in firsts if v.phase == "addons" and v.error), None)
+    return f"the cloud-controller-manager is not running: {failed or 'the first control plane has not applied the addons'}"
 
 
 def _role(inst: Instance) -> str:
@@ -190,7 +229,7 @@ def _role(inst: Instance) -> str:
 
 
 MODE_PHASES = {
-    "init": ("start", "system", "packages", "containerd", "fetch", "kubeadm-init", "cni", "token-refresh", "done"),
+    "init": ("start", "system", "packages", "containerd", "fetch", "kubeadm-init", "cni", "addons", "token-refresh", "done"),
     "join-control-plane": (
         "start", "system", "packages", "containerd", "fetch", "wait-for-api", "kubeadm-join-control-plane", "token-refresh", "done",
     ),
@@ -281,6 +320,18 @@ def _judge(world: World, inst: Instance, earlier: dict[str, Verdict], down: bool
                 f"control plane cannot reach the kubelet on {inst.private_ip}:{KUBELET_PORT}: the node's security "
                 f"groups do not admit tcp/{KUBELET_PORT} from the control planes"
             )
+            return Verdict(inst.id, inst.cluster, role, True, "Unknown" if down else "False", "KubeletNotReady", msg, "done", None, cfg)
+    if cp and mode == "init" and cfg.addons and (problem := addons_problem(world, cfg)):
+        # kubeadm init went through; the boot script stops applying the addons
+        return Verdict(inst.id, inst.cluster, role, True, "Unknown" if down else "False", "KubeletNotReady",
+                       f"{UNINITIALIZED_TAINT}: the cloud-controller-manager is not running: {problem}", "addons", problem, cfg)
+    if any(c.config is not None and c.config.addons for c in earlier.values() if c.cluster == inst.cluster) or cfg.addons:
+        if cfg.cloudProvider != "external":
+            msg = ("the kubelet runs without --cloud-provider=external, so the cloud-controller-manager never "
+                   "initialises it (no providerID or zone labels)")
+            return Verdict(inst.id, inst.cluster, role, True, "Unknown" if down else "False", "KubeletNotReady", msg, "done", None, cfg)
+        if problem := _ccm_problem(world, inst.cluster, {**earlier, inst.id: Verdict(inst.id, inst.cluster, role, True, "True", "", "", "done", None, cfg)}):
+            msg = f"{UNINITIALIZED_TAINT}: {problem}"
             return Verdict(inst.id, inst.cluster, role, True, "Unknown" if down else "False", "KubeletNotReady", msg, "done", None, cfg)
     if down:
         return Verdict(inst.id, inst.cluster, role, True, "Unknown", "NodeStatusUnknown", "Kubelet stopped posting node status.", "done", None, cfg)

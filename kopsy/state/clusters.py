@@ -47,7 +47,7 @@ from kopsy.spec.model import (
     instance_group_from_dict,
     instance_group_to_dict,
 )
-from kopsy.state.base import ObjectStore, check_key, is_valid_key
+from kopsy.state.base import ObjectStore, StoredObject, check_key, is_valid_key
 from kopsy.text import printable
 
 CONFIG = "config"
@@ -387,6 +387,19 @@ class ClusterStore:
     def get_object(self, cluster: str, relkey: str) -> bytes:
         """One object of the cluster, e.g. ``pki/ca.crt``."""
         return self.store.get(self._key(cluster, relkey)).data
+
+    def read_object(self, cluster: str, relkey: str) -> StoredObject | None:
+        """One object of the cluster with its ETag, None when it is missing."""
+        try:
+            return self.store.get(self._key(cluster, relkey))
+        except ObjectNotFound:
+            return None
+
+    def write_object(self, cluster: str, relkey: str, data: bytes, etag: str | None) -> str:
+        """Create ``relkey`` (``etag`` None: it must not exist yet) or replace the version read
+        with ``etag``; a concurrent writer in between is a conflict, never a lost write."""
+        key = self._key(cluster, relkey)
+        return self.store.create(key, data) if etag is None else self.store.replace(key, data, etag)
 
     # --- instance groups -------------------------------------------------------------------------
 

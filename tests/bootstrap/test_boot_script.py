@@ -17,7 +17,8 @@ import pytest
 from tests.tools import require_tool
 import yaml
 
-from kopsy.bootstrap import render_user_data
+from kopsy.bootstrap import render_user_data, runtime
+from kopsy.bootstrap.addons import render_addons
 from kopsy.pki import ClusterPKI, ca_cert_hash, generate_cluster_pki
 from kopsy.spec.defaults import CreateOptions, new_cluster
 from kopsy.spec.versions import SUPPORTED_MINORS
@@ -41,13 +42,10 @@ case "$(basename "$0") $1 $2" in
     if [[ $url == */livez ]]; then [[ $STUB_API == up ]]; exit; fi
     if [[ $url == *calico.yaml ]]; then
       printf '            # - name: CALICO_IPV4POOL_CIDR\n            #   value: "192.168.0.0/16"\n' >"$out"
-    elif [[ $url == *.sha256sum ]]; then
-      echo "$(sha256sum "${out%.sha256sum}" | cut -d' ' -f1)  cilium-linux-amd64.tar.gz" >"$out"
     else
-      echo "downloaded $url" >"$out"
+      echo "downloaded${STUB_TAMPER:-} $url" >"$out"
     fi ;;
-  "containerd config default")
-    printf '    SystemdCgroup = false\n    sandbox_image = "registry.k8s.io/pause:3.8"\n' ;;
+  "containerd --config"*) cat "$2" ;;  # config dump: what a containerd that reads every key would print
   "kubeadm config images") echo "registry.k8s.io/pause:3.10.1" ;;
   "kubeadm token create") echo "$STUB_NEW_TOKEN" ;;
   "kubeadm init"* | "kubeadm join"*)
@@ -79,6 +77,15 @@ class Boot:
         return iter((self.proc, self.status, self.calls, self.configs, self.log, self.root, self.pki))
 
 
+def _stub_pin(d: runtime.Download) -> runtime.Download:
+    """The download with the sums of what the stub curl serves for it ("downloaded <url>\\n"):
+    the real pins name GitHub's bytes, which a test without the network cannot serve."""
+    import hashlib
+
+    sums = {a: hashlib.sha256(f"downloaded {d.url.replace('{arch}', a)}\n".encode()).hexdigest() for a in d.sha256}
+    return runtime.Download(d.name, d.version, d.url, sums)
+
+
 def _rooted(text: str, root: Path) -> str:
     """Point absolute /etc, /var, /usr/local and /tmp paths into the scratch root (URLs untouched)."""
     return re.sub(r"(?<![\w.:/])/(etc|var|usr/local|tmp)/", f"{root}/\\1/", text)
@@ -86,7 +93,8 @@ def _rooted(text: str, root: Path) -> str:
 
 def _boot(tmp_path: Path, boto, aws_env, imds, *, control_planes: int, role: str, networking: str = "calico",
           api: str = "down", kubeadm_fails: bool = False, pinned_ca: bytes | None = None, pki=None,
-          without: tuple[str, ...] = (), edit_group=None):
+          without: tuple[str, ...] = (), edit_group=None, tamper_download: bool = False,
+          addon_bytes=None, unstubbed: tuple[str, ...] = ()):
     pki = pki or generate_cluster_pki(NAME)
     s3 = boto("s3")
     s3.create_bucket(Bucket="kopsy-state")
@@ -97,11 +105,17 @@ def _boot(tmp_path: Path, boto, aws_env, imds, *, control_planes: int, role: str
     cluster, igs = new_cluster(CreateOptions(name=NAME, zones=["us-east-1a", "us-east-1b", "us-east-1c"],
                                              control_plane_count=control_planes, networking=networking,
                                              kubernetes_version=VERSION))
+    # The addons as `update --yes` writes them (optionally changed afterwards, as an attacker would).
+    for rel, body in (addon_bytes or (lambda b: b))(render_addons(cluster)).items():
+        s3.put_object(Bucket="kopsy-state", Key=f"{NAME}/{rel}", Body=body)
     ig = igs[0] if role == "init" else igs[1] if role == "join-control-plane" else igs[-1]
     if edit_group is not None:
         edit_group(ig)
-    data = render_user_data(cluster, ig, api_endpoint=f"{API_HOST}:443", state_store_url=f"s3://kopsy-state/{NAME}",
-                            ca_cert_hash=ca_cert_hash(pinned_ca or pki.ca_cert), s3_endpoint=aws_env["AWS_ENDPOINT_URL"])
+    from unittest import mock
+
+    with mock.patch.multiple(runtime, **{n: _stub_pin(getattr(runtime, n)) for n in ("CONTAINERD", "RUNC", "CILIUM_CLI")}):
+        data = render_user_data(cluster, ig, api_endpoint=f"{API_HOST}:443", state_store_url=f"s3://kopsy-state/{NAME}",
+                                ca_cert_hash=ca_cert_hash(pinned_ca or pki.ca_cert), s3_endpoint=aws_env["AWS_ENDPOINT_URL"])
     doc = yaml.safe_load(gzip.decompress(data))
     root = tmp_path / "root"
     for f in doc["write_files"]:
@@ -115,6 +129,8 @@ def _boot(tmp_path: Path, boto, aws_env, imds, *, control_planes: int, role: str
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for name in STUBBED:
+        if name in unstubbed:
+            continue
         (bin_dir / name).write_text(STUB)
         (bin_dir / name).chmod(0o755)
     stub_dir = tmp_path / "stub"
@@ -127,6 +143,8 @@ def _boot(tmp_path: Path, boto, aws_env, imds, *, control_planes: int, role: str
     }
     if kubeadm_fails:
         env["STUB_KUBEADM_FAIL"] = "1"
+    if tamper_download:
+        env["STUB_TAMPER"] = "!"
     script = root / "usr/local/sbin/kopsy-bootstrap"
     proc = subprocess.run([BASH, str(script)], env=env, capture_output=True, text=True, timeout=120)
     status = yaml.safe_load((root / "var/lib/kopsy/bootstrap.json").read_text())
@@ -148,7 +166,7 @@ def test_first_control_plane_boots_through_every_phase(tmp_path, boto, aws_env, 
     assert proc.returncode == 0, log
     assert status["phase"] == "done" and status["error"] is None
     phases = re.findall(r"\[([a-z-]+)\] phase started", log)
-    assert phases == ["system", "packages", "containerd", "fetch", "kubeadm-init", "cni", "token-refresh", "done"]
+    assert phases == ["system", "packages", "containerd", "fetch", "kubeadm-init", "cni", "addons", "token-refresh", "done"]
 
     (init, cluster_cfg, kubelet), = configs
     token = pki.bootstrap_token.reveal_str()
@@ -156,12 +174,14 @@ def test_first_control_plane_boots_through_every_phase(tmp_path, boto, aws_env, 
     assert init["bootstrapTokens"][0]["token"] == token and init["bootstrapTokens"][0]["ttl"] == "24h0m0s"
     assert init["nodeRegistration"]["name"] == "ip-172-20-32-10.ec2.internal"
     assert init["nodeRegistration"]["kubeletExtraArgs"] == [
+        {"name": "cloud-provider", "value": "external"},
         {"name": "provider-id", "value": "aws:///us-east-1a/i-0123456789abcdef0"}]
     assert cluster_cfg["kind"] == "ClusterConfiguration"
     assert cluster_cfg["controlPlaneEndpoint"] == f"{API_HOST}:443"
     assert cluster_cfg["kubernetesVersion"] == f"v{VERSION}"
     assert cluster_cfg["apiServer"]["certSANs"] == [API_HOST, "127.0.0.1", "localhost"]
     assert cluster_cfg["networking"] == {"podSubnet": "100.96.0.0/11", "serviceSubnet": "100.64.0.0/13"}
+    assert cluster_cfg["controllerManager"] == {"extraArgs": [{"name": "cloud-provider", "value": "external"}]}
     assert kubelet == {"apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
                        "cgroupDriver": "systemd"}
 
@@ -172,7 +192,18 @@ def test_first_control_plane_boots_through_every_phase(tmp_path, boto, aws_env, 
     assert not (root / "etc/kopsy/bootstrap-token").exists() and not (root / "etc/kopsy/kubeadm.yaml").exists()
     assert "#/swap.img" in (root / "etc/fstab").read_text()
     containerd = (root / "etc/containerd/config.toml").read_text()
-    assert "SystemdCgroup = true" in containerd and 'sandbox_image = "registry.k8s.io/pause:3.10.1"' in containerd
+    assert containerd.startswith("version = 3\n")
+    assert "[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]\n  SystemdCgroup = true" in containerd
+    assert "[plugins.'io.containerd.cri.v1.images'.pinned_images]\n  sandbox = 'registry.k8s.io/pause:3.10.1'" in containerd
+    assert not any(c.startswith("apt-get") and " containerd" in c for c in calls)  # not Ubuntu's containerd
+    for d in (runtime.CONTAINERD, runtime.RUNC):
+        assert f"verified {d.url.replace('{arch}', 'amd64')}" in log
+    # The addons: fetched from the store, verified, applied in order.
+    applied = [c.split()[-1] for c in calls if c.startswith("kubectl apply") and "/addons/" in c]
+    assert [Path(a).name for a in applied] == ["00-aws-cloud-controller-manager.yaml", "01-aws-ebs-csi-driver.yaml",
+                                               "02-storage-gp3.yaml"]
+    stored = render_addons(new_cluster(CreateOptions(name=NAME, zones=["us-east-1a"], kubernetes_version=VERSION))[0])
+    assert [Path(a).read_bytes() for a in applied] == list(stored.values())
     assert 'value: "100.96.0.0/11"' in (root / "etc/kopsy/cni.yaml").read_text()
     assert "server: https://127.0.0.1:6443" in (root / "etc/kopsy/admin-local.conf").read_text()
     minor = SUPPORTED_MINORS[-1]
@@ -310,6 +341,56 @@ def test_bring_your_own_cni_installs_none_and_says_so(tmp_path, boto, aws_env, i
     assert proc.returncode == 0, log
     assert status["phase"] == "done" and status["error"] is None
     assert "cni (bring your own): no CNI installed" in log
-    assert not any(c.startswith(("kubectl apply", "cilium install")) for c in calls), calls
+    # the addons (CCM, CSI, StorageClass) still go on; no CNI does
+    assert not any(c.startswith(("kubectl apply", "cilium install")) and "/addons/" not in c for c in calls), calls
     assert not any("calico" in c or "flannel" in c for c in calls)
     assert not (root / "etc/kopsy/cni.yaml").exists()
+
+
+def test_a_runtime_download_whose_bytes_differ_is_refused(tmp_path, boto, aws_env, imds, cluster_pki):
+    """containerd is checked against kopsy's pinned sha256 before it is unpacked: other bytes stop the boot."""
+    boot = _boot(tmp_path, boto, aws_env, imds, pki=cluster_pki, control_planes=1, role="join", api="up", tamper_download=True)
+    assert boot.proc.returncode != 0
+    assert boot.status["phase"] == "containerd"
+    assert "containerd-2.1.5-linux-amd64.tar.gz has sha256" in boot.status["error"] and "refusing it" in boot.status["error"]
+    assert not any(c.startswith("tar ") for c in boot.calls)  # nothing unpacked
+    assert boot.configs == []
+
+
+def test_an_addon_changed_in_the_store_is_refused_and_nothing_applied(tmp_path, boto, aws_env, imds, cluster_pki):
+    """One byte of the EBS CSI manifest changed after `update` wrote it: the first control plane
+    fetches every addon, finds the sum differs from its user-data's pin, and applies none of them."""
+    def tamper(addons: dict[str, bytes]) -> dict[str, bytes]:
+        key = next(k for k in addons if "ebs-csi" in k)
+        return {**addons, key: addons[key].replace(b"replicas: 1", b"replicas: 2")}
+
+    boot = _boot(tmp_path, boto, aws_env, imds, pki=cluster_pki, control_planes=1, role="init", addon_bytes=tamper)
+    assert boot.proc.returncode != 0
+    assert boot.status["phase"] == "addons"
+    assert "exited 1" in boot.status["error"]
+    assert "aws-ebs-csi-driver/v1.59.0.yaml has sha256" in boot.log and "refusing it" in boot.log
+    assert not any(c.startswith("kubectl apply") and "/addons/" in c for c in boot.calls)
+    assert not list((boot.root / "etc/kopsy/addons").glob("*.yaml"))  # not even the ones that verified
+
+
+def test_nodes_run_the_kubelet_with_the_external_cloud_provider(tmp_path, boto, aws_env, imds, cluster_pki):
+    boot = _boot(tmp_path, boto, aws_env, imds, pki=cluster_pki, control_planes=1, role="join", api="up")
+    assert boot.proc.returncode == 0, boot.log
+    (join,), = boot.configs
+    assert {"name": "cloud-provider", "value": "external"} in join["nodeRegistration"]["kubeletExtraArgs"]
+    assert not any(c.startswith("kubectl apply") for c in boot.calls)  # addons are the first control plane's job
+
+
+def test_a_containerd_that_does_not_read_the_2x_config_fails_the_check(tmp_path, boto, aws_env, imds, cluster_pki):
+    """The effective-config check with Debian's real containerd 1.6 in place of 2.x: 1.6 ignores a
+    version 3 file and dumps its own defaults (SystemdCgroup = false, an old pause image), so the
+    boot stops instead of running kubelet and containerd on different cgroup drivers. This is
+    what Debian's containerd proves: the check reads what containerd reads, and is not vacuous."""
+    require_tool("containerd")
+    boot = _boot(tmp_path, boto, aws_env, imds, pki=cluster_pki, control_planes=1, role="join", api="up",
+                 unstubbed=("containerd",))
+    assert boot.proc.returncode != 0
+    assert boot.status["phase"] == "containerd"
+    assert "effective config does not enable SystemdCgroup" in boot.status["error"]
+    effective = (boot.root / "etc/kopsy/containerd-effective.toml").read_text()
+    assert "SystemdCgroup = false" in effective and "version = 2" in effective

@@ -285,3 +285,83 @@ def test_token_policy_expiring_tokens_refreshed_well_before_expiry(ca_hash, monk
     worst_gap = _seconds(timer["OnUnitActiveSec"]) + _seconds(timer["RandomizedDelaySec"])
     assert _seconds(timer["OnBootSec"]) + _seconds(timer["RandomizedDelaySec"]) < 3600  # soon after boot
     assert worst_gap <= ttl / 2 + 3600  # the stored token keeps roughly half its life or more
+
+
+def _script(data: bytes) -> str:
+    doc = yaml.safe_load(_text(data))
+    return next(f["content"] for f in doc["write_files"] if f["path"] == "/usr/local/sbin/kopsy-bootstrap")
+
+
+def test_every_role_runs_the_external_cloud_provider_and_the_pinned_runtime(rendered):
+    """Decoded user-data of every role, minor and CNI: kubelet (and on the first control plane the
+    kube-controller-manager) with cloud-provider external, containerd and runc from their releases
+    checked against kopsy's sums, and no containerd from the Ubuntu archive."""
+    from kopsy.bootstrap.runtime import CONTAINERD, RUNC
+
+    for name, (data, mode) in rendered.items():
+        script = _script(data)
+        beta4 = "v1beta4" in script
+        kubelet_arg = "- name: cloud-provider\n      value: external" if beta4 else "cloud-provider: external"
+        assert kubelet_arg in script, name
+        # the ClusterConfiguration kubeadm init reads (the script's init branch)
+        km = "controllerManager:\n  extraArgs:\n" + ("    - name: cloud-provider\n      value: external" if beta4 else "    cloud-provider: external")
+        assert km in script, name
+        assert parse_user_data(data).cloudProvider == "external", name
+        for d in (CONTAINERD, RUNC):
+            assert d.url.replace("{arch}", "${ARCH}") in script, name
+            for arch, digest in d.sha256.items():
+                assert re.search(rf"{arch}\) .*{d.name.upper()}_SHA256={digest}", script), (name, arch)
+        assert "install -y ca-certificates curl\n" in script and "containerd --config /etc/containerd/config.toml config dump" in script, name
+        assert "version = 3" in script and "io.containerd.cri.v1.runtime" in script, name
+
+
+def test_every_download_is_paired_with_a_sha256_or_named_as_a_gap(rendered):
+    """Each `download URL DEST SUM` carries a pinned sum; the only plain curl fetches are the
+    livez probe and the files runtime.UNPINNED_DOWNLOADS names (docs/bootstrap.md)."""
+    from kopsy.bootstrap.runtime import UNPINNED_DOWNLOADS
+
+    allowed = ("/livez", "Release.key", "calico.yaml", "kube-flannel.yml")
+    assert len(UNPINNED_DOWNLOADS) == 3
+    for name, (data, _) in rendered.items():
+        script = _script(data)
+        for line in script.replace("\\\n", " ").splitlines():  # continuation lines joined
+            line = line.strip()
+            if line.startswith("download ") and not line.startswith("download()"):
+                assert re.fullmatch(r'download "https://github\.com/\S+" /tmp/\S+ "\$[A-Z_]+_SHA256"', line), (name, line)
+            elif "curl " in line and "https://" in line or "curl -fsSL" in line:
+                assert any(a in line for a in allowed) or "{{" in line or '"$url"' in line, (name, line)
+        if "calico.yaml" in script or "kube-flannel.yml" in script:
+            assert "no sha256 is pinned for the" in script, name
+
+
+def test_control_planes_pin_the_addons_and_nodes_pin_none(rendered):
+    """The CCM, the EBS CSI driver and the gp3 StorageClass: their sums in every control plane's
+    user-data; only the first control plane applies them, nodes carry no pins."""
+    from kopsy.bootstrap.addons import addon_hashes
+
+    for name, (data, mode) in rendered.items():
+        cfg = parse_user_data(data)
+        cluster, _ = make_cluster(1, cfg.networking, cfg.kubernetesVersion)
+        if mode == "join":
+            assert cfg.addons == {}, name
+            continue
+        assert cfg.addons == addon_hashes(cluster), name
+        assert sorted(k.split("/")[1] for k in cfg.addons) == ["aws-cloud-controller-manager", "aws-ebs-csi-driver",
+                                                               "storage-gp3"]
+        assert ('"$HELPER" addons /etc/kopsy/addons' in _script(data)) == (mode == "init"), name
+
+
+def test_addon_images_are_pinned_by_tag_and_the_digest_gap_is_named():
+    """No digest is made up: every image the addons run is pinned by an exact tag (never latest)
+    and listed as a documented gap until a real digest replaces it (docs/addons.md)."""
+    from kopsy.bootstrap.addons import IMAGE_DIGEST_GAPS, render_addons
+
+    cluster, _ = make_cluster(1, "calico", f"{SUPPORTED_MINORS[-1]}.0")
+    images = set()
+    for data in render_addons(cluster).values():
+        images |= set(re.findall(r"image: (\S+)", data.decode()))
+    assert images and images == set(IMAGE_DIGEST_GAPS)
+    for image in images:
+        assert re.fullmatch(r"[a-z0-9./-]+:v\d+\.\d+\.\d+(-eksbuild\.\d+)?", image), image
+    docs = (HERE.parents[1] / "docs" / "addons.md").read_text()
+    assert all(i.rsplit("/", 1)[-1].split(":")[0] in docs for i in images)

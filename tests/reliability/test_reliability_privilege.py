@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # the real kopsy executable ag
 
 READ_VERBS = ("Describe", "Get", "List", "BatchGet", "BatchCheck", "Head")
 NODE_MAY_READ = {"pki/ca.crt", "secrets/bootstrap-token"}
-CONTROL_PLANE_MAY_READ = re.compile(r"^(pki/.*|secrets/.*|config|instancegroup/.*)$")
+CONTROL_PLANE_MAY_READ = re.compile(r"^(pki/.*|secrets/.*|config|instancegroup/.*|addons/.*)$")
 CONTROL_PLANE_MAY_WRITE = {"secrets/bootstrap-token"}
 SECRETS = ("pki/ca.key", "pki/front-proxy-ca.key", "pki/etcd/ca.key", "pki/sa.key")
 
@@ -133,6 +133,21 @@ def test_control_planes_stay_inside_their_own_cluster_prefix(roles: dict[str, li
     assert not allowed(cp, "s3:PutObject", _arn("secrets/bootstrap-token", "other.example.com"))
     for iam_write in ("iam:PassRole", "iam:CreateRole", "iam:PutRolePolicy", "sts:AssumeRole"):
         assert not allowed(cp, iam_write, "arn:aws:iam::123456789012:role/anything")
+
+
+def test_only_control_planes_read_the_addons_and_no_instance_writes_them(roles: dict[str, list[dict[str, Any]]]) -> None:
+    """The first control plane applies the addons it fetches (docs/addons.md); an instance that
+    could rewrite one could run anything as the cloud-controller-manager."""
+    from kopsy.bootstrap.addons import render_addons
+    from kopsy.spec.defaults import CreateOptions, new_cluster
+
+    keys = list(render_addons(new_cluster(CreateOptions(name=CLUSTER, zones=["us-east-1a"]))[0]))
+    for k in keys:
+        assert allowed(roles["control-plane"], "s3:GetObject", _arn(k)), k
+        assert not allowed(roles["nodes"], "s3:GetObject", _arn(k)), k
+        for role in roles.values():
+            assert not allowed(role, "s3:PutObject", _arn(k)) and not allowed(role, "s3:DeleteObject", _arn(k)), k
+        assert not allowed(roles["control-plane"], "s3:GetObject", _arn(k, "other.example.com")), k
 
 
 def test_write_apis_are_scoped_to_the_cluster(roles: dict[str, list[dict[str, Any]]]) -> None:

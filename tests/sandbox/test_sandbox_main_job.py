@@ -99,7 +99,22 @@ def test_validate_reports_each_fault_with_node_and_reason(sb: Sandbox) -> None:
     ec2.authorize_security_group_ingress(GroupId=node_sg, IpPermissions=perm)
     _ok(sb.kopsy("validate", "cluster", name))
 
-    # 3. a node launched with user-data tampered to point at the wrong endpoint
+    # 3. one byte of an addon changed in the state store after update wrote it: the first control
+    # plane refuses it (its user-data pins the sha256), so the CCM does not run and no node is Ready;
+    # the next update --yes puts kopsy's bytes back
+    s3 = c.client("s3")
+    key = f"{name}/addons/aws-ebs-csi-driver/v1.59.0.yaml"
+    good = s3.get_object(Bucket=sb.info.bucket, Key=key)["Body"].read()
+    s3.put_object(Bucket=sb.info.bucket, Key=key, Body=good.replace(b"replicas: 1", b"replicas: 9"))
+    r = sb.kopsy("validate", "cluster", name)
+    assert r.returncode == 1, r.stdout
+    assert "cloud-controller-manager is not running" in _error_line(r.stdout, dns), r.stdout
+    assert "aws-ebs-csi-driver/v1.59.0.yaml has sha256" in r.stdout and "refusing it" in r.stdout, r.stdout
+    _ok(sb.kopsy("update", "cluster", name, "--yes"))
+    assert s3.get_object(Bucket=sb.info.bucket, Key=key)["Body"].read() == good
+    _ok(sb.kopsy("validate", "cluster", name))
+
+    # 4. a node launched with user-data tampered to point at the wrong endpoint
     lt = ec2.describe_launch_template_versions(LaunchTemplateName=f"nodes.{name}", Versions=["$Latest"])["LaunchTemplateVersions"][0]["LaunchTemplateData"]
     data = gzip.decompress(base64.b64decode(lt["UserData"]))
     endpoint = api_endpoint_of(data)

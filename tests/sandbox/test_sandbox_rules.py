@@ -37,7 +37,8 @@ def _inst(iid: str, role: str, ip: str, sg: str, data: bytes | None = None, stat
 
 
 def _world(*instances: Instance, cp_rules: tuple[IngressRule, ...] | None = None, node_rules: tuple[IngressRule, ...] | None = None,
-           lbs: tuple[ApiLoadBalancer, ...] | None = None, lb_rules: dict[str, tuple[IngressRule, ...]] | None = None) -> World:
+           lbs: tuple[ApiLoadBalancer, ...] | None = None, lb_rules: dict[str, tuple[IngressRule, ...]] | None = None,
+           addons: dict[str, str | None] | None = None) -> World:
     everything = IngressRule("-1", 0, 65535, frozenset({"sg-cp", "sg-nodes", "sg-api", "sg-int"}), ())
     lbs = lbs if lbs is not None else (ApiLoadBalancer("arn:lb", DNS, frozenset({"i-cp"}), scheme="internal"),)
     return World(
@@ -48,7 +49,15 @@ def _world(*instances: Instance, cp_rules: tuple[IngressRule, ...] | None = None
         api={NAME: {lb.endpoint: lb for lb in lbs}},
         api_endpoint={NAME: f"{DNS}:443"},
         ca={STORE: CaFact(HASH, None)},
+        addons={STORE: addons if addons is not None else dict(_stored_addons())},
     )
+
+
+def _stored_addons() -> dict[str, str | None]:
+    """The sums of the addons as `update --yes` writes them (what the first control plane fetches)."""
+    from kopsy.bootstrap.addons import addon_hashes
+
+    return dict(addon_hashes(new_cluster(CreateOptions(name=NAME, zones=["us-east-1a"]))[0]))
 
 
 CP = _inst("i-cp", "ControlPlane", "10.0.0.10", "sg-cp")
@@ -218,3 +227,56 @@ def test_a_control_plane_outside_its_endpoints_target_group_does_not_come_up() -
     unregistered = ApiLoadBalancer(internal.arn, internal.dns_name, frozenset(), internal.security_groups, "internal")
     v = evaluate(_world(cp, lbs=(public, unregistered), lb_rules={"sg-api": ADMIN, "sg-int": INTERNAL_RULES}))
     assert not v["i-cp"].joined and "not registered" in (v["i-cp"].error or "")
+
+
+def test_the_ccm_runs_only_from_addons_whose_bytes_match_their_pins() -> None:
+    """One addon changed in the store: the first control plane refuses it (phase addons), and no
+    node is Ready, each saying the cloud-controller-manager is not running and why."""
+    stored = _stored_addons()
+    key = next(k for k in stored if "ebs-csi" in k)
+    v = evaluate(_world(CP, NODE, addons={**stored, key: "0" * 64}))
+    cp, node = v["i-cp"], v["i-n1"]
+    assert (cp.joined, cp.ready, cp.phase) == (True, "False", "addons")
+    nodes = json.loads(answer(_world(CP, NODE, addons={**stored, key: "0" * 64}), v, "i-cp",
+                              "kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes -o json", NOW).stdout)
+    for n in nodes["items"]:  # registered by kubelet --cloud-provider=external, never initialised
+        assert {"effect": "NoSchedule", "key": "node.cloudprovider.kubernetes.io/uninitialized", "value": "true"} in n["spec"]["taints"]
+    assert f"{key} has sha256 {'0' * 64}" in cp.error and "refusing it" in cp.error
+    assert (node.joined, node.ready, node.reason, node.phase) == (True, "False", "KubeletNotReady", "done")
+    assert node.message.startswith("node.cloudprovider.kubernetes.io/uninitialized: the cloud-controller-manager is not running")
+    assert key in node.message
+    missing = evaluate(_world(CP, NODE, addons={k: s for k, s in stored.items() if k != key}))
+    assert "is not in the state store" in missing["i-cp"].error
+    assert missing["i-n1"].ready == "False"
+
+
+def test_a_kubelet_without_the_external_cloud_provider_is_not_ready() -> None:
+    import dataclasses
+
+    from kopsy.bootstrap import render_cloud_config
+    from kopsy.bootstrap.render import bootstrap_config
+
+    cluster, igs = new_cluster(CreateOptions(name=NAME, zones=["us-east-1a"]))
+    cfg = bootstrap_config(cluster, next(g for g in igs if g.role == "Node"), api_endpoint=f"{DNS}:443", ca_cert_hash=HASH,
+                           state_store_url=STORE)
+    data = gzip.compress(render_cloud_config(dataclasses.replace(cfg, cloudProvider="")).encode())
+    v = evaluate(_world(CP, _inst("i-n1", "Node", "10.0.0.20", "sg-nodes", data)))
+    assert v["i-cp"].ready == "True"
+    node = v["i-n1"]
+    assert (node.joined, node.ready, node.reason) == (True, "False", "KubeletNotReady")
+    assert "without --cloud-provider=external" in node.message
+
+
+def test_the_pods_include_the_ccm_and_csi_driver() -> None:
+    world = _world(CP, NODE)
+    pods = json.loads(answer(world, evaluate(world), "i-cp",
+                             "kubectl --kubeconfig /etc/kubernetes/admin.conf get pods -n kube-system -o json", NOW).stdout)
+    names = [p["metadata"]["name"].rsplit("-", 1)[0] for p in pods["items"]]
+    assert names.count("aws-cloud-controller-manager") == 1  # one per control plane
+    assert names.count("ebs-csi-node") == 2  # one per node
+    assert sum(n.startswith("ebs-csi-controller") for n in names) == 1
+    broken = _world(CP, NODE, addons={k: "0" * 64 for k in _stored_addons()})
+    pods = json.loads(answer(broken, evaluate(broken), "i-cp",
+                             "kubectl --kubeconfig /etc/kubernetes/admin.conf get pods -n kube-system -o json", NOW).stdout)
+    ccm = [p for p in pods["items"] if p["metadata"]["name"].startswith("aws-cloud-controller-manager")]
+    assert ccm and all(c["status"]["conditions"][-1]["status"] != "True" or c["status"]["phase"] != "Running" for c in ccm)

@@ -167,7 +167,7 @@ def _state_store_statements(role: str, bucket: str, prefix: str, partition: str,
     if role == "nodes":
         reads = [f"{arn}/pki/ca.crt", f"{arn}/secrets/bootstrap-token"]
     else:
-        reads = [f"{arn}/pki/*", f"{arn}/secrets/*", f"{arn}/config", f"{arn}/instancegroup/*"]
+        reads = [f"{arn}/pki/*", f"{arn}/secrets/*", f"{arn}/config", f"{arn}/instancegroup/*", f"{arn}/addons/*"]
     out: list[dict[str, Any]] = [
         {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": reads},
         {
