@@ -31,7 +31,8 @@ def test_the_inventory_sees_every_kind_of_an_applied_cluster_and_nothing_after_d
 
     clients = AwsClients("us-east-1", session=boto3.session.Session(region_name="us-east-1"))
     clients.client("s3").create_bucket(Bucket="golden-state")  # update reads its encryption
-    inp = inputs_for((HERE / "_baseline" / "spec.yaml").read_text())
+    # The private topology: every kind the public one has, plus NAT gateways and Elastic IPs.
+    inp = inputs_for((HERE / "private-topology" / "spec.yaml").read_text())
     name = inp.cluster.name
     assert apply_update(clients, plan_update(clients, inp)).ok
     ec2 = clients.client("ec2")

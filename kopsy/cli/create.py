@@ -16,7 +16,7 @@ from kopsy.cli.context import open_cluster_store, options, resolve_cluster_name
 from kopsy.cli.output import dump_json, dump_yaml_documents, warn
 from kopsy.errors import SpecInvalid, UsageError
 from kopsy.localfiles import MIB, SPEC_FILE_LIMIT, LocalFileError, read_text
-from kopsy.spec.defaults import DEFAULT_MACHINE_TYPE, DEFAULT_NETWORK_CIDR, CreateOptions, new_cluster
+from kopsy.spec.defaults import DEFAULT_MACHINE_TYPE, DEFAULT_NETWORK_CIDR, NAT_MODES, NAT_PER_ZONE, CreateOptions, new_cluster
 from kopsy.spec.documents import SpecDocuments, parse_documents
 from kopsy.spec.model import (
     NETWORKING_PROVIDERS,
@@ -236,17 +236,25 @@ def _create_from_files(filenames: tuple[str, ...], ssh_public_key: str | None, d
 @click.option("--ssh-access", multiple=True, metavar="CIDR", help="Who may SSH to instances (default 0.0.0.0/0).")
 @click.option("--admin-access", multiple=True, metavar="CIDR",
               help="Who may reach the Kubernetes API (default 0.0.0.0/0).")
+@click.option("--topology", type=click.Choice(["public", "private"]), default="public", show_default=True,
+              help="private: instances in private subnets behind NAT gateways, load balancers in utility subnets.")
+@click.option("--nat", type=click.Choice(NAT_MODES), default=None,
+              help="With --topology private: a NAT gateway per zone (default), or a single one for all zones.")
+@click.option("--bastion", is_flag=True, help="With --topology private: an SSH bastion group in the utility subnets.")
 @click.option("--dry-run", is_flag=True, help="Print the spec instead of writing it (with -o).")
 @click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
 def create_cluster(name: str | None, zones: tuple[str, ...], control_plane_zones: tuple[str, ...],
                    control_plane_count: int, control_plane_size: str, node_count: int, node_size: str,
                    kubernetes_version: str, network_cidr: str, networking: str, image: str,
                    ssh_public_key: str | None, ssh_access: tuple[str, ...], admin_access: tuple[str, ...],
-                   dry_run: bool, output: str) -> None:
+                   topology: str, nat: str | None, bastion: bool, dry_run: bool, output: str) -> None:
     """Create a cluster spec with sensible defaults, plus its PKI, in the state store."""
     name = name or options().cluster_name
     if not name:
         raise UsageError("a cluster name is required: kopsy create cluster NAME --zones ZONES")
+    for flag, wanted in (("--nat", bool(nat)), ("--bastion", bastion)):
+        if wanted and topology != "private":
+            raise UsageError(f"{flag} needs --topology private (a public cluster has no NAT gateways or bastion)")
     for flag, given in (("--ssh-access", ssh_access), ("--admin-access", admin_access)):
         if given and not _split(given):
             # An empty value must not quietly become 0.0.0.0/0 (the default when the flag is absent).
@@ -266,6 +274,9 @@ def create_cluster(name: str | None, zones: tuple[str, ...], control_plane_zones
             image=image,
             ssh_access=_split(ssh_access) or ["0.0.0.0/0"],
             api_access=_split(admin_access) or ["0.0.0.0/0"],
+            topology=topology,
+            nat=nat or NAT_PER_ZONE,
+            bastion=bastion,
         )
     )
     validate_cluster(cluster, groups)

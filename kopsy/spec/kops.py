@@ -200,15 +200,28 @@ def convert_cluster(doc: dict[str, Any], w: _Walk) -> dict[str, Any]:
             at = f"spec.subnets[{i}]"
             s = w.mapping(raw, at)
             kind = s.pop("type", "Public")
-            if kind != "Public":
-                w.refuse(f"{at}.type", f"{kind!r} is not supported by this kopsy (Public subnets only)")
-            out["subnets"].append({k: s.pop(k) for k in ("name", "zone", "cidr") if k in s} | {"type": "Public"})
+            if kind not in ("Public", "Private", "Utility"):
+                w.refuse(f"{at}.type", f"{kind!r} is not supported by this kopsy (Public, Private or Utility)")
+            egress = s.pop("egress", None)
+            if egress is not None:
+                # kops names an existing NAT gateway (nat-...) or "External"; kopsy makes its own
+                w.refuse(f"{at}.egress", f"{egress!r} is not supported: kopsy creates a NAT gateway per zone's Utility subnet")
+            out["subnets"].append({k: s.pop(k) for k in ("name", "zone", "cidr") if k in s} | {"type": kind})
             w.leftovers(s, at)
 
     topology = w.mapping(spec.pop("topology", None), "spec.topology")
-    w.expect(topology, "masters", "spec.topology", ("public",), "public topology only")
-    w.expect(topology, "controlPlane", "spec.topology", ("public",), "public topology only")
-    w.expect(topology, "nodes", "spec.topology", ("public",), "public topology only")
+    placement = {w.expect(topology, key, "spec.topology", ("public", "private"), "public or private")
+                 for key in ("masters", "controlPlane", "nodes")} - {None}
+    if len(placement) > 1:
+        w.refuse("spec.topology", "control plane and nodes in different topologies are not supported by kopsy")
+    elif placement == {"private"}:
+        out["topology"] = {"controlPlane": "private", "nodes": "private"}
+    bastion = topology.pop("bastion", None)
+    if bastion is not None:
+        b = w.mapping(bastion, "spec.topology.bastion")
+        if b.pop("bastionPublicName", None) is not None:
+            w.note("spec.topology.bastion.bastionPublicName dropped: kopsy makes no DNS record; validate finds the bastion by its tags")
+        w.leftovers(b, "spec.topology.bastion")
     dns = w.mapping(topology.pop("dns", None), "spec.topology.dns")
     w.expect(dns, "type", "spec.topology.dns", ("Public", "None"), "kopsy needs no DNS zone")
     w.leftovers(dns, "spec.topology.dns")

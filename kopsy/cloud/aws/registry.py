@@ -14,6 +14,7 @@ from kopsy.cloud.aws.keypair import KeyPair
 from kopsy.cloud.aws.kind import Kind
 from kopsy.cloud.aws.launchtemplate import LaunchTemplate
 from kopsy.cloud.aws.loadbalancer import Listener, LoadBalancer, TargetGroup
+from kopsy.cloud.aws.nat import ElasticIP, NatGateway
 from kopsy.cloud.aws.securitygroups import SecurityGroup, SecurityGroupRules
 from kopsy.cloud.aws.vpc import VPC, InternetGateway, RouteTable, Subnet
 
@@ -23,6 +24,8 @@ ALL_KINDS: tuple[Kind, ...] = (
     VPC(),
     Subnet(),
     InternetGateway(),
+    ElasticIP(),
+    NatGateway(),
     RouteTable(),
     SecurityGroup(),
     SecurityGroupRules(),

@@ -30,6 +30,20 @@ def subnet_refs(c: Cluster) -> dict[str, Ref]:
     return {s.name: Ref("Subnet", subnet_name(s.name, c.name)) for s in c.subnets}
 
 
+def public_subnet_refs(c: Cluster) -> frozenset[Ref]:
+    """The subnets routed to the internet gateway (Public, or Utility in a private topology):
+    where internet-facing load balancers, NAT gateways and bastions go."""
+    refs = subnet_refs(c)
+    return frozenset(refs[s.name] for s in c.subnets if not s.is_private)
+
+
+def instance_subnet_refs(c: Cluster) -> frozenset[Ref]:
+    """The subnets the cluster's instances live in (Private ones in a private topology): where the
+    internal load balancer goes."""
+    refs = subnet_refs(c)
+    return frozenset(refs[s.name] for s in c.subnets if s.is_private == c.private)
+
+
 def group_ref(role: str, cluster: str) -> Ref:
     """The security group of ``role`` ('control-plane', 'nodes', 'api-elb')."""
     return Ref("SecurityGroup", security_group_name(role, cluster))

@@ -80,7 +80,8 @@ def _instance_group(inp: ClusterInputs, ig: InstanceGroup, key_ref: Any) -> list
             "key_name": key_ref,
             # kopsy's group, plus the user's existing ones (checked to exist at update)
             "security_groups": frozenset({group_ref(role, name), *ig.additional_security_groups}),
-            "public_ip": True,
+            # A private topology's instances have none: they go out through the NAT gateways.
+            "public_ip": not c.private,
             "instance_profile": role_name(role, name),
             "root_volume_size": ig.root_volume_size,
             "root_volume_type": "gp3",
