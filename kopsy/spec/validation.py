@@ -195,6 +195,8 @@ def cluster_problems(c: Cluster) -> list[str]:
 def _subnet_topology_problems(c: Cluster, s: Subnet, path: str) -> list[str]:
     """A subnet's type must fit the topology: a public cluster has Public subnets only; a private
     one has Private subnets for its instances, each with a Utility subnet for its NAT gateway."""
+    if c.topology not in TOPOLOGIES:
+        return []  # reported once, as spec.topology
     if c.topology != "private":
         if s.type != SUBNET_PUBLIC:
             return [f"{path}.type: {s.type} subnets need spec.topology private (kopsy create cluster --topology private)"]
