@@ -23,7 +23,7 @@ from kopsy.spec.model import API_VERSION, KIND_CLUSTER, KIND_INSTANCE_GROUP, NET
 KOPS_API_VERSIONS = ("kops.k8s.io/v1alpha2",)
 KOPS_CLUSTER_LABEL = "kops.k8s.io/cluster"
 KOPS_IG_LABEL = "kops.k8s.io/instancegroup"
-ROLES = {"Master": "ControlPlane", "ControlPlane": "ControlPlane", "Node": "Node"}
+ROLES = {"Master": "ControlPlane", "ControlPlane": "ControlPlane", "Node": "Node", "Bastion": "Bastion"}
 
 
 class KopsManifestUnsupported(SpecInvalid):
@@ -275,7 +275,7 @@ def convert_instance_group(doc: dict[str, Any], w: _Walk, cluster_name: str | No
     role = spec.pop("role", None)
     if role is not None:
         if role not in ROLES:
-            w.refuse("spec.role", f"{role!r} is not supported by this kopsy (Master/ControlPlane or Node; no Bastion)")
+            w.refuse("spec.role", f"{role!r} is not supported by this kopsy (Master/ControlPlane, Node or Bastion)")
         out["role"] = ROLES.get(str(role), "Node")
     for key in ("machineType", "minSize", "maxSize", "subnets", "rootVolumeSize", "nodeLabels", "image",
                 "additionalSecurityGroups"):
