@@ -135,6 +135,13 @@ def _nat_gateways(boto: Boto, cluster: str) -> list[str]:
     return [g["NatGatewayId"] for g in gateways if g.get("State") != "deleted" and _tagged(_tags(g.get("Tags")), cluster)]
 
 
+def _shared_tags(boto: Boto, cluster: str) -> list[str]:
+    """Existing resources (a VPC, subnets) still carrying the cluster's ``shared`` tag."""
+    tags = _pages(boto("ec2"), "describe_tags", "Tags", Filters=[{"Name": "key", "Values": [_key(cluster)]},
+                                                                  {"Name": "value", "Values": ["shared"]}])
+    return [t["ResourceId"] for t in tags if t.get("Key") == _key(cluster) and t.get("Value") == "shared"]
+
+
 def _iam_names(cluster: str) -> set[str]:
     return {f"control-plane.{cluster}", f"nodes.{cluster}"}
 
@@ -166,6 +173,7 @@ LISTERS: dict[str, Callable[[Boto, str], list[str]]] = {
     "VPC": _ec2("describe_vpcs", "Vpcs", "VpcId"),
     "Subnet": _ec2("describe_subnets", "Subnets", "SubnetId"),
     "InternetGateway": _ec2("describe_internet_gateways", "InternetGateways", "InternetGatewayId"),
+    "SharedTag": _shared_tags,
     "ElasticIP": _addresses,
     "NatGateway": _nat_gateways,
     "RouteTable": _ec2("describe_route_tables", "RouteTables", "RouteTableId"),

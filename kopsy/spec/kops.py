@@ -184,7 +184,7 @@ def convert_cluster(doc: dict[str, Any], w: _Walk) -> dict[str, Any]:
     version = spec.pop("kubernetesVersion", None)
     if version is not None:
         out["kubernetesVersion"] = str(version)[1:] if str(version).startswith("v") else str(version)
-    for key in ("networkCIDR", "nonMasqueradeCIDR", "podCIDR", "serviceClusterIPRange"):
+    for key in ("networkCIDR", "networkID", "nonMasqueradeCIDR", "podCIDR", "serviceClusterIPRange"):
         if key in spec:
             out[key] = spec.pop(key)
     for key in ("sshAccess", "kubernetesApiAccess"):
@@ -206,7 +206,7 @@ def convert_cluster(doc: dict[str, Any], w: _Walk) -> dict[str, Any]:
             if egress is not None:
                 # kops names an existing NAT gateway (nat-...) or "External"; kopsy makes its own
                 w.refuse(f"{at}.egress", f"{egress!r} is not supported: kopsy creates a NAT gateway per zone's Utility subnet")
-            out["subnets"].append({k: s.pop(k) for k in ("name", "zone", "cidr") if k in s} | {"type": kind})
+            out["subnets"].append({k: s.pop(k) for k in ("name", "zone", "cidr", "id") if k in s} | {"type": kind})
             w.leftovers(s, at)
 
     topology = w.mapping(spec.pop("topology", None), "spec.topology")

@@ -45,6 +45,7 @@ class Subnet:
     # Private subnets only: the Utility subnet whose NAT gateway carries this subnet's outbound
     # traffic; empty means the Utility subnet of the same zone (one NAT gateway per zone).
     egress: str = ""
+    id: str = ""  # an existing subnet (kops' subnets[].id): used as it is, tagged shared, never changed
 
     @property
     def is_private(self) -> bool:
@@ -72,6 +73,8 @@ class Cluster:
     # kops' spec.topology: "private" puts every instance group in Private subnets behind NAT
     # gateways, with the load balancers, NAT gateways and bastion in Utility subnets.
     topology: str = TOPOLOGY_PUBLIC
+    # kops' networkID: an existing VPC to build in (tagged shared; kopsy never changes or deletes it)
+    network_id: str = ""
 
     @property
     def zones(self) -> list[str]:
@@ -149,12 +152,14 @@ def cluster_to_dict(c: Cluster) -> dict[str, Any]:
         "podCIDR": c.pod_cidr,
         "serviceClusterIPRange": c.service_cluster_ip_range,
         "subnets": [{"name": s.name, "zone": s.zone, "cidr": s.cidr, "type": s.type} | ({"egress": s.egress} if s.egress else {})
-                    for s in c.subnets],
+                    | ({"id": s.id} if s.id else {}) for s in c.subnets],
         "sshAccess": list(c.ssh_access),
         "kubernetesApiAccess": list(c.kubernetes_api_access),
         "api": {"loadBalancer": {"type": c.api_load_balancer_type, "class": "Network"}},
         "networking": {c.networking: {}},
     }
+    if c.network_id:
+        spec["networkID"] = c.network_id
     if c.topology != TOPOLOGY_PUBLIC:  # left out when public, so public specs read as before
         spec["topology"] = {"controlPlane": c.topology, "nodes": c.topology}
     if c.cloud_labels:
@@ -310,6 +315,7 @@ def cluster_from_dict(doc: Any) -> Cluster:
                 cidr=sr.get("cidr", str, "", required=True),
                 type=sr.get("type", str, "Public"),
                 egress=sr.get("egress", str, ""),
+                id=sr.get("id", str, ""),
             )
         )
         sr.finish()
@@ -353,6 +359,7 @@ def cluster_from_dict(doc: Any) -> Cluster:
         creation_timestamp=created,
         annotations={str(k): str(v) for k, v in annotations.items()},
         topology=cp_topology,
+        network_id=spec.get("networkID", str, ""),
     )
     spec.finish()
     if problems:

@@ -38,6 +38,8 @@ _ZONE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d+[a-z]$")
 _MACHINE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 _AMI = re.compile(r"^ami-[0-9a-f]{8}([0-9a-f]{9})?$")
 _SG = re.compile(r"^sg-[0-9a-f]{8}([0-9a-f]{9})?$")
+_VPC_ID = re.compile(r"^vpc-[0-9a-f]{8}([0-9a-f]{9})?$")
+_SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8}([0-9a-f]{9})?$")
 _OWNER_NAME = re.compile(r"^(\d{12}|amazon|aws-marketplace|self)/[^\s]+$")  # looked up by name at update
 _LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
@@ -186,6 +188,13 @@ def cluster_problems(c: Cluster) -> list[str]:
 
     if c.topology not in TOPOLOGIES:
         problems.append(f"spec.topology: {c.topology!r} is not one of {', '.join(TOPOLOGIES)}")
+    if c.network_id and not _VPC_ID.match(c.network_id):
+        problems.append(f"spec.networkID: {c.network_id!r} is not a VPC id like vpc-0123456789abcdef0")
+    for i, s in enumerate(c.subnets):
+        if s.id and not _SUBNET_ID.match(s.id):
+            problems.append(f"spec.subnets[{i}].id: {s.id!r} is not a subnet id like subnet-0123456789abcdef0")
+        elif s.id and not c.network_id:
+            problems.append(f"spec.subnets[{i}].id: an existing subnet needs spec.networkID (the VPC it is in)")
     _access_list(c.ssh_access, "spec.sshAccess", problems)
     _access_list(c.kubernetes_api_access, "spec.kubernetesApiAccess", problems)
     problems.extend(cloud_label_problems(c.cloud_labels))

@@ -314,7 +314,11 @@ def record_private() -> None:
         cluster = inp.cluster.name
         result = apply_update(clients, plan_update(clients, inp))
         assert result.ok, result.failed
-        for kind in (KINDS["ElasticIP"], KINDS["NatGateway"]):
+        from kopsy.cloud.aws import tags as T
+
+        theirs = clients.client("ec2").create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]  # a user's VPC the cluster uses
+        clients.client("ec2").create_tags(Resources=[theirs], Tags=[{"Key": T.ownership_key(cluster), "Value": "shared"}])
+        for kind in (KINDS["ElasticIP"], KINDS["NatGateway"], KINDS["SharedTag"]):
             _record_case(clients, kind, cluster, RAW / kind.kind / "baseline.json",
                          f"The private-topology golden spec applied to moto: what {kind.kind}.find reads back.")
             _record_case(clients, kind, cluster, RAW / kind.kind / "sweep.json",

@@ -42,6 +42,12 @@ def private_route_table_name(nat_subnet: str, cluster: str) -> str:
     return f"private-{nat_subnet}.{cluster}"
 
 
+def shared_tag_name(resource_id: str) -> str:
+    """The cluster's ``shared`` tag on an existing resource (a VPC, a subnet): ``shared:<id>``
+    (one per resource: the cluster is in the tag's key)."""
+    return f"shared:{resource_id}"
+
+
 def asg_name(ig_name: str, cluster: str) -> str:
     """An instance group's Auto Scaling group and launch template: ``<ig>.<cluster>``, as in kops."""
     return f"{ig_name}.{cluster}"

@@ -28,7 +28,7 @@ def build(inp: ClusterInputs) -> list[Desired]:
 
 
 def _load_balancer(c: Cluster, name: str, lb_prefix: str, tg_prefix: str, scheme: str, group: str, role: str,
-                   subnets: frozenset[Ref]) -> list[Desired]:
+                   subnets: frozenset[Ref | str]) -> list[Desired]:
     """Target group, load balancer and listener, all named ``name`` (the listener ``name:443``)."""
     cluster = c.name
     # As kops tunes them: a control plane comes in after 2 passing checks 10 s apart (20 s, not

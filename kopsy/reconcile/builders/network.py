@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from kopsy.cloud.aws import tags as T
-from kopsy.cloud.aws.names import nat_name, private_route_table_name
+from kopsy.cloud.aws.names import nat_name, private_route_table_name, shared_tag_name, subnet_name
 from kopsy.cloud.aws.securitygroups import ALL_EGRESS, kops_rules
 from kopsy.reconcile.builders.base import group_ref, resource, subnet_refs, vpc_ref
 from kopsy.reconcile.values import Desired, Ref
@@ -27,18 +27,29 @@ def build(inp: ClusterInputs) -> list[Desired]:
     name = c.name
     vpc = vpc_ref(c)
     subnets = subnet_refs(c)
-    out = [resource(name, "VPC", name, {"cidr": c.network_cidr, "dns_support": True, "dns_hostnames": True})]
+    out: list[Desired] = []
+    if c.network_id:  # an existing VPC: not ours to change, only tagged shared (so are named subnets)
+        out += [resource(name, "SharedTag", shared_tag_name(rid), {"resource": rid})
+                for rid in [c.network_id] + [s.id for s in c.subnets if s.id]]
+        gateway: Ref | str = inp.internet_gateway
+    else:
+        out.append(resource(name, "VPC", name, {"cidr": c.network_cidr, "dns_support": True, "dns_hostnames": True}))
+        out.append(resource(name, "InternetGateway", name, {"vpc": vpc}))
+        gateway = Ref("InternetGateway", name)
     for s in c.subnets:
+        if s.id:
+            continue
         role_tags = _SUBNET_ROLE_TAGS.get(s.type, {"kubernetes.io/role/elb": "1"})
-        out.append(resource(name, "Subnet", subnets[s.name].name,
+        out.append(resource(name, "Subnet", subnet_name(s.name, name),
                             {"vpc": vpc, "cidr": s.cidr, "zone": s.zone, "map_public_ip": s.type != SUBNET_PRIVATE},
                             **{"SubnetType": s.type, **role_tags}))
-    out.append(resource(name, "InternetGateway", name, {"vpc": vpc}))
-    out.append(resource(name, "RouteTable", name, {
-        "vpc": vpc,
-        "routes": frozenset({("0.0.0.0/0", Ref("InternetGateway", name))}),
-        "subnets": frozenset(subnets[s.name] for s in c.subnets if s.type != SUBNET_PRIVATE),
-    }))
+    public = [subnets[s.name] for s in c.subnets if s.type != SUBNET_PRIVATE and not s.id]
+    if public:  # only kopsy's own subnets are associated: an existing one keeps its routes
+        out.append(resource(name, "RouteTable", name, {
+            "vpc": vpc,
+            "routes": frozenset({("0.0.0.0/0", gateway)}),
+            "subnets": frozenset(public),
+        }))
     out.extend(_nat(c, subnets))
     for sg_role, ingress in kops_rules(name, c.ssh_access, c.kubernetes_api_access, bastion=_has_bastion(inp)).items():
         group = group_ref(sg_role, name)
@@ -53,11 +64,13 @@ def _has_bastion(inp: ClusterInputs) -> bool:
     return any(ig.role == ROLE_BASTION for ig in inp.instance_groups)
 
 
-def _nat(c: Cluster, subnets: dict[str, Ref]) -> list[Desired]:
+def _nat(c: Cluster, subnets: dict[str, Ref | str]) -> list[Desired]:
     """Per Utility subnet that some Private subnet goes out through: an Elastic IP, a NAT gateway
     holding it, and the route table of those Private subnets (0.0.0.0/0 -> that gateway)."""
     by_nat: dict[str, list[str]] = {}
     for s in c.subnets_of(SUBNET_PRIVATE):
+        if s.id:  # an existing private subnet keeps the routes it has
+            continue
         utility = c.nat_subnet(s)
         if utility is not None:  # validation refuses a Private subnet without one
             by_nat.setdefault(utility.name, []).append(s.name)
