@@ -128,3 +128,34 @@ def test_a_repeated_create_adopts_the_gateway_it_left(clients: AwsClients) -> No
 def test_plan_shows_nat_gateways_and_addresses() -> None:
     text = (Path(__file__).parent / "golden" / "private-topology" / "expected.txt").read_text()
     assert text.count("NatGateway/") == 2 and text.count("ElasticIP/") == 2
+
+
+@pytest.mark.slow
+def test_private_topology_in_an_existing_vpc_keeps_the_vpc_and_its_gateway(clients: AwsClients) -> None:
+    """``spec.networkID`` with a private topology: kopsy carves its Private and Utility subnets
+    from the VPC's free space, makes its NAT gateways there, tags the VPC shared, and on delete
+    leaves the VPC and its internet gateway as they were."""
+    from kopsy.cloud.aws.existing import read_network
+
+    ec2 = clients.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.50.0.0/16")["Vpc"]["VpcId"]
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+    igw = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+    ec2.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)
+    ec2.create_subnet(VpcId=vpc, CidrBlock="10.50.32.0/19", AvailabilityZone="us-east-1a")  # someone else's
+    net = read_network(clients, vpc)
+    cluster, groups = new_cluster(CreateOptions(name=NAME, zones=["us-east-1a", "us-east-1b"], topology="private", network_id=vpc,
+                                                network_cidr=net.cidr, taken_cidrs=[s.cidr for s in net.subnets.values()]))
+    assert [s.cidr for s in cluster.subnets] == ["10.50.64.0/19", "10.50.96.0/19", "10.50.4.0/22", "10.50.8.0/22"]
+    spec = yaml.safe_dump_all([cluster_to_dict(cluster)] + [instance_group_to_dict(g) for g in groups])
+    result = apply_update(clients, plan_update(clients, inputs_for(spec)), retry_timeout=30)
+    assert result.ok, result.failed
+    assert [v["VpcId"] for v in ec2.describe_vpcs(Filters=[{"Name": "cidr", "Values": ["10.50.0.0/16"]}])["Vpcs"]] == [vpc]
+    assert len(inventory(clients.client, NAME)["NatGateway"]) == 2
+    assert {"Key": f"kubernetes.io/cluster/{NAME}", "Value": "shared"} in ec2.describe_vpcs(VpcIds=[vpc])["Vpcs"][0]["Tags"]
+    assert not plan_update(clients, inputs_for(spec)).plan.changes
+
+    assert delete_resources(clients, NAME, timeout=60).ok
+    assert total(inventory(clients.client, NAME)) == 0, present(inventory(clients.client, NAME))
+    assert ec2.describe_internet_gateways(InternetGatewayIds=[igw])["InternetGateways"][0]["Attachments"][0]["VpcId"] == vpc
+    assert len(ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"]) == 1  # theirs, kept
