@@ -149,7 +149,7 @@ class NatGateway(Kind):
             s = str(g.get("State", ""))
             if s == "failed":
                 raise CloudError(f"NAT gateway {want.name} ({gid}) failed: {g.get('FailureMessage', 'no reason given')}; "
-                                 f"kopsy delete it will be replaced on the next update")
+                                 f"run kopsy update cluster --yes again for a new one (AWS removes a failed gateway itself)")
             if s != "available":
                 raise InProgress(f"NAT gateway {want.name} ({gid}) is {s or 'not yet listed'}")
             return s
