@@ -134,13 +134,16 @@ FORCED_UPDATE: dict[str, tuple[str, ...]] = {
 }
 # The private topology adds the NAT chain: an address, the gateway in its Utility subnet, the
 # wait until AWS says it is available (a route may not point at a pending one), then the
-# private route. Nothing else waits for it.
+# private route; the Auto Scaling groups of the Private subnets launch after that route
+# (their instances install packages through it). Nothing else waits for it.
 FORCED_UPDATE_PRIVATE: dict[str, tuple[str, ...]] = {
     **FORCED_UPDATE,
     "ec2:AllocateAddress": ("describe*",),
     "ec2:CreateNatGateway": ("ec2:CreateSubnet", "ec2:AllocateAddress"),
     "ec2:DescribeNatGateways(available)": ("ec2:CreateNatGateway",),
     "ec2:CreateRoute(private)": ("ec2:CreateRouteTable", "ec2:DescribeNatGateways(available)"),
+    # instances in Private subnets install packages through the gateway as they boot
+    "autoscaling:CreateAutoScalingGroup": (*FORCED_UPDATE["autoscaling:CreateAutoScalingGroup"], "ec2:CreateRoute(private)"),
     "s3:DeleteObject(lock)": (*FORCED_UPDATE["s3:DeleteObject(lock)"], "ec2:CreateRoute(private)"),
 }
 NOOP_CALLS = ("s3:PutObject(lock)", "s3:GetObject(config)+ListObjectsV2(instancegroup/)",

@@ -159,3 +159,17 @@ def test_private_topology_in_an_existing_vpc_keeps_the_vpc_and_its_gateway(clien
     assert total(inventory(clients.client, NAME)) == 0, present(inventory(clients.client, NAME))
     assert ec2.describe_internet_gateways(InternetGatewayIds=[igw])["InternetGateways"][0]["Attachments"][0]["VpcId"] == vpc
     assert len(ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"]) == 1  # theirs, kept
+
+
+def test_private_groups_launch_after_their_nat_route_and_nothing_else_waits() -> None:
+    """Only the route needs the NAT gateway (available), and only the groups in Private subnets
+    need the route; templates, load balancers and the bastion's group do not wait for either."""
+    from kopsy.reconcile.desired import desired_resources
+
+    desired = {d.key: d for d in desired_resources(inputs_for(_spec("per-zone")))}
+    nodes = desired[("AutoScalingGroup", f"nodes.{NAME}")]
+    assert {k for k in nodes.deps() if k[0] == "RouteTable"} == {
+        ("RouteTable", f"private-utility-us-east-1a.{NAME}"), ("RouteTable", f"private-utility-us-east-1b.{NAME}")}
+    nat_side = {k for k in desired if k[0] in ("NatGateway", "ElasticIP", "RouteTable")}
+    waiting = sorted(d.name for d in desired.values() if d.deps() & nat_side and d.kind not in ("NatGateway", "RouteTable"))
+    assert waiting == sorted(n for (kind, n) in desired if kind == "AutoScalingGroup"), waiting

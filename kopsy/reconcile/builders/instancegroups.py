@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Any
 from kopsy.cloud.aws import tags as T
 from kopsy.cloud.aws.autoscaling import AUTOSCALER_PREFIX
 from kopsy.cloud.aws.loadbalancer import LISTENER_PORT
-from kopsy.cloud.aws.names import api_internal_name, api_name, asg_name, key_pair_name, role_name
+from kopsy.cloud.aws.names import api_internal_name, api_name, asg_name, key_pair_name, private_route_table_name, role_name
 from kopsy.errors import SpecInvalid
 from kopsy.reconcile.builders.base import group_ref, resource, subnet_refs
 from kopsy.reconcile.values import Deferred, Desired, Ref
-from kopsy.spec.model import ROLE_BASTION, ROLE_CONTROL_PLANE, InstanceGroup
+from kopsy.spec.model import ROLE_BASTION, ROLE_CONTROL_PLANE, Cluster, InstanceGroup
 
 if TYPE_CHECKING:
     from kopsy.reconcile.desired import ClusterInputs
@@ -116,5 +116,21 @@ def _instance_group(inp: ClusterInputs, ig: InstanceGroup, key_ref: Any) -> list
             "autoscaler_tags": autoscaler_tags(name, ig),
         },
         dict(tags),
+        # Instances in Private subnets install packages through the NAT gateway as they boot: the
+        # group launches them once their route to it exists (which waits for the gateway to be
+        # available); the template, load balancers and groups before it do not wait.
+        extra_deps=_egress_routes(c, ig),
     )
     return [lt, asg]
+
+
+def _egress_routes(c: Cluster, ig: InstanceGroup) -> tuple[tuple[str, str], ...]:
+    """The private route tables the group's subnets go out through (kopsy's own subnets only)."""
+    by_name = {s.name: s for s in c.subnets}
+    tables = set()
+    for name in ig.subnets:
+        s = by_name.get(name)
+        utility = c.nat_subnet(s) if s is not None and s.is_private and not s.id else None
+        if utility is not None:
+            tables.add(private_route_table_name(utility.name, c.name))
+    return tuple(("RouteTable", t) for t in sorted(tables))
