@@ -290,6 +290,7 @@ def create_cluster(name: str | None, zones: tuple[str, ...], control_plane_zones
     if network_id and network_cidr != DEFAULT_NETWORK_CIDR:
         raise UsageError("--network-cidr and --network-id exclude each other: an existing VPC has its own CIDR")
     existing = _existing_network(network_id, _split(zones), _split(subnet_ids), _split(utility_subnet_ids)) if network_id else {}
+    cidr = existing.pop("network_cidr", network_cidr)  # an existing VPC's own
     for flag, given in (("--ssh-access", ssh_access), ("--admin-access", admin_access)):
         if given and not _split(given):
             # An empty value must not quietly become 0.0.0.0/0 (the default when the flag is absent).
@@ -304,7 +305,7 @@ def create_cluster(name: str | None, zones: tuple[str, ...], control_plane_zones
             node_count=node_count,
             node_size=node_size,
             kubernetes_version=kubernetes_version,
-            network_cidr=existing.pop("network_cidr", network_cidr),
+            network_cidr=cidr,
             networking=networking,
             image=image,
             ssh_access=_split(ssh_access) or ["0.0.0.0/0"],

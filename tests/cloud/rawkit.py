@@ -329,4 +329,7 @@ def record_private() -> None:
 if __name__ == "__main__":
     import sys
 
-    record_private() if sys.argv[1:] == ["private"] else record()
+    if sys.argv[1:] == ["private"]:
+        record_private()
+    else:
+        record()
