@@ -279,6 +279,8 @@ def instance_group_problems(ig: InstanceGroup, cluster: Cluster, where: str = ""
         elif types[name] not in allowed:
             problems.append(f"{at}: spec.subnets[{i}]: {name!r} is a {types[name]} subnet; a {ig.role} group of a "
                             f"{cluster.topology} cluster goes in {' or '.join(allowed)} subnets")
+    if ig.role == ROLE_BASTION and (ig.node_labels or ig.taints):
+        problems.append(f"{at}: a Bastion is no Kubernetes node: spec.nodeLabels and spec.taints would never apply; remove them")
     if ig.role == ROLE_BASTION and not cluster.private:
         problems.append(f"{at}: spec.role: a Bastion needs spec.topology private (in a public cluster every instance has a public IP)")
     if ig.role == ROLE_CONTROL_PLANE:

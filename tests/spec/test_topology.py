@@ -70,6 +70,13 @@ def test_a_node_group_in_a_utility_subnet_is_refused() -> None:
         validate_cluster(cluster, groups)
 
 
+def test_node_labels_on_a_bastion_are_refused() -> None:
+    cluster, groups = _new(topology="private", bastion=True)
+    labelled = [replace(g, node_labels={"example.com/x": "y"}) if g.role == "Bastion" else g for g in groups]
+    with pytest.raises(SpecInvalid, match="a Bastion is no Kubernetes node"):
+        validate_cluster(cluster, labelled)
+
+
 def test_a_bastion_needs_the_private_topology() -> None:
     with pytest.raises(SpecInvalid, match="--bastion: needs --topology private"):
         _new(bastion=True)
