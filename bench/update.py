@@ -60,6 +60,11 @@ class Shape:
     control_planes: int
     node_groups: tuple[int, ...]
     zones: tuple[str, ...] = ("us-east-1a", "us-east-1b", "us-east-1c")
+    flags: tuple[str, ...] = ()  # more ``kopsy create cluster`` flags (the private topology's)
+
+    @property
+    def private(self) -> bool:
+        return "private" in self.flags
 
     @property
     def nodes(self) -> int:
@@ -71,13 +76,16 @@ class Shape:
 
     def describe(self) -> str:
         groups = len(self.node_groups)
-        return (f"{self.control_planes} control plane(s), {groups} node group(s), {self.nodes} nodes")
+        return (f"{self.control_planes} control plane(s), {groups} node group(s), {self.nodes} nodes"
+                + (f", {' '.join(self.flags)}" if self.flags else ""))
 
 
 SHAPES: dict[str, Shape] = {
     "small": Shape("small", 1, (2,), ("us-east-1a", "us-east-1b")),
     "ha": Shape("ha", 3, (10, 10, 10)),
     "large": Shape("large", 3, (30,) * 10),
+    # two zones, a NAT gateway and Elastic IP each, private route tables, a bastion
+    "private": Shape("private", 1, (2,), ("us-east-1a", "us-east-1b"), ("--topology", "private", "--bastion")),
 }
 
 
@@ -123,6 +131,20 @@ FORCED_UPDATE: dict[str, tuple[str, ...]] = {
                                            "elbv2:CreateTargetGroup", "ec2:AssociateRouteTable"),
     "s3:DeleteObject(lock)": ("autoscaling:CreateAutoScalingGroup", "elbv2:CreateListener", "ec2:CreateRoute",
                               "ec2:AuthorizeSecurityGroupIngress", "iam:PutRolePolicy", "ec2:ModifyVpcAttribute"),
+}
+# The private topology adds the NAT chain: an address, the gateway in its Utility subnet, the
+# wait until AWS says it is available (a route may not point at a pending one), then the
+# private route; the Auto Scaling groups of the Private subnets launch after that route
+# (their instances install packages through it). Nothing else waits for it.
+FORCED_UPDATE_PRIVATE: dict[str, tuple[str, ...]] = {
+    **FORCED_UPDATE,
+    "ec2:AllocateAddress": ("describe*",),
+    "ec2:CreateNatGateway": ("ec2:CreateSubnet", "ec2:AllocateAddress"),
+    "ec2:DescribeNatGateways(available)": ("ec2:CreateNatGateway",),
+    "ec2:CreateRoute(private)": ("ec2:CreateRouteTable", "ec2:DescribeNatGateways(available)"),
+    # instances in Private subnets install packages through the gateway as they boot
+    "autoscaling:CreateAutoScalingGroup": (*FORCED_UPDATE["autoscaling:CreateAutoScalingGroup"], "ec2:CreateRoute(private)"),
+    "s3:DeleteObject(lock)": (*FORCED_UPDATE["s3:DeleteObject(lock)"], "ec2:CreateRoute(private)"),
 }
 NOOP_CALLS = ("s3:PutObject(lock)", "s3:GetObject(config)+ListObjectsV2(instancegroup/)",
               "s3:GetObject(instancegroup/*)", "describe*")
@@ -399,8 +421,8 @@ class Bench:
         self.warm_up()
         self.kopsy(["create", "cluster", name, "--zones", ",".join(shape.zones),
                     "--control-plane-count", str(shape.control_planes), "--node-count", str(shape.node_groups[0]),
-                    "--ssh-public-key", f"{self.key}.pub", "--ssh-access", "10.0.0.0/8", "--admin-access", "10.0.0.0/8"],
-                   direct=True)
+                    "--ssh-public-key", f"{self.key}.pub", "--ssh-access", "10.0.0.0/8", "--admin-access", "10.0.0.0/8",
+                    *shape.flags], direct=True)
         extra = shape.node_groups[1:]
         if extra:
             docs = []
@@ -443,6 +465,8 @@ def measure_update(bench: Bench, shape: Shape, name: str = CLUSTER, *, slope_ms:
         return update, noop
 
     fig = UpdateFigures(shape, *runs())
+    if shape.private:
+        fig.forced_update = forced_periods(FORCED_UPDATE_PRIVATE)
     if slope_ms:
         with bench.latency_of(slope_ms):
             fig.update_slow, fig.noop_slow = runs()

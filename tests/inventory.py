@@ -123,6 +123,25 @@ def _snapshots(boto: Boto, cluster: str) -> list[str]:
     return [s["SnapshotId"] for s in _ec2_items(boto, cluster, "describe_snapshots", "Snapshots", "SnapshotId", OwnerIds=["self"])]
 
 
+def _addresses(boto: Boto, cluster: str) -> list[str]:
+    """Elastic IPs still allocated (a released one is gone from the answer)."""
+    return [a["AllocationId"] for a in boto("ec2").describe_addresses()["Addresses"] if _tagged(_tags(a.get("Tags")), cluster)]
+
+
+def _nat_gateways(boto: Boto, cluster: str) -> list[str]:
+    """NAT gateways not yet deleted. Tags are checked here: moto ignores tag filters on
+    DescribeNatGateways, and AWS lists deleted gateways for an hour."""
+    gateways = _pages(boto("ec2"), "describe_nat_gateways", "NatGateways")
+    return [g["NatGatewayId"] for g in gateways if g.get("State") != "deleted" and _tagged(_tags(g.get("Tags")), cluster)]
+
+
+def _shared_tags(boto: Boto, cluster: str) -> list[str]:
+    """Existing resources (a VPC, subnets) still carrying the cluster's ``shared`` tag."""
+    tags = _pages(boto("ec2"), "describe_tags", "Tags", Filters=[{"Name": "key", "Values": [_key(cluster)]},
+                                                                  {"Name": "value", "Values": ["shared"]}])
+    return [t["ResourceId"] for t in tags if t.get("Key") == _key(cluster) and t.get("Value") == "shared"]
+
+
 def _iam_names(cluster: str) -> set[str]:
     return {f"control-plane.{cluster}", f"nodes.{cluster}"}
 
@@ -154,6 +173,9 @@ LISTERS: dict[str, Callable[[Boto, str], list[str]]] = {
     "VPC": _ec2("describe_vpcs", "Vpcs", "VpcId"),
     "Subnet": _ec2("describe_subnets", "Subnets", "SubnetId"),
     "InternetGateway": _ec2("describe_internet_gateways", "InternetGateways", "InternetGatewayId"),
+    "SharedTag": _shared_tags,
+    "ElasticIP": _addresses,
+    "NatGateway": _nat_gateways,
     "RouteTable": _ec2("describe_route_tables", "RouteTables", "RouteTableId"),
     "SecurityGroup": _ec2("describe_security_groups", "SecurityGroups", "GroupId"),
     "SecurityGroupRules": _rules,

@@ -31,7 +31,8 @@ def test_the_inventory_sees_every_kind_of_an_applied_cluster_and_nothing_after_d
 
     clients = AwsClients("us-east-1", session=boto3.session.Session(region_name="us-east-1"))
     clients.client("s3").create_bucket(Bucket="golden-state")  # update reads its encryption
-    inp = inputs_for((HERE / "_baseline" / "spec.yaml").read_text())
+    # The private topology: every kind the public one has, plus NAT gateways and Elastic IPs.
+    inp = inputs_for((HERE / "private-topology" / "spec.yaml").read_text())
     name = inp.cluster.name
     assert apply_update(clients, plan_update(clients, inp)).ok
     ec2 = clients.client("ec2")
@@ -44,6 +45,9 @@ def test_the_inventory_sees_every_kind_of_an_applied_cluster_and_nothing_after_d
     clients.client("elb").create_load_balancer(
         LoadBalancerName="a1b2c3", Listeners=[{"Protocol": "TCP", "LoadBalancerPort": 80, "InstancePort": 30080}],
         Subnets=[subnet["SubnetId"]], Tags=T.to_list(tags))
+    # An existing VPC the cluster uses carries its shared tag (what update adds for spec.networkID).
+    theirs = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    ec2.create_tags(Resources=[theirs], Tags=[{"Key": T.ownership_key(name), "Value": "shared"}])
 
     built = inventory(clients.client, name)
     assert [k for k, ids in built.items() if not ids] == [], "a kind the cluster has is not seen"
@@ -52,6 +56,7 @@ def test_the_inventory_sees_every_kind_of_an_applied_cluster_and_nothing_after_d
     result = delete_resources(clients, name, timeout=60)
     assert result.ok, result.remaining
     assert {k: v for k, v in present(inventory(clients.client, name)).items() if k in KINDS} == {}
+    assert ec2.describe_vpcs(VpcIds=[theirs])["Vpcs"][0].get("Tags", []) == [], "the shared tag is taken off, the VPC kept"
 
 
 @pytest.mark.slow  # moto loads EC2

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 import os
 import sys
+from typing import Any
 from pathlib import Path
 
 import click
@@ -16,7 +17,7 @@ from kopsy.cli.context import open_cluster_store, options, resolve_cluster_name
 from kopsy.cli.output import dump_json, dump_yaml_documents, warn
 from kopsy.errors import SpecInvalid, UsageError
 from kopsy.localfiles import MIB, SPEC_FILE_LIMIT, LocalFileError, read_text
-from kopsy.spec.defaults import DEFAULT_MACHINE_TYPE, DEFAULT_NETWORK_CIDR, CreateOptions, new_cluster
+from kopsy.spec.defaults import DEFAULT_MACHINE_TYPE, DEFAULT_NETWORK_CIDR, NAT_MODES, NAT_PER_ZONE, CreateOptions, new_cluster
 from kopsy.spec.documents import SpecDocuments, parse_documents
 from kopsy.spec.model import (
     NETWORKING_PROVIDERS,
@@ -88,6 +89,27 @@ def _check_zones_if_online(cluster: Cluster) -> None:
     problem = unknown_zones([s.zone for s in cluster.subnets], known, region)
     if problem:
         raise SpecInvalid([problem])
+
+
+def _existing_network(network_id: str, zones: list[str], subnets: list[str], utility: list[str]) -> dict[str, Any]:
+    """``CreateOptions`` fields for an existing VPC, read from AWS now: its CIDR and taken ranges
+    (new subnets are carved from the free ones) and the named subnets by zone, each checked to be
+    in that VPC and in one of the zones."""
+    from kopsy.cloud.aws.existing import read_network, subnets_by_zone
+    from kopsy.cloud.aws.session import AwsClients
+    from kopsy.spec.model import region_of_zone
+
+    if not zones:
+        raise UsageError("--zones: at least one availability zone is required (e.g. --zones us-east-1a)")
+    clients = AwsClients(region_of_zone(zones[0]))
+    net = read_network(clients, network_id, subnets + utility)
+    return {
+        "network_id": network_id,
+        "network_cidr": net.cidr,
+        "subnet_ids": subnets_by_zone(net, subnets, zones, "--subnets"),
+        "utility_subnet_ids": subnets_by_zone(net, utility, zones, "--utility-subnets"),
+        "taken_cidrs": [s.cidr for s in net.subnets.values() if s.vpc == network_id],
+    }
 
 
 def _store_new_cluster(cluster: Cluster, groups: list[InstanceGroup], ssh_key_path: str) -> str:
@@ -236,17 +258,39 @@ def _create_from_files(filenames: tuple[str, ...], ssh_public_key: str | None, d
 @click.option("--ssh-access", multiple=True, metavar="CIDR", help="Who may SSH to instances (default 0.0.0.0/0).")
 @click.option("--admin-access", multiple=True, metavar="CIDR",
               help="Who may reach the Kubernetes API (default 0.0.0.0/0).")
+@click.option("--topology", type=click.Choice(["public", "private"]), default="public", show_default=True,
+              help="private: instances in private subnets behind NAT gateways, load balancers in utility subnets.")
+@click.option("--nat", type=click.Choice(NAT_MODES), default=None,
+              help="With --topology private: a NAT gateway per zone (default), or a single one for all zones.")
+@click.option("--bastion", is_flag=True, help="With --topology private: an SSH bastion group in the utility subnets.")
+@click.option("--network-id", metavar="VPC", help="Build in this existing VPC (tagged shared, never changed or deleted).")
+@click.option("--subnets", "subnet_ids", multiple=True, metavar="IDS",
+              help="With --network-id: existing subnets for the instances, one per zone (others are carved from free space).")
+@click.option("--utility-subnets", "utility_subnet_ids", multiple=True, metavar="IDS",
+              help="With --network-id and --topology private: existing utility (public) subnets, one per zone.")
 @click.option("--dry-run", is_flag=True, help="Print the spec instead of writing it (with -o).")
 @click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
 def create_cluster(name: str | None, zones: tuple[str, ...], control_plane_zones: tuple[str, ...],
                    control_plane_count: int, control_plane_size: str, node_count: int, node_size: str,
                    kubernetes_version: str, network_cidr: str, networking: str, image: str,
                    ssh_public_key: str | None, ssh_access: tuple[str, ...], admin_access: tuple[str, ...],
-                   dry_run: bool, output: str) -> None:
+                   topology: str, nat: str | None, bastion: bool, network_id: str | None, subnet_ids: tuple[str, ...],
+                   utility_subnet_ids: tuple[str, ...], dry_run: bool, output: str) -> None:
     """Create a cluster spec with sensible defaults, plus its PKI, in the state store."""
     name = name or options().cluster_name
     if not name:
         raise UsageError("a cluster name is required: kopsy create cluster NAME --zones ZONES")
+    for flag, wanted in (("--nat", bool(nat)), ("--bastion", bastion)):
+        if wanted and topology != "private":
+            raise UsageError(f"{flag} needs --topology private (a public cluster has no NAT gateways or bastion)")
+    if (subnet_ids or utility_subnet_ids) and not network_id:
+        raise UsageError("--subnets and --utility-subnets need --network-id (the existing VPC they are in)")
+    if utility_subnet_ids and topology != "private":
+        raise UsageError("--utility-subnets needs --topology private (a public cluster has no utility subnets)")
+    if network_id and network_cidr != DEFAULT_NETWORK_CIDR:
+        raise UsageError("--network-cidr and --network-id exclude each other: an existing VPC has its own CIDR")
+    existing = _existing_network(network_id, _split(zones), _split(subnet_ids), _split(utility_subnet_ids)) if network_id else {}
+    cidr = existing.pop("network_cidr", network_cidr)  # an existing VPC's own
     for flag, given in (("--ssh-access", ssh_access), ("--admin-access", admin_access)):
         if given and not _split(given):
             # An empty value must not quietly become 0.0.0.0/0 (the default when the flag is absent).
@@ -261,11 +305,15 @@ def create_cluster(name: str | None, zones: tuple[str, ...], control_plane_zones
             node_count=node_count,
             node_size=node_size,
             kubernetes_version=kubernetes_version,
-            network_cidr=network_cidr,
+            network_cidr=cidr,
             networking=networking,
             image=image,
             ssh_access=_split(ssh_access) or ["0.0.0.0/0"],
             api_access=_split(admin_access) or ["0.0.0.0/0"],
+            topology=topology,
+            nat=nat or NAT_PER_ZONE,
+            bastion=bastion,
+            **existing,
         )
     )
     validate_cluster(cluster, groups)

@@ -119,13 +119,17 @@ def command(
                             connect_timeout=connect_timeout, command_timeout=command_timeout)
     clients = aws_clients(cluster.region or None)
 
+    noted: set[str] = set()  # a note (a bastion found, a host key learnt) is said once, not every poll
+
     def once() -> ValidationResult:
         from kopsy.remote import SSHConnector
         from kopsy.validate import validate_cluster
 
         result = validate_cluster(name, igs, clients, SSHConnector(settings), parallelism=parallelism)
         for notice in result.notices:
-            click.echo(f"Note: {notice}", err=True)
+            if notice not in noted:
+                noted.add(notice)
+                click.echo(f"Note: {notice}", err=True)
         if debug:
             click.echo(f"debug: this validation opened {result.ssh_connections} SSH connection(s)", err=True)
         return result

@@ -30,6 +30,9 @@ class ClusterInputs:
     # render_user_data(cluster, ig, *, api_endpoint, ca_cert_hash, state_store_url) -> bytes;
     # None means kopsy.bootstrap's renderer (golden tests pass a fixed one).
     renderer: Callable[..., bytes] | None = None
+    # spec.networkID: the existing VPC's attached internet gateway (read at plan time), which the
+    # route table of kopsy's own public subnets points at
+    internet_gateway: str = ""
 
 
 def desired_resources(inp: ClusterInputs) -> list[Desired]:

@@ -16,7 +16,7 @@ from kopsy.cloud.aws import tags as T
 from kopsy.cloud.aws.bucketkms import state_bucket_kms_key
 from kopsy.cloud.aws.images import architecture, resolve_image
 from kopsy.cloud.aws.session import AwsClients
-from kopsy.errors import ObjectNotFound, StateStoreError
+from kopsy.errors import CloudError, ObjectNotFound, StateStoreError
 from kopsy.parallel import parallel
 from kopsy.reconcile.apply import ApplyResult, Event, apply_plan
 from kopsy.reconcile.changes import Plan
@@ -213,6 +213,21 @@ def resolve_images(clients: AwsClients, igs: list[InstanceGroup]) -> dict[str, s
     return images
 
 
+def existing_network_gateway(clients: AwsClients, cluster: Cluster) -> str:
+    """For a cluster in an existing VPC (``spec.networkID``): check the VPC can take it (DNS on,
+    named subnets in it and in their zones, a gateway if kopsy adds public subnets) and return
+    its internet gateway ("" for none, or for a VPC of kopsy's own)."""
+    if not cluster.network_id:
+        return ""
+    from kopsy.cloud.aws.existing import network_problems, read_network
+
+    net = read_network(clients, cluster.network_id, [s.id for s in cluster.subnets if s.id])
+    problems = network_problems(cluster, net)
+    if problems:
+        raise CloudError(f"cannot build cluster {cluster.name} in VPC {cluster.network_id}: {'; '.join(problems)}")
+    return net.internet_gateway
+
+
 @dataclass
 class Planned:
     plan: Plan
@@ -229,16 +244,17 @@ def plan_update(clients: AwsClients, inputs: ClusterInputs, *, removed: Collecti
     ``removed``: groups whose resources may be deleted (removal records); any other running
     group missing from ``inputs`` stops the plan (``check_whole``)."""
     missing = [ig for ig in inputs.instance_groups if ig.name not in inputs.images]
-    facts, images, kms_key = parallel(
+    facts, images, kms_key, gateway = parallel(
         lambda f: f(),
         [
             lambda: gather_facts(clients, inputs.cluster.name),
             lambda: resolve_images(clients, missing),
             lambda: state_bucket_kms_key(clients, inputs.state_store_url),
+            lambda: existing_network_gateway(clients, inputs.cluster),
         ],
     )
     check_whole(inputs, facts, removed)
-    inputs = replace(inputs, images={**inputs.images, **images}, state_kms_key=kms_key)
+    inputs = replace(inputs, images={**inputs.images, **images}, state_kms_key=kms_key, internet_gateway=gateway)
     return Planned(diff(inputs.cluster.name, desired_resources(inputs), facts), facts)
 
 

@@ -212,6 +212,17 @@ class SSHConnector:
             self.connections_opened += 1
         return SSHConnection(client, ep, self.settings, jumps)
 
+    def use_bastion(self, host: str) -> bool:
+        """Route through ``host`` (a bastion found by its tags) unless a bastion was given
+        already, which wins; True when ``host`` is now the bastion."""
+        import dataclasses
+
+        with self._bastion_lock:
+            if self.settings.bastion:
+                return False
+            self.settings = dataclasses.replace(self.settings, bastion=host)
+            return True
+
     def bastion(self) -> SSHConnection:
         """The one shared connection to ``--bastion``, opened on first use."""
         assert self.settings.bastion

@@ -64,6 +64,13 @@ def fabricate_cluster(
         vpc = ec2.create_vpc(CidrBlock=cluster.network_cidr)["Vpc"]["VpcId"]
         subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=cluster.subnets[0].cidr, AvailabilityZone=zone)["Subnet"]["SubnetId"]
         ec2.modify_subnet_attribute(SubnetId=subnet, MapPublicIpOnLaunch={"Value": True})
+        # A way out to the internet, as a public subnet has (the rules judge an instance's egress).
+        igw = ec2.create_internet_gateway(TagSpecifications=[{"ResourceType": "internet-gateway", "Tags": _tags(name, name)}])[
+            "InternetGateway"]["InternetGatewayId"]
+        ec2.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)
+        (main,) = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc]},
+                                                     {"Name": "association.main", "Values": ["true"]}])["RouteTables"]
+        ec2.create_route(RouteTableId=main["RouteTableId"], DestinationCidrBlock="0.0.0.0/0", GatewayId=igw)
         sgs = {}
         for role in ("control-plane", "nodes", "api-elb"):
             sgs[role] = ec2.create_security_group(

@@ -45,6 +45,7 @@ class Instance:
     key_name: str | None
     launch_time: str  # RFC 3339, UTC
     user_data: bytes | None
+    subnet: str = ""
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,10 @@ class World:
     addons: dict[str, dict[str, str | None]] = field(default_factory=dict)
     public_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)  # instance id -> authorized keys
     identity_files: dict[str, str] = field(default_factory=dict)  # cluster -> private key path, when known
+    # subnet id -> the target of its 0.0.0.0/0 route ("" for none), from its route table (or its
+    # VPC's main one), for every subnet an instance is in; a subnet missing here was not read
+    egress: dict[str, str] = field(default_factory=dict)
+    nat_ips: dict[str, str] = field(default_factory=dict)  # available NAT gateway id -> its Elastic IP
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,8 @@ class Network:
     api_endpoint: dict[str, str]
     ca: dict[str, CaFact]
     addons: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    egress: dict[str, str] = field(default_factory=dict)
+    nat_ips: dict[str, str] = field(default_factory=dict)
 
 
 def combine(machines: Machines, network: Network) -> World:
@@ -124,6 +131,8 @@ def combine(machines: Machines, network: Network) -> World:
         addons=network.addons,
         public_keys=machines.public_keys,
         identity_files=machines.identity_files,
+        egress=network.egress,
+        nat_ips=network.nat_ips,
     )
 
 
@@ -168,7 +177,8 @@ class CloudReader:
         ingress = self._ingress({sg for i in instances for sg in i.security_groups} | lb_groups)
         endpoints = {name: self._endpoint(lbs) for name, lbs in api.items()}
         ca = {url: self._ca(url) for url in _stores(instances)}
-        return Network(started, ingress, api, endpoints, ca, self._addons(instances))
+        egress, nat_ips = self._egress({i.subnet for i in instances if i.subnet})
+        return Network(started, ingress, api, endpoints, ca, self._addons(instances), egress, nat_ips)
 
     # --- instances ------------------------------------------------------------------------------
 
@@ -202,6 +212,7 @@ class CloudReader:
                     key_name=i.key_name or None,
                     launch_time=i.launch_time,
                     user_data=self._user_data[i.id],
+                    subnet=i.subnet,
                 )
             )
         return sorted(out, key=lambda i: (i.launch_time, i.id))
@@ -269,6 +280,33 @@ class CloudReader:
                 )
             out[g["GroupId"]] = tuple(rules)
         return out
+
+    def _egress(self, subnets: set[str]) -> tuple[dict[str, str], dict[str, str]]:
+        """Where each subnet's internet traffic goes (its table's 0.0.0.0/0 route, else its VPC's
+        main table's), and the Elastic IP of each available NAT gateway: two describes."""
+        if not subnets:
+            return {}, {}
+        ec2 = self.clients.client("ec2")
+        with aws_errors("sandbox: reading routes"):
+            tables = describe_all(ec2, "describe_route_tables", "RouteTables")
+            described = describe_all(ec2, "describe_subnets", "Subnets", Filters=[{"Name": "subnet-id", "Values": sorted(subnets)}])
+            gateways = describe_all(ec2, "describe_nat_gateways", "NatGateways", Filters=[{"Name": "state", "Values": ["available"]}])
+
+        def default_route(table: dict[str, Any]) -> str:
+            for r in table.get("Routes", []):
+                if r.get("DestinationCidrBlock") == "0.0.0.0/0" and r.get("State", "active") == "active":
+                    return str(r.get("GatewayId") or r.get("NatGatewayId") or r.get("InstanceId") or r.get("NetworkInterfaceId") or "")
+            return ""
+
+        explicit = {a["SubnetId"]: t for t in tables for a in t.get("Associations", []) if a.get("SubnetId")}
+        main = {t["VpcId"]: t for t in tables if any(a.get("Main") for a in t.get("Associations", []))}
+        egress = {}
+        for s in described:
+            table = explicit.get(s["SubnetId"]) or main.get(s["VpcId"])
+            egress[s["SubnetId"]] = default_route(table) if table else ""
+        nat_ips = {g["NatGatewayId"]: ip for g in gateways if g.get("State") == "available"
+                   for ip in [next((a.get("PublicIp") for a in g.get("NatGatewayAddresses", []) if a.get("PublicIp")), "")] if ip}
+        return egress, nat_ips
 
     def _api_load_balancers(self, clusters: set[str]) -> dict[str, dict[str, ApiLoadBalancer]]:
         """Each cluster's API load balancers (the internet-facing one chosen exactly as kopsy

@@ -9,11 +9,16 @@ first that fails says where bootstrap stopped and why:
    MIME of those; gzip allowed) carrying kopsy's bootstrap config (``kopsy.bootstrap.
    parse_user_data``) for the cluster the instance is tagged with. Else cloud-init fails before
    the boot script runs: ``cloud-init status`` says why, and there is no bootstrap.json.
-3. ``fetch``: the cluster CA (``pki/ca.crt`` under the user-data's ``stateStore``) can be read;
+3. ``packages``: the instance can reach the internet (package mirrors, the state store's
+   public endpoint) along its subnet's ``0.0.0.0/0`` route: to an internet gateway only with a
+   public IP, or through an available NAT gateway (``egress_problem``). Else it stops installing
+   packages: "cannot reach the package mirrors: ...".
+3b. ``fetch``: the cluster CA (``pki/ca.crt`` under the user-data's ``stateStore``) can be read;
    on a control plane it must hash (``kopsy.pki.ca_cert_hash``) to the user-data's ``caCertHash``.
 4. The API endpoint in user-data is one of the cluster's API NLBs ``<dns>:443``, reachable from the
    instance along AWS's route (``path_problem``): an internet-facing NLB sees the instance's public
-   IP, admitted only by CIDR; an internal one its private IP and groups (else ``wait-for-api``, or
+   IP (or, with none, its NAT gateway's Elastic IP), admitted only by CIDR; an internal one its
+   private IP and groups (else ``wait-for-api``, or
    ``kubeadm-init`` on the first control plane, "cannot reach API endpoint ...").
 5. Control plane: it is registered with its endpoint's target group and, when the NLB has
    security groups, one of its own groups admits them on tcp/6443 (else ``kubeadm-<mode>``).
@@ -30,7 +35,9 @@ first that fails says where bootstrap stopped and why:
 8. A joined instance whose stand-in machine is down (its sshd stopped) is ``Unknown`` — the
    kubelet stopped posting status — as Kubernetes shows a node that went away.
 
-Everything that passes is in its cluster's NodeList and Ready. The functions here are pure:
+Everything that passes is in its cluster's NodeList and Ready. A ``Bastion`` carries no kopsy
+bootstrap config, so it never joins; ``ssh_route`` says how it and the others are reached over SSH:
+an instance with only a private address only through its cluster's bastion. The functions here are pure:
 a ``World`` (what the cloud looks like) in, ``Verdict`` values out.
 """
 
@@ -53,6 +60,7 @@ if TYPE_CHECKING:
     from kopsy.sandbox.facts import ApiLoadBalancer, IngressRule, Instance, World
 
 CONTROL_PLANE = "ControlPlane"
+BASTION = "Bastion"
 API_PORT = 6443
 KUBELET_PORT = 10250
 # kubelet --cloud-provider=external registers with this taint; the CCM removes it once it has
@@ -159,6 +167,47 @@ def _port(endpoint: str) -> int:
     return int(port) if port.isdigit() else 443
 
 
+def egress_problem(world: World, inst: Instance) -> str | None:
+    """Why ``inst`` cannot reach the internet, or None: its subnet's 0.0.0.0/0 route must go to
+    an internet gateway (which carries only traffic from a public IP) or to an available NAT
+    gateway. A subnet the world did not read is not judged."""
+    if inst.subnet not in world.egress:
+        return None
+    target = world.egress[inst.subnet]
+    if target.startswith("igw-"):
+        if inst.public_ip:
+            return None
+        return (f"connection timed out: subnet {inst.subnet} routes 0.0.0.0/0 to internet gateway {target}, "
+                f"and this instance has no public IP (it needs a NAT gateway route instead)")
+    if target.startswith("nat-"):
+        if target in world.nat_ips:
+            return None
+        return f"connection timed out: subnet {inst.subnet} routes 0.0.0.0/0 to NAT gateway {target}, which is not available"
+    return f"connection timed out: subnet {inst.subnet} has no route to the internet (no 0.0.0.0/0 route" + (
+        f"; it goes to {target})" if target else ")")
+
+
+def internet_source(world: World, inst: Instance) -> str | None:
+    """The address the instance's internet traffic arrives from: its public IP, else its NAT
+    gateway's Elastic IP, else None (it has no way out)."""
+    if inst.public_ip:
+        return inst.public_ip
+    target = world.egress.get(inst.subnet, "")
+    return world.nat_ips.get(target) if target.startswith("nat-") else None
+
+
+def ssh_route(world: World, inst: Instance) -> tuple[bool, str | None]:
+    """How an SSH client outside the VPC reaches ``inst``: ``(True, None)`` directly (it has a
+    public IP), ``(True, bastion_ip)`` through the public IP of a running bastion of its cluster,
+    ``(False, None)`` not at all (a private address is not routable from outside)."""
+    if inst.public_ip:
+        return True, None
+    for b in world.instances:
+        if b.cluster == inst.cluster and b.role == BASTION and b.state == "running" and b.public_ip and b.id != inst.id:
+            return True, b.public_ip
+    return False, None
+
+
 def path_problem(world: World, inst: Instance, lb: ApiLoadBalancer, port: int) -> str | None:
     """Why ``inst`` cannot open tcp/``port`` to load balancer ``lb``, following the route AWS
     takes, or None. A connection to an internet-facing load balancer leaves through the
@@ -171,13 +220,16 @@ def path_problem(world: World, inst: Instance, lb: ApiLoadBalancer, port: int) -
             return (f"connection timed out: the internal load balancer's security groups admit neither this instance's "
                     f"groups nor its address {inst.private_ip} on tcp/{port}")
         return None
-    if not inst.public_ip:
-        return "connection timed out: the load balancer is internet-facing and this instance has no public IP to reach it from"
-    if lb.security_groups and not allows(rules, port, (), inst.public_ip):
+    source = internet_source(world, inst)
+    if source is None:
+        return ("connection timed out: the load balancer is internet-facing and this instance has no public IP "
+                "and no NAT gateway to reach it from")
+    if lb.security_groups and not allows(rules, port, (), source):
         allowed = sorted({c for r in rules for c in r.cidrs}) or ["nothing"]
+        via = (f"its public IP {source} (through the internet gateway" if inst.public_ip
+               else f"its NAT gateway's Elastic IP {source} (through the NAT gateway")
         return (f"connection timed out: the internet-facing load balancer admits tcp/{port} only from {', '.join(allowed)}, "
-                f"and this instance's traffic arrives from its public IP {inst.public_ip} (through the internet gateway, "
-                f"where security-group references do not match)")
+                f"and this instance's traffic arrives from {via}, where security-group references do not match)")
     return None
 
 
@@ -264,6 +316,8 @@ def _judge(world: World, inst: Instance, earlier: dict[str, Verdict], down: bool
         return stop(None, f"instance carries no {T.TAG_CLUSTER} tag", cfg)
     if cfg.clusterName != inst.cluster:
         return stop(None, f"user-data is for cluster {cfg.clusterName} but the instance is tagged for {inst.cluster}", cfg)
+    if problem := egress_problem(world, inst):
+        return stop("packages", f"cannot reach the package mirrors: {problem}", cfg)
     ca = world.ca.get(cfg.stateStore)
     if ca is None or ca.cert_hash is None:
         return stop("fetch", ca.error if ca and ca.error else f"cannot read {cfg.stateStore}/pki/ca.crt", cfg)

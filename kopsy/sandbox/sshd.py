@@ -40,6 +40,7 @@ class NodeServer:
     listening: bool = False
     keys: tuple[str, ...] = ()
     hosts: tuple[str, ...] = field(default_factory=tuple)  # public IP, private IP, private DNS name
+    jump: str | None = None  # a private-only instance: its bastion's public IP (ProxyJump)
 
     @property
     def pid(self) -> int | None:
@@ -233,6 +234,8 @@ def render_ssh_config(
         lines.append(f"    HostName {n.address}")
         lines.append(f"    Port {n.port}")
         lines.append(f"    User {user}")
+        if n.jump:  # only a private address: reachable from outside through the bastion alone
+            lines.append(f"    ProxyJump {n.jump}")
         if cluster and identity_files.get(cluster):
             lines.append(f"    IdentityFile {_quoted(Path(identity_files[cluster]))}")
         lines.append("")

@@ -32,7 +32,7 @@ from kopsy.sandbox import sshd
 from kopsy.sandbox.answers import answer
 from kopsy.sandbox.facts import CloudReader, Instance, Machines, Network, World, combine
 from kopsy.sandbox.layout import Layout
-from kopsy.sandbox.rules import Verdict, evaluate
+from kopsy.sandbox.rules import Verdict, evaluate, ssh_route
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,10 @@ class Supervisor:
                     node = existing
                     if keys != node.keys and node.directory.exists():
                         sshd.write_authorized_keys(node, keys)
-                node.hosts = tuple(h for h in (inst.public_ip, inst.private_ip, inst.private_dns) if h)
+                # An instance with only a private address is not routable from outside the VPC:
+                # mapped only behind its cluster's bastion, and not at all without one.
+                reachable, node.jump = ssh_route(world, inst)
+                node.hosts = tuple(h for h in (inst.public_ip, inst.private_ip, inst.private_dns) if h) if reachable else ()
             self._await_listening(new, deadline=time.monotonic() + 5.0)
             self._write_files(world)
 

@@ -23,7 +23,7 @@ from kopsy.spec.model import API_VERSION, KIND_CLUSTER, KIND_INSTANCE_GROUP, NET
 KOPS_API_VERSIONS = ("kops.k8s.io/v1alpha2",)
 KOPS_CLUSTER_LABEL = "kops.k8s.io/cluster"
 KOPS_IG_LABEL = "kops.k8s.io/instancegroup"
-ROLES = {"Master": "ControlPlane", "ControlPlane": "ControlPlane", "Node": "Node"}
+ROLES = {"Master": "ControlPlane", "ControlPlane": "ControlPlane", "Node": "Node", "Bastion": "Bastion"}
 
 
 class KopsManifestUnsupported(SpecInvalid):
@@ -184,7 +184,7 @@ def convert_cluster(doc: dict[str, Any], w: _Walk) -> dict[str, Any]:
     version = spec.pop("kubernetesVersion", None)
     if version is not None:
         out["kubernetesVersion"] = str(version)[1:] if str(version).startswith("v") else str(version)
-    for key in ("networkCIDR", "nonMasqueradeCIDR", "podCIDR", "serviceClusterIPRange"):
+    for key in ("networkCIDR", "networkID", "nonMasqueradeCIDR", "podCIDR", "serviceClusterIPRange"):
         if key in spec:
             out[key] = spec.pop(key)
     for key in ("sshAccess", "kubernetesApiAccess"):
@@ -200,15 +200,28 @@ def convert_cluster(doc: dict[str, Any], w: _Walk) -> dict[str, Any]:
             at = f"spec.subnets[{i}]"
             s = w.mapping(raw, at)
             kind = s.pop("type", "Public")
-            if kind != "Public":
-                w.refuse(f"{at}.type", f"{kind!r} is not supported by this kopsy (Public subnets only)")
-            out["subnets"].append({k: s.pop(k) for k in ("name", "zone", "cidr") if k in s} | {"type": "Public"})
+            if kind not in ("Public", "Private", "Utility"):
+                w.refuse(f"{at}.type", f"{kind!r} is not supported by this kopsy (Public, Private or Utility)")
+            egress = s.pop("egress", None)
+            if egress is not None:
+                # kops names an existing NAT gateway (nat-...) or "External"; kopsy makes its own
+                w.refuse(f"{at}.egress", f"{egress!r} is not supported: kopsy creates a NAT gateway per zone's Utility subnet")
+            out["subnets"].append({k: s.pop(k) for k in ("name", "zone", "cidr", "id") if k in s} | {"type": kind})
             w.leftovers(s, at)
 
     topology = w.mapping(spec.pop("topology", None), "spec.topology")
-    w.expect(topology, "masters", "spec.topology", ("public",), "public topology only")
-    w.expect(topology, "controlPlane", "spec.topology", ("public",), "public topology only")
-    w.expect(topology, "nodes", "spec.topology", ("public",), "public topology only")
+    placement = {w.expect(topology, key, "spec.topology", ("public", "private"), "public or private")
+                 for key in ("masters", "controlPlane", "nodes")} - {None}
+    if len(placement) > 1:
+        w.refuse("spec.topology", "control plane and nodes in different topologies are not supported by kopsy")
+    elif placement == {"private"}:
+        out["topology"] = {"controlPlane": "private", "nodes": "private"}
+    bastion = topology.pop("bastion", None)
+    if bastion is not None:
+        b = w.mapping(bastion, "spec.topology.bastion")
+        if b.pop("bastionPublicName", None) is not None:
+            w.note("spec.topology.bastion.bastionPublicName dropped: kopsy makes no DNS record; validate finds the bastion by its tags")
+        w.leftovers(b, "spec.topology.bastion")
     dns = w.mapping(topology.pop("dns", None), "spec.topology.dns")
     w.expect(dns, "type", "spec.topology.dns", ("Public", "None"), "kopsy needs no DNS zone")
     w.leftovers(dns, "spec.topology.dns")
@@ -262,7 +275,7 @@ def convert_instance_group(doc: dict[str, Any], w: _Walk, cluster_name: str | No
     role = spec.pop("role", None)
     if role is not None:
         if role not in ROLES:
-            w.refuse("spec.role", f"{role!r} is not supported by this kopsy (Master/ControlPlane or Node; no Bastion)")
+            w.refuse("spec.role", f"{role!r} is not supported by this kopsy (Master/ControlPlane, Node or Bastion)")
         out["role"] = ROLES.get(str(role), "Node")
     for key in ("machineType", "minSize", "maxSize", "subnets", "rootVolumeSize", "nodeLabels", "image",
                 "additionalSecurityGroups"):

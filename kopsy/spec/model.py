@@ -25,10 +25,14 @@ LABEL_CLUSTER = "kopsy.io/cluster"
 
 ROLE_CONTROL_PLANE = "ControlPlane"
 ROLE_NODE = "Node"
-ROLES = (ROLE_CONTROL_PLANE, ROLE_NODE)
+ROLE_BASTION = "Bastion"  # an SSH jump host in the utility subnets (private topology)
+ROLES = (ROLE_CONTROL_PLANE, ROLE_NODE, ROLE_BASTION)
 
 NETWORKING_PROVIDERS = ("calico", "cilium", "flannel", "cni")  # cni: bring your own, kopsy installs none
-SUBNET_TYPES = ("Public",)
+SUBNET_PUBLIC, SUBNET_PRIVATE, SUBNET_UTILITY = "Public", "Private", "Utility"
+SUBNET_TYPES = (SUBNET_PUBLIC, SUBNET_PRIVATE, SUBNET_UTILITY)
+TOPOLOGY_PUBLIC, TOPOLOGY_PRIVATE = "public", "private"
+TOPOLOGIES = (TOPOLOGY_PUBLIC, TOPOLOGY_PRIVATE)
 LOAD_BALANCER_TYPES = ("Public",)
 
 
@@ -38,6 +42,14 @@ class Subnet:
     zone: str
     cidr: str
     type: str = "Public"
+    # Private subnets only: the Utility subnet whose NAT gateway carries this subnet's outbound
+    # traffic; empty means the Utility subnet of the same zone (one NAT gateway per zone).
+    egress: str = ""
+    id: str = ""  # an existing subnet (kops' subnets[].id): used as it is, tagged shared, never changed
+
+    @property
+    def is_private(self) -> bool:
+        return self.type == SUBNET_PRIVATE
 
 
 @dataclass
@@ -58,10 +70,29 @@ class Cluster:
     creation_timestamp: str = ""
     annotations: dict[str, str] = field(default_factory=dict)
     cloud_labels: dict[str, str] = field(default_factory=dict)  # extra tags on every resource kopsy creates
+    # kops' spec.topology: "private" puts every instance group in Private subnets behind NAT
+    # gateways, with the load balancers, NAT gateways and bastion in Utility subnets.
+    topology: str = TOPOLOGY_PUBLIC
+    # kops' networkID: an existing VPC to build in (tagged shared; kopsy never changes or deletes it)
+    network_id: str = ""
 
     @property
     def zones(self) -> list[str]:
-        return [s.zone for s in self.subnets]
+        """One entry per zone, in subnet order (a private cluster has two subnets per zone)."""
+        return list(dict.fromkeys(s.zone for s in self.subnets))
+
+    @property
+    def private(self) -> bool:
+        return self.topology == TOPOLOGY_PRIVATE
+
+    def subnets_of(self, *types: str) -> list[Subnet]:
+        return [s for s in self.subnets if s.type in types]
+
+    def nat_subnet(self, s: Subnet) -> Subnet | None:
+        """The Utility subnet whose NAT gateway a Private subnet routes through (None: no such subnet)."""
+        if s.egress:
+            return next((u for u in self.subnets if u.name == s.egress and u.type == SUBNET_UTILITY), None)
+        return next((u for u in self.subnets if u.zone == s.zone and u.type == SUBNET_UTILITY), None)
 
     @property
     def region(self) -> str:
@@ -120,12 +151,17 @@ def cluster_to_dict(c: Cluster) -> dict[str, Any]:
         "nonMasqueradeCIDR": c.non_masquerade_cidr,
         "podCIDR": c.pod_cidr,
         "serviceClusterIPRange": c.service_cluster_ip_range,
-        "subnets": [{"name": s.name, "zone": s.zone, "cidr": s.cidr, "type": s.type} for s in c.subnets],
+        "subnets": [{"name": s.name, "zone": s.zone, "cidr": s.cidr, "type": s.type} | ({"egress": s.egress} if s.egress else {})
+                    | ({"id": s.id} if s.id else {}) for s in c.subnets],
         "sshAccess": list(c.ssh_access),
         "kubernetesApiAccess": list(c.kubernetes_api_access),
         "api": {"loadBalancer": {"type": c.api_load_balancer_type, "class": "Network"}},
         "networking": {c.networking: {}},
     }
+    if c.network_id:
+        spec["networkID"] = c.network_id
+    if c.topology != TOPOLOGY_PUBLIC:  # left out when public, so public specs read as before
+        spec["topology"] = {"controlPlane": c.topology, "nodes": c.topology}
     if c.cloud_labels:
         spec["cloudLabels"] = dict(c.cloud_labels)
     if c.ssh_key_name:
@@ -278,9 +314,17 @@ def cluster_from_dict(doc: Any) -> Cluster:
                 zone=sr.get("zone", str, "", required=True),
                 cidr=sr.get("cidr", str, "", required=True),
                 type=sr.get("type", str, "Public"),
+                egress=sr.get("egress", str, ""),
+                id=sr.get("id", str, ""),
             )
         )
         sr.finish()
+    topo = spec.sub("topology")
+    cp_topology = topo.get("controlPlane", str, TOPOLOGY_PUBLIC)
+    node_topology = topo.get("nodes", str, cp_topology)
+    topo.finish()
+    if cp_topology != node_topology:
+        problems.append(f"spec.topology: controlPlane ({cp_topology}) and nodes ({node_topology}) must be the same; kopsy has no mixed topology")
     api = spec.sub("api")
     lb = api.sub("loadBalancer")
     lb_type = lb.get("type", str, "Public")
@@ -314,6 +358,8 @@ def cluster_from_dict(doc: Any) -> Cluster:
         config_base=spec.get("configBase", str, ""),
         creation_timestamp=created,
         annotations={str(k): str(v) for k, v in annotations.items()},
+        topology=cp_topology,
+        network_id=spec.get("networkID", str, ""),
     )
     spec.finish()
     if problems:

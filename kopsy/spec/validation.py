@@ -14,11 +14,17 @@ from kopsy.errors import SpecInvalid
 from kopsy.spec.model import (
     LOAD_BALANCER_TYPES,
     NETWORKING_PROVIDERS,
+    ROLE_BASTION,
     ROLE_CONTROL_PLANE,
     ROLES,
+    SUBNET_PRIVATE,
+    SUBNET_PUBLIC,
     SUBNET_TYPES,
+    SUBNET_UTILITY,
+    TOPOLOGIES,
     Cluster,
     InstanceGroup,
+    Subnet,
     region_of_zone,
 )
 from kopsy.spec.versions import version_problem
@@ -32,6 +38,8 @@ _ZONE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d+[a-z]$")
 _MACHINE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 _AMI = re.compile(r"^ami-[0-9a-f]{8}([0-9a-f]{9})?$")
 _SG = re.compile(r"^sg-[0-9a-f]{8}([0-9a-f]{9})?$")
+_VPC_ID = re.compile(r"^vpc-[0-9a-f]{8}([0-9a-f]{9})?$")
+_SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8}([0-9a-f]{9})?$")
 _OWNER_NAME = re.compile(r"^(\d{12}|amazon|aws-marketplace|self)/[^\s]+$")  # looked up by name at update
 _LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
@@ -159,7 +167,8 @@ def cluster_problems(c: Cluster) -> list[str]:
         else:
             regions.setdefault(region_of_zone(s.zone), s.zone)
         if s.type not in SUBNET_TYPES:
-            problems.append(f"{path}.type: {s.type!r} is not supported (use Public)")
+            problems.append(f"{path}.type: {s.type!r} is not one of {', '.join(SUBNET_TYPES)}")
+        problems.extend(_subnet_topology_problems(c, s, path))
         net = _network(s.cidr, f"{path}.cidr", problems)
         if net is None:
             continue
@@ -177,10 +186,39 @@ def cluster_problems(c: Cluster) -> list[str]:
         listing = ", ".join(f"{zone} ({region})" for region, zone in regions.items())
         problems.append(f"spec.subnets: all zones must be in one region, got {listing}")
 
+    if c.topology not in TOPOLOGIES:
+        problems.append(f"spec.topology: {c.topology!r} is not one of {', '.join(TOPOLOGIES)}")
+    if c.network_id and not _VPC_ID.match(c.network_id):
+        problems.append(f"spec.networkID: {c.network_id!r} is not a VPC id like vpc-0123456789abcdef0")
+    for i, s in enumerate(c.subnets):
+        if s.id and not _SUBNET_ID.match(s.id):
+            problems.append(f"spec.subnets[{i}].id: {s.id!r} is not a subnet id like subnet-0123456789abcdef0")
+        elif s.id and not c.network_id:
+            problems.append(f"spec.subnets[{i}].id: an existing subnet needs spec.networkID (the VPC it is in)")
     _access_list(c.ssh_access, "spec.sshAccess", problems)
     _access_list(c.kubernetes_api_access, "spec.kubernetesApiAccess", problems)
     problems.extend(cloud_label_problems(c.cloud_labels))
     return problems
+
+
+def _subnet_topology_problems(c: Cluster, s: Subnet, path: str) -> list[str]:
+    """A subnet's type must fit the topology: a public cluster has Public subnets only; a private
+    one has Private subnets for its instances, each with a Utility subnet for its NAT gateway."""
+    if c.topology not in TOPOLOGIES:
+        return []  # reported once, as spec.topology
+    if c.topology != "private":
+        if s.type != SUBNET_PUBLIC:
+            return [f"{path}.type: {s.type} subnets need spec.topology private (kopsy create cluster --topology private)"]
+        return [f"{path}.egress: only a Private subnet has an egress"] if s.egress else []
+    if s.type == SUBNET_PUBLIC:
+        return [f"{path}.type: a private topology has Private and Utility subnets, not Public"]
+    if s.type == SUBNET_UTILITY:
+        return [f"{path}.egress: only a Private subnet has an egress"] if s.egress else []
+    if s.type == SUBNET_PRIVATE and c.nat_subnet(s) is None:
+        if s.egress:
+            return [f"{path}.egress: {s.egress!r} is not a Utility subnet of the cluster (its NAT gateway carries this subnet's traffic)"]
+        return [f"{path}: Private subnet {s.name!r} has no Utility subnet in zone {s.zone} for its NAT gateway; add one or set egress"]
+    return []
 
 
 # Tags kopsy sets itself (delete finds resources by them): a cloud label may not shadow one.
@@ -232,9 +270,19 @@ def instance_group_problems(ig: InstanceGroup, cluster: Cluster, where: str = ""
     known = {s.name for s in cluster.subnets}
     if not ig.subnets:
         problems.append(f"{at}: spec.subnets: at least one subnet is required")
+    types = {s.name: s.type for s in cluster.subnets}
+    # Bastions live in the public (Utility) subnets, everything else in the Private ones.
+    allowed = ((SUBNET_UTILITY,) if ig.role == ROLE_BASTION else (SUBNET_PRIVATE,)) if cluster.private else (SUBNET_PUBLIC,)
     for i, name in enumerate(ig.subnets):
         if name not in known:
             problems.append(f"{at}: spec.subnets[{i}]: {name!r} is not a subnet of the cluster ({', '.join(sorted(known))})")
+        elif types[name] not in allowed:
+            problems.append(f"{at}: spec.subnets[{i}]: {name!r} is a {types[name]} subnet; a {ig.role} group of a "
+                            f"{cluster.topology} cluster goes in {' or '.join(allowed)} subnets")
+    if ig.role == ROLE_BASTION and (ig.node_labels or ig.taints):
+        problems.append(f"{at}: a Bastion is no Kubernetes node: spec.nodeLabels and spec.taints would never apply; remove them")
+    if ig.role == ROLE_BASTION and not cluster.private:
+        problems.append(f"{at}: spec.role: a Bastion needs spec.topology private (in a public cluster every instance has a public IP)")
     if ig.role == ROLE_CONTROL_PLANE:
         if (ig.min_size, ig.max_size) != (1, 1):
             problems.append(f"{at}: a control-plane group has minSize = maxSize = 1 (one per zone)")

@@ -20,7 +20,7 @@ from kopsy.cloud.aws.groups import InstanceFacts, read_groups
 from kopsy.errors import HostKeyChanged, SSHError
 from kopsy.parallel import parallel
 from kopsy.remote import CommandResult, SSHConnection, SSHConnector
-from kopsy.spec.model import ROLE_CONTROL_PLANE, InstanceGroup
+from kopsy.spec.model import ROLE_BASTION, ROLE_CONTROL_PLANE, InstanceGroup
 from kopsy.validate import checks
 from kopsy.validate.facts import (
     CMD_NODES,
@@ -54,7 +54,11 @@ def validate_cluster(
     result = ValidationResult(cluster_name)
     cloud = read_groups(clients, cluster_name)
     result.failures.extend(checks.check_groups(igs, cloud, cluster_name))
-    instances = checks.cluster_instances(igs, cloud, cluster_name)
+    # A bastion is not a node: it is the way in. Found by its tags, it carries every connection
+    # (an explicit --bastion wins); private-only instances are reachable no other way.
+    instances = checks.cluster_instances([ig for ig in igs if ig.role != ROLE_BASTION], cloud, cluster_name)
+    bastion = find_bastion(cloud.instances.values())
+    found_bastion = bastion is not None and connector.use_bastion(bastion.public_ip)
     control_planes = [i for i in instances if i.role == ROLE_CONTROL_PLANE]
 
     cp_conn: SSHConnection | None = None
@@ -77,8 +81,16 @@ def validate_cluster(
             cp_conn.close()
         connector.close()
     result.notices = connector.known_hosts.drain_notices()
+    if found_bastion and bastion is not None:
+        result.notices.append(f"reached the cluster through bastion {bastion.id} ({bastion.public_ip}), found by its tags")
     result.ssh_connections = connector.connections_opened - before
     return result
+
+
+def find_bastion(instances: Any) -> InstanceFacts | None:
+    """The cluster's running bastion with a public IP (the first by id), if it has one."""
+    running = sorted((i for i in instances if i.role == ROLE_BASTION and i.state == "running" and i.public_ip), key=lambda i: i.id)
+    return running[0] if running else None
 
 
 def ssh_address(inst: InstanceFacts, *, private: bool) -> str:
@@ -108,8 +120,10 @@ def _ask_control_plane(
         except HostKeyChanged:
             raise
         except SSHError as exc:
+            # From outside the VPC a private address is reachable only through a jump host.
+            hint = "" if inst.public_ip or private else "; it has only a private address: reach it through a bastion (--bastion HOST)"
             failures.append(Failure(CONTROL_PLANE, inst.id, f"control plane {label} cannot be reached over "
-                                    f"SSH: {exc}", instance_id=inst.id))
+                                    f"SSH: {exc}{hint}", instance_id=inst.id))
             continue
         try:
             nodes_out, pods_out = conn.run_many([CMD_NODES, CMD_PODS])

@@ -290,5 +290,46 @@ def record() -> None:
                      "Routes of every target type: the expected routes are every non-local (destination, target) pair.")
 
 
+def record_private() -> None:
+    """The kinds only a private topology has (``python -m rawkit private``): applies the
+    private-topology golden spec and records just those, leaving the other cases as they are."""
+    import os
+
+    for k in list(os.environ):
+        if k.startswith("AWS_"):
+            del os.environ[k]
+    os.environ["AWS_ACCESS_KEY_ID"] = os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
+    import boto3
+    from goldenkit import HERE, inputs_for
+    from moto import mock_aws
+
+    from kopsy.cloud.aws.registry import KINDS
+    from kopsy.cloud.aws.session import AwsClients
+    from kopsy.reconcile.update import apply_update, plan_update
+
+    with mock_aws():
+        clients = AwsClients("us-east-1", session=boto3.session.Session(region_name="us-east-1"))
+        clients.client("s3").create_bucket(Bucket="golden-state")
+        inp = inputs_for((HERE / "private-topology" / "spec.yaml").read_text())
+        cluster = inp.cluster.name
+        result = apply_update(clients, plan_update(clients, inp))
+        assert result.ok, result.failed
+        from kopsy.cloud.aws import tags as T
+
+        theirs = clients.client("ec2").create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]  # a user's VPC the cluster uses
+        clients.client("ec2").create_tags(Resources=[theirs], Tags=[{"Key": T.ownership_key(cluster), "Value": "shared"}])
+        for kind in (KINDS["ElasticIP"], KINDS["NatGateway"], KINDS["SharedTag"]):
+            _record_case(clients, kind, cluster, RAW / kind.kind / "baseline.json",
+                         f"The private-topology golden spec applied to moto: what {kind.kind}.find reads back.")
+            _record_case(clients, kind, cluster, RAW / kind.kind / "sweep.json",
+                         f"{kind.kind}.find for delete's sweep: everything tagged for the cluster by either scheme.",
+                         detail=False, sweep=True)
+
+
 if __name__ == "__main__":
-    record()
+    import sys
+
+    if sys.argv[1:] == ["private"]:
+        record_private()
+    else:
+        record()

@@ -25,7 +25,7 @@ def test_kind_declares_itself(kind: Kind) -> None:
     prefix = SERVICE_PREFIX[kind.service]
     own = [p for p in kind.permissions if p.startswith(prefix)]
     assert any(":Describe" in p or ":Get" in p for p in own), f"{kind.kind} cannot read itself"
-    assert any(":Delete" in p or ":Terminate" in p or ":Revoke" in p for p in own), f"{kind.kind} cannot delete"
+    assert any(":Delete" in p or ":Terminate" in p or ":Revoke" in p or ":Release" in p for p in own), f"{kind.kind} cannot delete"
     for dep in kind.depends_on + kind.delete_after:
         assert dep in KINDS, f"{kind.kind} depends on unknown kind {dep}"
 

@@ -212,6 +212,10 @@ class Cloud:
         add("security_group", [(g["GroupId"], g["GroupName"]) for g in ec2.describe_security_groups()["SecurityGroups"]
                                if g["VpcId"] not in default_vpcs and g["GroupName"] != "default"])
         add("key_pair", [(k["KeyPairId"], k["KeyName"]) for k in ec2.describe_key_pairs()["KeyPairs"]])
+        # NAT gateways AWS lists as deleted (for an hour) are gone; released addresses are unlisted.
+        add("nat_gateway", [(g["NatGatewayId"], _tags(g.get("Tags")).get("Name", ""))
+                            for g in ec2.describe_nat_gateways()["NatGateways"] if g.get("State") != "deleted"])
+        add("elastic_ip", [(a["AllocationId"], _tags(a.get("Tags")).get("Name", "")) for a in ec2.describe_addresses()["Addresses"]])
         add("launch_template", [(t["LaunchTemplateId"], t["LaunchTemplateName"])
                                 for t in ec2.describe_launch_templates()["LaunchTemplates"]])
         all_instances = [i for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]]
@@ -221,8 +225,13 @@ class Cloud:
         # "attached"; AWS deletes both with the instance, so those are not leaks.
         add("volume", [(v["VolumeId"], "") for v in ec2.describe_volumes()["Volumes"]
                        if not v.get("Attachments") or any(a.get("InstanceId") not in gone for a in v["Attachments"])])
+        # Likewise AWS deletes a NAT gateway's own (requester-managed) interface with the gateway;
+        # moto keeps it, beside the gateway it lists as deleted.
+        nat_enis = {a.get("NetworkInterfaceId") for g in ec2.describe_nat_gateways()["NatGateways"] if g.get("State") == "deleted"
+                    for a in g.get("NatGatewayAddresses", [])}
         add("eni", [(n["NetworkInterfaceId"], "") for n in ec2.describe_network_interfaces()["NetworkInterfaces"]
-                    if n.get("VpcId") not in default_vpcs and n.get("Attachment", {}).get("InstanceId") not in gone])
+                    if n.get("VpcId") not in default_vpcs and n.get("Attachment", {}).get("InstanceId") not in gone
+                    and n["NetworkInterfaceId"] not in nat_enis])
         add("asg", [(g["AutoScalingGroupName"], g["AutoScalingGroupName"])
                     for g in asg.describe_auto_scaling_groups()["AutoScalingGroups"]])
         lbs = elb.describe_load_balancers()["LoadBalancers"]

@@ -37,6 +37,7 @@ class InstanceFacts:
     private_dns: str = ""
     public_ip: str = ""
     zone: str = ""
+    subnet: str = ""  # the subnet id (its route table decides the instance's way out)
     cluster: str = ""  # the kopsy cluster tag, else KubernetesCluster
     instance_type: str = ""
     image_id: str = ""
@@ -183,6 +184,7 @@ def parse_instance(raw: Mapping[str, Any]) -> InstanceFacts:
         private_dns=str(raw.get("PrivateDnsName") or ""),
         public_ip=str(raw.get("PublicIpAddress") or ""),
         zone=str((raw.get("Placement") or {}).get("AvailabilityZone", "")),
+        subnet=str(raw.get("SubnetId") or ""),
         cluster=tags.get(T.TAG_CLUSTER) or tags.get(T.TAG_KUBERNETES_CLUSTER) or "",
         instance_type=str(raw.get("InstanceType") or ""),
         image_id=str(raw.get("ImageId") or ""),

@@ -36,7 +36,6 @@ def template_data(fields: dict[str, Any], tags: dict[str, str]) -> dict[str, Any
     data: dict[str, Any] = {
         "ImageId": fields["image"],
         "InstanceType": fields["instance_type"],
-        "IamInstanceProfile": {"Name": fields["instance_profile"]},
         "NetworkInterfaces": [
             {
                 "DeviceIndex": 0,
@@ -65,6 +64,8 @@ def template_data(fields: dict[str, Any], tags: dict[str, str]) -> dict[str, Any
     }
     if fields.get("key_name"):
         data["KeyName"] = fields["key_name"]
+    if fields["instance_profile"]:  # a bastion has none: it calls no AWS API and reads no secret
+        data["IamInstanceProfile"] = {"Name": fields["instance_profile"]}
     return data
 
 

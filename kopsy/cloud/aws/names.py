@@ -32,6 +32,22 @@ def subnet_name(subnet: str, cluster: str) -> str:
     return f"{subnet}.{cluster}"
 
 
+def nat_name(utility_subnet: str, cluster: str) -> str:
+    """A Utility subnet's NAT gateway and its Elastic IP: ``<utility subnet>.<cluster>``."""
+    return f"{utility_subnet}.{cluster}"
+
+
+def private_route_table_name(nat_subnet: str, cluster: str) -> str:
+    """The route table of the Private subnets that go out through one NAT gateway: ``private-<utility subnet>.<cluster>``."""
+    return f"private-{nat_subnet}.{cluster}"
+
+
+def shared_tag_name(resource_id: str) -> str:
+    """The cluster's ``shared`` tag on an existing resource (a VPC, a subnet): ``shared:<id>``
+    (one per resource: the cluster is in the tag's key)."""
+    return f"shared:{resource_id}"
+
+
 def asg_name(ig_name: str, cluster: str) -> str:
     """An instance group's Auto Scaling group and launch template: ``<ig>.<cluster>``, as in kops."""
     return f"{ig_name}.{cluster}"

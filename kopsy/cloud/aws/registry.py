@@ -14,15 +14,20 @@ from kopsy.cloud.aws.keypair import KeyPair
 from kopsy.cloud.aws.kind import Kind
 from kopsy.cloud.aws.launchtemplate import LaunchTemplate
 from kopsy.cloud.aws.loadbalancer import Listener, LoadBalancer, TargetGroup
+from kopsy.cloud.aws.nat import ElasticIP, NatGateway
 from kopsy.cloud.aws.securitygroups import SecurityGroup, SecurityGroupRules
+from kopsy.cloud.aws.sharedtag import SharedTag
 from kopsy.cloud.aws.vpc import VPC, InternetGateway, RouteTable, Subnet
 
 ALL_KINDS: tuple[Kind, ...] = (
     IAMRole(),
     IAMInstanceProfile(),
     VPC(),
+    SharedTag(),
     Subnet(),
     InternetGateway(),
+    ElasticIP(),
+    NatGateway(),
     RouteTable(),
     SecurityGroup(),
     SecurityGroupRules(),

@@ -20,7 +20,15 @@ from kopsy.errors import CloudError
 T = TypeVar("T")
 
 IAM_PROPAGATION_MARKERS = ("iaminstanceprofile", "instance profile", "not authorized to perform: iam:passrole")
-DEPENDENCY_CODES = {"DependencyViolation", "ResourceInUse", "DeleteConflict", "InvalidIPAddress.InUse"}
+IN_PROGRESS = "kopsy.InProgress"  # not an AWS code: what kopsy's own waits raise (``InProgress``)
+DEPENDENCY_CODES = {"DependencyViolation", "ResourceInUse", "DeleteConflict", "InvalidIPAddress.InUse", IN_PROGRESS}
+
+
+class InProgress(CloudError):
+    """AWS accepted a change that takes time (a NAT gateway being created or deleted): retried
+    like a dependency until a deadline, each retry shown to the user with this message."""
+
+    response = {"Error": {"Code": IN_PROGRESS}}
 
 
 def code_of(exc: BaseException) -> str:

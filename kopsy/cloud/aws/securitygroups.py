@@ -24,9 +24,10 @@ Rule = tuple[str, Any, Any, Any]  # source: CIDR string, group id, or a Ref to a
 ALL_EGRESS: Rule = ("-1", None, None, "0.0.0.0/0")
 
 
-def kops_rules(cluster: str, ssh_access: list[str], api_access: list[str]) -> dict[str, frozenset[Rule]]:
-    """Ingress rules per group role ('control-plane', 'nodes', 'api-elb', 'api-internal'), as kops
-    sets them up. ``api_access`` restricts only the internet-facing load balancer: the cluster's
+def kops_rules(cluster: str, ssh_access: list[str], api_access: list[str], *, bastion: bool = False) -> dict[str, frozenset[Rule]]:
+    """Ingress rules per group role ('control-plane', 'nodes', 'api-elb', 'api-internal', and
+    'bastion' when there is one), as kops sets them up. With a bastion, only the bastion admits
+    SSH from ``ssh_access``; the cluster's instances admit SSH from the bastion's group alone. ``api_access`` restricts only the internet-facing load balancer: the cluster's
     own instances reach the API through the internal one, which admits their groups (traffic to
     an internet-facing load balancer arrives from public addresses, which group references never
     match, so restricting it must not cut the cluster off from its own API)."""
@@ -36,8 +37,11 @@ def kops_rules(cluster: str, ssh_access: list[str], api_access: list[str]) -> di
     internal = Ref("SecurityGroup", security_group_name("api-internal", cluster))
     # Path-MTU discovery: ICMP "fragmentation needed" (type 3, code 4) from whoever may connect,
     # or large replies to them black-hole (kops adds these too).
-    ssh = {("tcp", 22, 22, c) for c in ssh_access} | {("icmp", 3, 4, c) for c in ssh_access}
-    return {
+    from_access = {("tcp", 22, 22, c) for c in ssh_access} | {("icmp", 3, 4, c) for c in ssh_access}
+    jump = Ref("SecurityGroup", security_group_name("bastion", cluster))
+    ssh = {("tcp", 22, 22, jump)} if bastion else from_access
+    extra = {"bastion": frozenset(from_access)} if bastion else {}
+    return extra | {
         "control-plane": frozenset(
             ssh
             | {

@@ -1,4 +1,4 @@
-"""The network: VPC, public subnets, internet gateway, route table.
+"""The network: VPC, subnets, internet gateway, route tables (NAT gateways: ``nat.py``).
 
 Each kind reads its facts with one describe filtered by the cluster's ownership tag and
 creates with ``TagSpecifications``, so a resource is never untagged (hence never invisible to
@@ -180,7 +180,7 @@ class InternetGateway(Kind):
     late_fields = ("vpc",)
     # AWS refuses to detach a gateway while public addresses in the VPC are mapped (the load
     # balancer, which depends on the gateway, is deleted first anyway).
-    delete_after = ("Instance", "NetworkInterface", "AutoScalingGroup")
+    delete_after = ("Instance", "NetworkInterface", "AutoScalingGroup", "NatGateway")
     permissions = (
         "ec2:DescribeInternetGateways",
         "ec2:CreateInternetGateway",
@@ -285,7 +285,7 @@ class RouteTable(Kind):
     kind = "RouteTable"
     service = "ec2"
     id_field = "RouteTableId"
-    depends_on = ("VPC", "InternetGateway", "Subnet")
+    depends_on = ("VPC", "InternetGateway", "Subnet", "NatGateway")
     late_fields = ("routes", "subnets")
     immutable = ("vpc",)
     permissions = (

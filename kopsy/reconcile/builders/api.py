@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from kopsy.cloud.aws import tags as T
 from kopsy.cloud.aws.loadbalancer import API_PORT, LISTENER_PORT
 from kopsy.cloud.aws.names import api_internal_name, api_name, elb_name, listener_name
-from kopsy.reconcile.builders.base import group_ref, resource, subnet_refs, vpc_ref
+from kopsy.reconcile.builders.base import group_ref, instance_subnet_refs, public_subnet_refs, resource, vpc_ref
 from kopsy.reconcile.values import Desired, Ref
 from kopsy.spec.model import Cluster
 
@@ -20,13 +20,15 @@ if TYPE_CHECKING:
 
 def build(inp: ClusterInputs) -> list[Desired]:
     c = inp.cluster
-    public = _load_balancer(c, api_name(c.name), "api", "tcp", "internet-facing", "api-elb", T.ROLE_API)
+    public = _load_balancer(c, api_name(c.name), "api", "tcp", "internet-facing", "api-elb", T.ROLE_API, public_subnet_refs(c))
     public[1].extra_deps = (("InternetGateway", c.name),)  # internet-facing needs the gateway attached
-    internal = _load_balancer(c, api_internal_name(c.name), "api-int", "tcp-int", "internal", "api-internal", T.ROLE_API_INTERNAL)
+    internal = _load_balancer(c, api_internal_name(c.name), "api-int", "tcp-int", "internal", "api-internal", T.ROLE_API_INTERNAL,
+                              instance_subnet_refs(c))
     return public + internal
 
 
-def _load_balancer(c: Cluster, name: str, lb_prefix: str, tg_prefix: str, scheme: str, group: str, role: str) -> list[Desired]:
+def _load_balancer(c: Cluster, name: str, lb_prefix: str, tg_prefix: str, scheme: str, group: str, role: str,
+                   subnets: frozenset[Ref | str]) -> list[Desired]:
     """Target group, load balancer and listener, all named ``name`` (the listener ``name:443``)."""
     cluster = c.name
     # As kops tunes them: a control plane comes in after 2 passing checks 10 s apart (20 s, not
@@ -40,7 +42,8 @@ def _load_balancer(c: Cluster, name: str, lb_prefix: str, tg_prefix: str, scheme
         "lb_name": elb_name(lb_prefix, cluster),
         "scheme": scheme,
         "type": "network",
-        "subnets": frozenset(subnet_refs(c).values()),
+        "subnets": subnets,  # internet-facing: the public/utility subnets; internal: the instances'
+
         "security_groups": frozenset({group_ref(group, cluster)}),
         "cross_zone": True,  # a zone whose control plane is down still answers through the others'
     }, role)

@@ -21,13 +21,28 @@ def resource(cluster: str, kind: str, name: str, fields: dict[str, Any], role: s
     return Desired(kind, name, fields, T.cluster_tags(cluster, name, role, **extra_tags))
 
 
-def vpc_ref(c: Cluster) -> Ref:
-    return Ref("VPC", c.name)
+def vpc_ref(c: Cluster) -> Ref | str:
+    """The network builder's VPC, or the id of the existing one (``spec.networkID``)."""
+    return c.network_id or Ref("VPC", c.name)
 
 
-def subnet_refs(c: Cluster) -> dict[str, Ref]:
-    """Spec subnet name -> the network builder's subnet."""
-    return {s.name: Ref("Subnet", subnet_name(s.name, c.name)) for s in c.subnets}
+def subnet_refs(c: Cluster) -> dict[str, Ref | str]:
+    """Spec subnet name -> the network builder's subnet, or the id of an existing one."""
+    return {s.name: s.id or Ref("Subnet", subnet_name(s.name, c.name)) for s in c.subnets}
+
+
+def public_subnet_refs(c: Cluster) -> frozenset[Ref | str]:
+    """The subnets routed to the internet gateway (Public, or Utility in a private topology):
+    where internet-facing load balancers, NAT gateways and bastions go."""
+    refs = subnet_refs(c)
+    return frozenset(refs[s.name] for s in c.subnets if not s.is_private)
+
+
+def instance_subnet_refs(c: Cluster) -> frozenset[Ref | str]:
+    """The subnets the cluster's instances live in (Private ones in a private topology): where the
+    internal load balancer goes."""
+    refs = subnet_refs(c)
+    return frozenset(refs[s.name] for s in c.subnets if s.is_private == c.private)
 
 
 def group_ref(role: str, cluster: str) -> Ref:

@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Any
 from kopsy.cloud.aws import tags as T
 from kopsy.cloud.aws.autoscaling import AUTOSCALER_PREFIX
 from kopsy.cloud.aws.loadbalancer import LISTENER_PORT
-from kopsy.cloud.aws.names import api_internal_name, api_name, asg_name, key_pair_name, role_name
+from kopsy.cloud.aws.names import api_internal_name, api_name, asg_name, key_pair_name, private_route_table_name, role_name
 from kopsy.errors import SpecInvalid
 from kopsy.reconcile.builders.base import group_ref, resource, subnet_refs
 from kopsy.reconcile.values import Deferred, Desired, Ref
-from kopsy.spec.model import ROLE_CONTROL_PLANE, InstanceGroup
+from kopsy.spec.model import ROLE_BASTION, ROLE_CONTROL_PLANE, Cluster, InstanceGroup
 
 if TYPE_CHECKING:
     from kopsy.reconcile.desired import ClusterInputs
@@ -33,6 +33,8 @@ def autoscaler_tags(cluster: str, ig: InstanceGroup) -> dict[str, str]:
     """cluster-autoscaler's tags for a group: what its nodes will carry (node-template labels and
     taints, so it can scale a group up from zero), and for node groups the auto-discovery tags.
     Control-plane groups are fixed at one instance each: the autoscaler is not pointed at them."""
+    if ig.role == ROLE_BASTION:
+        return {}  # not a node: the autoscaler has nothing to do with it
     tags = {f"{AUTOSCALER_PREFIX}node-template/label/{k}": v for k, v in ig.node_labels.items()}
     tags.update({f"{AUTOSCALER_PREFIX}node-template/taint/{t.key}": f"{t.value}:{t.effect}" for t in ig.taints})
     if ig.role != ROLE_CONTROL_PLANE:
@@ -56,11 +58,12 @@ def _instance_group(inp: ClusterInputs, ig: InstanceGroup, key_ref: Any) -> list
         raise SpecInvalid([f"instance group {ig.name}: subnet(s) {', '.join(missing)} not in the cluster spec"])
     rname = asg_name(ig.name, name)
     cp = ig.role == ROLE_CONTROL_PLANE
-    role = "control-plane" if cp else "nodes"
+    bastion = ig.role == ROLE_BASTION
+    role = "control-plane" if cp else "bastion" if bastion else "nodes"
     tags = T.cluster_tags(name, rname, ig.role, **{T.TAG_INSTANCE_GROUP: ig.name})
     if cp:
         tags["k8s.io/role/control-plane"] = "1"
-    else:
+    elif not bastion:
         tags["k8s.io/role/node"] = "1"
 
     def user_data(internal_dns: str, public_dns: str) -> bytes:
@@ -71,6 +74,11 @@ def _instance_group(inp: ClusterInputs, ig: InstanceGroup, key_ref: Any) -> list
             state_store_url=inp.state_store_url, init_control_plane=is_init,
         )
 
+    from kopsy.bootstrap.bastion import render_bastion_user_data
+
+    user_data_field: Any = render_bastion_user_data() if bastion else Deferred(
+        (Ref("LoadBalancer", api_internal_name(name), "dns"), Ref("LoadBalancer", api_name(name), "dns")), user_data, "user-data"
+    )
     lt = Desired(
         "LaunchTemplate",
         rname,
@@ -80,19 +88,19 @@ def _instance_group(inp: ClusterInputs, ig: InstanceGroup, key_ref: Any) -> list
             "key_name": key_ref,
             # kopsy's group, plus the user's existing ones (checked to exist at update)
             "security_groups": frozenset({group_ref(role, name), *ig.additional_security_groups}),
-            "public_ip": True,
-            "instance_profile": role_name(role, name),
+            # A private topology's instances have none: they go out through the NAT gateways. The
+            # bastion, in a Utility subnet, has one: it is the way in.
+            "public_ip": bastion or not c.private,
+            "instance_profile": "" if bastion else role_name(role, name),
             "root_volume_size": ig.root_volume_size,
             "root_volume_type": "gp3",
             "root_volume_encrypted": True,
             "http_tokens": "required",
-            "user_data": Deferred(
-                (Ref("LoadBalancer", api_internal_name(name), "dns"), Ref("LoadBalancer", api_name(name), "dns")), user_data, "user-data"
-            ),
+            "user_data": user_data_field,
             "instance_tags": dict(tags),
         },
         dict(tags),
-        extra_deps=(("IAMInstanceProfile", role_name(role, name)),),
+        extra_deps=() if bastion else (("IAMInstanceProfile", role_name(role, name)),),
     )
     asg = Desired(
         "AutoScalingGroup",
@@ -108,5 +116,21 @@ def _instance_group(inp: ClusterInputs, ig: InstanceGroup, key_ref: Any) -> list
             "autoscaler_tags": autoscaler_tags(name, ig),
         },
         dict(tags),
+        # Instances in Private subnets install packages through the NAT gateway as they boot: the
+        # group launches them once their route to it exists (which waits for the gateway to be
+        # available); the template, load balancers and groups before it do not wait.
+        extra_deps=_egress_routes(c, ig),
     )
     return [lt, asg]
+
+
+def _egress_routes(c: Cluster, ig: InstanceGroup) -> tuple[tuple[str, str], ...]:
+    """The private route tables the group's subnets go out through (kopsy's own subnets only)."""
+    by_name = {s.name: s for s in c.subnets}
+    tables = set()
+    for name in ig.subnets:
+        s = by_name.get(name)
+        utility = c.nat_subnet(s) if s is not None and s.is_private and not s.id else None
+        if utility is not None:
+            tables.add(private_route_table_name(utility.name, c.name))
+    return tuple(("RouteTable", t) for t in sorted(tables))
