@@ -388,6 +388,24 @@ class ClusterStore:
         """One object of the cluster, e.g. ``pki/ca.crt``."""
         return self.store.get(self._key(cluster, relkey)).data
 
+    def get_object_tagged(self, cluster: str, relkey: str) -> tuple[bytes, str] | None:
+        """One object and its ETag, or ``None`` when it does not exist (for objects kopsy derives
+        and may rewrite, such as ``pki/verified.json``)."""
+        try:
+            obj = self.store.get(self._key(cluster, relkey))
+        except ObjectNotFound:
+            return None
+        return obj.data, obj.etag
+
+    def put_derived(self, cluster: str, relkey: str, data: bytes, etag: str | None) -> None:
+        """Write an object derived from others (a cache of facts, never a source of truth):
+        created when ``etag`` is ``None``, else replaced only if still at ``etag``."""
+        key = self._key(cluster, relkey)
+        if etag is None:
+            self.store.create(key, data)
+        else:
+            self.store.replace(key, data, etag)
+
     # --- instance groups -------------------------------------------------------------------------
 
     def _ig_key(self, cluster: str, ig: str) -> str:
