@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from kopsy.errors import AccessDenied, CloudError, CredentialsError, KopsyError, StateStoreError
@@ -59,13 +60,19 @@ class AwsClients:
         read_timeout: float = READ_TIMEOUT,
         retry_budget: float = RETRY_BUDGET,
         on_wait: Callable[[str], None] | None = None,
+        models_cache: Path | None = None,
     ) -> None:
+        """``models_cache``: a cache directory for botocore models trimmed to kopsy's
+        operations (``models.py``); ``None`` uses botocore's full models."""
         import boto3  # heavy: imported only by commands that talk to AWS
         from botocore.config import Config
 
         from kopsy.cloud.aws.retrybudget import RetryBudget
 
         self.region = region
+        self._trimmed: Any = None
+        if session is None and models_cache is not None:
+            self._trimmed = _trimmed_session(region, models_cache)
         self.session = session or boto3.session.Session(region_name=region)
         # One budget for every client of the run: a sick endpoint ends the command in about
         # retry_budget + read_timeout, whatever the number of calls (retrybudget.py).
@@ -87,7 +94,10 @@ class AwsClients:
         return self.session.get_credentials() is not None
 
     def _make(self, service: str) -> Any:
-        client = self.session.client(service, config=self._config)
+        from kopsy.cloud.aws.models import SERVED
+
+        session = self._trimmed if self._trimmed is not None and service in SERVED else self.session
+        client = session.client(service, config=self._config)
         client.meta.events.register("before-parse", unparseable_is_server_error)
         return client
 
@@ -114,6 +124,21 @@ class AwsClients:
             self._hooks.append(_hook)
             for c in self._clients.values():
                 c.meta.events.register("before-call", _hook)
+
+
+def _trimmed_session(region: str, cache: Path) -> Any:
+    """A boto3 session whose botocore loads the trimmed models (``None`` if they cannot be made)."""
+    import boto3
+    import botocore.session
+
+    from kopsy.cloud.aws.models import trimmed_loader
+
+    loader = trimmed_loader(cache)
+    if loader is None:
+        return None
+    core = botocore.session.get_session()
+    core.register_component("data_loader", loader)
+    return boto3.session.Session(botocore_session=core, region_name=region)
 
 
 UNPARSEABLE_CODE = "InternalError"
