@@ -11,8 +11,9 @@ Nothing here reads environment variables itself; boto3 does, in the standard way
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,7 @@ class AwsClients:
         )
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._building: dict[str, threading.Lock] = {}
         self._hooks: list[Callable[..., None]] = []
 
     def has_credentials(self) -> bool:
@@ -104,13 +106,40 @@ class AwsClients:
     def client(self, service: str) -> Any:
         with self._lock:
             c = self._clients.get(service)
-            if c is None:
-                c = self._make(service)
+            if c is not None:
+                return c
+            building = self._building.setdefault(service, threading.Lock())
+        # One lock per service: clients of different services build at once (and beside the
+        # calls already in flight) instead of one after another under the cache's lock.
+        with building:
+            with self._lock:
+                c = self._clients.get(service)
+            if c is not None:
+                return c
+            c = self._make(service)
+            with self._lock:
                 self.budget.attach(c)
                 for hook in self._hooks:
                     c.meta.events.register("before-call", hook)
                 self._clients[service] = c
             return c
+
+    def prewarm(self, services: Iterable[str], *also: Callable[[], object]) -> threading.Thread:
+        """Build ``services``' clients (and run ``also``, e.g. an import) in a background thread,
+        so the work overlaps with latencies the command waits for anyway (reading the spec).
+        Errors are left for the real call to raise where it is handled."""
+
+        def warm() -> None:
+            jobs: list[Callable[[], object]] = [functools.partial(self.client, s) for s in services]
+            for work in jobs + list(also):
+                try:
+                    work()
+                except Exception:
+                    pass
+
+        thread = threading.Thread(target=warm, name="kopsy-prewarm", daemon=True)
+        thread.start()
+        return thread
 
     __call__ = client
 
