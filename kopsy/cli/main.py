@@ -12,7 +12,6 @@ import importlib.util
 import os
 import signal
 import sys
-import traceback
 from typing import Any, NoReturn
 
 import click
@@ -240,14 +239,14 @@ def _run(argv: list[str] | None = None) -> None:
         sys.exit(ExitCode.FAILURE)
     except KopsyError as exc:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         click.echo(f"Error: {_safe(exc.message)}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt as exc:
         _interrupted(exc)
     except Exception as exc:  # a bug or an untranslated SDK error: still one line unless --debug
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         from kopsy.cli.sdkerrors import explain
 
         known = explain(exc)
@@ -259,6 +258,12 @@ def _run(argv: list[str] | None = None) -> None:
         )
         sys.exit(ExitCode.FAILURE)
     sys.exit(ExitCode.OK)
+
+
+def _print_traceback() -> None:
+    import traceback  # only with --debug: importing it costs every run ~5 ms
+
+    traceback.print_exc()
 
 
 def _safe(message: str) -> str:
