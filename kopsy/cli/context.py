@@ -88,8 +88,11 @@ def _clients_for(region: str) -> AwsClients:
 
 def _models_cache() -> Path | None:
     """Where botocore models trimmed to kopsy's operations are kept (kopsy/cloud/aws/models.py):
-    ``$XDG_CACHE_HOME/kopsy`` or ``~/.cache/kopsy``; ``KOPSY_TRIMMED_MODELS=0`` turns them off."""
+    ``$XDG_CACHE_HOME/kopsy`` or ``~/.cache/kopsy``; ``KOPSY_TRIMMED_MODELS=0`` turns them off, and
+    so does ``AWS_DATA_PATH`` (models of the user's own come first, as botocore has it)."""
     if os.environ.get("KOPSY_TRIMMED_MODELS", "").strip().lower() in ("0", "false", "no"):
+        return None
+    if os.environ.get("AWS_DATA_PATH", "").strip():
         return None
     base = os.environ.get("XDG_CACHE_HOME", "").strip()
     root = Path(base) if base and os.path.isabs(base) else Path.home() / ".cache"
