@@ -282,6 +282,7 @@ def render(results: dict[str, Any], chart: str | None) -> str:
         + (f" (load average {results['load'][0]:.1f} at the start, {results['load'][1]:.1f} at the end, on 2 cores)" if results.get("load") else "")
         + ": wall times and spans vary by ±10–30% between runs (far more under heavy load); call counts barely move "
         "and sequential periods by one or two. CPU figures move much less with load than wall times.",
+        *(["", *results["notes"]] if results.get("notes") else []),
         "",
         "## How it is measured",
         "",
@@ -499,9 +500,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chart", default=str(ROOT / "docs" / "performance.png"))
     ap.add_argument("--json", metavar="FILE", help="also write the raw results")
     ap.add_argument("--from-json", metavar="FILE", help="render the report from saved results instead of running")
+    ap.add_argument("--merge-json", metavar="FILE", action="append",
+                    help="with --from-json: add the shapes of another saved run (noted in the report)")
     args = ap.parse_args(argv)
     if args.from_json:
         results = json.loads(Path(args.from_json).read_text())
+        for extra in args.merge_json or []:  # shapes measured in another run (the xl ones take long)
+            more = json.loads(Path(extra).read_text())
+            have = {e["shape"] for e in results["shapes"]}
+            added = [e for e in more["shapes"] if e["shape"] not in have]
+            results["shapes"] += added
+            load = f", load average {more['load'][0]:.1f}–{more['load'][1]:.1f}" if more.get("load") else ""
+            results.setdefault("notes", []).append(
+                f"The {', '.join(e['shape'] for e in added)} figures come from a separate run ({more['date']}{load}), "
+                "once each, without the second-latency runs.")
     else:
         results = run([SHAPES[s] for s in args.shapes.split(",") if s], args.latency_ms, not args.no_validate, args.slope_ms,
                       tuple(args.validate_shapes.split(",")))
