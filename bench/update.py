@@ -259,12 +259,16 @@ class Measurement:
 
 def run_measured(argv: list[str], env: dict[str, str], *, timeout: float = 1800,
                  ) -> tuple[subprocess.CompletedProcess[str], Any]:
-    """Run a process and return it with *its own* resource usage (``os.wait4``: CPU seconds and
-    peak RSS of that one process, not the maximum over every child the bench has waited for)."""
+    """Run a process and return it with *its own* resource usage: CPU seconds from ``os.wait4``
+    (that one process, not every child the bench has waited for), and as ``ru_maxrss`` its peak
+    RSS in KiB, read from ``/proc/<pid>/status`` (``VmHWM``) while it runs: wait4's own
+    ``ru_maxrss`` starts from the *bench's* size, which a forked child inherits until its exec."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(argv, env=env, stdout=out, stderr=err)
         deadline = time.monotonic() + timeout
+        hwm = 0
         while True:
+            hwm = max(hwm, _vm_hwm_kib(proc.pid))
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
@@ -278,7 +282,26 @@ def run_measured(argv: list[str], env: dict[str, str], *, timeout: float = 1800,
         err.seek(0)
         result = subprocess.CompletedProcess(argv, proc.returncode, out.read().decode(errors="replace"),
                                              err.read().decode(errors="replace"))
-    return result, usage
+    return result, _Usage(usage.ru_utime, usage.ru_stime, float(hwm))
+
+
+@dataclass(frozen=True)
+class _Usage:
+    ru_utime: float
+    ru_stime: float
+    ru_maxrss: float  # KiB, VmHWM of the process itself
+
+
+def _vm_hwm_kib(pid: int) -> int:
+    """The process's peak resident set so far (KiB), 0 once it has exited or before it has one."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def free_port() -> int:
