@@ -58,8 +58,10 @@ def command(args: tuple[str, ...], yes: bool, output: str, detailed_exitcode: bo
 
     opts = options()
     store = open_cluster_store(opts)
-    # The cloud clients and the user-data renderer get ready while the spec is being read.
-    aws_clients().prewarm(PREWARM, _import_renderer)
+    # The cloud clients and the user-data renderer get ready while the spec is being read (not
+    # for a file:// store, which is refused once the spec is read).
+    if not store.url.startswith("file://"):
+        aws_clients().prewarm(PREWARM, _import_renderer)
     name = resolve_cluster_name(store, strip_cluster_word(args), opts)
 
     def run() -> int:
