@@ -24,7 +24,6 @@ import argparse
 import contextlib
 import json
 import os
-import resource
 import shutil
 import socket
 import subprocess
@@ -86,6 +85,8 @@ SHAPES: dict[str, Shape] = {
     "large": Shape("large", 3, (30,) * 10),
     # two zones, a NAT gateway and Elastic IP each, private route tables, a bastion
     "private": Shape("private", 1, (2,), ("us-east-1a", "us-east-1b"), ("--topology", "private", "--bastion")),
+    "xl": Shape("xl", 3, (50,) * 20),  # 1,000 nodes
+    "x3000": Shape("x3000", 3, (150,) * 20),  # 3,003 instances: bench/run_all.py measures only its delete
 }
 
 
@@ -225,6 +226,8 @@ class Measurement:
     stdout: str = ""
     first_call_after: float = 0.0  # seconds from process start to its first AWS call
     cpu: float = 0.0  # CPU seconds (user + system) of the kopsy process
+    rss_mb: float = 0.0  # its peak resident set size, MiB
+    yardstick_cpu: float | None = None  # CPU of plain boto3 making the same calls (bench/yardstick.py)
 
     @property
     def span(self) -> float:
@@ -257,6 +260,8 @@ class Measurement:
             "latency_ms": round(self.latency * 1000),
             "wall_s": round(self.wall, 3),
             "cpu_s": round(self.cpu, 3),
+            "rss_mb": round(self.rss_mb, 1),
+            "yardstick_cpu_s": None if self.yardstick_cpu is None else round(self.yardstick_cpu, 3),
             "span_s": round(self.span, 3),
             "first_call_after_s": round(self.first_call_after, 3),
             "calls": len(self.calls),
@@ -272,6 +277,53 @@ class Measurement:
                            for c in sorted(self.calls, key=lambda c: c.start - c.end)[:4]
                            if c.end - c.start > self.latency + 0.2],
         }
+
+
+def run_measured(argv: list[str], env: dict[str, str], *, timeout: float = 1800,
+                 ) -> tuple[subprocess.CompletedProcess[str], Any]:
+    """Run a process and return it with *its own* resource usage: CPU seconds from ``os.wait4``
+    (that one process, not every child the bench has waited for), and as ``ru_maxrss`` its peak
+    RSS in KiB, read from ``/proc/<pid>/status`` (``VmHWM``) while it runs: wait4's own
+    ``ru_maxrss`` starts from the *bench's* size, which a forked child inherits until its exec."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=err)
+        deadline = time.monotonic() + timeout
+        hwm = 0
+        while True:
+            hwm = max(hwm, _vm_hwm_kib(proc.pid))
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                proc.kill()
+                pid, status, usage = os.wait4(proc.pid, 0)
+                raise subprocess.TimeoutExpired(argv, timeout)
+            time.sleep(0.005)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        result = subprocess.CompletedProcess(argv, proc.returncode, out.read().decode(errors="replace"),
+                                             err.read().decode(errors="replace"))
+    return result, _Usage(usage.ru_utime, usage.ru_stime, float(hwm))
+
+
+@dataclass(frozen=True)
+class _Usage:
+    ru_utime: float
+    ru_stime: float
+    ru_maxrss: float  # KiB, VmHWM of the process itself
+
+
+def _vm_hwm_kib(pid: int) -> int:
+    """The process's peak resident set so far (KiB), 0 once it has exited or before it has one."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def free_port() -> int:
@@ -379,7 +431,7 @@ class Bench:
         return session.client(service, endpoint_url=self.moto_url)
 
     def kopsy(self, args: list[str], *, direct: bool = False, check: bool = True, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
-        r = subprocess.run([KOPSY, *args], env=self.env(direct=direct), capture_output=True, text=True, timeout=timeout)
+        r, _ = run_measured([KOPSY, *args], self.env(direct=direct), timeout=timeout)
         if check and r.returncode != 0:
             raise RuntimeError(f"kopsy {' '.join(args)} exited {r.returncode}:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
         return r
@@ -387,15 +439,34 @@ class Bench:
     def measure(self, label: str, args: list[str], *, check: bool = True) -> Measurement:
         """Run kopsy through the proxy and return its calls and timings."""
         self.proxy.reset()
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.monotonic()
-        r = self.kopsy(args, check=check)
+        r, usage = run_measured([KOPSY, *args], self.env(), timeout=1800)
         wall = time.monotonic() - start
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        if check and r.returncode != 0:
+            raise RuntimeError(f"kopsy {' '.join(args)} exited {r.returncode}:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
         calls = self.proxy.calls
         first = (min(c.start for c in calls) - start) if calls else 0.0
-        return Measurement(label, wall, calls, self.latency, r.stdout, first, cpu)
+        return Measurement(label, wall, calls, self.latency, r.stdout, first, usage.ru_utime + usage.ru_stime,
+                           usage.ru_maxrss / 1024.0)
+
+    def yardstick(self, args: list[str]) -> float:
+        """CPU seconds of plain boto3 making the calls ``kopsy args`` makes (bench/yardstick.py):
+        the calls are recorded in one run (through moto directly, not measured) and replayed."""
+        here = Path(__file__).resolve().parent
+        calls = self.work / "yardstick-calls.json"
+        r, _ = run_measured([sys.executable, str(here / "yardstick.py"), "record", str(calls), "--", *args],
+                            self.env(direct=True))
+        if r.returncode != 0:
+            raise RuntimeError(f"yardstick record failed: {r.stderr[-2000:]}")
+        r, usage = run_measured([sys.executable, str(here / "yardstick.py"), "replay", str(calls)], self.env())
+        if r.returncode != 0:
+            raise RuntimeError(f"yardstick replay failed: {r.stderr[-2000:]}")
+        # The replayed lock release carries the recorded ETag, so the replayed lock may stay: remove it.
+        s3 = self.boto("s3")
+        for obj in s3.list_objects_v2(Bucket=BUCKET).get("Contents", []):
+            if obj["Key"].endswith("/lock"):
+                s3.delete_object(Bucket=BUCKET, Key=obj["Key"])
+        return float(usage.ru_utime + usage.ru_stime)
 
     def warm_up(self) -> None:
         """moto builds a service's backend on its first call after a reset (SSM loads its public
@@ -462,6 +533,7 @@ def measure_update(bench: Bench, shape: Shape, name: str = CLUSTER, *, slope_ms:
         noop = bench.measure("no-op update --yes", ["update", "cluster", name, "--yes"])
         if "No changes need to be applied" not in noop.stdout:
             raise RuntimeError(f"the second update was not a no-op:\n{noop.stdout}")
+        noop.yardstick_cpu = bench.yardstick(["update", "cluster", name, "--yes"])
         return update, noop
 
     fig = UpdateFigures(shape, *runs())

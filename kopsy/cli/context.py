@@ -9,6 +9,7 @@ import functools
 import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -75,6 +76,7 @@ def _clients_for(region: str) -> AwsClients:
         read_timeout=_seconds("KOPSY_AWS_READ_TIMEOUT", READ_TIMEOUT),
         retry_budget=_seconds("KOPSY_AWS_RETRY_BUDGET", RETRY_BUDGET),
         on_wait=lambda message: click.echo(f"Waiting: {message}", err=True),
+        models_cache=_models_cache(),
     )
     endpoint = os.environ.get("AWS_ENDPOINT_URL")
     clients.budget.endpoint = f"the AWS endpoint {endpoint}" if endpoint else "AWS"
@@ -82,6 +84,19 @@ def _clients_for(region: str) -> AwsClients:
     if log:  # test and benchmark hook: one line "service operation" per API call
         _log_calls(clients, log)
     return clients
+
+
+def _models_cache() -> Path | None:
+    """Where botocore models trimmed to kopsy's operations are kept (kopsy/cloud/aws/models.py):
+    ``$XDG_CACHE_HOME/kopsy`` or ``~/.cache/kopsy``; ``KOPSY_TRIMMED_MODELS=0`` turns them off, and
+    so does ``AWS_DATA_PATH`` (models of the user's own come first, as botocore has it)."""
+    if os.environ.get("KOPSY_TRIMMED_MODELS", "").strip().lower() in ("0", "false", "no"):
+        return None
+    if os.environ.get("AWS_DATA_PATH", "").strip():
+        return None
+    base = os.environ.get("XDG_CACHE_HOME", "").strip()
+    root = Path(base) if base and os.path.isabs(base) else Path.home() / ".cache"
+    return root / "kopsy"
 
 
 def _seconds(variable: str, default: float) -> float:

@@ -114,7 +114,7 @@ def _existing_network(network_id: str, zones: list[str], subnets: list[str], uti
 
 def _store_new_cluster(cluster: Cluster, groups: list[InstanceGroup], ssh_key_path: str) -> str:
     """Write spec, PKI, secrets and SSH key; returns the store URL. The only writer of new clusters."""
-    from kopsy.pki import generate_cluster_pki
+    from kopsy.pki import ca_cert_hash, generate_cluster_pki, verified
 
     public_key = read_ssh_public_key(ssh_key_path)
     _check_zones_if_online(cluster)
@@ -129,8 +129,10 @@ def _store_new_cluster(cluster: Cluster, groups: list[InstanceGroup], ssh_key_pa
     cluster.config_base = store.store.url_for(cluster.name)
     cluster.creation_timestamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     cluster.annotations[SSH_KEY_ANNOTATION] = os.path.abspath(os.path.expanduser(ssh_key_path))
-    objects = dict(generate_cluster_pki(cluster.name).store_objects())
+    pki = generate_cluster_pki(cluster.name)
+    objects = dict(pki.store_objects())
     objects["ssh/public/admin"] = (public_key + "\n").encode()
+    objects[verified.VERIFIED] = verified.record(objects, ca_cert_hash(pki.ca_cert))  # update then skips cryptography
     store.create_cluster(cluster, groups, objects)
     return store.store.url
 

@@ -27,6 +27,13 @@ def _check_store_reachable(url: str) -> None:
         )
 
 
+PREWARM = ("ec2", "iam", "elbv2", "autoscaling", "ssm")
+
+
+def _import_renderer() -> None:
+    import kopsy.bootstrap.render  # noqa: F401  (jinja2 and the templates: ~20 ms)
+
+
 def _progress(state: str, change: Any, error: BaseException | None) -> None:
     verb = {"create": "created", "modify": "modified", "delete": "deleted"}[change.action]
     if state == "done":
@@ -51,6 +58,10 @@ def command(args: tuple[str, ...], yes: bool, output: str, detailed_exitcode: bo
 
     opts = options()
     store = open_cluster_store(opts)
+    # The cloud clients and the user-data renderer get ready while the spec is being read (not
+    # for a file:// store, which is refused once the spec is read).
+    if not store.url.startswith("file://"):
+        aws_clients().prewarm(PREWARM, _import_renderer)
     name = resolve_cluster_name(store, strip_cluster_word(args), opts)
 
     def run() -> int:

@@ -16,7 +16,7 @@ from kopsy.cloud.aws import tags as T
 from kopsy.cloud.aws.bucketkms import state_bucket_kms_key
 from kopsy.cloud.aws.images import architecture, resolve_image
 from kopsy.cloud.aws.session import AwsClients
-from kopsy.errors import CloudError, ObjectNotFound, StateStoreError
+from kopsy.errors import CloudError, KopsyError, StateStoreError
 from kopsy.parallel import parallel
 from kopsy.reconcile.apply import ApplyResult, Event, apply_plan
 from kopsy.reconcile.changes import Plan
@@ -39,47 +39,81 @@ RESTORE_HINT = (
 )
 
 
-def _stored_ssh_key(store: Any, cluster_name: str) -> str:
-    where = store.url_for(cluster_name, "ssh/public/admin")
-    try:
-        data = store.get_object(cluster_name, "ssh/public/admin")
-    except ObjectNotFound:
-        raise StateStoreError(
+def _missing(store: Any, cluster_name: str, rel: str) -> StateStoreError:
+    where = store.url_for(cluster_name, rel)
+    if rel == "ssh/public/admin":
+        return StateStoreError(
             f"{where} is missing from the state store (every cluster has an admin SSH key); nothing was changed; "
             f"restore it from S3 versioning or put the cluster admin's public key line there"
-        ) from None
+        )
+    return StateStoreError(
+        f"{where} (the cluster CA) is missing from the state store; nothing was "
+        f"changed; restore it from S3 versioning or a backup: a new CA would cut off every running instance"
+    )
+
+
+def _ssh_key_line(data: bytes) -> str:
     try:
-        text = data.decode("ascii").strip()
+        return data.decode("ascii").strip()
     except UnicodeDecodeError:
-        text = ""
+        return ""
+
+
+def _checked_ssh_key(store: Any, cluster_name: str, data: bytes) -> str:
+    """The admin key line, refused (as ``create`` refuses it) unless it parses."""
     from kopsy.errors import SpecInvalid
     from kopsy.spec.sshkey import parse_ssh_public_key
 
     try:
-        return parse_ssh_public_key(text, where)
+        return parse_ssh_public_key(_ssh_key_line(data), store.url_for(cluster_name, "ssh/public/admin"))
     except SpecInvalid as exc:
         raise StateStoreError(
-            f"{exc.problems[0] if exc.problems else where} (in the state store); "
+            f"{exc.problems[0] if exc.problems else store.url_for(cluster_name, 'ssh/public/admin')} (in the state store); "
             f"replace it with the cluster admin's public key (a line like 'ssh-ed25519 AAAA...')"
         ) from None
 
 
-def _stored_ca_hash(store: Any, cluster_name: str) -> str:
+def _checked_ca_hash(cert: bytes, key: bytes) -> str:
     """The CA hash instances pin, after checking that ``pki/ca.crt`` and ``pki/ca.key`` are one pair."""
     from kopsy.pki import load_ca_pair
 
-    def read(rel: str) -> bytes:
-        try:
-            return bytes(store.get_object(cluster_name, rel))
-        except ObjectNotFound:
-            raise StateStoreError(
-                f"{store.url_for(cluster_name, rel)} (the cluster CA) is missing from the state store; nothing was "
-                f"changed; restore it from S3 versioning or a backup: a new CA would cut off every running instance"
-            ) from None
-
-    cert, key = parallel(read, ["pki/ca.crt", "pki/ca.key"])  # one round trip, not two
     load_ca_pair(cert, key)
     return ca_hash(cert)
+
+
+def _stored_key_and_ca(store: Any, cluster_name: str) -> tuple[str, str]:
+    """The admin SSH key line and the CA hash, checked.
+
+    Both are read with ``pki/verified.json`` in one round trip; when the record vouches for
+    the exact bytes read (``kopsy.pki.verified``), its CA hash is used and ``cryptography`` is
+    never imported. Otherwise everything is checked again and a fresh record is written (best
+    effort: it is only a cache, so a store that refuses the write, e.g. a read-only caller's
+    dry run, just means the next run checks again)."""
+    from kopsy.pki import verified
+
+    def read(rel: str) -> tuple[bytes, str] | None:
+        got = store.read_object(cluster_name, rel)
+        return None if got is None else (got.data, got.etag)
+
+    rels = [*verified.INPUTS, verified.VERIFIED]
+    found = dict(zip(rels, parallel(read, rels)))
+    objects: dict[str, bytes] = {}
+    for rel in ("ssh/public/admin", "pki/ca.crt", "pki/ca.key"):  # the order the errors were reported in
+        got = found[rel]
+        if got is None:
+            raise _missing(store, cluster_name, rel)
+        objects[rel] = bytes(got[0])
+    record = found[verified.VERIFIED]
+    vouched = verified.vouched_ca_hash(record[0] if record else None, objects)
+    if vouched is not None:
+        return _ssh_key_line(objects["ssh/public/admin"]), vouched
+    key_line = _checked_ssh_key(store, cluster_name, objects["ssh/public/admin"])
+    ca = _checked_ca_hash(objects["pki/ca.crt"], objects["pki/ca.key"])
+    try:
+        store.write_object(cluster_name, verified.VERIFIED, verified.record(objects, ca), record[1] if record else None)
+    except KopsyError:
+        pass  # a cache: see above
+    return key_line, ca
 
 
 def _check_stored_spec(store: Any, cluster: Cluster, igs: list[InstanceGroup]) -> None:
@@ -118,13 +152,12 @@ def read_inputs(store: Any, cluster_name: str) -> ClusterInputs:
     here, before anything in AWS changes. AMIs are resolved later, while the facts are being
     read (``plan_update``)."""
     # Independent reads: one round trip instead of four in sequence.
-    cluster_etag, ig_list, key, ca = parallel(
+    cluster_etag, ig_list, (key, ca) = parallel(
         lambda f: f(),
         [
             lambda: store.get_cluster(cluster_name),
             lambda: store.list_instance_groups(cluster_name),
-            lambda: _stored_ssh_key(store, cluster_name),
-            lambda: _stored_ca_hash(store, cluster_name),
+            lambda: _stored_key_and_ca(store, cluster_name),
         ],
     )
     cluster = cluster_etag[0]

@@ -20,11 +20,6 @@ pytestmark = pytest.mark.e2e
 NAME = "bare.example.com"
 
 
-@pytest.fixture
-def env(aws_env: dict[str, str], state_bucket: str) -> dict[str, str]:
-    return {**aws_env, "KOPSY_STATE_STORE": state_bucket}
-
-
 def test_html_500s_during_update_and_delete_are_retried(
     env: dict[str, str], boto: Callable[[str], Any], run_kopsy: Callable[..., Any], ssh_keypair: tuple[Path, Path]
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,18 @@ def env(aws_env: dict[str, str], state_bucket: str, tmp_path: Path) -> dict[str,
 @pytest.fixture
 def image(boto: Callable[[str], Any]) -> str:
     return register_image(boto)
+
+
+def settle(read: Callable[[], Any], *, quiet: float = 0.3, rounds: int = 3, timeout: float = 20.0) -> None:
+    """Wait until ``read()`` answers the same ``rounds`` times in a row, ``quiet`` seconds apart."""
+    deadline = time.monotonic() + timeout
+    last, same = read(), 1
+    while same < rounds:
+        assert time.monotonic() < deadline, "the cloud kept changing after the run was killed"
+        time.sleep(quiet)
+        now = read()
+        same = same + 1 if now == last else 1
+        last = now
 
 
 def _store_keys(boto: Callable[[str], Any], cluster: str) -> list[str]:
@@ -139,6 +152,9 @@ def test_delete_after_a_killed_update_leaves_nothing(
 
     create_cluster(run_kopsy, env, NAME, ssh_keypair[1], image)
     kill_after([KOPSY, "update", "--yes"], env, tmp_path / "calls.log", mutations=kill_at)
+    # Calls the killed run had already sent still complete in moto (late under load): delete
+    # starts once they have, as it would start minutes later on AWS, or it races the test's own kill.
+    settle(lambda: inventory(boto, NAME))
     assert total(inventory(boto, NAME)) > 0
     r = run_kopsy(["delete", "cluster", NAME, "--yes", "--force-unlock"], env)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -197,7 +213,9 @@ def test_a_resource_that_cannot_go_is_reported_and_the_state_kept(
     vpc = ec2.describe_vpcs(Filters=[{"Name": f"tag:kubernetes.io/cluster/{NAME}", "Values": ["owned"]}])["Vpcs"][0]["VpcId"]
     foreign = ec2.create_subnet(VpcId=vpc, CidrBlock="172.20.200.0/24")["Subnet"]["SubnetId"]  # not ours: untagged
     kubeconfig = _write_kubeconfig(env)
-    r = run_kopsy(["delete", "cluster", NAME, "--yes", "--wait", "3s"], env)
+    # --wait long enough for everything but the VPC to go on a loaded machine (3 s was not): the
+    # VPC is retried until the deadline, so this is also how long the test waits for it.
+    r = run_kopsy(["delete", "cluster", NAME, "--yes", "--wait", "8s"], env)
     assert r.returncode == 1
     remains = r.stdout[r.stdout.index("Resources still carrying the cluster's tag"):].splitlines()
     assert remains[1].split() == ["TYPE", "NAME", "ID", "WHY"] and len(remains) == 3, remains

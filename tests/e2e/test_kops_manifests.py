@@ -113,11 +113,6 @@ def _write(tmp_path: Path, docs: list[dict[str, Any]], filename: str = "cluster.
     return path
 
 
-@pytest.fixture
-def env(aws_env: dict[str, str], state_bucket: str) -> dict[str, str]:
-    return {**aws_env, "KOPSY_STATE_STORE": state_bucket}
-
-
 def _store_keys(boto: Callable[[str], Any]) -> list[str]:
     return [o["Key"] for o in boto("s3").list_objects_v2(Bucket="kopsy-state").get("Contents", [])]
 

@@ -21,11 +21,6 @@ pytestmark = pytest.mark.e2e
 NAME = "secrets.example.com"
 
 
-@pytest.fixture
-def env(aws_env: dict[str, str], state_bucket: str) -> dict[str, str]:
-    return {**aws_env, "KOPSY_STATE_STORE": state_bucket}
-
-
 def _object(boto: Callable[[str], Any], key: str) -> bytes:
     return bytes(boto("s3").get_object(Bucket="kopsy-state", Key=f"{NAME}/{key}")["Body"].read())
 

@@ -15,11 +15,6 @@ pytestmark = pytest.mark.e2e
 NAME = "stray.example.com"
 
 
-@pytest.fixture
-def env(aws_env: dict[str, str], state_bucket: str) -> dict[str, str]:
-    return {**aws_env, "KOPSY_STATE_STORE": state_bucket}
-
-
 def test_stray_keys_are_skipped_with_a_warning_and_delete_finishes(
     env: dict[str, str], boto: Callable[[str], Any], run_kopsy: Callable[..., Any], ssh_keypair: tuple[Path, Path]
 ) -> None:

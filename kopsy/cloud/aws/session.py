@@ -11,9 +11,11 @@ Nothing here reads environment variables itself; boto3 does, in the standard way
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from kopsy.errors import AccessDenied, CloudError, CredentialsError, KopsyError, StateStoreError
@@ -59,14 +61,19 @@ class AwsClients:
         read_timeout: float = READ_TIMEOUT,
         retry_budget: float = RETRY_BUDGET,
         on_wait: Callable[[str], None] | None = None,
+        models_cache: Path | None = None,
     ) -> None:
-        import boto3  # heavy: imported only by commands that talk to AWS
-        from botocore.config import Config
+        """``models_cache``: a cache directory for botocore models trimmed to kopsy's
+        operations (``models.py``); ``None`` uses botocore's full models."""
+        from botocore.config import Config  # heavy: imported only by commands that talk to AWS
 
         from kopsy.cloud.aws.retrybudget import RetryBudget
 
         self.region = region
-        self.session = session or boto3.session.Session(region_name=region)
+        self._trimmed: Any = None
+        if session is None and models_cache is not None:
+            self._trimmed = _trimmed_session(region, models_cache)
+        self.session: Any = session or CoreSession(region)
         # One budget for every client of the run: a sick endpoint ends the command in about
         # retry_budget + read_timeout, whatever the number of calls (retrybudget.py).
         self.budget = RetryBudget(retry_budget, on_wait=on_wait)
@@ -80,6 +87,7 @@ class AwsClients:
         )
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._building: dict[str, threading.Lock] = {}
         self._hooks: list[Callable[..., None]] = []
 
     def has_credentials(self) -> bool:
@@ -87,20 +95,50 @@ class AwsClients:
         return self.session.get_credentials() is not None
 
     def _make(self, service: str) -> Any:
-        client = self.session.client(service, config=self._config)
+        from kopsy.cloud.aws.models import SERVED
+
+        session = self._trimmed if self._trimmed is not None and service in SERVED else self.session
+        client = session.client(service, config=self._config)
         client.meta.events.register("before-parse", unparseable_is_server_error)
         return client
 
     def client(self, service: str) -> Any:
         with self._lock:
             c = self._clients.get(service)
-            if c is None:
-                c = self._make(service)
+            if c is not None:
+                return c
+            building = self._building.setdefault(service, threading.Lock())
+        # One lock per service: clients of different services build at once (and beside the
+        # calls already in flight) instead of one after another under the cache's lock.
+        with building:
+            with self._lock:
+                c = self._clients.get(service)
+            if c is not None:
+                return c
+            c = self._make(service)
+            with self._lock:
                 self.budget.attach(c)
                 for hook in self._hooks:
                     c.meta.events.register("before-call", hook)
                 self._clients[service] = c
             return c
+
+    def prewarm(self, services: Iterable[str], *also: Callable[[], object]) -> threading.Thread:
+        """Build ``services``' clients (and run ``also``, e.g. an import) in a background thread,
+        so the work overlaps with latencies the command waits for anyway (reading the spec).
+        Errors are left for the real call to raise where it is handled."""
+
+        def warm() -> None:
+            jobs: list[Callable[[], object]] = [functools.partial(self.client, s) for s in services]
+            for work in jobs + list(also):
+                try:
+                    work()
+                except Exception:
+                    pass
+
+        thread = threading.Thread(target=warm, name="kopsy-prewarm", daemon=True)
+        thread.start()
+        return thread
 
     __call__ = client
 
@@ -114,6 +152,34 @@ class AwsClients:
             self._hooks.append(_hook)
             for c in self._clients.values():
                 c.meta.events.register("before-call", _hook)
+
+
+class CoreSession:
+    """What kopsy needs of a boto3 session, on botocore alone: boto3's clients *are* botocore's,
+    and importing boto3 (its S3 transfer manager, multiprocessing, resources) cost ~0.1 s of
+    CPU per run for nothing kopsy calls. Tests may still pass a ``boto3.session.Session``."""
+
+    def __init__(self, region: str, data_loader: Any = None) -> None:
+        import botocore.session
+
+        self.region = region
+        self.core = botocore.session.get_session()
+        if data_loader is not None:
+            self.core.register_component("data_loader", data_loader)
+
+    def client(self, service: str, config: Any = None) -> Any:
+        return self.core.create_client(service, region_name=self.region, config=config)
+
+    def get_credentials(self) -> Any:
+        return self.core.get_credentials()
+
+
+def _trimmed_session(region: str, cache: Path) -> CoreSession | None:
+    """A session whose botocore loads the trimmed models (``None`` if they cannot be made)."""
+    from kopsy.cloud.aws.models import trimmed_loader
+
+    loader = trimmed_loader(cache)
+    return None if loader is None else CoreSession(region, loader)
 
 
 UNPARSEABLE_CODE = "InternalError"
