@@ -109,12 +109,17 @@ def install_asg_launch_versions() -> bool:
     with the template's *default* version), and lists every member with the template's current
     default version rather than the one it was launched from. A rolling update judges exactly
     that field, so: launches carry the group's version, and each member reports its own.
+    moto also keeps a version made by CreateLaunchTemplateVersion with its UserData as a plain
+    string, then fails an assertion (an internal error) whenever a group launches from it:
+    such a string is read as the base64 text it is.
     False if moto changed shape (then docs/sandbox.md's caveat applies)."""
     import threading
 
     try:
         from moto.autoscaling import models as asg
+        from moto.core.types import Base64EncodedString
         from moto.ec2.models.instances import InstanceBackend
+        from moto.ec2.models.launch_templates import LaunchTemplateVersion
     except ImportError:
         return False
     if getattr(asg.InstanceState, "_kopsy_patched", False):
@@ -150,6 +155,11 @@ def install_asg_launch_versions() -> bool:
             lt = {**lt, "Version": own}
         return lt
 
+    def user_data(self: Any) -> Any:
+        raw = self.data.get("UserData")
+        return Base64EncodedString(raw) if isinstance(raw, str) else raw
+
+    LaunchTemplateVersion.user_data = property(user_data)  # type: ignore[assignment,method-assign]
     InstanceBackend.run_instances = patched_run  # type: ignore[method-assign]
     asg.FakeAutoScalingGroup.replace_autoscaling_group_instances = patched_replace  # type: ignore[method-assign]
     asg.InstanceState.launch_template = property(launch_template)  # type: ignore[assignment,method-assign]

@@ -35,6 +35,7 @@ import email
 import functools
 import gzip
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -173,13 +174,28 @@ def path_problem(world: World, inst: Instance, lb: ApiLoadBalancer, port: int) -
     return None
 
 
-def evaluate(world: World, machines_down: frozenset[str] = frozenset()) -> dict[str, Verdict]:
-    """Judge every instance of ``world``; control planes first, since nodes depend on them."""
+def evaluate(world: World, machines_down: frozenset[str] = frozenset(),
+             booting: Mapping[str, float] | None = None) -> dict[str, Verdict]:
+    """Judge every instance of ``world``; control planes first, since nodes depend on them.
+    ``booting``: instance id -> how far its boot has come (0..1), for those still booting."""
     verdicts: dict[str, Verdict] = {}
     ordered = sorted(world.instances, key=lambda i: _role(i) != CONTROL_PLANE)
     for inst in ordered:
         verdicts[inst.id] = _judge(world, inst, verdicts, inst.id in machines_down)
+        if booting and inst.id in booting:
+            verdicts[inst.id] = booting_verdict(verdicts[inst.id], booting[inst.id])
     return verdicts
+
+
+def booting_verdict(v: Verdict, progress: float) -> Verdict:
+    """An instance that would join, but whose boot has only come ``progress`` (0..1) of the way:
+    not joined yet, at the boot phase that far along. A verdict with an error is kept as it is
+    (a broken instance says why at once, as before boot times existed)."""
+    if not v.joined:
+        return v
+    phases = MODE_PHASES[mode_of(v.role, v.config)]
+    reached = phases[max(0, min(len(phases) - 2, int(progress * (len(phases) - 1))))]
+    return Verdict(v.instance_id, v.cluster, v.role, False, "False", "", "", reached, None, v.config)
 
 
 def _role(inst: Instance) -> str:

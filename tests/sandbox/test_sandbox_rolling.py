@@ -1,0 +1,153 @@
+"""rolling-update end to end in the sandbox (1 control plane, 3 nodes), as the issue's "Must show":
+a changed machine type rolls exactly the 3 nodes, each drained, never more than 4 node
+instances at once, the control plane untouched; then nothing is left to do; then
+``--force --cloudonly`` replaces the whole group. Also a drain blocked by a PDB.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sandbox_helpers import Sandbox, ssh_run
+
+from kopsy.sandbox import client
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+FAST = ["--interval", "0.5s", "--validation-timeout", "60s"]
+CP_GROUP = "control-plane-us-east-1a"
+PODS_ALL = "sudo kubectl --kubeconfig /etc/kubernetes/admin.conf get pods -A -o json"
+
+
+def ok(r: subprocess.CompletedProcess[str]) -> str:
+    assert r.returncode == 0, f"exit {r.returncode}\n{r.stdout}\n{r.stderr}"
+    return r.stdout
+
+
+def group_instances(sb: Sandbox, cluster: str, group: str) -> dict[str, dict[str, Any]]:
+    """id -> DescribeInstances entry of the group's pending/running instances (one filtered describe)."""
+    res = sb.clients().client("ec2").describe_instances(Filters=[
+        {"Name": "tag:kopsy.io/cluster", "Values": [cluster]}, {"Name": "tag:kopsy.io/instancegroup", "Values": [group]},
+        {"Name": "instance-state-name", "Values": ["pending", "running"]}])["Reservations"]
+    return {i["InstanceId"]: i for r in res for i in r["Instances"]}
+
+
+class Peak:
+    """Counts a group's live instances in the background; ``done()`` gives the most seen at once."""
+
+    def __init__(self, sb: Sandbox, cluster: str, group: str) -> None:
+        self.sb, self.cluster, self.group = sb, cluster, group
+        self.peak = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.peak = max(self.peak, len(group_instances(self.sb, self.cluster, self.group)))
+            except Exception:  # a failed poll is skipped; the next one counts
+                pass
+            self.stop.wait(0.1)
+
+    def done(self) -> int:
+        self.stop.set()
+        self.thread.join(5)
+        return self.peak
+
+
+def make_cluster(sb: Sandbox, name: str, nodes: int = 3) -> None:
+    ok(sb.kopsy("create", "cluster", name, "--zones", "us-east-1a", "--node-count", str(nodes),
+                "--ssh-public-key", str(sb.home / ".ssh" / "id_ed25519.pub")))
+    ok(sb.kopsy("update", "cluster", name, "--yes"))
+    ok(sb.kopsy("validate", "cluster", name, "--wait", "60s", "--interval", "0.5s"))
+
+
+def change_machine_type(sb: Sandbox, name: str, group: str, machine_type: str, tmp: Path) -> None:
+    doc = yaml.safe_load(ok(sb.kopsy("get", "ig", group, "--name", name, "-o", "yaml")))
+    doc["spec"]["machineType"] = machine_type
+    (tmp / "ig.yaml").write_text(yaml.safe_dump(doc))
+    ok(sb.kopsy("replace", "-f", str(tmp / "ig.yaml"), "--name", name))
+    ok(sb.kopsy("update", "cluster", name, "--yes"))
+
+
+def place(sb: Sandbox, cluster: str, **spec: Any) -> None:
+    assert client.request(sb.layout.socket_id, {"op": "workload", "cluster": cluster, **spec}).get("ok")
+
+
+def pods_on(sb: Sandbox, cluster: str, namespace: str) -> dict[str, str | None]:
+    """pod name -> node name, as kubectl on the control plane lists them."""
+    cp = next(iter(group_instances(sb, cluster, CP_GROUP).values()))
+    out, err, code = ssh_run(sb.layout.ssh_config, cp["PublicIpAddress"], PODS_ALL, sb.home / ".ssh" / "id_ed25519")
+    assert code == 0, err
+    return {p["metadata"]["name"]: p["spec"].get("nodeName") for p in json.loads(out)["items"]
+            if p["metadata"]["namespace"] == namespace}
+
+
+def test_roll_replaces_exactly_the_changed_nodes(sb: Sandbox, tmp_path: Path) -> None:
+    name = "roll.example.com"
+    make_cluster(sb, name)
+    cp_before = set(group_instances(sb, name, CP_GROUP))
+    old = group_instances(sb, name, "nodes")
+    assert len(old) == 3
+    place(sb, name, pods=[{"name": f"web-{n}", "labels": {"app": "web"}} for n in range(3)])
+    assert set(pods_on(sb, name, "default").values()) <= {i["PrivateDnsName"] for i in old.values()}
+    change_machine_type(sb, name, "nodes", "t3.large", tmp_path)
+
+    table = ok(sb.kopsy("rolling-update", "cluster", name))
+    rows = {line.split()[0]: line.split() for line in table.splitlines()[1:] if line.strip() and not line.startswith("Must")}
+    assert rows["nodes"][1:3] == ["NeedsUpdate", "3"], table
+    assert rows[CP_GROUP][1:3] == ["Ready", "0"], table
+    assert table.strip().endswith("Must specify --yes to rolling-update.")
+    doc = json.loads(ok(sb.kopsy("rolling-update", "cluster", name, "-o", "json")))
+    nodes = next(g for g in doc["groups"] if g["name"] == "nodes")
+    assert nodes["needUpdate"] == 3 and nodes["status"] == "NeedsUpdate" and nodes["role"] == "Node"
+
+    peak = Peak(sb, name, "nodes")
+    r = sb.kopsy("rolling-update", "cluster", name, "--yes", *FAST, timeout=300)
+    most = peak.done()
+    ok(r)
+    assert "3 instance(s) replaced, 3 drained" in r.stdout, r.stdout + r.stderr
+    for iid in old:
+        assert f"{iid} (" in r.stderr
+    assert r.stderr.count(": drained") == 3, r.stderr
+    assert "left)" in r.stderr  # the time estimate
+    new = group_instances(sb, name, "nodes")
+    assert len(new) == 3 and not set(new) & set(old)
+    assert {i["InstanceType"] for i in new.values()} == {"t3.large"}
+    assert most <= 4, f"{most} node instances ran at once (desired 3 + surge 1)"
+    assert set(group_instances(sb, name, CP_GROUP)) == cp_before
+    assert set(pods_on(sb, name, "default").values()) <= {i["PrivateDnsName"] for i in new.values()}
+    ok(sb.kopsy("validate", "cluster", name))
+    assert "No rolling-update required." in ok(sb.kopsy("rolling-update", "cluster", name))
+
+    r = sb.kopsy("rolling-update", "cluster", name, "--instance-group", "nodes", "--force", "--cloudonly", "--yes",
+                 *FAST, timeout=300)
+    ok(r)
+    assert "not drained (--cloudonly)" in r.stderr
+    final = group_instances(sb, name, "nodes")
+    assert len(final) == 3 and not set(final) & set(new)
+    assert set(group_instances(sb, name, CP_GROUP)) == cp_before
+    ok(sb.kopsy("validate", "cluster", name, "--wait", "60s", "--interval", "0.5s"))
+    ok(sb.kopsy("delete", "cluster", name, "--yes"))
+
+
+def test_drain_blocked_by_a_pdb_names_pod_and_budget(sb: Sandbox) -> None:
+    name = "pdb.example.com"
+    make_cluster(sb, name, nodes=1)
+    node = next(iter(group_instances(sb, name, "nodes")))
+    place(sb, name, pods=[{"name": "db-0", "namespace": "prod", "labels": {"app": "db"}}],
+          pdbs=[{"name": "db-budget", "namespace": "prod", "selector": {"app": "db"}, "minAvailable": 1}])
+    r = sb.kopsy("rolling-update", "cluster", name, "--yes", "--force", "--instance-group", "nodes",
+                 "--drain-timeout", "2s", *FAST, timeout=300)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "pod prod/db-0 (PodDisruptionBudget prod/db-budget)" in r.stderr, r.stderr
+    assert "did not finish within 2s" in r.stderr
+    assert node in group_instances(sb, name, "nodes")  # still running: not terminated
+    ok(sb.kopsy("delete", "cluster", name, "--yes"))
