@@ -151,3 +151,43 @@ def test_drain_blocked_by_a_pdb_names_pod_and_budget(sb: Sandbox) -> None:
     assert "did not finish within 2s" in r.stderr
     assert node in group_instances(sb, name, "nodes")  # still running: not terminated
     ok(sb.kopsy("delete", "cluster", name, "--yes"))
+
+
+def _kill_at(sb: Sandbox, args: list[str], marker: str) -> bool:
+    """Run kopsy until its progress shows ``marker``, then SIGKILL it; False if it finished first."""
+    import signal
+
+    from sandbox_helpers import KOPSY
+
+    p = subprocess.Popen([KOPSY, *args], env=sb.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert p.stderr is not None
+    killed = False
+    for line in p.stderr:
+        if marker in line:
+            p.send_signal(signal.SIGKILL)
+            killed = True
+            break
+    p.wait(120)
+    return killed
+
+
+def test_roll_killed_at_five_points_resumes_without_orphans(sb: Sandbox, tmp_path: Path) -> None:
+    """SIGKILL after: the detach, a drain, a terminate, a passing validation, and a later
+    detach; each rerun (taking the dead run's lock) picks up where it stopped."""
+    name = "kill.example.com"
+    make_cluster(sb, name)
+    old = set(group_instances(sb, name, "nodes"))
+    change_machine_type(sb, name, "nodes", "t3.large", tmp_path)
+    args = ["rolling-update", "cluster", name, "--yes", "--force-unlock", *FAST]
+    points = [" detach ", ": drained", " terminate ", "validation passed", " detach "]
+    kills = sum(_kill_at(sb, args, marker) for marker in points)
+    assert kills >= 3, "the run finished before most kill points"
+    ok(sb.kopsy(*args, timeout=300))
+    now = group_instances(sb, name, "nodes")
+    assert len(now) == 3 and not set(now) & old
+    assert {i["InstanceType"] for i in now.values()} == {"t3.large"}
+    tagged = [i for i in now.values() if any(t["Key"] == "kopsy.io/rolling-update-detached" for t in i.get("Tags", []))]
+    assert tagged == [], "a detached instance was left running"
+    ok(sb.kopsy("validate", "cluster", name, "--wait", "60s", "--interval", "0.5s"))
+    assert "No rolling-update required." in ok(sb.kopsy("rolling-update", "cluster", name))
+    ok(sb.kopsy("delete", "cluster", name, "--yes", "--force-unlock"))
