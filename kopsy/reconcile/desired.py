@@ -30,6 +30,9 @@ class ClusterInputs:
     # render_user_data(cluster, ig, *, api_endpoint, ca_cert_hash, state_store_url) -> bytes;
     # None means kopsy.bootstrap's renderer (golden tests pass a fixed one).
     renderer: Callable[..., bytes] | None = None
+    # The version node and bastion groups render while control planes still run an older one
+    # (``kopsy.reconcile.skew``); "" means the spec's.
+    node_version: str = ""
 
 
 def desired_resources(inp: ClusterInputs) -> list[Desired]:

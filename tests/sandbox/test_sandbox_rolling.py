@@ -191,3 +191,55 @@ def test_roll_killed_at_five_points_resumes_without_orphans(sb: Sandbox, tmp_pat
     ok(sb.kopsy("validate", "cluster", name, "--wait", "60s", "--interval", "0.5s"))
     assert "No rolling-update required." in ok(sb.kopsy("rolling-update", "cluster", name))
     ok(sb.kopsy("delete", "cluster", name, "--yes", "--force-unlock"))
+
+
+def _template_versions(sb: Sandbox, cluster: str) -> dict[str, str]:
+    """instance group -> the kubernetesVersion its launch template's latest version installs."""
+    import base64
+
+    from kopsy.reconcile.skew import rendered_version
+
+    ec2 = sb.clients().client("ec2")
+    out = {}
+    for group in ("nodes", CP_GROUP):
+        v = ec2.describe_launch_template_versions(LaunchTemplateName=f"{group}.{cluster}", Versions=["$Latest"])
+        out[group] = rendered_version(base64.b64decode(v["LaunchTemplateVersions"][0]["LaunchTemplateData"]["UserData"]))
+    return out
+
+
+def test_upgrade_moves_control_planes_first_then_nodes(sb: Sandbox) -> None:
+    name = "upgrade.example.com"
+    ok(sb.kopsy("create", "cluster", name, "--zones", "us-east-1a", "--node-count", "2", "--kubernetes-version", "1.35.0",
+                "--ssh-public-key", str(sb.home / ".ssh" / "id_ed25519.pub")))
+    ok(sb.kopsy("update", "cluster", name, "--yes"))
+    ok(sb.kopsy("validate", "cluster", name, "--wait", "60s", "--interval", "0.5s"))
+
+    refused = sb.kopsy("upgrade", "cluster", name, "--kubernetes-version", "1.37.0")
+    assert refused.returncode == 2 and "one minor at a time" in refused.stderr, refused.stderr
+    down = sb.kopsy("upgrade", "cluster", name, "--kubernetes-version", "1.34.0")
+    assert down.returncode == 2, down.stderr
+    dry = ok(sb.kopsy("upgrade", "cluster", name))
+    assert dry.split("\n")[0].split() == ["ITEM", "PROPERTY", "OLD", "NEW"]
+    assert "Cluster  KubernetesVersion  1.35.0  1.36.0" in dry and "Must specify --yes to perform upgrade" in dry
+    ok(sb.kopsy("upgrade", "cluster", name, "--yes"))
+
+    r = sb.kopsy("update", "cluster", name, "--yes")
+    ok(r)
+    assert "stay on Kubernetes 1.35.0" in r.stderr
+    assert _template_versions(sb, name) == {"nodes": "1.35.0", CP_GROUP: "1.36.0"}
+    cp_old = set(group_instances(sb, name, CP_GROUP))
+    r = sb.kopsy("rolling-update", "cluster", name, "--yes", "--instance-group-roles", "ControlPlane", *FAST, timeout=300)
+    ok(r)
+    assert "etcd snapshot (last member: kept)" in r.stderr, r.stderr
+    calls = client.request(sb.layout.socket_id, {"op": "etcd-calls"})["calls"]
+    assert [c[1] for c in calls if c[0] in cp_old] == ["etcd-snapshot"]
+    assert not set(group_instances(sb, name, CP_GROUP)) & cp_old
+
+    ok(sb.kopsy("update", "cluster", name, "--yes"))
+    assert _template_versions(sb, name) == {"nodes": "1.36.0", CP_GROUP: "1.36.0"}
+    ok(sb.kopsy("rolling-update", "cluster", name, "--yes", *FAST, timeout=300))
+    ok(sb.kopsy("validate", "cluster", name, "--wait", "60s", "--interval", "0.5s"))
+    listed = json.loads(ok(sb.kopsy("get", "instances", "--name", name, "-o", "json")))
+    assert len(listed) == 3 and {i["kubernetesVersion"] for i in listed} == {"v1.36.0"}, listed
+    assert {i["status"] for i in listed} == {"UpToDate"}
+    ok(sb.kopsy("delete", "cluster", name, "--yes"))
