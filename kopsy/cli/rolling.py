@@ -138,7 +138,8 @@ def _render(event: Any) -> None:
         f"({event.node})" if event.node else "",
     ) if p)
     eta = f" ({fmt_eta(event.eta)})" if event.step in ("detach", "terminate", "wait", "batch-done") else ""
-    click.echo(f"{time.strftime('%H:%M:%S')} {event.step:<10} {where}: {event.message}{eta}", err=True)
+    now = time.time()
+    click.echo(f"{time.strftime('%H:%M:%S', time.localtime(now))}.{int(now % 1 * 10)} {event.step:<10} {where}: {event.message}{eta}", err=True)
 
 
 def _connect_remote(roller: Any, cluster: Any, name: str, igs: list[Any], clients: Any, *, ssh_user: str | None,

@@ -31,7 +31,7 @@ class ClusterInputs:
     # None means kopsy.bootstrap's renderer (golden tests pass a fixed one).
     renderer: Callable[..., bytes] | None = None
     # The version node and bastion groups render while control planes still run an older one
-    # (``kopsy.reconcile.skew``); "" means the spec's.
+    # (``kopsy.reconcile.builders.skew``); "" means the spec's.
     node_version: str = ""
 
 

@@ -242,7 +242,7 @@ def plan_update(clients: AwsClients, inputs: ClusterInputs, *, removed: Collecti
     check_whole(inputs, facts, removed)
     inputs = replace(inputs, images={**inputs.images, **images}, state_kms_key=kms_key)
     if not ignore_skew:
-        from kopsy.reconcile.skew import node_version
+        from kopsy.reconcile.builders.skew import node_version
 
         held = node_version(clients, inputs.cluster.name, inputs.cluster.kubernetes_version, inputs.instance_groups, facts)
         if held:

@@ -140,8 +140,9 @@ class Roller:
                     self._say("detach", ig, inst, label, "detaching (its replacement launches now)")
                 actions.detach(self.clients, plan.asg, [i.id for i in new])
             old = detached + new
-            if old:
-                self._wait_ready(ig, label, passes=1, what=f"{len(old)} replacement(s) to join")
+            streak = None
+            if old:  # the first validation after the replacements joined: the streak goes on below
+                streak = self._wait_ready(ig, label, passes=1, what=f"{len(old)} replacement(s) to join")
             batch = old + direct
             self._drain_all(ig, batch, label, cp)
             if cp:
@@ -153,8 +154,11 @@ class Roller:
                 actions.terminate_in_group(self.clients, [i.id for i in direct])
             self.result.replaced.extend(i.id for i in batch)
             self._wait_gone(ig, [i.id for i in batch], label)
-            self._wait_ready(ig, label, passes=self.options.validate_count,
-                             what="the replacement(s) to join" if direct else "the cluster to validate")
+            if direct or streak is None:
+                self._wait_ready(ig, label, passes=self.options.validate_count, what="the replacement(s) to join")
+            elif self.options.validate_count > 1:  # surged: count on from the pass before the drain
+                self._wait_ready(ig, label, passes=self.options.validate_count, what="the cluster to validate",
+                                 streak=(1, streak))
             self.estimator.record(self.clock() - started)
             self._batches_left[ig.name] = total - batch_no
             self.on_event(Event("batch-done", ig.name, f"batch {label} of {ig.name} done ({len(batch)} replaced)",
@@ -232,7 +236,7 @@ class Roller:
                 snapshot_and_remove(conn, inst.private_dns, remove=bool(alive))
 
     def _wait_tick(self) -> None:
-        self.sleep(min(self.options.interval, 1.0))
+        self.sleep(min(self.options.interval, 0.5))
 
     def _wait_gone(self, ig: InstanceGroup, ids: list[str], label: str) -> None:
         """Until EC2 no longer lists them running: peaks stay within desired + maxSurge."""
@@ -246,12 +250,19 @@ class Roller:
                 raise RollFailed(f"instance(s) {', '.join(left)} still running {int(self.options.validation_timeout)}s after terminating them")
             self._wait_tick()
 
-    def _wait_ready(self, ig: InstanceGroup, label: str, *, passes: int, what: str) -> None:
+    def _wait_ready(self, ig: InstanceGroup, label: str, *, passes: int, what: str,
+                    streak: tuple[int, float] | None = None) -> float:
         """Until the group is at its desired size with every member running, and (unless
-        --cloudonly) validation passes ``passes`` times in a row, ``interval`` apart."""
+        --cloudonly) validation passes ``passes`` times in a row, ``interval`` apart. ``streak``
+        (passes so far, time of the last) continues a run of passes begun before a drain: the
+        surged batch validated once its replacements joined, and the cluster only lost cordoned,
+        drained instances since. Returns the time of the last pass."""
         deadline = self.clock() + self.options.validation_timeout
         self.on_event(Event("wait", ig.name, f"waiting for {what}", batch=label, eta=self._eta()))
         successes, last = 0, ""
+        if streak is not None:
+            successes = streak[0]
+            self.sleep(max(0.0, streak[1] + self.options.interval - self.clock()))
         while True:
             inv = self.read()
             plan = next(p for p in self.plans(inv) if p.name == ig.name)
@@ -259,14 +270,14 @@ class Roller:
             if len(running) < plan.target:
                 successes, last = 0, f"group {ig.name} has {len(running)} of {plan.target} instances in service"
             elif self.options.cloudonly or self.validate is None:
-                return
+                return self.clock()
             else:
                 problems = scoped_failures(self.validate(), inv, ig.name)
                 if not problems:
                     successes += 1
                     self.on_event(Event("validate", ig.name, f"validation passed ({successes}/{passes})", batch=label))
                     if successes >= passes:
-                        return
+                        return self.clock()
                     self.sleep(self.options.interval)
                     continue
                 successes, last = 0, problems[0]

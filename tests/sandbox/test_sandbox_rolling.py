@@ -197,7 +197,7 @@ def _template_versions(sb: Sandbox, cluster: str) -> dict[str, str]:
     """instance group -> the kubernetesVersion its launch template's latest version installs."""
     import base64
 
-    from kopsy.reconcile.skew import rendered_version
+    from kopsy.reconcile.builders.skew import rendered_version
 
     ec2 = sb.clients().client("ec2")
     out = {}

@@ -1,4 +1,5 @@
-"""Kubelet version skew during an upgrade: nodes wait for the control planes.
+"""Kubelet version skew during an upgrade: nodes wait for the control planes (the instance
+groups builder's one fact, read before building; it lives here as it names launch templates).
 
 The Kubernetes skew policy forbids kubelets newer than the API servers. kops (PR #16932) keeps
 node and bastion launch templates on the version the control planes *run* until every
