@@ -10,11 +10,10 @@ replaces it with the real emulation of membership and snapshots.
 from __future__ import annotations
 
 import json
-import shlex
 import threading
 from datetime import datetime
 
-from kopsy.sandbox.answers import Answer
+from kopsy.sandbox.answers import Answer, command_argv
 
 HELPER = "/usr/local/lib/kopsy/kopsy-helper"
 CALLS: list[tuple[str, str, str]] = []  # (instance id, command, time): the supervisor's "etcd-calls" request
@@ -22,12 +21,7 @@ _lock = threading.Lock()
 
 
 def etcd_helper_answer(instance_id: str, command: str, now: datetime) -> Answer | None:
-    try:
-        argv = shlex.split(command or "")
-    except ValueError:
-        return None
-    while argv and argv[0] == "sudo":
-        argv = argv[1:]
+    argv = command_argv(command) or []
     if argv[:1] != [HELPER] or len(argv) < 2 or argv[1] not in ("etcd-snapshot", "etcd-remove-member"):
         return None
     stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")

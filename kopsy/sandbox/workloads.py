@@ -20,7 +20,6 @@ the supervisor's memory only: a restarted supervisor starts with no workloads an
 
 from __future__ import annotations
 
-import shlex
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -28,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from kopsy.sandbox.answers import ADMIN_CONF, Answer, _list, _uid, pod_list
+from kopsy.sandbox.answers import ADMIN_CONF, Answer, _list, _uid, command_argv, pod_list
 from kopsy.sandbox.facts import World
 from kopsy.sandbox.rules import CONTROL_PLANE, Verdict
 
@@ -117,12 +116,7 @@ class Workloads:
     def answer(self, world: World, verdicts: Mapping[str, Verdict], instance_id: str, command: str,
                now: datetime) -> Answer | None:
         """The answer to a workload command on ``instance_id``, or None when it is not one."""
-        try:
-            argv = shlex.split(command or "")
-        except ValueError:
-            return None
-        while argv and argv[0] == "sudo":
-            argv = argv[1:]
+        argv = command_argv(command) or []
         if argv[:3] != ["kubectl", "--kubeconfig", ADMIN_CONF] or len(argv) < 4:
             return None
         verb, rest = argv[3], argv[4:]
