@@ -172,4 +172,4 @@ def _connect_remote(roller: Any, cluster: Any, name: str, igs: list[Any], client
 
     roller.kube = Kube(connect)
     roller.connect_control_plane = connect
-    roller.validate = lambda: validate_cluster(name, igs, clients, SSHConnector(settings))
+    roller.validate = lambda: validate_cluster(name, igs, clients, SSHConnector(settings), diagnose=False)

@@ -243,3 +243,30 @@ def test_upgrade_moves_control_planes_first_then_nodes(sb: Sandbox) -> None:
     assert len(listed) == 3 and {i["kubernetesVersion"] for i in listed} == {"v1.36.0"}, listed
     assert {i["status"] for i in listed} == {"UpToDate"}
     ok(sb.kopsy("delete", "cluster", name, "--yes"))
+
+
+def test_three_control_planes_roll_one_at_a_time_with_etcd_guard(sb: Sandbox) -> None:
+    name = "cp3.example.com"
+    ok(sb.kopsy("create", "cluster", name, "--zones", "us-east-1a,us-east-1b,us-east-1c", "--control-plane-count", "3",
+                "--node-count", "1", "--ssh-public-key", str(sb.home / ".ssh" / "id_ed25519.pub")))
+    ok(sb.kopsy("update", "cluster", name, "--yes"))
+    ok(sb.kopsy("validate", "cluster", name, "--wait", "60s", "--interval", "0.5s"))
+    groups = [f"control-plane-us-east-1{z}" for z in "abc"]
+    old = {iid: i["PrivateDnsName"] for g in groups for iid, i in group_instances(sb, name, g).items()}
+    assert len(old) == 3
+    r = sb.kopsy("rolling-update", "cluster", name, "--yes", "--force", "--instance-group-roles", "ControlPlane",
+                 *FAST, timeout=400)
+    ok(r)
+    assert r.stderr.count("deregistering from 2 API target group(s)") == 3, r.stderr
+    assert r.stderr.count("etcd snapshot, then removing its member") == 3, r.stderr
+    calls = client.request(sb.layout.socket_id, {"op": "etcd-calls"})["calls"]
+    removals = [c for c in calls if c[1].startswith("etcd-remove-member")]
+    assert sorted(c[1].split()[-1] for c in removals) == sorted(old.values())
+    assert all(c[0] not in old or old[c[0]] != c[1].split()[-1] for c in removals)  # never on the member removed
+    # One at a time: the steps of each control plane end (terminate) before the next one's cordon.
+    steps = [line.split()[1] for line in r.stderr.splitlines() if line.split()[1:2] and line.split()[1] in ("cordon", "terminate")]
+    assert steps == ["cordon", "terminate"] * 3, steps
+    now = {iid for g in groups for iid in group_instances(sb, name, g)}
+    assert len(now) == 3 and not now & set(old)
+    ok(sb.kopsy("validate", "cluster", name, "--wait", "60s", "--interval", "0.5s"))
+    ok(sb.kopsy("delete", "cluster", name, "--yes"))
