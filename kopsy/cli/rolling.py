@@ -156,10 +156,10 @@ def _connect_remote(roller: Any, cluster: Any, name: str, igs: list[Any], client
 
     settings = ssh_settings(cluster, ssh_user=ssh_user, ssh_key=ssh_key, ssh_config=ssh_config, bastion=bastion,
                             connect_timeout=10.0, command_timeout=60.0)
-    connector = SSHConnector(settings)
-
     def connect(avoid: str) -> SSHConnection:
-        """A control plane other than node ``avoid`` when one answers, else ``avoid`` itself."""
+        """A control plane other than node ``avoid`` when one answers, else ``avoid`` itself.
+        A connector per call: it reads the ssh config when made, and replacements are new hosts."""
+        connector = SSHConnector(settings)
         cps = [i for i in read_groups(clients, name).instances.values() if i.role == ROLE_CONTROL_PLANE and i.state == "running"]
         cps.sort(key=lambda i: (i.private_dns == avoid, i.id))
         last: SSHError | None = None
@@ -167,6 +167,7 @@ def _connect_remote(roller: Any, cluster: Any, name: str, igs: list[Any], client
             try:
                 return connector.connect(ssh_address(inst, private=bool(bastion)))
             except SSHError as exc:
+                click.echo(f"Note: control plane {inst.id} ({inst.private_dns}) cannot be reached over SSH: {exc}", err=True)
                 last = exc
         raise last or SSHError(f"no running control plane of {name} to run kubectl on")
 

@@ -124,5 +124,7 @@ class Kube:
                     names = blocking_budgets(pods, pdb.stdout, listed.stdout)
         blocking = [f"pod {ns}/{name}" + (f" (PodDisruptionBudget {ns}/{names[(ns, name)]})" if (ns, name) in names else "")
                     for ns, name in pods]
-        why = f"blocked by {', '.join(blocking)}" if blocking else _fail(r)
-        raise DrainFailed(f"drain of node {node} did not finish within {int(timeout)}s: {why}", blocking)
+        if blocking or r.error:
+            why = f"blocked by {', '.join(blocking)}" if blocking else _fail(r)
+            raise DrainFailed(f"drain of node {node} did not finish within {int(timeout)}s: {why}", blocking)
+        raise DrainFailed(f"drain of node {node} failed: {_fail(r)}", [])

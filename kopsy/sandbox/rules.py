@@ -175,13 +175,16 @@ def path_problem(world: World, inst: Instance, lb: ApiLoadBalancer, port: int) -
 
 
 def evaluate(world: World, machines_down: frozenset[str] = frozenset(),
-             booting: Mapping[str, float] | None = None) -> dict[str, Verdict]:
+             booting: Mapping[str, float] | None = None, joined_before: frozenset[str] = frozenset()) -> dict[str, Verdict]:
     """Judge every instance of ``world``; control planes first, since nodes depend on them.
-    ``booting``: instance id -> how far its boot has come (0..1), for those still booting."""
+    ``booting``: instance id -> how far its boot has come (0..1), for those still booting.
+    ``joined_before``: instances that have joined once; a control plane among them stays a node
+    when it is taken out of the API target groups (as one is before it is replaced): the
+    target group only mattered for its kubeadm init/join."""
     verdicts: dict[str, Verdict] = {}
     ordered = sorted(world.instances, key=lambda i: _role(i) != CONTROL_PLANE)
     for inst in ordered:
-        verdicts[inst.id] = _judge(world, inst, verdicts, inst.id in machines_down)
+        verdicts[inst.id] = _judge(world, inst, verdicts, inst.id in machines_down, inst.id in joined_before)
         if booting and inst.id in booting:
             verdicts[inst.id] = booting_verdict(verdicts[inst.id], booting[inst.id])
     return verdicts
@@ -220,7 +223,7 @@ def mode_of(role: str, cfg: BootstrapConfig | None) -> str:
     return "init" if role == CONTROL_PLANE else "join"
 
 
-def _judge(world: World, inst: Instance, earlier: dict[str, Verdict], down: bool) -> Verdict:
+def _judge(world: World, inst: Instance, earlier: dict[str, Verdict], down: bool, joined_before: bool = False) -> Verdict:
     role = _role(inst)
     cp = role == CONTROL_PLANE
 
@@ -258,7 +261,7 @@ def _judge(world: World, inst: Instance, earlier: dict[str, Verdict], down: bool
     if problem := path_problem(world, inst, lb, _port(expected)):
         return stop(wait, f"cannot reach API endpoint {expected}: {problem}", cfg)
     if cp:
-        if inst.id not in lb.registered:
+        if inst.id not in lb.registered and not joined_before:
             return stop(kubeadm, f"API endpoint {expected} does not route to this control plane: {inst.id} is not registered with the load balancer's target group", cfg)
         if lb.security_groups and not allows(_ingress(world, inst), API_PORT, lb.security_groups, ""):
             return stop(

@@ -70,6 +70,7 @@ class Supervisor:
         self._verdicts: tuple[tuple[Instance, ...], frozenset[str], Network, dict[str, Verdict], Any] | None = None
         self.workloads = Workloads()
         self._first_seen: dict[str, float] = {}  # instance id -> when the poll first saw it running
+        self._joined: set[str] = set()  # instances that have joined once (rules.evaluate's joined_before)
         self._machines_lock = threading.Lock()
         self._network_lock = threading.Lock()
         self._last_world: World | None = None
@@ -98,7 +99,9 @@ class Supervisor:
             key = tuple(sorted((i, round(p, 1)) for i, p in booting.items()))
             if (cached is None or cached[0] is not world.instances or cached[1] != down or cached[2] is not net[1]
                     or cached[4] != key):
-                cached = (world.instances, down, net[1], evaluate(world, down, booting), key)
+                verdicts = evaluate(world, down, booting, frozenset(self._joined))
+                self._joined.update(i for i, v in verdicts.items() if v.joined)
+                cached = (world.instances, down, net[1], verdicts, key)
                 self._verdicts = cached
             return world, cached[3]
 
