@@ -90,7 +90,8 @@ def command(args: tuple[str, ...], yes: bool, instance_groups: tuple[str, ...], 
     run_opts = RollOptions(force=force, cloudonly=cloudonly, max_surge=max_surge, max_unavailable=max_unavailable,
                            drain_timeout=drain_timeout, validation_timeout=validation_timeout,
                            validate_count=validate_count, interval=interval, fail_on_drain_error=fail_on_drain_error)
-    roller = Roller(name, igs, clients, run_opts, cluster_rolling=dict(cluster.rolling_update))
+    roller = Roller(name, igs, clients, run_opts, cluster_rolling=dict(cluster.rolling_update),
+                    kubernetes_version=cluster.kubernetes_version)
 
     def selected() -> list[Any]:
         return filter_groups(roller.plans(force=force), instance_groups, roles)

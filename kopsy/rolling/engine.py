@@ -24,6 +24,7 @@ from kopsy.remote import SSHConnection
 from kopsy.rolling import actions
 from kopsy.rolling.drain import DrainFailed, Kube
 from kopsy.rolling.etcd_guard import snapshot_and_remove
+from kopsy.rolling.kubeadm_config import sync_cluster_version
 from kopsy.rolling.progress import Estimator, Event
 from kopsy.rolling.selection import ROLE_BASTION, GroupPlan, plan_groups
 from kopsy.rolling.surge import DEFAULT_MAX_SURGE, DEFAULT_MAX_UNAVAILABLE, budget
@@ -62,6 +63,7 @@ class Roller:
     clients: Any
     options: RollOptions
     cluster_rolling: dict[str, str] = field(default_factory=dict)  # the cluster spec's rollingUpdate
+    kubernetes_version: str = ""  # the spec's: kubeadm-config moves to it before a control plane is replaced
     kube: Kube | None = None  # None under --cloudonly
     validate: Callable[[], ValidationResult] | None = None  # None under --cloudonly
     connect_control_plane: Callable[[str], SSHConnection] | None = None  # for the etcd guard
@@ -146,6 +148,7 @@ class Roller:
             batch = old + direct
             self._drain_all(ig, batch, label, cp)
             if cp:
+                self._sync_kubeadm(ig, batch, label)
                 self._guard_etcd(ig, batch, label)
             for inst in batch:
                 self._say("terminate", ig, inst, label, "terminating")
@@ -234,6 +237,14 @@ class Roller:
             self._say("etcd", ig, inst, label, "etcd snapshot" + (", then removing its member" if alive else " (last member: kept)"))
             with self.connect_control_plane(inst.private_dns) as conn:
                 snapshot_and_remove(conn, inst.private_dns, remove=bool(alive))
+
+    def _sync_kubeadm(self, ig: InstanceGroup, batch: list[InstanceFacts], label: str) -> None:
+        """kubeadm-config and kube-proxy first, so the replacement joins with the new version."""
+        if self.connect_control_plane is None or not self.kubernetes_version or self.options.cloudonly:
+            return
+        with self.connect_control_plane(batch[0].private_dns) as conn:
+            for done in sync_cluster_version(conn, self.kubernetes_version):
+                self._say("kubeadm", ig, batch[0], label, done)
 
     def _wait_tick(self) -> None:
         self.sleep(min(self.options.interval, 0.5))

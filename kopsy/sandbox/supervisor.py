@@ -128,6 +128,7 @@ class Supervisor:
     def answer(self, instance_id: str, command: str) -> dict[str, Any]:
         world, verdicts = self.snapshot(self.config.answer_max_age)
         now = datetime.now(timezone.utc)
+        self.workloads.observe(world, verdicts)
         a = (etcd_helper_answer(instance_id, command, now) if instance_id in verdicts else None) \
             or self.workloads.answer(world, verdicts, instance_id, command, now) \
             or self._cordons_shown(verdicts.get(instance_id), command, answer(world, verdicts, instance_id, command, now))

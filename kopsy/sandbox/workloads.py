@@ -56,6 +56,9 @@ class Workloads:
     cordoned: dict[str, set[str]] = field(default_factory=dict)  # cluster -> node names
     pods: dict[str, dict[tuple[str, str], Pod]] = field(default_factory=dict)  # cluster -> pods
     budgets: dict[str, dict[tuple[str, str], Budget]] = field(default_factory=dict)
+    kubeadm_version: dict[str, str] = field(default_factory=dict)  # cluster -> kubeadm-config kubernetesVersion
+    static_version: dict[str, str] = field(default_factory=dict)  # control-plane node -> the version its static pods run
+    kube_proxy_image: dict[str, str] = field(default_factory=dict)  # cluster -> kube-proxy DaemonSet image
     lock: threading.RLock = field(default_factory=threading.RLock)
     sleep: Callable[[float], None] = time.sleep
 
@@ -120,6 +123,8 @@ class Workloads:
         if argv[:3] != ["kubectl", "--kubeconfig", ADMIN_CONF] or len(argv) < 4:
             return None
         verb, rest = argv[3], argv[4:]
+        if verb in ("-n", "--namespace") and len(argv) > 5 and argv[4] == "kube-system":
+            return self._kubeadm(world, verdicts, instance_id, argv[5:])
         is_get_all = verb == "get" and len(rest) >= 2 and rest[0] in ("pods", "pdb") and "-A" in rest
         if verb not in ("cordon", "uncordon", "drain") and not is_get_all:
             return None
@@ -146,6 +151,57 @@ class Workloads:
             self.cordoned.setdefault(cluster, set()).add(node)
         return self._drain(cluster, nodes, node, _timeout(rest))
 
+    def observe(self, world: World, verdicts: Mapping[str, Verdict]) -> None:
+        """Called on every answer, so each control plane's join is seen at the time it happens."""
+        with self.lock:
+            for cluster in {v.cluster for v in verdicts.values() if v.cluster and v.joined and v.role == CONTROL_PLANE}:
+                self._track(cluster, world, verdicts)
+
+    def _track(self, cluster: str, world: World, verdicts: Mapping[str, Verdict]) -> None:
+        """kubeadm's view: the cluster's kubeadm-config starts at the first control plane's
+        version; each control plane's static pods run the version kubeadm-config had when it
+        joined (kubeadm join --control-plane reads the ClusterConfiguration from there)."""
+        cps = sorted((i for i in world.instances if (v := verdicts.get(i.id)) and v.cluster == cluster and v.joined
+                      and v.role == CONTROL_PLANE and v.config), key=lambda i: i.launch_time)
+        for inst in cps:
+            cfg = verdicts[inst.id].config
+            assert cfg is not None
+            self.kubeadm_version.setdefault(cluster, cfg.kubernetesVersion.lstrip("v"))
+            self.static_version.setdefault(inst.private_dns, self.kubeadm_version[cluster])
+
+    def _kubeadm(self, world: World, verdicts: Mapping[str, Verdict], instance_id: str, args: list[str]) -> Answer | None:
+        """``-n kube-system get configmap kubeadm-config -o json``, ``patch configmap kubeadm-config
+        --type merge -p JSON`` and ``set image daemonset/kube-proxy kube-proxy=IMAGE``."""
+        import json
+
+        import yaml
+
+        v = verdicts.get(instance_id)
+        if v is None or v.role != CONTROL_PLANE or not v.joined:
+            return None
+        cluster = v.cluster or ""
+        with self.lock:
+            self._track(cluster, world, verdicts)
+            version = self.kubeadm_version.get(cluster, "")
+            if args[:3] == ["get", "configmap", "kubeadm-config"]:
+                text = yaml.safe_dump({"apiVersion": "kubeadm.k8s.io/v1beta4", "kind": "ClusterConfiguration",
+                                       "clusterName": cluster, "kubernetesVersion": f"v{version}"}, sort_keys=False)
+                doc = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kubeadm-config", "namespace": "kube-system"},
+                       "data": {"ClusterConfiguration": text}}
+                return Answer(json.dumps(doc, indent=4) + "\n")
+            if args[:3] == ["patch", "configmap", "kubeadm-config"] and "-p" in args:
+                try:
+                    patch = json.loads(args[args.index("-p") + 1])
+                    new = yaml.safe_load(patch["data"]["ClusterConfiguration"])["kubernetesVersion"]
+                except (ValueError, KeyError, IndexError, TypeError, yaml.YAMLError) as exc:
+                    return Answer("", f"error: unable to parse the patch: {exc}\n", 1)
+                self.kubeadm_version[cluster] = str(new).lstrip("v")
+                return Answer("configmap/kubeadm-config patched\n")
+            if args[:3] == ["set", "image", "daemonset/kube-proxy"] and len(args) == 4 and args[3].startswith("kube-proxy="):
+                self.kube_proxy_image[cluster] = args[3].split("=", 1)[1]
+                return Answer("daemonset.apps/kube-proxy image updated\n")
+        return None
+
     def _get(self, cluster: str, world: World, verdicts: dict[str, Verdict], what: str, now: datetime) -> Answer:
         import json
 
@@ -155,7 +211,14 @@ class Workloads:
                       "spec": {"minAvailable": b.min_available, "selector": {"matchLabels": dict(b.selector)}}}
                      for b in self.budgets.get(cluster, {}).values()]
             return Answer(json.dumps(_list(items), indent=4) + "\n")
+        self._track(cluster, world, verdicts)
         system = pod_list(world, verdicts, cluster, now)["items"]
+        for pod in system:  # the images kubeadm and the kube-proxy DaemonSet would run
+            app, node = pod["metadata"]["labels"].get("component", ""), pod["spec"].get("nodeName", "")
+            if pod["metadata"]["name"] == f"{app}-{node}" and node in self.static_version:
+                pod["spec"]["containers"][0]["image"] = f"registry.k8s.io/{app}:v{self.static_version[node]}"
+            elif app == "kube-proxy" and cluster in self.kube_proxy_image:
+                pod["spec"]["containers"][0]["image"] = self.kube_proxy_image[cluster]
         mine = [{"apiVersion": "v1", "kind": "Pod",
                  "metadata": {"name": p.name, "namespace": p.namespace, "labels": dict(p.labels), "uid": _uid(cluster + p.namespace + p.name)},
                  "spec": {"nodeName": p.node} if p.node else {},

@@ -90,7 +90,8 @@ def pods_on(sb: Sandbox, cluster: str, namespace: str) -> dict[str, str | None]:
             if p["metadata"]["namespace"] == namespace}
 
 
-def test_roll_replaces_exactly_the_changed_nodes(sb: Sandbox, tmp_path: Path) -> None:
+def test_roll_replaces_exactly_the_changed_nodes(booting_sb: Sandbox, tmp_path: Path) -> None:
+    sb = booting_sb
     name = "roll.example.com"
     make_cluster(sb, name)
     cp_before = set(group_instances(sb, name, CP_GROUP))
@@ -138,7 +139,8 @@ def test_roll_replaces_exactly_the_changed_nodes(sb: Sandbox, tmp_path: Path) ->
     ok(sb.kopsy("delete", "cluster", name, "--yes"))
 
 
-def test_drain_blocked_by_a_pdb_names_pod_and_budget(sb: Sandbox) -> None:
+def test_drain_blocked_by_a_pdb_names_pod_and_budget(booting_sb: Sandbox) -> None:
+    sb = booting_sb
     name = "pdb.example.com"
     make_cluster(sb, name, nodes=1)
     node = next(iter(group_instances(sb, name, "nodes")))
@@ -150,6 +152,12 @@ def test_drain_blocked_by_a_pdb_names_pod_and_budget(sb: Sandbox) -> None:
     assert "pod prod/db-0 (PodDisruptionBudget prod/db-budget)" in r.stderr, r.stderr
     assert "did not finish within 2s" in r.stderr
     assert node in group_instances(sb, name, "nodes")  # still running: not terminated
+    # The rerun finishes the detached instance first; told not to fail on a drain, it goes on and says so.
+    r = sb.kopsy("rolling-update", "cluster", name, "--yes", "--instance-group", "nodes", "--fail-on-drain-error=false",
+                 "--drain-timeout", "1s", *FAST, timeout=300)
+    ok(r)
+    assert "going on (--fail-on-drain-error=false)" in r.stderr and "PodDisruptionBudget prod/db-budget" in r.stderr
+    assert node not in group_instances(sb, name, "nodes") and len(group_instances(sb, name, "nodes")) == 1
     ok(sb.kopsy("delete", "cluster", name, "--yes"))
 
 
@@ -171,9 +179,10 @@ def _kill_at(sb: Sandbox, args: list[str], marker: str) -> bool:
     return killed
 
 
-def test_roll_killed_at_five_points_resumes_without_orphans(sb: Sandbox, tmp_path: Path) -> None:
+def test_roll_killed_at_five_points_resumes_without_orphans(booting_sb: Sandbox, tmp_path: Path) -> None:
     """SIGKILL after: the detach, a drain, a terminate, a passing validation, and a later
     detach; each rerun (taking the dead run's lock) picks up where it stopped."""
+    sb = booting_sb
     name = "kill.example.com"
     make_cluster(sb, name)
     old = set(group_instances(sb, name, "nodes"))
@@ -207,7 +216,8 @@ def _template_versions(sb: Sandbox, cluster: str) -> dict[str, str]:
     return out
 
 
-def test_upgrade_moves_control_planes_first_then_nodes(sb: Sandbox) -> None:
+def test_upgrade_moves_control_planes_first_then_nodes(booting_sb: Sandbox) -> None:
+    sb = booting_sb
     name = "upgrade.example.com"
     ok(sb.kopsy("create", "cluster", name, "--zones", "us-east-1a", "--node-count", "2", "--kubernetes-version", "1.35.0",
                 "--ssh-public-key", str(sb.home / ".ssh" / "id_ed25519.pub")))
@@ -234,6 +244,12 @@ def test_upgrade_moves_control_planes_first_then_nodes(sb: Sandbox) -> None:
     calls = client.request(sb.layout.socket_id, {"op": "etcd-calls"})["calls"]
     assert [c[1] for c in calls if c[0] in cp_old] == ["etcd-snapshot"]
     assert not set(group_instances(sb, name, CP_GROUP)) & cp_old
+    assert "kubeadm-config kubernetesVersion v1.35.0 -> v1.36.0" in r.stderr, r.stderr
+    assert "kube-proxy image -> registry.k8s.io/kube-proxy:v1.36.0" in r.stderr
+    new_cp = next(iter(group_instances(sb, name, CP_GROUP).values()))
+    out, err, code = ssh_run(sb.layout.ssh_config, new_cp["PublicIpAddress"], PODS_ALL, sb.home / ".ssh" / "id_ed25519")
+    images = {p["metadata"]["name"]: p["spec"]["containers"][0]["image"] for p in json.loads(out)["items"]}
+    assert images[f"kube-apiserver-{new_cp['PrivateDnsName']}"] == "registry.k8s.io/kube-apiserver:v1.36.0", images
 
     ok(sb.kopsy("update", "cluster", name, "--yes"))
     assert _template_versions(sb, name) == {"nodes": "1.36.0", CP_GROUP: "1.36.0"}
@@ -245,7 +261,8 @@ def test_upgrade_moves_control_planes_first_then_nodes(sb: Sandbox) -> None:
     ok(sb.kopsy("delete", "cluster", name, "--yes"))
 
 
-def test_three_control_planes_roll_one_at_a_time_with_etcd_guard(sb: Sandbox) -> None:
+def test_three_control_planes_roll_one_at_a_time_with_etcd_guard(booting_sb: Sandbox) -> None:
+    sb = booting_sb
     name = "cp3.example.com"
     ok(sb.kopsy("create", "cluster", name, "--zones", "us-east-1a,us-east-1b,us-east-1c", "--control-plane-count", "3",
                 "--node-count", "1", "--ssh-public-key", str(sb.home / ".ssh" / "id_ed25519.pub")))
@@ -272,9 +289,10 @@ def test_three_control_planes_roll_one_at_a_time_with_etcd_guard(sb: Sandbox) ->
     ok(sb.kopsy("delete", "cluster", name, "--yes"))
 
 
-def test_roll_converges_under_20_percent_api_faults(sb: Sandbox, tmp_path: Path) -> None:
+def test_roll_converges_under_20_percent_api_faults(booting_sb: Sandbox, tmp_path: Path) -> None:
     """kopsy's calls go through the fault proxy (bench/awsproxy.py: 503s and throttling, as
     AWS sends them, on a fifth of the calls); the sandbox's own reads go to moto directly."""
+    sb = booting_sb
     import sys
 
     bench = str(Path(__file__).resolve().parents[2] / "bench")
