@@ -116,6 +116,7 @@ class Roller:
     def _roll_group(self, ig: InstanceGroup) -> None:
         cp = ig.role == ROLE_CONTROL_PLANE
         batch_no = 0
+        unseen_since: float | None = None
         while True:
             inv = self.read()
             plan = next(p for p in self.plans(inv) if p.name == ig.name)
@@ -134,9 +135,16 @@ class Roller:
             detached = list(plan.detached)
             new = [m.instance for m in plan.need_update[:max(0, b.surge - len(detached))] if m.instance]
             direct = [m.instance for m in plan.need_update[len(new):len(new) + b.unavailable] if m.instance]
-            if not detached and not new and not direct:  # members not described yet: read again
+            if not detached and not new and not direct:  # members EC2 does not list running (yet): read again
+                unseen_since = unseen_since if unseen_since is not None else self.clock()
+                if self.clock() - unseen_since > self.options.validation_timeout:
+                    ids = ", ".join(m.id for m in plan.need_update)
+                    raise RollFailed(f"instance group {ig.name} lists {ids} but EC2 does not show them running; "
+                                     f"start or terminate them, then re-run")
+                batch_no -= 1
                 self._wait_tick()
                 continue
+            unseen_since = None
             if new:
                 for inst in new:
                     self._say("detach", ig, inst, label, "detaching (its replacement launches now)")
