@@ -137,19 +137,79 @@ def get_secrets(name: str | None, type_: str | None, output: str) -> None:
 
 
 @command.command("instances")
+@click.argument("name", required=False)
 @click.option("-o", "--output", type=OUTPUT_FORMATS, default="table", show_default=True)
-def get_instances(output: str) -> None:
-    """Instances of a cluster: group, state, addresses, launch-template version."""
+@click.option("--no-ssh", is_flag=True, help="Do not ask a control plane for the nodes' kubelet versions.")
+@click.option("--ssh-config", type=click.Path(dir_okay=False, exists=True), envvar="KOPSY_SSH_CONFIG", show_envvar=True,
+              metavar="PATH", help="OpenSSH config to resolve hosts with (default ~/.ssh/config).")
+def get_instances(name: str | None, output: str, no_ssh: bool, ssh_config: str | None) -> None:
+    """Instances of a cluster: node, rollout status, role, state, address, group, type, version.
+
+    STATUS is UpToDate, NeedsUpdate (an older launch-template version, or marked by a
+    rolling update) or Detached (taken out of its group by a rolling update's surge).
+    K8S-VERSION is the kubelet's, asked of a control plane over SSH ('-' when none answers).
+    """
     from kopsy.cli.context import aws_clients
-    from kopsy.toolbox.dump import instances_of
+    from kopsy.cloud.aws.groups import read_groups
+    from kopsy.rolling.selection import instance_status, plan_groups
 
     store = open_cluster_store()
-    cluster_name = resolve_cluster_name(store, None)
+    cluster_name = resolve_cluster_name(store, name)
     cluster, _ = store.get_cluster(cluster_name)
-    found = instances_of(aws_clients(cluster.region or None), cluster_name)
+    igs = [ig for ig, _ in store.list_instance_groups(cluster_name)]
+    clients = aws_clients(cluster.region or None)
+    inv = read_groups(clients, cluster_name, states=("pending", "running", "stopping", "stopped", "shutting-down"))
+    plans = plan_groups(cluster_name, igs, inv)
+    versions = {} if no_ssh else _kubelet_versions(cluster, inv, ssh_config)
+    members = {m.id: m for g in inv.groups.values() for m in g.members}
+    found = []
+    for i in sorted(inv.instances.values(), key=lambda i: (i.instance_group, i.id)):
+        m = members.get(i.id)
+        found.append({
+            "id": i.id, "nodeName": i.private_dns, "status": instance_status(i, plans),
+            "roles": "control-plane" if i.role == "ControlPlane" else (i.role.lower() or "node"),
+            "state": i.state, "internalIP": i.private_ip, "instanceGroup": i.instance_group,
+            "machineType": i.instance_type, "kubernetesVersion": versions.get(i.id, ""),
+            "zone": i.zone, "publicIp": i.public_ip,
+            "launchTemplateVersion": (m.launch_template_version if m else "") or i.launch_template_version,
+        })
     if output != "table":
         emit(found, output)
         return
-    rows = [[i["id"], i["instanceGroup"], i["role"], i["state"], i["zone"], i["privateIp"] or "-", i["publicIp"] or "-",
-             (i["launchTemplate"] or {}).get("version") or "-"] for i in found]
-    click.echo(table(["ID", "INSTANCEGROUP", "ROLE", "STATE", "ZONE", "INTERNAL-IP", "EXTERNAL-IP", "TEMPLATE"], rows))
+    rows = [[f["id"], f["nodeName"] or "-", f["status"], f["roles"], f["state"], f["internalIP"] or "-",
+             f["instanceGroup"] or "-", f["machineType"], f["kubernetesVersion"] or "-"] for f in found]
+    click.echo(table(["ID", "NODE-NAME", "STATUS", "ROLES", "STATE", "INTERNAL-IP", "INSTANCE-GROUP", "MACHINE-TYPE",
+                      "K8S-VERSION"], rows))
+
+
+def _kubelet_versions(cluster, inv, ssh_config: str | None) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """instance id -> kubelet version, from ``kubectl get nodes`` on the first control plane
+    that answers; empty (and a warning) when none does: the listing itself needs only AWS."""
+    from kopsy.cli.validate import ssh_settings
+    from kopsy.errors import SSHError
+    from kopsy.remote import SSHConnector
+    from kopsy.validate.checks import match_nodes
+    from kopsy.validate.engine import ssh_address
+    from kopsy.validate.facts import CMD_NODES, FactError, parse_node_list
+
+    cps = [i for i in inv.instances.values() if i.role == "ControlPlane" and i.state == "running"]
+    if not cps:
+        return {}
+    settings = ssh_settings(cluster, ssh_user=None, ssh_key=None, ssh_config=ssh_config, bastion=None,
+                            connect_timeout=5.0, command_timeout=20.0)
+    connector = SSHConnector(settings)
+    problem = ""
+    for cp in cps:
+        try:
+            with connector.connect(ssh_address(cp, private=False)) as conn:
+                r = conn.run(CMD_NODES)
+            if r.ok:
+                nodes = parse_node_list(r.stdout)
+                return {iid: n.kubelet_version for iid, n in match_nodes(list(inv.instances.values()), nodes).items()}
+            problem = r.stderr.strip()[-120:] or f"exit {r.exit_status}"
+        except (SSHError, FactError) as exc:
+            problem = str(exc)
+        finally:
+            connector.close()
+    warn(f"no control plane answered for the nodes' versions ({problem}); K8S-VERSION shows '-'")
+    return {}

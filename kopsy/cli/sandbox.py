@@ -50,7 +50,9 @@ def command() -> None:
 @command.command()
 @dir_option
 @click.option("--region", default="us-east-1", show_default=True, help="Region the emulated cloud pretends to be.")
-def up(directory: str, region: str) -> None:
+@click.option("--boot-time", type=click.FloatRange(0, 600), default=None, metavar="SECONDS",
+              help="Seconds from launch until an instance has joined (default 1; its boot phases pass in between).")
+def up(directory: str, region: str, boot_time: float | None) -> None:
     """Start the moto server, the state-store bucket and the node supervisor."""
     import signal
 
@@ -62,7 +64,8 @@ def up(directory: str, region: str) -> None:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupted)
     info, already = control.up(
-        _layout(directory), python=sys.executable, user=getpass.getuser(), base_env=dict(os.environ), region=region
+        _layout(directory), python=sys.executable, user=getpass.getuser(), base_env=dict(os.environ), region=region,
+        boot_time=boot_time,
     )
     click.echo(control.NOTICE)
     if already:
@@ -223,7 +226,8 @@ def supervise(directory: str) -> None:
         raise SandboxError(f"no sandbox state in {directory} (or no sshd)")
     sshd_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), procs.MARKER: info.id}
     config = SupervisorConfig(
-        layout, sshd_path, sys.executable, info.user, info.ssh_port, info.id, sshd_env, endpoint=info.endpoint
+        layout, sshd_path, sys.executable, info.user, info.ssh_port, info.id, sshd_env, endpoint=info.endpoint,
+        boot_time=info.boot_time,
     )
     sup = Supervisor(config, CloudReader(control.sandbox_clients(info.endpoint, info.region)))
     signal.signal(signal.SIGTERM, lambda *_: sup.stopping.set())

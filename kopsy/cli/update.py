@@ -49,7 +49,10 @@ def _progress(state: str, change: Any, error: BaseException | None) -> None:
 @click.option("--detailed-exitcode", is_flag=True, help="Dry run: exit 2 when changes are pending, 0 when none.")
 @click.option("--force-unlock", is_flag=True, help="Take the cluster lock even if another (dead) run holds it.")
 @click.option("--parallelism", type=click.IntRange(1, 64), default=16, show_default=True, help="Changes applied at once.")
-def command(args: tuple[str, ...], yes: bool, output: str, detailed_exitcode: bool, force_unlock: bool, parallelism: int) -> None:
+@click.option("--ignore-kubelet-version-skew", is_flag=True,
+              help="Move node templates to the spec's version even while control planes run an older one.")
+def command(args: tuple[str, ...], yes: bool, output: str, detailed_exitcode: bool, force_unlock: bool, parallelism: int,
+            ignore_kubelet_version_skew: bool) -> None:
     """Plan (and with --yes apply) the cloud resources of a cluster."""
     from kopsy.cloud.aws.zones import check_security_groups, check_zones
     from kopsy.parallel import parallel
@@ -76,10 +79,14 @@ def command(args: tuple[str, ...], yes: bool, output: str, detailed_exitcode: bo
         _, _, planned, stale = parallel(lambda f: f(), [
             lambda: check_zones(clients, inputs.cluster.region, [s.zone for s in inputs.cluster.subnets]),
             lambda: check_security_groups(clients, {ig.name: ig.additional_security_groups for ig in inputs.instance_groups}),
-            lambda: plan_update(clients, inputs, removed=removed),
+            lambda: plan_update(clients, inputs, removed=removed, ignore_skew=ignore_kubelet_version_skew),
             lambda: stale_addons(store, inputs.cluster) if yes else [],
         ])
         plan = planned.plan
+        if planned.held_version:
+            click.echo(f"Note: node and bastion templates stay on Kubernetes {planned.held_version} until every control "
+                       f"plane runs {inputs.cluster.kubernetes_version} (roll the control planes, then update again; "
+                       f"--ignore-kubelet-version-skew overrides)", err=True)
         # The addons before any launch template that pins them (docs/addons.md); a re-run after a
         # kill writes only what is still missing.
         for key in write_addons(store, name, stale):

@@ -33,6 +33,9 @@ class ClusterInputs:
     # spec.networkID: the existing VPC's attached internet gateway (read at plan time), which the
     # route table of kopsy's own public subnets points at
     internet_gateway: str = ""
+    # The version node and bastion groups render while control planes still run an older one
+    # (``kopsy.reconcile.builders.skew``); "" means the spec's.
+    node_version: str = ""
 
 
 def desired_resources(inp: ClusterInputs) -> list[Desired]:

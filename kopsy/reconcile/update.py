@@ -265,13 +265,15 @@ def existing_network_gateway(clients: AwsClients, cluster: Cluster) -> str:
 class Planned:
     plan: Plan
     facts: dict[str, list[Actual]]
+    held_version: str = ""  # nodes and bastions kept on this version (skew), "" when not
 
     def outputs(self) -> dict[Key, dict[str, Any]]:
         """Known outputs of existing resources, the starting point of an apply."""
         return {a.key: dict(a.outputs) for items in self.facts.values() for a in items}
 
 
-def plan_update(clients: AwsClients, inputs: ClusterInputs, *, removed: Collection[str] = ()) -> Planned:
+def plan_update(clients: AwsClients, inputs: ClusterInputs, *, removed: Collection[str] = (),
+                ignore_skew: bool = False) -> Planned:
     """Fresh facts and the plan. AMI lookups (read-only too) overlap with the facts.
 
     ``removed``: groups whose resources may be deleted (removal records); any other running
@@ -288,7 +290,13 @@ def plan_update(clients: AwsClients, inputs: ClusterInputs, *, removed: Collecti
     )
     check_whole(inputs, facts, removed)
     inputs = replace(inputs, images={**inputs.images, **images}, state_kms_key=kms_key, internet_gateway=gateway)
-    return Planned(diff(inputs.cluster.name, desired_resources(inputs), facts), facts)
+    if not ignore_skew:
+        from kopsy.reconcile.builders.skew import node_version
+
+        held = node_version(clients, inputs.cluster.name, inputs.cluster.kubernetes_version, inputs.instance_groups, facts)
+        if held:
+            inputs = replace(inputs, node_version=held)
+    return Planned(diff(inputs.cluster.name, desired_resources(inputs), facts), facts, inputs.node_version)
 
 
 def apply_update(

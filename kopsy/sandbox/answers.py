@@ -54,14 +54,7 @@ def answer(world: World, verdicts: dict[str, Verdict], instance_id: str, command
     verdict = verdicts.get(instance_id)
     if inst is None or verdict is None:
         return Answer("", f"kopsy sandbox: instance {instance_id} no longer exists (terminated)\n", 255)
-    try:
-        argv = shlex.split(command or "")
-    except ValueError:
-        argv = []
-    while argv and argv[0] == "sudo":
-        argv = argv[1:]
-        while argv and argv[0] in ("-n", "-E", "-H", "--non-interactive"):
-            argv = argv[1:]
+    argv = command_argv(command) or []
     if argv[:1] == ["kubectl"]:
         return _kubectl(world, verdicts, inst, verdict, argv[1:], now)
     if argv == ["cat", BOOTSTRAP_JSON]:
@@ -84,6 +77,20 @@ def answer(world: World, verdicts: dict[str, Verdict], instance_id: str, command
         + "".join(f"  [sudo] {c}\n" for c in SUPPORTED),
         NOT_FOUND,
     )
+
+
+def command_argv(command: str) -> list[str] | None:
+    """A command line as the shell splits it, ``sudo`` (and its flags) taken off; None when
+    it does not parse."""
+    try:
+        argv = shlex.split(command or "")
+    except ValueError:
+        return None
+    while argv and argv[0] == "sudo":
+        argv = argv[1:]
+        while argv and argv[0] in ("-n", "-E", "-H", "--non-interactive"):
+            argv = argv[1:]
+    return argv
 
 
 def _tail_lines(argv: list[str]) -> int | None:

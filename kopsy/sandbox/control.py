@@ -26,6 +26,7 @@ from kopsy.sandbox import SandboxError, client, images, procs, sshd
 from kopsy.sandbox.layout import Layout
 
 BUCKET = "kopsy-sandbox-state"
+DEFAULT_BOOT_TIME = 1.0  # short, so tests and the demo stay fast; AWS takes minutes
 ACCESS_KEY = "sandbox"
 SECRET_KEY = "sandbox-not-a-secret"
 DEFAULT_REGION = "us-east-1"
@@ -49,6 +50,7 @@ class SandboxInfo:
     started: str = ""
     ready_seconds: float = 0.0
     ssm_parameter: bool = False  # did moto serve Canonical's SSM parameter
+    boot_time: float = DEFAULT_BOOT_TIME  # seconds from launch until an instance has joined (`up --boot-time`)
 
     @property
     def state_store(self) -> str:
@@ -153,7 +155,8 @@ def _wait(what: str, check: Any, deadline: float, proc: subprocess.Popen[bytes],
         time.sleep(0.05)
 
 
-def up(layout: Layout, *, python: str, user: str, base_env: Mapping[str, str], region: str = DEFAULT_REGION) -> tuple[SandboxInfo, bool]:
+def up(layout: Layout, *, python: str, user: str, base_env: Mapping[str, str], region: str = DEFAULT_REGION,
+       boot_time: float | None = None) -> tuple[SandboxInfo, bool]:
     """Start the sandbox (or find it running); returns (info, already_running)."""
     current = status(layout)
     if current.running and current.info is not None:
@@ -186,6 +189,7 @@ def up(layout: Layout, *, python: str, user: str, base_env: Mapping[str, str], r
         user=user,
         ssh_port=22 if os.geteuid() == 0 else 2222,
         started=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        boot_time=DEFAULT_BOOT_TIME if boot_time is None else boot_time,
     )
     amis = images.write_amis_file(layout.amis_file)
     # Saved before anything starts: from here on, ``down`` finds whatever ``up`` started (by pid

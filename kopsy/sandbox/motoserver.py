@@ -102,6 +102,71 @@ def aws_like_errors(app: Any) -> Any:
     return wrapped
 
 
+def install_asg_launch_versions() -> bool:
+    """Make moto's Auto Scaling groups launch from, and report, the version AWS would.
+
+    moto 5.x launches a group's instances with the template but no version (so EC2 tags them
+    with the template's *default* version), and lists every member with the template's current
+    default version rather than the one it was launched from. A rolling update judges exactly
+    that field, so: launches carry the group's version, and each member reports its own.
+    moto also keeps a version made by CreateLaunchTemplateVersion with its UserData as a plain
+    string, then fails an assertion (an internal error) whenever a group launches from it:
+    such a string is read as the base64 text it is.
+    False if moto changed shape (then docs/sandbox.md's caveat applies)."""
+    import threading
+
+    try:
+        from moto.autoscaling import models as asg
+        from moto.core.types import Base64EncodedString
+        from moto.ec2.models.instances import InstanceBackend
+        from moto.ec2.models.launch_templates import LaunchTemplateVersion
+    except ImportError:
+        return False
+    if getattr(asg.InstanceState, "_kopsy_patched", False):
+        return True
+    local = threading.local()
+    run_instances = InstanceBackend.run_instances
+    replace = asg.FakeAutoScalingGroup.replace_autoscaling_group_instances
+
+    def patched_run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        version = getattr(local, "version", None)
+        template = kwargs.get("launch_template")
+        if version and template and "Version" not in template:
+            kwargs["launch_template"] = {**template, "Version": version}
+        reservation = run_instances(self, *args, **kwargs)
+        if version and template:
+            for inst in reservation.instances:
+                setattr(inst, "_kopsy_lt_version", str(self._get_template_from_args(kwargs["launch_template"]).number))
+        return reservation
+
+    def patched_replace(self: Any, *args: Any, **kwargs: Any) -> Any:
+        local.version = getattr(self, "launch_template_version", None) if self.ec2_launch_template else None
+        try:
+            return replace(self, *args, **kwargs)
+        finally:
+            local.version = None
+
+    original = asg.InstanceState.launch_template
+
+    def launch_template(self: Any) -> Any:
+        lt = original.fget(self)  # type: ignore[attr-defined]
+        own = getattr(self.instance, "_kopsy_lt_version", None)
+        if lt is not None and own:
+            lt = {**lt, "Version": own}
+        return lt
+
+    def user_data(self: Any) -> Any:
+        raw = self.data.get("UserData")
+        return Base64EncodedString(raw) if isinstance(raw, str) else raw
+
+    LaunchTemplateVersion.user_data = property(user_data)  # type: ignore[assignment,method-assign]
+    InstanceBackend.run_instances = patched_run  # type: ignore[method-assign]
+    asg.FakeAutoScalingGroup.replace_autoscaling_group_instances = patched_replace  # type: ignore[method-assign]
+    asg.InstanceState.launch_template = property(launch_template)  # type: ignore[assignment,method-assign]
+    asg.InstanceState._kopsy_patched = True  # type: ignore[attr-defined]
+    return True
+
+
 def serve(host: str, port: int, parameters: dict[str, str]) -> None:
     """Run moto's server in this process until it is signalled (never returns normally).
     What ``moto.server.main`` does, with ``aws_like_errors`` around the application."""
@@ -113,6 +178,7 @@ def serve(host: str, port: int, parameters: dict[str, str]) -> None:
     from werkzeug.serving import run_simple
 
     install_public_parameters(parameters)
+    install_asg_launch_versions()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     os.environ.setdefault("MOTO_PORT", str(port))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

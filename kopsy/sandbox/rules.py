@@ -47,6 +47,7 @@ import email
 import functools
 import gzip
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -233,13 +234,20 @@ def path_problem(world: World, inst: Instance, lb: ApiLoadBalancer, port: int) -
     return None
 
 
-def evaluate(world: World, machines_down: frozenset[str] = frozenset()) -> dict[str, Verdict]:
-    """Judge every instance of ``world``; control planes first, since nodes depend on them."""
+def evaluate(world: World, machines_down: frozenset[str] = frozenset(),
+             booting: Mapping[str, float] | None = None, joined_before: frozenset[str] = frozenset()) -> dict[str, Verdict]:
+    """Judge every instance of ``world``; control planes first, since nodes depend on them.
+    ``booting``: instance id -> how far its boot has come (0..1), for those still booting.
+    ``joined_before``: instances that have joined once; a control plane among them stays a node
+    when it is taken out of the API target groups (as one is before it is replaced): the
+    target group only mattered for its kubeadm init/join."""
     verdicts: dict[str, Verdict] = {}
     # control planes first (nodes depend on them), the first one (kubeadm init, addons) before them all
     ordered = sorted(world.instances, key=lambda i: (_role(i) != CONTROL_PLANE, _mode(i) != "init"))
     for inst in ordered:
-        verdicts[inst.id] = _judge(world, inst, verdicts, inst.id in machines_down)
+        verdicts[inst.id] = _judge(world, inst, verdicts, inst.id in machines_down, inst.id in joined_before)
+        if booting and inst.id in booting:
+            verdicts[inst.id] = booting_verdict(verdicts[inst.id], booting[inst.id])
     return verdicts
 
 
@@ -273,6 +281,17 @@ def _ccm_problem(world: World, cluster: str, earlier: dict[str, Verdict]) -> str
     return f"the cloud-controller-manager is not running: {failed or 'the first control plane has not applied the addons'}"
 
 
+def booting_verdict(v: Verdict, progress: float) -> Verdict:
+    """An instance that would join, but whose boot has only come ``progress`` (0..1) of the way:
+    not joined yet, at the boot phase that far along. A verdict with an error is kept as it is
+    (a broken instance says why at once, as before boot times existed)."""
+    if not v.joined:
+        return v
+    phases = MODE_PHASES[mode_of(v.role, v.config)]
+    reached = phases[max(0, min(len(phases) - 2, int(progress * (len(phases) - 1))))]
+    return Verdict(v.instance_id, v.cluster, v.role, False, "False", "", "", reached, None, v.config)
+
+
 def _role(inst: Instance) -> str:
     if inst.role:
         return inst.role
@@ -295,7 +314,7 @@ def mode_of(role: str, cfg: BootstrapConfig | None) -> str:
     return "init" if role == CONTROL_PLANE else "join"
 
 
-def _judge(world: World, inst: Instance, earlier: dict[str, Verdict], down: bool) -> Verdict:
+def _judge(world: World, inst: Instance, earlier: dict[str, Verdict], down: bool, joined_before: bool = False) -> Verdict:
     role = _role(inst)
     cp = role == CONTROL_PLANE
 
@@ -335,7 +354,7 @@ def _judge(world: World, inst: Instance, earlier: dict[str, Verdict], down: bool
     if problem := path_problem(world, inst, lb, _port(expected)):
         return stop(wait, f"cannot reach API endpoint {expected}: {problem}", cfg)
     if cp:
-        if inst.id not in lb.registered:
+        if inst.id not in lb.registered and not joined_before:
             return stop(kubeadm, f"API endpoint {expected} does not route to this control plane: {inst.id} is not registered with the load balancer's target group", cfg)
         if lb.security_groups and not allows(_ingress(world, inst), API_PORT, lb.security_groups, ""):
             return stop(

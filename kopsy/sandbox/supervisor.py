@@ -29,10 +29,17 @@ from urllib.parse import urlsplit
 
 from kopsy.errors import KopsyError
 from kopsy.sandbox import sshd
-from kopsy.sandbox.answers import answer
+from kopsy.sandbox.answers import Answer, answer
+from kopsy.sandbox.etcdstub import CALLS as _ETCD_CALLS
+from kopsy.sandbox.etcdstub import etcd_helper_answer
 from kopsy.sandbox.facts import CloudReader, Instance, Machines, Network, World, combine
 from kopsy.sandbox.layout import Layout
 from kopsy.sandbox.rules import Verdict, evaluate, ssh_route
+from kopsy.sandbox.workloads import Workloads
+
+
+def etcd_calls() -> list[tuple[str, str, str]]:
+    return list(_ETCD_CALLS)
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +56,7 @@ class SupervisorConfig:
     endpoint: str = ""  # the AWS endpoint to wait for before the first poll
     poll_interval: float = 0.5
     answer_max_age: float = 0.5
+    boot_time: float = 0.0  # seconds from an instance's first sight until it has joined
 
 
 class Supervisor:
@@ -59,7 +67,10 @@ class Supervisor:
         self.stopping = threading.Event()
         self._machines: Machines | None = None
         self._network: tuple[Machines, Network] | None = None
-        self._verdicts: tuple[tuple[Instance, ...], frozenset[str], Network, dict[str, Verdict]] | None = None
+        self._verdicts: tuple[tuple[Instance, ...], frozenset[str], Network, dict[str, Verdict], Any] | None = None
+        self.workloads = Workloads()
+        self._first_seen: dict[str, float] = {}  # instance id -> when the poll first saw it running
+        self._joined: set[str] = set()  # instances that have joined once (rules.evaluate's joined_before)
         self._machines_lock = threading.Lock()
         self._network_lock = threading.Lock()
         self._last_world: World | None = None
@@ -84,8 +95,13 @@ class Supervisor:
             world = combine(machines, net[1])
             down = frozenset(i for i, n in list(self.nodes.items()) if n.down)
             cached = self._verdicts
-            if cached is None or cached[0] is not world.instances or cached[1] != down or cached[2] is not net[1]:
-                cached = (world.instances, down, net[1], evaluate(world, down))
+            booting = self._booting(world)
+            key = tuple(sorted((i, round(p, 1)) for i, p in booting.items()))
+            if (cached is None or cached[0] is not world.instances or cached[1] != down or cached[2] is not net[1]
+                    or cached[4] != key):
+                verdicts = evaluate(world, down, booting, frozenset(self._joined))
+                self._joined.update(i for i, v in verdicts.items() if v.joined)
+                cached = (world.instances, down, net[1], verdicts, key)
                 self._verdicts = cached
             return world, cached[3]
 
@@ -94,10 +110,36 @@ class Supervisor:
             self._machines = self.reader.read_machines()
             return self._machines
 
+    def _booting(self, world: World) -> dict[str, float]:
+        """Instances still booting (``boot_time``), with how far along (0..1)."""
+        if self.config.boot_time <= 0:
+            return {}
+        now = time.monotonic()
+        out = {}
+        for inst in world.instances:
+            if inst.state != "running":
+                continue
+            seen = self._first_seen.setdefault(inst.id, now)
+            progress = (now - seen) / self.config.boot_time
+            if progress < 1:
+                out[inst.id] = progress
+        return out
+
     def answer(self, instance_id: str, command: str) -> dict[str, Any]:
         world, verdicts = self.snapshot(self.config.answer_max_age)
-        a = answer(world, verdicts, instance_id, command, datetime.now(timezone.utc))
+        now = datetime.now(timezone.utc)
+        self.workloads.observe(world, verdicts)
+        a = (etcd_helper_answer(instance_id, command, now) if instance_id in verdicts else None) \
+            or self.workloads.answer(world, verdicts, instance_id, command, now) \
+            or self._cordons_shown(verdicts.get(instance_id), command, answer(world, verdicts, instance_id, command, now))
         return {"stdout": a.stdout, "stderr": a.stderr, "exit": a.exit}
+
+    def _cordons_shown(self, verdict: Verdict | None, command: str, a: Answer) -> Answer:
+        """``get nodes`` shows which nodes are cordoned (``workloads`` remembers it)."""
+        if a.exit or verdict is None or " get nodes" not in command or not self.workloads.cordoned.get(verdict.cluster or ""):
+            return a
+        doc = self.workloads.mark_cordoned(verdict.cluster or "", json.loads(a.stdout))
+        return Answer(json.dumps(doc, indent=4) + "\n", a.stderr, a.exit)
 
     # --- the loop -------------------------------------------------------------------------------
 
@@ -272,6 +314,10 @@ class _Handler(socketserver.StreamRequestHandler):
                 reply = sup.stop_node(str(req["instance"]))
             elif op == "start-node":
                 reply = sup.start_node(str(req["instance"]))
+            elif op == "workload":  # tests: place pods and PodDisruptionBudgets (kopsy.sandbox.workloads)
+                reply = sup.workloads.place(str(req["cluster"]), req)
+            elif op == "etcd-calls":
+                reply = {"calls": [list(c) for c in etcd_calls()]}
             else:
                 reply = {"error": f"unknown op {op!r}"}
         except KopsyError as exc:

@@ -242,6 +242,8 @@ def convert_cluster(doc: dict[str, Any], w: _Walk) -> dict[str, Any]:
     if "cloudLabels" in spec:
         labels = w.mapping(spec.pop("cloudLabels"), "spec.cloudLabels")
         out["cloudLabels"] = {str(k): str(v) for k, v in labels.items()}
+    if "rollingUpdate" in spec:  # same shape in kops and kopsy: maxSurge / maxUnavailable
+        out["rollingUpdate"] = spec.pop("rollingUpdate")
     if "etcdClusters" in spec:
         _etcd(w, spec.pop("etcdClusters"), "spec.etcdClusters")
 
@@ -278,7 +280,7 @@ def convert_instance_group(doc: dict[str, Any], w: _Walk, cluster_name: str | No
             w.refuse("spec.role", f"{role!r} is not supported by this kopsy (Master/ControlPlane, Node or Bastion)")
         out["role"] = ROLES.get(str(role), "Node")
     for key in ("machineType", "minSize", "maxSize", "subnets", "rootVolumeSize", "nodeLabels", "image",
-                "additionalSecurityGroups"):
+                "additionalSecurityGroups", "rollingUpdate"):
         if key in spec:
             out[key] = spec.pop(key)
     taints = spec.pop("taints", None)

@@ -9,6 +9,7 @@ field path in the message; semantic checks live in ``kopsy.spec.validation``.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +76,7 @@ class Cluster:
     topology: str = TOPOLOGY_PUBLIC
     # kops' networkID: an existing VPC to build in (tagged shared; kopsy never changes or deletes it)
     network_id: str = ""
+    rolling_update: dict[str, str] = field(default_factory=dict)  # maxSurge / maxUnavailable, N or P%
 
     @property
     def zones(self) -> list[str]:
@@ -129,6 +131,7 @@ class InstanceGroup:
     node_labels: dict[str, str] = field(default_factory=dict)
     taints: list[Taint] = field(default_factory=list)
     additional_security_groups: list[str] = field(default_factory=list)  # existing sg-... ids, not kopsy's
+    rolling_update: dict[str, str] = field(default_factory=dict)  # maxSurge / maxUnavailable: beats the cluster's
 
     @property
     def is_control_plane(self) -> bool:
@@ -164,6 +167,8 @@ def cluster_to_dict(c: Cluster) -> dict[str, Any]:
         spec["topology"] = {"controlPlane": c.topology, "nodes": c.topology}
     if c.cloud_labels:
         spec["cloudLabels"] = dict(c.cloud_labels)
+    if c.rolling_update:
+        spec["rollingUpdate"] = dict(c.rolling_update)
     if c.ssh_key_name:
         spec["sshKeyName"] = c.ssh_key_name
     if c.config_base:
@@ -193,6 +198,8 @@ def instance_group_to_dict(ig: InstanceGroup) -> dict[str, Any]:
         spec["taints"] = [str(t) for t in ig.taints]
     if ig.additional_security_groups:
         spec["additionalSecurityGroups"] = list(ig.additional_security_groups)
+    if ig.rolling_update:
+        spec["rollingUpdate"] = dict(ig.rolling_update)
     return {
         "apiVersion": API_VERSION,
         "kind": KIND_INSTANCE_GROUP,
@@ -360,6 +367,7 @@ def cluster_from_dict(doc: Any) -> Cluster:
         annotations={str(k): str(v) for k, v in annotations.items()},
         topology=cp_topology,
         network_id=spec.get("networkID", str, ""),
+        rolling_update=_rolling_update(spec, problems),
     )
     spec.finish()
     if problems:
@@ -402,11 +410,41 @@ def instance_group_from_dict(doc: Any, cluster_name: str | None = None) -> Insta
         node_labels={str(k): str(v) for k, v in node_labels.items()},
         additional_security_groups=_str_list(spec, "additionalSecurityGroups", []),
         taints=taints,
+        rolling_update=_rolling_update(spec, problems),
     )
     spec.finish()
     if problems:
         raise SpecInvalid(problems)
     return ig
+
+
+ROLLING_UPDATE_FIELDS = ("maxSurge", "maxUnavailable")
+_INT_OR_PERCENT = re.compile(r"^(\d{1,6})(%?)$")
+
+
+def int_or_percent_problem(value: Any) -> str | None:
+    """Why ``value`` is not kops' IntOrString for maxSurge/maxUnavailable (``2`` or ``25%``), or None."""
+    m = _INT_OR_PERCENT.fullmatch(str(value).strip()) if isinstance(value, (int, str)) and not isinstance(value, bool) else None
+    if m is None or (m.group(2) and int(m.group(1)) > 100):
+        return f"{str(value)[:20]!r} is not a whole number of instances (2) or a percentage 0-100% (25%)"
+    return None
+
+
+def _rolling_update(spec: _Reader, problems: list[str]) -> dict[str, str]:
+    """``spec.rollingUpdate``: maxSurge / maxUnavailable as kops writes them (an int or "P%")."""
+    raw = spec.sub("rollingUpdate")
+    out = {}
+    for key in ROLLING_UPDATE_FIELDS:
+        value = raw.get(key, (int, str), None)
+        if value is None:
+            continue
+        problem = int_or_percent_problem(value)
+        if problem:
+            problems.append(f"{raw.path}.{key}: {problem}")
+        else:
+            out[key] = str(value).strip()
+    raw.finish()
+    return out
 
 
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")

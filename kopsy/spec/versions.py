@@ -34,3 +34,45 @@ def version_problem(version: str) -> str | None:
     if minor not in SUPPORTED_MINORS:
         return f"{version} is not supported; supported minor versions are {', '.join(SUPPORTED_MINORS)}"
     return None
+
+
+# The newest patch kopsy has verified per supported minor. Left empty on purpose: no released
+# patch list is vendored here, and a made-up patch number would send instances to a package
+# that does not exist. Without an entry a minor's default patch is .0 (what `create` uses);
+# fill this from pkgs.k8s.io when a release is checked, or pass --kubernetes-version.
+NEWEST_PATCH: dict[str, str] = {}
+
+
+def newest_of(minor: str) -> str:
+    """The version an upgrade to ``minor`` lands on by default."""
+    return NEWEST_PATCH.get(minor) or f"{minor}.0"
+
+
+def upgrade_problem(current: str, target: str) -> str | None:
+    """Why ``current`` cannot be upgraded to ``target`` in one step, or None (kops and the
+    Kubernetes skew policy: one minor at a time, never down)."""
+    have, want = parse_version(current), parse_version(target)
+    if want is None or (problem := version_problem(target)):
+        return problem or f"{target!r} is not a Kubernetes version"
+    if have is None:
+        return f"the cluster's kubernetesVersion {current!r} is not a version kopsy can upgrade from"
+    if want < have:
+        return f"{target} is older than the cluster's {current}: downgrades are not supported"
+    if want[:2] > (have[0], have[1] + 1):
+        return (f"{target} is more than one minor version ahead of {current}: upgrade one minor at a time "
+                f"(next: {have[0]}.{have[1] + 1})")
+    return None
+
+
+def next_version(current: str) -> str | None:
+    """The default upgrade target: the next supported minor's newest patch, else the current
+    minor's newest patch when that is newer, else None (already on the newest)."""
+    have = parse_version(current)
+    if have is None:
+        return None
+    following = f"{have[0]}.{have[1] + 1}"
+    if following in SUPPORTED_MINORS:
+        return newest_of(following)
+    same = newest_of(f"{have[0]}.{have[1]}")
+    parsed = parse_version(same)
+    return same if parsed and parsed > have and f"{have[0]}.{have[1]}" in SUPPORTED_MINORS else None

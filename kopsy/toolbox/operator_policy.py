@@ -3,7 +3,8 @@
 Derived, never hand-kept: every resource kind declares the IAM actions its find, create, modify
 and delete make (``Kind.permissions``, checked against the calls a real run makes by
 ``tests/cloud/test_permissions_cover_calls.py``), and the S3 state store declares its own
-(``kopsy.state.s3.PERMISSIONS``). Given the state bucket, the S3 actions are limited to it.
+(``kopsy.state.s3.PERMISSIONS``), and so does rolling-update (``kopsy.rolling.actions.PERMISSIONS``).
+Given the state bucket, the S3 actions are limited to it.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ POLICY_VERSION = "2012-10-17"
 def operator_actions() -> list[str]:
     """Every IAM action kopsy's commands call, sorted and de-duplicated."""
     from kopsy.cloud.aws.registry import required_permissions
+    from kopsy.rolling.actions import PERMISSIONS as ROLLING_UPDATE
     from kopsy.state.s3 import PERMISSIONS as STATE_STORE
 
-    return sorted(set(required_permissions()) | set(STATE_STORE))
+    return sorted(set(required_permissions()) | set(STATE_STORE) | set(ROLLING_UPDATE))
 
 
 def _sid(service: str) -> str:

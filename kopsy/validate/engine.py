@@ -46,10 +46,13 @@ def validate_cluster(
     connector: SSHConnector,
     *,
     parallelism: int = DEFAULT_PARALLELISM,
+    diagnose: bool = True,
 ) -> ValidationResult:
     """Validate one cluster; never raises for a not-ready cluster, only for a refused host key
     of the control plane (continuing would mean trusting a host we must not trust) and for
-    cloud errors (nothing can be judged without the instance list)."""
+    cloud errors (nothing can be judged without the instance list). ``diagnose=False`` skips
+    asking each broken instance why (a poll that only needs pass or fail: rolling-update
+    waiting for a batch to boot, where every booting instance would cost an SSH connection)."""
     before = connector.connections_opened
     result = ValidationResult(cluster_name)
     cloud = read_groups(clients, cluster_name)
@@ -70,7 +73,7 @@ def validate_cluster(
                                 for i in instances)
         else:
             found = checks.check_nodes(instances, nodes, pods)
-            diagnoses = _diagnose_all(connector, found.broken, cp_conn, parallelism)
+            diagnoses = _diagnose_all(connector, found.broken if diagnose else [], cp_conn, parallelism)
             result.failures.extend(
                 checks.explain(f, diagnoses[f.instance_id]) if f.instance_id in diagnoses else f
                 for f in found.failures

@@ -43,6 +43,8 @@ class NodeFacts:
     ready: bool
     reason: str = ""
     message: str = ""
+    kubelet_version: str = ""  # status.nodeInfo.kubeletVersion, e.g. v1.36.2
+    unschedulable: bool = False  # cordoned
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,8 @@ def parse_node_list(text: str) -> list[NodeFacts]:
                 ready=ready.get("status") == "True",
                 reason=str(ready.get("reason", "") or ("no Ready condition yet" if not ready else "")),
                 message=str(ready.get("message", "") or ""),
+                kubelet_version=str((status.get("nodeInfo") or {}).get("kubeletVersion", "") or ""),
+                unschedulable=bool(spec.get("unschedulable", False)),
             )
         )
     return nodes

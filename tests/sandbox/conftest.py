@@ -30,10 +30,20 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
 def sb(tmp_path: Path) -> Iterator[Sandbox]:
     """A sandbox of the test's own, with an admin key in ``home/.ssh`` (for tests that stop
     nodes or fault the cloud, which would disturb a shared one)."""
+    yield from _own_sandbox(tmp_path, boot_time=0.0)
+
+
+@pytest.fixture
+def booting_sb(tmp_path: Path) -> Iterator[Sandbox]:
+    """As ``sb``, with instances that take a second to boot (rolling updates must wait for them)."""
+    yield from _own_sandbox(tmp_path, boot_time=1.0)
+
+
+def _own_sandbox(tmp_path: Path, boot_time: float) -> Iterator[Sandbox]:
     home = tmp_path / "home"
     (home / ".ssh").mkdir(parents=True)
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(home / ".ssh" / "id_ed25519")], check=True)
-    s = start_sandbox(tmp_path / "sb", home)
+    s = start_sandbox(tmp_path / "sb", home, boot_time=boot_time)
     try:
         yield s
     finally:

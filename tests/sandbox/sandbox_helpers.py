@@ -75,9 +75,11 @@ class Sandbox:
         return run(list(args), self.env, timeout=timeout)
 
 
-def start_sandbox(directory: Path, home: Path) -> Sandbox:
+def start_sandbox(directory: Path, home: Path, boot_time: float = 0.0) -> Sandbox:
+    """A sandbox through ``kopsy sandbox up``. Instances join at once (``--boot-time 0``) unless
+    a test asks for boot time: most tests judge rules, not timing."""
     env = clean_env(home)
-    r = run(["sandbox", "up", "--dir", str(directory)], env, timeout=60)
+    r = run(["sandbox", "up", "--dir", str(directory), "--boot-time", str(boot_time)], env, timeout=60)
     info = control.load(Layout.at(directory))
     if r.returncode != 0 or info is None:
         stop_sandbox(directory)

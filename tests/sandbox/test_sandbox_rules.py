@@ -280,3 +280,54 @@ def test_the_pods_include_the_ccm_and_csi_driver() -> None:
                              "kubectl --kubeconfig /etc/kubernetes/admin.conf get pods -n kube-system -o json", NOW).stdout)
     ccm = [p for p in pods["items"] if p["metadata"]["name"].startswith("aws-cloud-controller-manager")]
     assert ccm and all(c["status"]["conditions"][-1]["status"] != "True" or c["status"]["phase"] != "Running" for c in ccm)
+
+
+def test_booting_instances_pass_their_phases_and_nodes_wait_for_a_booting_control_plane() -> None:
+    early = evaluate(_world(CP, NODE), booting={"i-cp": 0.3})
+    assert not early["i-cp"].joined and early["i-cp"].error is None and early["i-cp"].phase not in (None, "done")
+    assert not early["i-n1"].joined  # no control plane answers yet
+    late = evaluate(_world(CP, NODE), booting={"i-n1": 0.9})
+    assert late["i-cp"].joined and not late["i-n1"].joined and late["i-n1"].phase == "kubeadm-join"
+    broken = _inst("i-n2", "Node", "10.0.0.30", "sg-nodes", data=b"#cloud-config\n: [")
+    assert evaluate(_world(CP, broken), booting={"i-n2": 0.1})["i-n2"].error  # broken says why at once
+
+
+def test_a_joined_control_plane_stays_a_node_when_deregistered() -> None:
+    out = _world(CP, NODE, lbs=(ApiLoadBalancer("arn:lb", DNS, frozenset(), scheme="internal"),))
+    assert not evaluate(out)["i-cp"].joined  # never joined: its kubeadm needed the target group
+    assert evaluate(out, joined_before=frozenset({"i-cp"}))["i-cp"].joined
+
+
+def _cp_user_data(version: str) -> bytes:
+    from kopsy.bootstrap import render_user_data
+    from kopsy.spec.model import replace
+
+    cluster, igs = new_cluster(CreateOptions(name=NAME, zones=["us-east-1a"]))
+    ig = next(g for g in igs if g.role == "ControlPlane")
+    return render_user_data(replace(cluster, kubernetes_version=version), ig, api_endpoint=f"{DNS}:443", ca_cert_hash=HASH,
+                            state_store_url=STORE)
+
+
+def test_a_new_control_plane_runs_what_kubeadm_config_says_not_its_own_version() -> None:
+    """The rule behind rolling-update's kubeadm-config step: without it, a 1.36 control plane
+    joining a 1.35 cluster runs 1.35 static pods; after the patch, 1.36."""
+    from kopsy.sandbox.workloads import Workloads
+
+    old = _inst("i-cp", "ControlPlane", "10.0.0.10", "sg-cp", data=_cp_user_data("1.35.0"))
+    lbs = (ApiLoadBalancer("arn:lb", DNS, frozenset({"i-cp", "i-cp2", "i-cp3"}), scheme="internal"),)
+    w = Workloads()
+    world = _world(old, lbs=lbs)
+    w.observe(world, evaluate(world))
+    unsynced = _inst("i-cp2", "ControlPlane", "10.0.0.11", "sg-cp", data=_cp_user_data("1.36.0"))
+    world = _world(old, unsynced, lbs=lbs)
+    w.observe(world, evaluate(world))
+    assert w.static_version[unsynced.private_dns] == "1.35.0"
+    patch = json.dumps({"data": {"ClusterConfiguration": "kubernetesVersion: v1.36.0\n"}})
+    now = datetime.now(timezone.utc)
+    a = w.answer(world, evaluate(world), "i-cp", f"sudo kubectl --kubeconfig /etc/kubernetes/admin.conf -n kube-system "
+                 f"patch configmap kubeadm-config --type merge -p '{patch}'", now)
+    assert a is not None and a.exit == 0
+    synced = _inst("i-cp3", "ControlPlane", "10.0.0.12", "sg-cp", data=_cp_user_data("1.36.0"))
+    world = _world(old, unsynced, synced, lbs=lbs)
+    w.observe(world, evaluate(world))
+    assert w.static_version[synced.private_dns] == "1.36.0"

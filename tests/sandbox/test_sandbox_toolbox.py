@@ -64,9 +64,14 @@ def test_dump_and_get_instances_through_the_cli(sandbox: Sandbox, admin_key: tup
 
     table = _ok(sb.kopsy("get", "instances", "--name", NAME))
     rows = [line.split() for line in table.splitlines()]
-    assert rows[0][:4] == ["ID", "INSTANCEGROUP", "ROLE", "STATE"]
+    assert rows[0] == ["ID", "NODE-NAME", "STATUS", "ROLES", "STATE", "INTERNAL-IP", "INSTANCE-GROUP", "MACHINE-TYPE",
+                       "K8S-VERSION"]
     assert {r[0] for r in rows[1:]} == {i["id"] for i in instances}
-    assert json.loads(_ok(sb.kopsy("get", "instances", "--name", NAME, "-o", "json"))) == instances
+    listed = json.loads(_ok(sb.kopsy("get", "instances", "--name", NAME, "-o", "json", "--ssh-config",
+                                     str(sb.layout.ssh_config))))
+    assert {(i["id"], i["privateDns"], i["state"], i["instanceGroup"], i["type"]) for i in instances} == \
+        {(i["id"], i["nodeName"], i["state"], i["instanceGroup"], i["machineType"]) for i in listed}
+    assert {i["status"] for i in listed} == {"UpToDate"} and {i["launchTemplateVersion"] for i in listed} == {"1"}
 
     everything = out + yaml_out + table
     for s in _secret_material(sb):

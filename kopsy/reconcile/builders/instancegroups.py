@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from kopsy.cloud.aws import tags as T
@@ -51,6 +52,8 @@ def _instance_group(inp: ClusterInputs, ig: InstanceGroup, key_ref: Any) -> list
     # Exactly one control-plane group runs kubeadm init; the renderer is told which, not left to guess.
     is_init = ig.name == init_control_plane_group(inp.instance_groups) if ig.role == ROLE_CONTROL_PLANE else False
     c = inp.cluster
+    if inp.node_version and ig.role != ROLE_CONTROL_PLANE:  # skew: kubelets never ahead of the API servers
+        c = replace(c, kubernetes_version=inp.node_version)
     name = c.name
     subnets = subnet_refs(c)
     missing = [s for s in ig.subnets if s not in subnets]
