@@ -52,7 +52,8 @@ def upgrade_problem(current: str, target: str) -> str | None:
     """Why ``current`` cannot be upgraded to ``target`` in one step, or None (kops and the
     Kubernetes skew policy: one minor at a time, never down)."""
     have, want = parse_version(current), parse_version(target)
-    if want is None or (problem := version_problem(target)):
+    problem = version_problem(target)
+    if want is None or problem:
         return problem or f"{target!r} is not a Kubernetes version"
     if have is None:
         return f"the cluster's kubernetesVersion {current!r} is not a version kopsy can upgrade from"
