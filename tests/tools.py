@@ -47,6 +47,8 @@ TOOLS: dict[str, tuple[Callable[[], str | None], str]] = {
     "openssl": (_which("openssl"), "apt-get install openssl"),
     "system-python3": (_file("/usr/bin/python3"), "apt-get install python3"),
     "bash": (_file("/bin/bash"), "apt-get install bash"),
+    "etcd": (_which("etcd"), "apt-get install etcd-server (Debian's etcd 3.4)"),
+    "etcdctl": (_which("etcdctl"), "apt-get install etcd-client"),
 }
 
 
