@@ -37,6 +37,7 @@ PHASES = (
     "wait-for-api",
     "kubeadm-init",
     "kubeadm-join-control-plane",
+    "restore",
     "kubeadm-join",
     "cni",
     "token-refresh",
@@ -70,6 +71,11 @@ class BootstrapConfig:
     apiPublicHost: str = ""  # the internet-facing API load balancer's DNS name (in the API server's certificate)
     nodeLabels: dict[str, str] = dataclasses.field(default_factory=dict)  # the group's spec.nodeLabels
     taints: tuple[str, ...] = ()  # the group's spec.taints, "key[=value]:Effect"
+    # etcd backups (control planes; docs/disaster-recovery.md): spec.etcd, and the state bucket's KMS key if any
+    etcdBackupInterval: str = ""
+    etcdBackupHourly: str = ""
+    etcdBackupDaily: str = ""
+    stateStoreKmsKey: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, indent=1) + "\n"
