@@ -269,8 +269,11 @@ def _ec2_instances(cfg, helper):
         headers = helper.sign("POST", url, region, helper.credentials(), hashlib.sha256(body).hexdigest(), _now(),
                               {"content-type": "application/x-www-form-urlencoded; charset=utf-8"}, service="ec2")
         req = urllib.request.Request(url, data=body, method="POST", headers=headers)
-        with urllib.request.urlopen(req, timeout=30) as r:
-            root = ElementTree.fromstring(r.read())
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                root = ElementTree.fromstring(r.read())
+        except (OSError, ElementTree.ParseError) as e:  # URLError and HTTPError are OSErrors
+            raise Failed("DescribeInstances at %s: %s" % (url, e)) from None
         ns = root.tag.split("}")[0] + "}" if root.tag.startswith("{") else ""
         for item in root.iter(ns + "instancesSet"):
             for inst in item.findall(ns + "item"):

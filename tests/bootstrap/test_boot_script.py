@@ -7,6 +7,7 @@ API version, token from the store), file modes, and that the token never reaches
 from __future__ import annotations
 
 import gzip
+import hashlib
 import re
 import subprocess
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from tests.tools import require_tool
 import yaml
 
 from kopsy.bootstrap import render_user_data
+from kopsy.bootstrap.render import ETCD_MODULE_KEY, etcd_module
 from kopsy.pki import ClusterPKI, ca_cert_hash, generate_cluster_pki
 from kopsy.spec.defaults import CreateOptions, new_cluster
 from kopsy.spec.versions import SUPPORTED_MINORS
@@ -50,6 +52,7 @@ case "$(basename "$0") $1 $2" in
     printf '    SystemdCgroup = false\n    sandbox_image = "registry.k8s.io/pause:3.8"\n' ;;
   "kubeadm config images") echo "registry.k8s.io/pause:3.10.1" ;;
   "kubeadm token create") echo "$STUB_NEW_TOKEN" ;;
+  "kubeadm init phase") ;;  # e.g. certs etcd-healthcheck-client
   "kubeadm init"* | "kubeadm join"*)
     cp "$3" "$STUB_DIR/kubeadm-$1-$(date +%s%N).yaml"
     [[ -z ${STUB_KUBEADM_FAIL:-} ]] || { echo "kubeadm: error execution phase preflight" >&2; exit 1; }
@@ -57,10 +60,13 @@ case "$(basename "$0") $1 $2" in
     echo "kubelet" >"$STUB_ROOT/etc/kubernetes/kubelet.conf"
     printf 'clusters:\n- cluster:\n    server: https://%s\n' "$API" >"$STUB_ROOT/etc/kubernetes/admin.conf" ;;
   "dpkg"*) echo amd64 ;;
+  "etcdctl"*)  # member list: nobody to remove; snapshot restore: leave a data dir as etcdctl does
+    [[ " $* " == *" member list "* ]] && echo '{"members": []}'
+    while (($#)); do [[ $1 == --data-dir ]] && mkdir -p "$2/member"; shift; done ;;
 esac
 exit 0
 """
-STUBBED = ("apt-get", "apt-mark", "swapoff", "modprobe", "sysctl", "hostnamectl", "systemctl", "containerd",
+STUBBED = ("etcdctl", "apt-get", "apt-mark", "swapoff", "modprobe", "sysctl", "hostnamectl", "systemctl", "containerd",
            "kubeadm", "kubectl", "curl", "cilium", "tar", "dpkg", "sleep")
 
 
@@ -86,7 +92,7 @@ def _rooted(text: str, root: Path) -> str:
 
 def _boot(tmp_path: Path, boto, aws_env, imds, *, control_planes: int, role: str, networking: str = "calico",
           api: str = "down", kubeadm_fails: bool = False, pinned_ca: bytes | None = None, pki=None,
-          without: tuple[str, ...] = (), edit_group=None):
+          without: tuple[str, ...] = (), edit_group=None, store: dict[str, bytes] | None = None):
     pki = pki or generate_cluster_pki(NAME)
     s3 = boto("s3")
     s3.create_bucket(Bucket="kopsy-state")
@@ -104,6 +110,15 @@ def _boot(tmp_path: Path, boto, aws_env, imds, *, control_planes: int, role: str
                             ca_cert_hash=ca_cert_hash(pinned_ca or pki.ca_cert), s3_endpoint=aws_env["AWS_ENDPOINT_URL"])
     doc = yaml.safe_load(gzip.decompress(data))
     root = tmp_path / "root"
+    # The etcd module update publishes, rooted like every other path, and re-pinned to match.
+    module = _rooted(etcd_module().decode(), root).encode()
+    if ETCD_MODULE_KEY not in without:
+        s3.put_object(Bucket="kopsy-state", Key=f"{NAME}/{ETCD_MODULE_KEY}", Body=module)
+    for rel, body in (store or {}).items():
+        s3.put_object(Bucket="kopsy-state", Key=f"{NAME}/{rel}", Body=body)
+    pin = hashlib.sha256(etcd_module()).hexdigest()
+    for f in doc["write_files"]:
+        f["content"] = f["content"].replace(pin, hashlib.sha256(module).hexdigest())
     for f in doc["write_files"]:
         dest = root / f["path"].lstrip("/")
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -124,6 +139,8 @@ def _boot(tmp_path: Path, boto, aws_env, imds, *, control_planes: int, role: str
         "KOPSY_IMDS_ENDPOINT": imds, "NO_PROXY": "127.0.0.1",
         "STUB_LOG": str(stub_dir / "calls"), "STUB_DIR": str(stub_dir), "STUB_ROOT": str(root),
         "STUB_API": api, "API": f"{API_HOST}:443",
+        # the etcd module's EC2 and etcd calls stay on loopback (etcdctl itself is a stub)
+        "KOPSY_EC2_ENDPOINT": aws_env["AWS_ENDPOINT_URL"], "KOPSY_ETCD_ENDPOINTS": "http://127.0.0.1:9",
     }
     if kubeadm_fails:
         env["STUB_KUBEADM_FAIL"] = "1"
@@ -313,3 +330,73 @@ def test_bring_your_own_cni_installs_none_and_says_so(tmp_path, boto, aws_env, i
     assert not any(c.startswith(("kubectl apply", "cilium install")) for c in calls), calls
     assert not any("calico" in c or "flannel" in c for c in calls)
     assert not (root / "etc/kopsy/cni.yaml").exists()
+
+
+# --- the boot decision of a control plane that finds no API (docs/disaster-recovery.md) -------------
+
+SNAPSHOT_TS = "2026-12-01T23:45:00Z"
+
+
+def _snapshot_objects(body: bytes = b"etcd snapshot bytes") -> dict[str, bytes]:
+    import json
+
+    meta = {"timestamp": SNAPSHOT_TS, "revision": 4242, "members": 1, "kubernetesVersion": VERSION,
+            "size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+    return {f"backups/etcd/{SNAPSHOT_TS}/snapshot.db": body, f"backups/etcd/{SNAPSHOT_TS}/meta.json": json.dumps(meta).encode()}
+
+
+def test_a_first_boot_inits_and_records_it_in_the_store(tmp_path, boto, aws_env, imds, cluster_pki):
+    proc, status, calls, configs, log, root, pki = _boot(tmp_path, boto, aws_env, imds, pki=cluster_pki, control_planes=1, role="init")
+    assert proc.returncode == 0, log
+    assert any(c.startswith("kubeadm init --config") and "DirAvailable" not in c for c in calls)
+    marker = boto("s3").get_object(Bucket="kopsy-state", Key=f"{NAME}/backups/etcd/first-boot.json")
+    assert marker["ServerSideEncryption"] == "AES256"
+    assert "systemctl enable --now kopsy-etcd-backup.timer" in calls
+
+
+def test_a_replaced_lone_control_plane_restores_the_newest_snapshot_then_inits_on_it(tmp_path, boto, aws_env, imds, cluster_pki):
+    older = {k.replace(SNAPSHOT_TS, "2026-12-01T22:00:00Z"): v for k, v in _snapshot_objects(b"older").items()}
+    store = {**older, **_snapshot_objects(), "backups/etcd/first-boot.json": b"{}"}
+    proc, status, calls, configs, log, root, pki = _boot(tmp_path, boto, aws_env, imds, pki=cluster_pki, control_planes=1,
+                                                         role="init", store=store)
+    assert proc.returncode == 0, log
+    assert f"[restore] etcd restored from snapshot {SNAPSHOT_TS}" in log
+    restore = next(c for c in calls if c.startswith("etcdctl") and "snapshot restore" in c)
+    assert "--name ip-172-20-32-10.ec2.internal" in restore and "https://172.20.32.10:2380" in restore
+    assert (root / "var/lib/etcd/member").is_dir()
+    init = next(c for c in calls if c.startswith("kubeadm init --config"))
+    assert "--ignore-preflight-errors=DirAvailable--var-lib-etcd" in init
+    assert status["phase"] == "done"
+
+
+def test_booted_before_without_a_snapshot_fails_restore_and_never_inits(tmp_path, boto, aws_env, imds, cluster_pki):
+    proc, status, calls, configs, log, root, pki = _boot(tmp_path, boto, aws_env, imds, pki=cluster_pki, control_planes=1,
+                                                         role="init", store={"backups/etcd/first-boot.json": b"{}"})
+    assert proc.returncode != 0
+    assert status["phase"] == "restore" and "no snapshot" in status["error"]
+    assert not any(c.startswith("kubeadm init --config") for c in calls) and configs == []
+
+
+def test_a_damaged_snapshot_fails_restore(tmp_path, boto, aws_env, imds, cluster_pki):
+    store = _snapshot_objects()
+    store[f"backups/etcd/{SNAPSHOT_TS}/snapshot.db"] = b"flipped bits"
+    proc, status, calls, configs, log, root, pki = _boot(tmp_path, boto, aws_env, imds, pki=cluster_pki, control_planes=1,
+                                                         role="init", store=store)
+    assert proc.returncode != 0 and status["phase"] == "restore"
+    assert not any(c.startswith("kubeadm init --config") for c in calls)
+
+
+def test_an_extra_control_plane_removes_dead_members_before_joining(tmp_path, boto, aws_env, imds, cluster_pki):
+    proc, status, calls, configs, log, root, pki = _boot(tmp_path, boto, aws_env, imds, pki=cluster_pki, control_planes=3,
+                                                         role="join-control-plane", api="up")
+    assert proc.returncode == 0, log
+    cleanup = calls.index(next(c for c in calls if c.startswith("etcdctl") and "member list" in c))
+    join = calls.index(next(c for c in calls if c.startswith("kubeadm join")))
+    assert cleanup < join
+
+
+def test_the_etcd_code_must_match_the_pin(tmp_path, boto, aws_env, imds, cluster_pki):
+    proc, status, calls, configs, log, root, pki = _boot(tmp_path, boto, aws_env, imds, pki=cluster_pki, control_planes=1,
+                                                         role="init", store={"bootstrap/kopsy_etcd.py": b"print('not ours')\n"},
+                                                         without=("bootstrap/kopsy_etcd.py",))
+    assert proc.returncode != 0 and status["phase"] == "fetch" and "is not the etcd code this user-data pins" in status["error"]
