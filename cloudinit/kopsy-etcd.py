@@ -12,6 +12,7 @@ uses the helper's SigV4 S3 calls (instance role) and Debian/kubeadm's ``etcdctl`
   etcd-remove-member --name N             exit 0 when removed or absent; 2 if quorum would break
   etcd-cleanup --self NAME                remove members whose instances no longer run, one at a time
   etcd-drop-apiserver-leases              delete the API servers' leases (after a restore)
+  etcd-static-pods stop|start-etcd|start  park / bring back the control-plane static pods (restore)
 
 Exit codes: 0 done, 1 failed, 2 refused (quorum). Never prints object contents.
 """
@@ -305,10 +306,48 @@ def cleanup(cfg, helper, me):
     return removed
 
 
-def drop_apiserver_leases():
-    """After a restore the old API servers' identity and endpoint leases point at dead instances."""
-    for prefix in ("/registry/leases/kube-system/apiserver-", "/registry/masterleases/"):
-        etcdctl(["del", "--prefix", prefix])
+def drop_apiserver_leases(wait=300):
+    """After a restore the old API servers' identity and endpoint leases point at dead instances.
+    Waits for etcd to answer first: every member must be started before it has a quorum."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            for prefix in ("/registry/leases/kube-system/apiserver-", "/registry/masterleases/"):
+                etcdctl(["del", "--prefix", prefix])
+            return
+        except (Failed, subprocess.TimeoutExpired) as e:
+            if time.monotonic() > deadline:
+                raise Failed("etcd did not answer within %ds: %s" % (wait, e))
+            time.sleep(5)
+
+
+MANIFESTS = "/etc/kubernetes/manifests"
+PARKED = "/etc/kubernetes/manifests.kopsy-stopped"
+
+
+def static_pods(action, wait=180):
+    """stop: park every static pod manifest (the kubelet then stops etcd and the API server) and
+    wait until their containers are gone; start-etcd: bring back etcd alone; start: the rest."""
+    os.makedirs(PARKED, mode=0o700, exist_ok=True)
+    src, dst = (MANIFESTS, PARKED) if action == "stop" else (PARKED, MANIFESTS)
+    names = sorted(n for n in os.listdir(src) if n.endswith(".yaml"))
+    for name in (["etcd.yaml"] if action == "start-etcd" else names):
+        if os.path.exists(os.path.join(src, name)):
+            os.rename(os.path.join(src, name), os.path.join(dst, name))
+    if action != "stop":
+        return
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            r = subprocess.run(["crictl", "ps", "-q", "--name", "^(etcd|kube-apiserver)$"], capture_output=True,
+                               text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise Failed("cannot ask the container runtime whether etcd stopped: %s" % e)
+        if r.returncode == 0 and not r.stdout.strip():
+            return
+        if time.monotonic() > deadline:
+            raise Failed("etcd and the API server were still running %ds after their manifests were parked" % wait)
+        time.sleep(2)
 
 
 def main(argv, helper):
@@ -334,10 +373,12 @@ def main(argv, helper):
     c = sub.add_parser("etcd-cleanup")
     c.add_argument("--self", dest="me", required=True)
     sub.add_parser("etcd-drop-apiserver-leases")
+    sp = sub.add_parser("etcd-static-pods")
+    sp.add_argument("action", choices=("stop", "start-etcd", "start"))
     a = p.parse_args(argv)
     try:
         cfg = {}
-        if a.cmd not in ("etcd-remove-member", "etcd-drop-apiserver-leases"):
+        if a.cmd not in ("etcd-remove-member", "etcd-drop-apiserver-leases", "etcd-static-pods"):
             with open(a.config) as fh:
                 cfg = json.load(fh)
         if a.cmd == "etcd-snapshot":
@@ -358,6 +399,8 @@ def main(argv, helper):
             print(json.dumps({"name": a.name, "removed": removed}))
         elif a.cmd == "etcd-cleanup":
             print(json.dumps({"removed": cleanup(cfg, helper, a.me)}))
+        elif a.cmd == "etcd-static-pods":
+            static_pods(a.action)
         else:
             drop_apiserver_leases()
     except Failed as e:

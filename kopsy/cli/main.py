@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "delete": ("kopsy.cli.delete", "Delete a cluster (its cloud resources and state), or an instance group."),
     "validate": ("kopsy.cli.validate", "Check over SSH that every node is up and Ready."),
     "backup": ("kopsy.cli.backup", "Snapshot a cluster's etcd into the state store now."),
+    "restore": ("kopsy.cli.restore", "Restore a cluster's etcd from a snapshot in the state store."),
     "export": ("kopsy.cli.export", "Export an admin kubeconfig for a cluster."),
     "sandbox": ("kopsy.cli.sandbox", "Run a local AWS emulation and node stand-ins (no AWS account needed)."),
     "toolbox": ("kopsy.cli.toolbox", "Tools for bug reports and operators: dump, operator-policy."),
