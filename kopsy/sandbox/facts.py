@@ -20,6 +20,7 @@ from kopsy.cloud.aws.ec2util import describe_all
 from kopsy.cloud.aws.endpoint import pick_api_endpoint
 from kopsy.cloud.aws.session import AwsClients, aws_errors
 from kopsy.errors import KopsyError
+from kopsy.sandbox.etcd import read_etcd_fact
 from kopsy.sandbox.rules import decode_user_data
 from kopsy.spec.model import SSH_KEY_ANNOTATION
 
@@ -90,6 +91,7 @@ class World:
     ca: dict[str, CaFact] = field(default_factory=dict)  # state-store cluster URL -> CA hash
     public_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)  # instance id -> authorized keys
     identity_files: dict[str, str] = field(default_factory=dict)  # cluster -> private key path, when known
+    etcd: dict[str, Any] = field(default_factory=dict)  # state-store cluster URL -> sandbox.etcd.EtcdStoreFact
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ class Network:
     api: dict[str, dict[str, ApiLoadBalancer]]
     api_endpoint: dict[str, str]
     ca: dict[str, CaFact]
+    etcd: dict[str, Any] = field(default_factory=dict)  # state-store cluster URL -> sandbox.etcd.EtcdStoreFact
 
 
 def combine(machines: Machines, network: Network) -> World:
@@ -117,6 +120,7 @@ def combine(machines: Machines, network: Network) -> World:
         api=network.api,
         api_endpoint=network.api_endpoint,
         ca=network.ca,
+        etcd=network.etcd,
         public_keys=machines.public_keys,
         identity_files=machines.identity_files,
     )
@@ -163,7 +167,8 @@ class CloudReader:
         ingress = self._ingress({sg for i in instances for sg in i.security_groups} | lb_groups)
         endpoints = {name: self._endpoint(lbs) for name, lbs in api.items()}
         ca = {url: self._ca(url) for url in _stores(instances)}
-        return Network(started, ingress, api, endpoints, ca)
+        etcd = {url: read_etcd_fact(self.store(url)) for url in _stores(instances)}
+        return Network(started, ingress, api, endpoints, ca, etcd)
 
     # --- instances ------------------------------------------------------------------------------
 
@@ -308,10 +313,14 @@ class CloudReader:
 
     # --- state store ----------------------------------------------------------------------------
 
-    def _get(self, store_url: str, key: str) -> bytes:
+    def store(self, store_url: str) -> Any:
+        """The cluster's state store (an ObjectStore rooted at its prefix)."""
         from kopsy.state import open_store
 
-        return open_store(store_url, clients=self.clients, region=self.clients.region).get(key).data
+        return open_store(store_url, clients=self.clients, region=self.clients.region)
+
+    def _get(self, store_url: str, key: str) -> bytes:
+        return bytes(self.store(store_url).get(key).data)
 
     def _ca(self, store_url: str) -> CaFact:
         from kopsy.pki import ca_cert_hash

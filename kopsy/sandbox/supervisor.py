@@ -30,6 +30,8 @@ from urllib.parse import urlsplit
 from kopsy.errors import KopsyError
 from kopsy.sandbox import sshd
 from kopsy.sandbox.answers import answer
+from kopsy.sandbox.asgheal import register_replacements
+from kopsy.sandbox.etcd import EtcdEmulator, etcd_answer
 from kopsy.sandbox.facts import CloudReader, Instance, Machines, Network, World, combine
 from kopsy.sandbox.layout import Layout
 from kopsy.sandbox.rules import Verdict, evaluate
@@ -49,6 +51,7 @@ class SupervisorConfig:
     endpoint: str = ""  # the AWS endpoint to wait for before the first poll
     poll_interval: float = 0.5
     answer_max_age: float = 0.5
+    etcd_backup_interval: float = 0.0  # seconds between emulated etcd snapshots; 0: the spec's interval
 
 
 class Supervisor:
@@ -66,6 +69,8 @@ class Supervisor:
         self._nodes_lock = threading.RLock()
         self._written: dict[Path, str] = {}
         self.cycles = 0
+        self.etcd = EtcdEmulator(reader.store, config.etcd_backup_interval)
+        self._registered_for: frozenset[str] = frozenset()
 
     # --- the world, shared by the loop and the node shells --------------------------------------
 
@@ -96,7 +101,9 @@ class Supervisor:
 
     def answer(self, instance_id: str, command: str) -> dict[str, Any]:
         world, verdicts = self.snapshot(self.config.answer_max_age)
-        a = answer(world, verdicts, instance_id, command, datetime.now(timezone.utc))
+        now = datetime.now(timezone.utc)
+        etcd = etcd_answer(self.etcd, world, verdicts, instance_id, command, now)
+        a = etcd if etcd is not None else answer(world, verdicts, instance_id, command, now)
         return {"stdout": a.stdout, "stderr": a.stderr, "exit": a.exit}
 
     # --- the loop -------------------------------------------------------------------------------
@@ -137,9 +144,17 @@ class Supervisor:
 
     def cycle(self) -> None:
         self.refresh_machines()
-        world, _ = self.snapshot(max_age=0.0)
+        world, verdicts = self.snapshot(max_age=0.0)
         self._last_world = world
         self._reconcile(world)
+        running = frozenset(i.id for i in world.instances if i.state == "running")
+        try:
+            if running != self._registered_for:
+                register_replacements(self.reader.clients, {i.cluster for i in world.instances if i.cluster})
+                self._registered_for = running
+            self.etcd.tick(world, verdicts, datetime.now(timezone.utc))
+        except KopsyError as exc:  # the store is unreachable this cycle: the next one retries
+            log.warning("emulated AWS step (target registration, etcd snapshot) failed: %s", exc)
         self.cycles += 1
 
     def _reconcile(self, world: World) -> None:

@@ -1,0 +1,200 @@
+"""The sandbox's etcd: the boot decision its control planes make, and the snapshots they take.
+
+Nothing runs etcd in the sandbox; what the real control planes leave in the state store is
+emulated there instead, so kopsy's own commands (``get etcd-backups``, ``restore etcd``) see
+what they would see on AWS (docs/disaster-recovery.md):
+
+- ``read_etcd_fact``: the snapshots and the first-boot record under ``backups/etcd/`` of a
+  cluster's store (one list, one small read): a fact, read like the CA.
+- ``boot_outcome`` (pure, used by ``rules``): a control plane in init mode that finds no other
+  control plane before it restores the newest snapshot taken before it launched, or, on a
+  cluster that booted before with no snapshot, fails phase ``restore`` with "no snapshot", as
+  the real boot script does; only the first boot initialises.
+- ``EtcdEmulator.tick`` (the supervisor's loop): for each cluster with a joined control plane,
+  records the first boot and writes a snapshot every backup interval (the spec's, or
+  ``interval_override`` seconds), labelled as emulated; ``snapshot_now`` answers
+  ``kopsy-helper etcd-snapshot`` on a control plane.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from kopsy.errors import KopsyError, ObjectExists
+
+PREFIX = "backups/etcd/"
+MARKER = PREFIX + "first-boot.json"
+_TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+_UNITS = {"m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True)
+class EtcdStoreFact:
+    snapshots: tuple[str, ...]  # timestamps with snapshot.db and meta.json, oldest first
+    first_boot: str | None  # the node name first-boot.json records ("" when unreadable); None: never booted
+    error: str | None = None
+
+
+def _parse(ts: str) -> datetime:
+    return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+
+
+def _stamp(t: datetime) -> str:
+    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def snapshot_stamps(keys: list[str]) -> tuple[str, ...]:
+    """Complete snapshots among a cluster store's keys (pure)."""
+    found: dict[str, set[str]] = {}
+    for key in keys:
+        parts = key[len(PREFIX):].split("/") if key.startswith(PREFIX) else []
+        if len(parts) == 2 and _TS.match(parts[0]):
+            found.setdefault(parts[0], set()).add(parts[1])
+    return tuple(sorted(ts for ts, n in found.items() if {"snapshot.db", "meta.json"} <= n))
+
+
+def read_etcd_fact(store: Any) -> EtcdStoreFact:
+    """``store``: the cluster's ObjectStore (rooted at its prefix)."""
+    try:
+        keys = store.list(PREFIX)
+        first: str | None = None
+        if MARKER in keys:
+            try:
+                first = str(json.loads(store.get(MARKER).data).get("node") or "")
+            except (ValueError, AttributeError):
+                first = ""
+        return EtcdStoreFact(snapshot_stamps(keys), first)
+    except KopsyError as exc:
+        return EtcdStoreFact((), None, str(exc))
+
+
+def boot_outcome(fact: EtcdStoreFact | None, node: str, launched: str, api_answers: bool) -> tuple[str, str | None]:
+    """('join' | 'init' | 'restore' | 'fail', the snapshot restored or the failure) of an init-mode
+    control plane, in the real script's order (pure)."""
+    if api_answers:
+        return "join", None
+    if fact is None or fact.first_boot is None or fact.first_boot == node:
+        return "init", None
+    try:
+        at = _parse(launched[:19] + "Z") if launched else None
+    except ValueError:
+        at = None
+    before = [ts for ts in fact.snapshots if at is None or _parse(ts) <= at]
+    if before:
+        return "restore", before[-1]
+    return "fail", ("no snapshot: the cluster has booted before but the state store has no etcd snapshot; "
+                    "not initialising a new, empty cluster (docs/disaster-recovery.md)")
+
+
+def interval_seconds(text: str) -> int:
+    m = re.match(r"^(\d+)([mhd])$", text or "")
+    return int(m.group(1)) * _UNITS[m.group(2)] if m else 900
+
+
+class EtcdEmulator:
+    """What the control planes' etcd timers leave in the store, for the sandbox's clusters."""
+
+    def __init__(self, store_for: Callable[[str], Any], interval_override: float = 0.0) -> None:
+        self.store_for = store_for  # cluster store URL -> ObjectStore rooted there
+        self.interval_override = interval_override
+
+    def tick(self, world: Any, verdicts: dict[str, Any], now: datetime) -> list[str]:
+        """Record first boots and take due snapshots; the keys written."""
+        written: list[str] = []
+        for url, (cfg, nodes, members) in _joined_clusters(world, verdicts).items():
+            store = self.store_for(url)
+            fact = read_etcd_fact(store)
+            if fact.error:
+                continue
+            if fact.first_boot is None:
+                written += _create(store, MARKER, json.dumps({"firstBoot": _stamp(now), "node": nodes[0]}).encode())
+            every = self.interval_override or interval_seconds(cfg.etcdBackupInterval)
+            if not fact.snapshots or (now - _parse(fact.snapshots[-1])).total_seconds() >= every:
+                written += self.write_snapshot(store, cfg, members, now)
+        return written
+
+    def write_snapshot(self, store: Any, cfg: Any, members: int, now: datetime) -> list[str]:
+        ts = _stamp(now)
+        body = f"kopsy sandbox: EMULATED etcd snapshot of {cfg.clusterName} at {ts} (not a real etcd database)\n".encode()
+        meta = {"timestamp": ts, "revision": int(now.timestamp()) % 10_000_000, "members": members,
+                "kubernetesVersion": cfg.kubernetesVersion, "size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+        keys = _create(store, f"{PREFIX}{ts}/snapshot.db", body)
+        keys += _create(store, f"{PREFIX}{ts}/meta.json", json.dumps(meta, sort_keys=True).encode())
+        return keys
+
+    def snapshot_now(self, world: Any, verdicts: dict[str, Any], instance_id: str, now: datetime) -> dict[str, Any]:
+        """``kopsy-helper etcd-snapshot`` on a joined control plane: its one JSON line."""
+        for url, (cfg, _nodes, members) in _joined_clusters(world, verdicts).items():
+            if instance_id in _nodes_ids(world, verdicts, url):
+                self.write_snapshot(self.store_for(url), cfg, members, now)
+                store = self.store_for(url)
+                ts = _stamp(now)
+                meta = json.loads(store.get(f"{PREFIX}{ts}/meta.json").data)
+                return {"timestamp": ts, "key": f"{PREFIX}{ts}/snapshot.db", "revision": meta["revision"],
+                        "size": meta["size"], "sha256": meta["sha256"]}
+        raise KopsyError("etcd is not running on this instance (it is not a joined control plane)")
+
+
+HELPER = "/usr/local/lib/kopsy/kopsy-helper"
+
+
+def etcd_answer(emulator: EtcdEmulator, world: Any, verdicts: dict[str, Any], instance_id: str, command: str,
+                now: datetime) -> Any:
+    """The on-instance etcd commands of the rolling-update contract, answered on a control plane;
+    None for any other command (``answers`` handles those)."""
+    from kopsy.sandbox.answers import Answer
+
+    argv = command.split()
+    while argv and argv[0] == "sudo":
+        argv = argv[1:]
+    if argv[:1] != [HELPER] or len(argv) < 2 or not argv[1].startswith("etcd-"):
+        return None
+    joined = {i.private_dns: i.id for i in world.instances if (v := verdicts.get(i.id)) is not None and v.joined
+              and v.role == "ControlPlane" and i.state == "running"}
+    if instance_id not in joined.values():
+        return Answer("", "kopsy-helper: etcdctl endpoint status: connection refused (etcd is not running here)\n", 1)
+    if argv[1:] == ["etcd-snapshot"]:
+        try:
+            return Answer(json.dumps(emulator.snapshot_now(world, verdicts, instance_id, now), sort_keys=True) + "\n")
+        except KopsyError as exc:
+            return Answer("", f"kopsy-helper: {exc}\n", 1)
+    if argv[1:2] == ["etcd-remove-member"] and argv[2:3] == ["--name"] and len(argv) == 4:
+        name = argv[3]
+        if name not in joined:
+            return Answer(json.dumps({"name": name, "removed": False}) + "\n",
+                          f"kopsy-helper: etcd member {name} is not in the cluster (already removed)\n")
+        if len(joined) == 1:
+            return Answer("", f"kopsy-helper: removing etcd member {name} would leave 0 healthy of 0 members: below quorum, refused\n", 2)
+        return Answer(json.dumps({"name": name, "removed": True}) + "\n", f"kopsy-helper: removed etcd member {name}\n")
+    return Answer("", f"kopsy sandbox: {' '.join(argv[:2])}: not emulated here (etcd-snapshot and etcd-remove-member are)\n", 127)
+
+
+def _create(store: Any, key: str, data: bytes) -> list[str]:
+    try:
+        store.create(key, data)
+    except ObjectExists:  # the same second twice: that snapshot exists
+        return []
+    return [key]
+
+
+def _joined_clusters(world: Any, verdicts: dict[str, Any]) -> dict[str, tuple[Any, list[str], int]]:
+    """store URL -> (a joined control plane's config, joined control planes' node names, their count)."""
+    out: dict[str, tuple[Any, list[str], int]] = {}
+    for inst in sorted(world.instances, key=lambda i: i.launch_time):
+        v = verdicts.get(inst.id)
+        if v is None or not v.joined or v.role != "ControlPlane" or v.config is None:
+            continue
+        cfg, nodes, n = out.get(v.config.stateStore, (v.config, [], 0))
+        out[v.config.stateStore] = (cfg, [*nodes, inst.private_dns], n + 1)
+    return out
+
+
+def _nodes_ids(world: Any, verdicts: dict[str, Any], url: str) -> set[str]:
+    return {i.id for i in world.instances if (v := verdicts.get(i.id)) is not None and v.joined
+            and v.role == "ControlPlane" and v.config is not None and v.config.stateStore == url}

@@ -1,0 +1,111 @@
+"""etcd durability in the sandbox, through the real CLI: control planes "take" snapshots on a
+shortened schedule, `get etcd-backups` lists them, `backup etcd` takes one over SSH; terminating
+the only control plane (boto3) makes the Auto Scaling group's replacement restore and keep its
+nodes; without a snapshot on a cluster that booted before, the replacement fails `restore`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sandbox_helpers import Sandbox, clean_env, run, stop_sandbox, wait_for
+
+from kopsy.sandbox import control
+from kopsy.sandbox.layout import Layout
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+NAME = "dr.example.com"
+
+
+@pytest.fixture
+def sbe(tmp_path: Path) -> Iterator[Sandbox]:
+    """A sandbox whose control planes snapshot every 2 seconds."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(home / ".ssh" / "id_ed25519")], check=True)
+    env = {**clean_env(home), "KOPSY_SANDBOX_ETCD_BACKUP_INTERVAL": "2"}
+    directory = tmp_path / "sb"
+    r = run(["sandbox", "up", "--dir", str(directory)], env, timeout=60)
+    info = control.load(Layout.at(directory))
+    assert r.returncode == 0 and info is not None, r.stderr
+    s = Sandbox(directory, home, {**clean_env(home), **info.environment()}, info)
+    try:
+        yield s
+    finally:
+        assert stop_sandbox(directory) == []
+
+
+def _ok(r: subprocess.CompletedProcess[str]) -> str:
+    assert r.returncode == 0, f"exit {r.returncode}\n{r.stdout}\n{r.stderr}"
+    return r.stdout
+
+
+def _backups(sb: Sandbox) -> list[dict]:
+    return json.loads(_ok(sb.kopsy("get", "etcd-backups", NAME, "-o", "json")))
+
+
+def _control_plane(sb: Sandbox) -> dict:
+    ec2 = sb.clients().client("ec2")
+    res = ec2.describe_instances(Filters=[{"Name": "tag:kopsy.io/cluster", "Values": [NAME]},
+                                          {"Name": "tag:kopsy.io/role", "Values": ["ControlPlane"]},
+                                          {"Name": "instance-state-name", "Values": ["pending", "running"]}])
+    found = [i for r in res["Reservations"] for i in r["Instances"]]
+    assert len(found) == 1
+    return found[0]
+
+
+def _nodes(sb: Sandbox) -> set[str]:
+    doc = json.loads(_ok(sb.kopsy("validate", "cluster", NAME, "--wait", "60s", "--interval", "1s", "-o", "json")))
+    return {n["name"] for n in doc["nodes"] if n["role"] != "ControlPlane"}
+
+
+def test_snapshots_restore_after_the_only_control_plane_is_replaced(sbe: Sandbox) -> None:
+    sb = sbe
+    _ok(sb.kopsy("create", "cluster", NAME, "--zones", "us-east-1a", "--node-count", "2",
+                 "--ssh-public-key", str(sb.home / ".ssh" / "id_ed25519.pub")))
+    _ok(sb.kopsy("update", "cluster", NAME, "--yes"))
+    nodes = _nodes(sb)
+    assert len(nodes) == 2
+    wait_for("two emulated snapshots", lambda: len(_backups(sb)) >= 2, timeout=30)
+    table = _ok(sb.kopsy("get", "etcd-backups", NAME)).splitlines()
+    assert table[0].split() == ["TIMESTAMP", "AGE", "SIZE", "REVISION", "K8S-VERSION"]
+    out = _ok(sb.kopsy("backup", "etcd", NAME, "-o", "json"))  # over SSH, the rolling update's command
+    assert json.loads(out)["key"].startswith("backups/etcd/")
+
+    old = _control_plane(sb)
+    sb.clients().client("ec2").terminate_instances(InstanceIds=[old["InstanceId"]])
+    new = wait_for("the ASG's replacement", lambda: (c := _control_plane(sb)) if _control_plane_or_none(sb, old) else None,
+                   timeout=60)
+    assert new["InstanceId"] != old["InstanceId"]
+    assert _nodes(sb) == nodes  # the same nodes: the replacement restored, it did not start a new cluster
+
+
+def _control_plane_or_none(sb: Sandbox, old: dict) -> bool:
+    try:
+        return _control_plane(sb)["InstanceId"] != old["InstanceId"]
+    except AssertionError:
+        return False
+
+
+def test_booted_before_without_a_snapshot_fails_restore(sbe: Sandbox) -> None:
+    sb = sbe
+    _ok(sb.kopsy("create", "cluster", NAME, "--zones", "us-east-1a", "--node-count", "1",
+                 "--ssh-public-key", str(sb.home / ".ssh" / "id_ed25519.pub")))
+    _ok(sb.kopsy("update", "cluster", NAME, "--yes"))
+    _nodes(sb)
+    wait_for("the first-boot record", lambda: _backups(sb), timeout=30)
+    s3 = sb.clients().client("s3")
+    old = _control_plane(sb)
+    sb.clients().client("ec2").terminate_instances(InstanceIds=[old["InstanceId"]])
+    # every snapshot lost (say, deleted by hand), the first-boot record kept
+    for o in s3.list_objects_v2(Bucket=sb.info.bucket, Prefix=f"{NAME}/backups/etcd/").get("Contents", []):
+        if not o["Key"].endswith("first-boot.json"):
+            s3.delete_object(Bucket=sb.info.bucket, Key=o["Key"])
+    wait_for("the ASG's replacement", lambda: _control_plane_or_none(sb, old), timeout=60)
+    r = sb.kopsy("validate", "cluster", NAME, "-o", "json")
+    assert r.returncode != 0
+    assert "restore" in r.stdout and "no snapshot" in r.stdout
