@@ -13,6 +13,7 @@ uses the helper's SigV4 S3 calls (instance role) and Debian/kubeadm's ``etcdctl`
   etcd-cleanup --self NAME                remove members whose instances no longer run, one at a time
   etcd-drop-apiserver-leases              delete the API servers' leases (after a restore)
   etcd-static-pods stop|start-etcd|start  park / bring back the control-plane static pods (restore)
+  etcd-members                            the members: name, id, started, healthy, learner (JSON)
 
 Exit codes: 0 done, 1 failed, 2 refused (quorum). Never prints object contents.
 """
@@ -306,6 +307,12 @@ def cleanup(cfg, helper, me):
     return removed
 
 
+def member_report(endpoints=None):
+    """What ``etcd-members`` prints: one entry per member, healthy meaning it answers."""
+    return [{"name": m.get("name", ""), "id": "%x" % int(m["ID"]), "started": bool(m.get("name")),
+             "healthy": healthy(m), "learner": bool(m.get("isLearner"))} for m in members(endpoints)]
+
+
 def drop_apiserver_leases(wait=300):
     """After a restore the old API servers' identity and endpoint leases point at dead instances.
     Waits for etcd to answer first: every member must be started before it has a quorum."""
@@ -373,12 +380,13 @@ def main(argv, helper):
     c = sub.add_parser("etcd-cleanup")
     c.add_argument("--self", dest="me", required=True)
     sub.add_parser("etcd-drop-apiserver-leases")
+    sub.add_parser("etcd-members")
     sp = sub.add_parser("etcd-static-pods")
     sp.add_argument("action", choices=("stop", "start-etcd", "start"))
     a = p.parse_args(argv)
     try:
         cfg = {}
-        if a.cmd not in ("etcd-remove-member", "etcd-drop-apiserver-leases", "etcd-static-pods"):
+        if a.cmd not in ("etcd-remove-member", "etcd-drop-apiserver-leases", "etcd-static-pods", "etcd-members"):
             with open(a.config) as fh:
                 cfg = json.load(fh)
         if a.cmd == "etcd-snapshot":
@@ -399,6 +407,8 @@ def main(argv, helper):
             print(json.dumps({"name": a.name, "removed": removed}))
         elif a.cmd == "etcd-cleanup":
             print(json.dumps({"removed": cleanup(cfg, helper, a.me)}))
+        elif a.cmd == "etcd-members":
+            print(json.dumps(member_report([u for u in ENDPOINTS.split(",") if u] or None), sort_keys=True))
         elif a.cmd == "etcd-static-pods":
             static_pods(a.action)
         else:

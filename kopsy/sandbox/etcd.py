@@ -103,10 +103,15 @@ class EtcdEmulator:
     def __init__(self, store_for: Callable[[str], Any], interval_override: float = 0.0) -> None:
         self.store_for = store_for  # cluster store URL -> ObjectStore rooted there
         self.interval_override = interval_override
+        self.members: dict[str, dict[str, tuple[str, str]]] = {}  # cluster -> etcd membership (update_members)
+        self.removed: list[tuple[str, str]] = []  # (cluster, member) removed before a join, for the log
 
     def tick(self, world: Any, verdicts: dict[str, Any], now: datetime) -> list[str]:
         """Record first boots and take due snapshots; the keys written."""
         written: list[str] = []
+        for cluster in sorted({i.cluster for i in world.instances if i.cluster}):
+            self.members[cluster], gone = update_members(self.members.get(cluster, {}), world, verdicts, cluster)
+            self.removed += [(cluster, name) for name in gone]
         for url, (cfg, nodes, members) in _joined_clusters(world, verdicts).items():
             store = self.store_for(url)
             fact = read_etcd_fact(store)
@@ -164,6 +169,10 @@ def etcd_answer(emulator: EtcdEmulator, world: Any, verdicts: dict[str, Any], in
             return Answer(json.dumps(emulator.snapshot_now(world, verdicts, instance_id, now), sort_keys=True) + "\n")
         except KopsyError as exc:
             return Answer("", f"kopsy-helper: {exc}\n", 1)
+    if argv[1:] == ["etcd-members"]:
+        inst = next(i for i in world.instances if i.id == instance_id)
+        members = emulator.members.get(inst.cluster or "", {})
+        return Answer(json.dumps(member_report(members, world), sort_keys=True) + "\n")
     if argv[1:2] == ["etcd-remove-member"] and argv[2:3] == ["--name"] and len(argv) == 4:
         name = argv[3]
         if name not in joined:
@@ -171,8 +180,40 @@ def etcd_answer(emulator: EtcdEmulator, world: Any, verdicts: dict[str, Any], in
                           f"kopsy-helper: etcd member {name} is not in the cluster (already removed)\n")
         if len(joined) == 1:
             return Answer("", f"kopsy-helper: removing etcd member {name} would leave 0 healthy of 0 members: below quorum, refused\n", 2)
+        emulator.members.get(next(i.cluster or "" for i in world.instances if i.id == instance_id), {}).pop(name, None)
         return Answer(json.dumps({"name": name, "removed": True}) + "\n", f"kopsy-helper: removed etcd member {name}\n")
     return Answer("", f"kopsy sandbox: {' '.join(argv[:2])}: not emulated here (etcd-snapshot and etcd-remove-member are)\n", 127)
+
+
+def update_members(members: dict[str, tuple[str, str]], world: Any, verdicts: dict[str, Any], cluster: str | None
+                   ) -> tuple[dict[str, tuple[str, str]], list[str]]:
+    """One cluster's etcd membership after this poll (pure): ``members`` maps a member (node) name
+    to (instance id, launch time). A control plane that joined becomes a member; before it does,
+    it removes the members whose instances no longer run (the boot script's ``etcd-cleanup``
+    runs before ``kubeadm join``), so a dead member stays only until a later control plane joins.
+    Returns (members, the names removed)."""
+    running = {i.id for i in world.instances if i.state == "running"}
+    joined = sorted((i for i in world.instances if i.cluster == cluster and i.state == "running"
+                     and (v := verdicts.get(i.id)) is not None and v.joined and v.role == "ControlPlane"),
+                    key=lambda i: i.launch_time)
+    out, removed = dict(members), []
+    for inst in joined:
+        if inst.private_dns in out:
+            continue
+        for name, (iid, launched) in list(out.items()):
+            if iid not in running and launched < inst.launch_time:
+                del out[name]
+                removed.append(name)
+        out[inst.private_dns] = (inst.id, inst.launch_time)
+    return out, removed
+
+
+def member_report(members: dict[str, tuple[str, str]], world: Any) -> list[dict[str, Any]]:
+    """What ``kopsy-helper etcd-members`` prints for ``members`` (pure): a member whose instance
+    no longer runs is started but not healthy."""
+    running = {i.id for i in world.instances if i.state == "running"}
+    return [{"name": name, "id": hashlib.sha256(iid.encode()).hexdigest()[:16], "started": True,
+             "healthy": iid in running, "learner": False} for name, (iid, _) in sorted(members.items())]
 
 
 def _create(store: Any, key: str, data: bytes) -> list[str]:

@@ -242,6 +242,8 @@ def test_replacement_removes_the_dead_member_and_joins(instance: dict[str, Any],
     joiner.start(",".join(f"{m.name}={m.peer}" for m in (members[0], members[2], joiner)), state="existing")
     wait_healthy([joiner.client])
     assert _started(alive + [joiner.client]) == sorted([names[0], names[2], joiner.name])
+    report = json.loads(helper(instance, "etcd-members", KOPSY_ETCD_ENDPOINTS=",".join(alive)).stdout)
+    assert sorted(m["name"] for m in report if m["started"] and m["healthy"]) == sorted([names[0], names[2], joiner.name])
     # and a second cleanup changes nothing
     r = helper(instance, "etcd-cleanup", "--self", "someone-else", KOPSY_ETCD_ENDPOINTS=",".join(alive))
     assert json.loads(r.stdout) == {"removed": []}

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sandbox_helpers import Sandbox, clean_env, run, stop_sandbox, wait_for
+from sandbox_helpers import Sandbox, clean_env, run, ssh_run, stop_sandbox, wait_for
 
 from kopsy.sandbox import control
 from kopsy.sandbox.layout import Layout
@@ -109,3 +109,46 @@ def test_booted_before_without_a_snapshot_fails_restore(sbe: Sandbox) -> None:
     r = sb.kopsy("validate", "cluster", NAME, "-o", "json")
     assert r.returncode != 0
     assert "restore" in r.stdout and "no snapshot" in r.stdout
+
+
+def _running_control_planes(sb: Sandbox) -> list[dict]:
+    ec2 = sb.clients().client("ec2")
+    res = ec2.describe_instances(Filters=[{"Name": "tag:kopsy.io/cluster", "Values": [NAME]},
+                                          {"Name": "tag:kopsy.io/role", "Values": ["ControlPlane"]},
+                                          {"Name": "instance-state-name", "Values": ["pending", "running"]}])
+    return [i for r in res["Reservations"] for i in r["Instances"]]
+
+
+def _members(sb: Sandbox, host: str) -> list[dict]:
+    out, err, code = ssh_run(sb.layout.ssh_config, host, "sudo /usr/local/lib/kopsy/kopsy-helper etcd-members",
+                             sb.home / ".ssh" / "id_ed25519")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_ha_replacement_removes_the_dead_member_and_three_are_started(sbe: Sandbox) -> None:
+    sb = sbe
+    _ok(sb.kopsy("create", "cluster", NAME, "--zones", "us-east-1a,us-east-1b,us-east-1c", "--control-plane-count", "3",
+                 "--node-count", "1", "--ssh-public-key", str(sb.home / ".ssh" / "id_ed25519.pub")))
+    _ok(sb.kopsy("update", "cluster", NAME, "--yes"))
+    _nodes(sb)
+    cps = _running_control_planes(sb)
+    assert len(cps) == 3
+    wait_for("3 etcd members", lambda: len(_members(sb, cps[0]["PrivateIpAddress"])) == 3, timeout=30)
+    dead = cps[1]
+    sb.clients().client("ec2").terminate_instances(InstanceIds=[dead["InstanceId"]])
+    wait_for("the replacement", lambda: {i["InstanceId"] for i in _running_control_planes(sb)} - {c["InstanceId"] for c in cps},
+             timeout=60)
+    _nodes(sb)  # validate passes with the replacement
+
+    def settled() -> list[dict] | None:
+        members = _members(sb, cps[0]["PrivateIpAddress"])
+        return members if all(m["started"] and m["healthy"] for m in members) else None
+
+    members = wait_for("3 started, healthy members", settled, timeout=30)
+    assert len(members) == 3 and dead["PrivateDnsName"] not in {m["name"] for m in members}
+    # the contract of the rolling update: removing a member that is gone is fine, twice
+    out, _, code = ssh_run(sb.layout.ssh_config, cps[0]["PrivateIpAddress"],
+                           f"sudo /usr/local/lib/kopsy/kopsy-helper etcd-remove-member --name {dead['PrivateDnsName']}",
+                           sb.home / ".ssh" / "id_ed25519")
+    assert code == 0 and json.loads(out)["removed"] is False
