@@ -66,8 +66,8 @@ def seconds(text):
     return int(m.group(1)) * _UNITS[m.group(2)]
 
 
-def etcdctl(args, endpoints=None, timeout=120):
-    cmd = ["etcdctl", "--endpoints", ",".join(endpoints or [LOCAL]), "--dial-timeout=3s", "--command-timeout=15s"]
+def etcdctl(args, endpoints=None, timeout=120, command_timeout="15s"):
+    cmd = ["etcdctl", "--endpoints", ",".join(endpoints or [LOCAL]), "--dial-timeout=3s", "--command-timeout=" + command_timeout]
     if PKI != "none":
         cmd += ["--cacert", PKI + "/ca.crt", "--cert", PKI + "/healthcheck-client.crt", "--key", PKI + "/healthcheck-client.key"]
     r = subprocess.run(cmd + args, capture_output=True, text=True, timeout=timeout, env=dict(os.environ, ETCDCTL_API="3"))
@@ -88,7 +88,7 @@ def healthy(member):
     """True when the member answers on one of its client URLs (an unstarted member has none)."""
     for url in member.get("clientURLs") or []:
         try:
-            etcdctl(["endpoint", "health"], [url], timeout=20)
+            etcdctl(["endpoint", "health"], [url], timeout=20, command_timeout="3s")
             return True
         except (Failed, subprocess.TimeoutExpired):
             pass
