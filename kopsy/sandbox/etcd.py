@@ -182,7 +182,20 @@ def etcd_answer(emulator: EtcdEmulator, world: Any, verdicts: dict[str, Any], in
             return Answer("", f"kopsy-helper: removing etcd member {name} would leave 0 healthy of 0 members: below quorum, refused\n", 2)
         emulator.members.get(next(i.cluster or "" for i in world.instances if i.id == instance_id), {}).pop(name, None)
         return Answer(json.dumps({"name": name, "removed": True}) + "\n", f"kopsy-helper: removed etcd member {name}\n")
-    return Answer("", f"kopsy sandbox: {' '.join(argv[:2])}: not emulated here (etcd-snapshot and etcd-remove-member are)\n", 127)
+    if argv[1:2] == ["etcd-static-pods"] and argv[2:] in (["stop"], ["start-etcd"], ["start"]):
+        return Answer("", f"kopsy sandbox: static pods {argv[2]} (emulated: nothing runs here)\n")
+    if argv[1:] == ["etcd-drop-apiserver-leases"]:
+        return Answer("", "kopsy sandbox: API-server leases dropped (emulated)\n")
+    if argv[1:2] == ["etcd-restore"] and "--backup" in argv:
+        inst = next(i for i in world.instances if i.id == instance_id)
+        v = verdicts[instance_id]
+        backup = argv[argv.index("--backup") + 1]
+        fact = world.etcd.get(v.config.stateStore) if v.config else None
+        if fact is None or backup not in fact.snapshots:
+            return Answer("", f"kopsy-helper: HTTP 404 for GET backups/etcd/{backup}/meta.json: not in the state store\n", 1)
+        return Answer(json.dumps({"timestamp": backup, "dataDir": "/var/lib/etcd", "node": inst.private_dns}) + "\n",
+                      f"kopsy-helper: restored etcd snapshot {backup} (emulated)\n")
+    return Answer("", f"kopsy sandbox: {' '.join(argv[:2])}: not emulated here\n", 127)
 
 
 def update_members(members: dict[str, tuple[str, str]], world: Any, verdicts: dict[str, Any], cluster: str | None

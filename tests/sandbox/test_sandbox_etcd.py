@@ -75,6 +75,16 @@ def test_snapshots_restore_after_the_only_control_plane_is_replaced(sbe: Sandbox
     assert table[0].split() == ["TIMESTAMP", "AGE", "SIZE", "REVISION", "K8S-VERSION"]
     out = _ok(sb.kopsy("backup", "etcd", NAME, "-o", "json"))  # over SSH, the rolling update's command
     assert json.loads(out)["key"].startswith("backups/etcd/")
+    ts = json.loads(out)["timestamp"]
+    s3 = sb.clients().client("s3")
+    before = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=sb.info.bucket, Prefix=f"{NAME}/")["Contents"]
+                    if "/backups/etcd/" not in o["Key"])
+    dry = _ok(sb.kopsy("restore", "etcd", NAME, "--backup", ts))
+    assert "Must specify --yes" in dry and "Downtime:" in dry
+    assert sorted(o["Key"] for o in s3.list_objects_v2(Bucket=sb.info.bucket, Prefix=f"{NAME}/")["Contents"]
+                  if "/backups/etcd/" not in o["Key"]) == before  # the dry run changed nothing
+    done = _ok(sb.kopsy("restore", "etcd", NAME, "--backup", ts, "--yes", "--wait", "60s"))
+    assert f"restored from etcd snapshot {ts} and valid" in done
 
     old = _control_plane(sb)
     sb.clients().client("ec2").terminate_instances(InstanceIds=[old["InstanceId"]])
