@@ -400,3 +400,17 @@ def test_the_etcd_code_must_match_the_pin(tmp_path, boto, aws_env, imds, cluster
                                                          role="init", store={"bootstrap/kopsy_etcd.py": b"print('not ours')\n"},
                                                          without=("bootstrap/kopsy_etcd.py",))
     assert proc.returncode != 0 and status["phase"] == "fetch" and "is not the etcd code this user-data pins" in status["error"]
+
+
+def test_a_rerun_on_a_booted_control_plane_neither_restores_nor_removes_members(tmp_path, boto, aws_env, imds, cluster_pki):
+    store = {**_snapshot_objects(), "backups/etcd/first-boot.json": b"{}"}
+    boot = _boot(tmp_path, boto, aws_env, imds, pki=cluster_pki, control_planes=1, role="init", store=store)
+    assert boot.proc.returncode == 0, boot.log
+    before = len(boot.calls)
+    for api in ("up", "down"):  # its own API answers through the load balancer, or not (yet)
+        again = subprocess.run([BASH, str(boot.root / "usr/local/sbin/kopsy-bootstrap")], env={**boot.env, "STUB_API": api},
+                               capture_output=True, text=True, timeout=120)
+        assert again.returncode == 0, again.stdout + again.stderr
+    calls = (Path(boot.env["STUB_DIR"]) / "calls").read_text().splitlines()[before:]
+    assert not [c for c in calls if c.startswith("etcdctl")]  # no restore, no member removal
+    assert not [c for c in calls if c.startswith(("kubeadm init --config", "kubeadm join"))]
