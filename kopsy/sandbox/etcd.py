@@ -37,7 +37,7 @@ _UNITS = {"m": 60, "h": 3600, "d": 86400}
 @dataclass(frozen=True)
 class EtcdStoreFact:
     snapshots: tuple[str, ...]  # timestamps with snapshot.db and meta.json, oldest first
-    first_boot: str | None  # the node name first-boot.json records ("" when unreadable); None: never booted
+    first_boot: str | None  # when first-boot.json says the cluster first booted ("" when unreadable); None: never
     error: str | None = None
 
 
@@ -66,7 +66,7 @@ def read_etcd_fact(store: Any) -> EtcdStoreFact:
         first: str | None = None
         if MARKER in keys:
             try:
-                first = str(json.loads(store.get(MARKER).data).get("node") or "")
+                first = str(json.loads(store.get(MARKER).data).get("firstBoot") or "")
             except (ValueError, AttributeError):
                 first = ""
         return EtcdStoreFact(snapshot_stamps(keys), first)
@@ -74,17 +74,19 @@ def read_etcd_fact(store: Any) -> EtcdStoreFact:
         return EtcdStoreFact((), None, str(exc))
 
 
-def boot_outcome(fact: EtcdStoreFact | None, node: str, launched: str, api_answers: bool) -> tuple[str, str | None]:
+def boot_outcome(fact: EtcdStoreFact | None, launched: str, api_answers: bool) -> tuple[str, str | None]:
     """('join' | 'init' | 'restore' | 'fail', the snapshot restored or the failure) of an init-mode
-    control plane, in the real script's order (pure)."""
+    control plane, in the real script's order, from what the store held when it booted (pure): an
+    instance launched before the first boot was recorded is that first boot."""
     if api_answers:
         return "join", None
-    if fact is None or fact.first_boot is None or fact.first_boot == node:
-        return "init", None
     try:
         at = _parse(launched[:19] + "Z") if launched else None
+        first = _parse(fact.first_boot) if fact is not None and fact.first_boot else None
     except ValueError:
-        at = None
+        at = first = None
+    if fact is None or fact.first_boot is None or (at is not None and first is not None and at <= first):
+        return "init", None
     before = [ts for ts in fact.snapshots if at is None or _parse(ts) <= at]
     if before:
         return "restore", before[-1]

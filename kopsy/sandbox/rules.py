@@ -182,7 +182,7 @@ def _etcd_boot(world: World, inst: Instance) -> tuple[str, str | None]:
     earlier = any(i.cluster == inst.cluster and i.id != inst.id and i.state == "running" and _role(i) == CONTROL_PLANE
                   and i.launch_time < inst.launch_time for i in world.instances)
     fact = world.etcd.get(cfg.stateStore) if cfg else None
-    return boot_outcome(fact, inst.private_dns, inst.launch_time, earlier)
+    return boot_outcome(fact, inst.launch_time, earlier)
 
 
 def evaluate(world: World, machines_down: frozenset[str] = frozenset()) -> dict[str, Verdict]:

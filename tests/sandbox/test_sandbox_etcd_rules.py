@@ -9,15 +9,17 @@ from kopsy.sandbox.etcd import EtcdStoreFact, boot_outcome, member_report, snaps
 
 
 def test_boot_outcome_follows_the_boot_scripts_order() -> None:
-    booted = EtcdStoreFact(("2026-12-01T10:00:00Z", "2026-12-01T11:00:00Z"), "ip-1")
-    assert boot_outcome(booted, "ip-2", "2026-12-01T12:00:00+00:00", api_answers=True) == ("join", None)
-    assert boot_outcome(None, "ip-1", "2026-12-01T09:00:00Z", api_answers=False) == ("init", None)
-    assert boot_outcome(EtcdStoreFact((), None), "ip-1", "2026-12-01T09:00:00Z", False) == ("init", None)
-    assert boot_outcome(booted, "ip-1", "2026-12-01T12:00:00Z", False) == ("init", None)  # the first boot itself
-    assert boot_outcome(booted, "ip-2", "2026-12-01T12:00:00Z", False) == ("restore", "2026-12-01T11:00:00Z")
+    booted = EtcdStoreFact(("2026-12-01T10:00:00Z", "2026-12-01T11:00:00Z"), "2026-12-01T09:00:05Z")
+    assert boot_outcome(booted, "2026-12-01T12:00:00+00:00", api_answers=True) == ("join", None)
+    assert boot_outcome(None, "2026-12-01T09:00:00Z", api_answers=False) == ("init", None)
+    assert boot_outcome(EtcdStoreFact((), None), "2026-12-01T09:00:00Z", False) == ("init", None)
+    # launched before the first boot was recorded: it is the first boot (the same second counts)
+    assert boot_outcome(booted, "2026-12-01T09:00:00+00:00", False) == ("init", None)
+    assert boot_outcome(booted, "2026-12-01T09:00:05Z", False) == ("init", None)
+    assert boot_outcome(booted, "2026-12-01T12:00:00Z", False) == ("restore", "2026-12-01T11:00:00Z")
     # a snapshot taken after the replacement booted was not there to restore
-    assert boot_outcome(booted, "ip-2", "2026-12-01T10:30:00Z", False) == ("restore", "2026-12-01T10:00:00Z")
-    outcome, why = boot_outcome(EtcdStoreFact((), "ip-1"), "ip-2", "2026-12-01T12:00:00Z", False)
+    assert boot_outcome(booted, "2026-12-01T10:30:00Z", False) == ("restore", "2026-12-01T10:00:00Z")
+    outcome, why = boot_outcome(EtcdStoreFact((), "2026-12-01T09:00:05Z"), "2026-12-01T12:00:00Z", False)
     assert outcome == "fail" and why and why.startswith("no snapshot")
 
 
