@@ -120,9 +120,13 @@ def test_booted_before_without_a_snapshot_fails_restore(sbe: Sandbox) -> None:
     lose_snapshots()
     wait_for("the ASG's replacement", lambda: _control_plane_or_none(sb, old), timeout=60)
     lose_snapshots()  # one the old control plane may have taken as it went
-    r = sb.kopsy("validate", "cluster", NAME, "-o", "json")
-    assert r.returncode != 0
-    assert "restore" in r.stdout and "no snapshot" in r.stdout
+
+    def restore_failed() -> str | None:  # once the replacement's sshd answers, validate says why
+        r = sb.kopsy("validate", "cluster", NAME, "-o", "json")
+        return r.stdout if r.returncode != 0 and "phase restore: no snapshot" in r.stdout else None
+
+    out = wait_for("validate reporting restore failing with 'no snapshot'", restore_failed, timeout=30)
+    assert "not initialising a new, empty cluster" in out
 
 
 def _running_control_planes(sb: Sandbox) -> list[dict]:
