@@ -8,6 +8,7 @@ Subcommands:
   status PHASE [--error MSG]     record the bootstrap phase in /var/lib/kopsy/bootstrap.json
   addons DIR                     fetch every addon the config pins into DIR, each checked against
                                  its sha256 (a byte different: refused); prints the files in order
+  etcd-...                       etcd snapshots, restore and members (kopsy_etcd.py beside this file)
 
 Credentials come from the instance role through IMDSv2; requests are signed with SigV4. The S3
 endpoint is the config's "s3Endpoint" (path-style, for S3-compatible stores) or real S3.
@@ -25,6 +26,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from xml.etree import ElementTree
 
 CONFIG = "/etc/kopsy/bootstrap-config.json"
 STATUS = "/var/lib/kopsy/bootstrap.json"
@@ -59,27 +61,36 @@ def _hmac(key, msg):
     return hmac.new(key, msg.encode(), hashlib.sha256).digest()
 
 
-def sign(method, url, region, creds, payload_hash, now):
-    """SigV4 headers for one S3 request (the service's documented algorithm, nothing S3-specific skipped)."""
+def _canonical_query(query):
+    """SigV4's canonical query string: pairs sorted, each part URI-encoded once."""
+    pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+    return "&".join("%s=%s" % (urllib.parse.quote(k, safe="-_.~"), urllib.parse.quote(v, safe="-_.~"))
+                    for k, v in sorted(pairs))
+
+
+def sign(method, url, region, creds, payload_hash, now, extra=None, service="s3"):
+    """SigV4 headers for one request (the service's documented algorithm, nothing S3-specific skipped).
+    ``extra`` headers (x-amz-server-side-encryption, If-None-Match) are signed with the rest."""
     access, secret, token = creds
     parts = urllib.parse.urlsplit(url)
     amz_date = now.strftime("%Y%m%dT%H%M%SZ")
     day = amz_date[:8]
     headers = {"host": parts.netloc, "x-amz-content-sha256": payload_hash, "x-amz-date": amz_date}
+    headers.update({k.lower(): v for k, v in (extra or {}).items()})
     if token:
         headers["x-amz-security-token"] = token
     names = sorted(headers)
     canonical = "\n".join([
         method,
         parts.path or "/",  # object_url already URI-encoded it once, as SigV4 for S3 wants
-        "",
+        _canonical_query(parts.query),
         "".join("%s:%s\n" % (n, headers[n].strip()) for n in names),
         ";".join(names),
         payload_hash,
     ])
-    scope = "%s/%s/s3/aws4_request" % (day, region)
+    scope = "%s/%s/%s/aws4_request" % (day, region, service)
     to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
-    key = _hmac(_hmac(_hmac(_hmac(("AWS4" + secret).encode(), day), region), "s3"), "aws4_request")
+    key = _hmac(_hmac(_hmac(_hmac(("AWS4" + secret).encode(), day), region), service), "aws4_request")
     signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
     headers["Authorization"] = "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, Signature=%s" % (
         access, scope, ";".join(names), signature)
@@ -94,6 +105,10 @@ def object_url(cfg, region, relkey):
     bucket = store.netloc
     key = "/".join(p for p in (store.path.strip("/"), relkey) if p)
     endpoint = (cfg.get("s3Endpoint") or "").rstrip("/")
+    if relkey is None:  # the bucket itself (to list it)
+        if endpoint:
+            return "%s/%s" % (endpoint, bucket)
+        return "https://s3.%s.amazonaws.com/%s" % (region, bucket) if "." in bucket else "https://%s.s3.%s.amazonaws.com/" % (bucket, region)
     if endpoint:
         return "%s/%s/%s" % (endpoint, bucket, urllib.parse.quote(key))
     if "." in bucket:  # virtual-hosted TLS names cannot carry dots
@@ -101,10 +116,10 @@ def object_url(cfg, region, relkey):
     return "https://%s.s3.%s.amazonaws.com/%s" % (bucket, region, urllib.parse.quote(key))
 
 
-def _send(cfg, method, relkey, body, region, creds):
-    url = object_url(cfg, region, relkey)
+def _send(cfg, method, relkey, body, region, creds, extra=None, query=""):
+    url = object_url(cfg, region, relkey) + ("?" + query if query else "")
     headers = sign(method, url, region, creds, hashlib.sha256(body).hexdigest(),
-                   datetime.datetime.now(datetime.timezone.utc))
+                   datetime.datetime.now(datetime.timezone.utc), extra)
     if method == "PUT":  # else urllib sends a form content type, which servers may parse away
         headers["Content-Type"] = "application/octet-stream"
     req = urllib.request.Request(url, data=body if method == "PUT" else None, method=method, headers=headers)
@@ -112,8 +127,9 @@ def _send(cfg, method, relkey, body, region, creds):
         return r.read()
 
 
-def s3_request(cfg, method, relkey, body=b"", deadline=300.0):
-    """One S3 call, retried with backoff until ``deadline`` seconds (fresh instance roles take a moment)."""
+def s3_request(cfg, method, relkey, body=b"", deadline=300.0, extra=None, query=""):
+    """One S3 call, retried with backoff until ``deadline`` seconds (fresh instance roles take a moment).
+    ``relkey`` None with a ``query`` lists the bucket (ListObjectsV2)."""
     region = cfg.get("s3Region") or imds("meta-data/placement/region").strip()
     end = time.monotonic() + deadline
     delay = 2.0
@@ -124,7 +140,7 @@ def s3_request(cfg, method, relkey, body=b"", deadline=300.0):
             err = "no instance role credentials from IMDS yet (%s)" % e
         else:
             try:
-                return _send(cfg, method, relkey, body, region, creds)
+                return _send(cfg, method, relkey, body, region, creds, extra, query)
             except urllib.error.HTTPError as e:
                 moved = e.headers.get("x-amz-bucket-region")
                 if moved and moved != region:
@@ -145,6 +161,23 @@ def s3_request(cfg, method, relkey, body=b"", deadline=300.0):
         log(err + "; retrying in %.0fs" % delay)
         time.sleep(delay)
         delay = min(delay * 2, 30.0)
+
+
+def list_keys(cfg, relprefix):
+    """Every key under <stateStore>/RELPREFIX, relative to the cluster's prefix (ListObjectsV2, paged)."""
+    base = urllib.parse.urlsplit(cfg["stateStore"]).path.strip("/")
+    prefix = "/".join(p for p in (base, relprefix) if p)
+    keys, token = [], ""
+    while True:
+        query = urllib.parse.urlencode([("list-type", "2"), ("prefix", prefix)] + ([("continuation-token", token)] if token else []))
+        root = ElementTree.fromstring(s3_request(cfg, "GET", None, query=query))
+        ns = root.tag.split("}")[0] + "}" if root.tag.startswith("{") else ""
+        for item in root.iter(ns + "Contents"):
+            key = item.findtext(ns + "Key") or ""
+            keys.append(key[len(base) + 1:] if base else key)
+        token = root.findtext(ns + "NextContinuationToken") or ""
+        if root.findtext(ns + "IsTruncated") != "true" or not token:
+            return keys
 
 
 def write_atomic(path, data, mode):
@@ -203,6 +236,12 @@ def main(argv=None):
     s.add_argument("--file", default=STATUS)
     ad = sub.add_parser("addons")
     ad.add_argument("dir")
+    argv = sys.argv[1:] if argv is None else argv
+    rest = argv[2:] if argv[:1] == ["--config"] else argv
+    if rest and rest[0].startswith("etcd-"):  # control planes only: the module is installed beside this file there
+        sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
+        import kopsy_etcd
+        return kopsy_etcd.main(argv, sys.modules[__name__])
     a = p.parse_args(argv)
     if a.cmd == "imds":
         sys.stdout.write(imds("meta-data/" + a.path).strip() + "\n")
@@ -227,4 +266,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -17,6 +17,9 @@ command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 [ -x /usr/bin/cloud-init ] || need_apt+=(cloud-init)
 [ -x /usr/bin/containerd ] || need_apt+=(containerd)
+# Real etcd 3.4 for the snapshot/restore and member-cleanup tests (tests/etcd/).
+command -v etcd >/dev/null 2>&1 || [ -x /usr/bin/etcd ] || need_apt+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || need_apt+=(etcd-client)
 "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 
 if [ "${#need_apt[@]}" -gt 0 ]; then

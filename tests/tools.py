@@ -50,6 +50,8 @@ TOOLS: dict[str, tuple[Callable[[], str | None], str]] = {
     # Debian's containerd 1.6: shows that the boot script's effective-config check catches a
     # containerd that does not read the 2.x config format (tests/bootstrap/test_boot_script.py)
     "containerd": (_file("/usr/bin/containerd"), "apt-get install containerd (Debian's)"),
+    "etcd": (_which("etcd"), "apt-get install etcd-server (Debian's etcd 3.4)"),
+    "etcdctl": (_which("etcdctl"), "apt-get install etcd-client"),
 }
 
 

@@ -37,6 +37,7 @@ PHASES = (
     "wait-for-api",
     "kubeadm-init",
     "kubeadm-join-control-plane",
+    "restore",
     "kubeadm-join",
     "cni",
     "addons",
@@ -73,6 +74,11 @@ class BootstrapConfig:
     taints: tuple[str, ...] = ()  # the group's spec.taints, "key[=value]:Effect"
     cloudProvider: str = ""  # "external": kubelet and kube-controller-manager leave the cloud to the CCM
     addons: dict[str, str] = dataclasses.field(default_factory=dict)  # control planes: relkey -> sha256 hex
+    # etcd backups (control planes; docs/disaster-recovery.md): spec.etcd, and the state bucket's KMS key if any
+    etcdBackupInterval: str = ""
+    etcdBackupHourly: str = ""
+    etcdBackupDaily: str = ""
+    stateStoreKmsKey: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, indent=1) + "\n"

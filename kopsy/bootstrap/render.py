@@ -10,6 +10,8 @@ so the same cluster renders the same bytes (launch-template diffs stay quiet).
 from __future__ import annotations
 
 import gzip
+import functools
+import hashlib
 import re
 import shlex
 from pathlib import Path
@@ -34,6 +36,8 @@ USER_DATA_LIMIT = 16384  # EC2's limit on raw user-data, before base64
 HELPER_PATH = "/usr/local/lib/kopsy/kopsy-helper"
 BOOTSTRAP_PATH = "/usr/local/sbin/kopsy-bootstrap"
 TOKEN_REFRESH_PATH = "/usr/local/sbin/kopsy-token-refresh"
+ETCD_MODULE_PATH = "/usr/local/lib/kopsy/kopsy_etcd.py"  # imported by the helper's etcd-... commands
+ETCD_MODULE_KEY = "bootstrap/kopsy_etcd.py"  # where update publishes it in the cluster's store prefix
 
 # Token policy (docs/bootstrap.md): tokens live 24h (kubeadm's default) and every control plane
 # publishes a fresh one every 12h, so the stored token always has at least ~12h left.
@@ -156,6 +160,7 @@ def bootstrap_config(
     s3_region: str = "",
     init_control_plane: bool | None = None,
     api_public_host: str = "",
+    state_kms_key: str = "",
 ) -> BootstrapConfig:
     """The settings one instance group boots with (validated: they end up in shell and YAML)."""
     if not api_endpoint:
@@ -211,6 +216,10 @@ def bootstrap_config(
         taints=tuple(str(t) for t in ig.taints),
         cloudProvider="external",
         addons=addon_hashes(cluster) if ig.is_control_plane else {},
+        etcdBackupInterval=_safe("etcd.backupInterval", cluster.etcd_backup_interval),
+        etcdBackupHourly=_safe("etcd.backupRetention.hourly", cluster.etcd_backup_hourly),
+        etcdBackupDaily=_safe("etcd.backupRetention.daily", cluster.etcd_backup_daily),
+        stateStoreKmsKey=_safe_value("state bucket KMS key", state_kms_key) if ig.is_control_plane else "",
     )
 
 
@@ -245,6 +254,10 @@ def render_cloud_config(config: BootstrapConfig) -> str:
         "external_cloud": config.cloudProvider == "external",
         "addons": sorted(config.addons.items()) if control_plane else [],
         "runtime": _runtime(),
+        "etcd_backup_interval": config.etcdBackupInterval or "15m",
+        "etcd_module_key": ETCD_MODULE_KEY,
+        "etcd_module_path": ETCD_MODULE_PATH,
+        "etcd_module_sha256": hashlib.sha256(etcd_module()).hexdigest() if control_plane else "",
     }
     files: list[dict[str, str]] = [
         {"path": CONFIG_PATH, "permissions": "0644", "content": config.to_json()},
@@ -267,9 +280,28 @@ def render_cloud_config(config: BootstrapConfig) -> str:
                 "permissions": "0644",
                 "content": _render("kopsy-token-refresh.timer.j2", **ctx),
             },
+            *_etcd_files(ctx),
         ]
     doc = {"write_files": files, "runcmd": [BOOTSTRAP_PATH]}
     return "#cloud-config\n" + yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=1000)
+
+
+@functools.lru_cache(maxsize=1)
+def etcd_module() -> bytes:
+    """The on-instance etcd code (cloudinit/kopsy-etcd.py). Too big for EC2's 16 KB user-data
+    beside the rest, it travels through the state store (``kopsy.etcd.publish``); the user-data
+    pins its sha256, so a control plane runs only the code its launch template names."""
+    return _render("kopsy-etcd.py").encode()
+
+
+def _etcd_files(ctx: dict[str, Any]) -> list[dict[str, str]]:
+    """A control plane's etcd snapshot timer (docs/disaster-recovery.md)."""
+    return [
+        {"path": "/etc/systemd/system/kopsy-etcd-backup.service", "permissions": "0644",
+         "content": _render("kopsy-etcd-backup.service")},
+        {"path": "/etc/systemd/system/kopsy-etcd-backup.timer", "permissions": "0644",
+         "content": _render("kopsy-etcd-backup.timer.j2", **ctx)},
+    ]
 
 
 def _runtime() -> dict[str, Any]:
@@ -307,6 +339,7 @@ def render_user_data(
     s3_region: str = "",
     init_control_plane: bool | None = None,
     api_public_host: str = "",
+    state_kms_key: str = "",
 ) -> bytes:
     """gzip-compressed #cloud-config for ``ig`` (the caller base64-encodes it for EC2).
 
@@ -326,6 +359,7 @@ def render_user_data(
         s3_region=s3_region,
         init_control_plane=init_control_plane,
         api_public_host=api_public_host,
+        state_kms_key=state_kms_key,
     )
     data = gzip.compress(render_cloud_config(config).encode(), compresslevel=9, mtime=0)
     if len(data) >= USER_DATA_LIMIT:

@@ -136,6 +136,31 @@ def get_secrets(name: str | None, type_: str | None, output: str) -> None:
     emit(docs[0] if name and len(docs) == 1 else docs, output)
 
 
+@command.command("etcd-backups")
+@click.argument("names", nargs=-1, metavar="[NAME]")
+@click.option("-o", "--output", type=OUTPUT_FORMATS, default="table", show_default=True)
+def get_etcd_backups(names: tuple[str, ...], output: str) -> None:
+    """etcd snapshots of a cluster in the state store, newest first."""
+    from kopsy.cli.context import strip_cluster_word
+    from kopsy.etcd.backups import age, list_backups
+    from kopsy.text import printable
+
+    store = open_cluster_store()
+    name = resolve_cluster_name(store, strip_cluster_word(names))
+    store.get_cluster(name)  # a missing cluster says so, not "no backups"
+    backups = list_backups(store, name)
+    if output != "table":
+        emit([b.to_dict() for b in backups], output)
+        return
+    if not backups:
+        click.echo(f"No etcd snapshots of {name} yet (control planes take one every backup interval; "
+                   f"kopsy backup etcd {name} takes one now)")
+        return
+    click.echo(table(["TIMESTAMP", "AGE", "SIZE", "REVISION", "K8S-VERSION"],
+                     [[b.timestamp, age(b.timestamp), b.size, b.revision, printable(b.kubernetes_version or "-", 40)]
+                      for b in backups]))
+
+
 @command.command("instances")
 @click.argument("name", required=False)
 @click.option("-o", "--output", type=OUTPUT_FORMATS, default="table", show_default=True)

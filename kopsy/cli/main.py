@@ -30,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("kopsy.cli.validate", "Check over SSH that every node is up and Ready."),
     "upgrade": ("kopsy.cli.upgrade", "Move a cluster's spec to a newer Kubernetes version (one minor at a time)."),
     "rolling-update": ("kopsy.cli.rolling", "Replace instances whose launch template changed (drain, surge, validate)."),
+    "backup": ("kopsy.cli.backup", "Snapshot a cluster's etcd into the state store now."),
+    "restore": ("kopsy.cli.restore", "Restore a cluster's etcd from a snapshot in the state store."),
     "export": ("kopsy.cli.export", "Export an admin kubeconfig for a cluster."),
     "sandbox": ("kopsy.cli.sandbox", "Run a local AWS emulation and node stand-ins (no AWS account needed)."),
     "toolbox": ("kopsy.cli.toolbox", "Tools for bug reports and operators: dump, operator-policy."),

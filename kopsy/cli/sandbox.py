@@ -228,11 +228,22 @@ def supervise(directory: str) -> None:
     config = SupervisorConfig(
         layout, sshd_path, sys.executable, info.user, info.ssh_port, info.id, sshd_env, endpoint=info.endpoint,
         boot_time=info.boot_time,
+        etcd_backup_interval=_etcd_backup_interval(),
     )
     sup = Supervisor(config, CloudReader(control.sandbox_clients(info.endpoint, info.region)))
     signal.signal(signal.SIGTERM, lambda *_: sup.stopping.set())
     signal.signal(signal.SIGINT, lambda *_: sup.stopping.set())
     sup.run()
+
+
+def _etcd_backup_interval() -> float:
+    """KOPSY_SANDBOX_ETCD_BACKUP_INTERVAL (seconds): emulated etcd snapshots that often, instead of
+    the spec's interval, so a demo sees backups at once (docs/sandbox.md)."""
+    raw = os.environ.get("KOPSY_SANDBOX_ETCD_BACKUP_INTERVAL", "")
+    try:
+        return max(0.0, float(raw)) if raw else 0.0
+    except ValueError:
+        return 0.0
 
 
 if __name__ == "__main__":

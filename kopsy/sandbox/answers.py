@@ -380,7 +380,10 @@ def _bootstrap_log(inst: Instance, v: Verdict, now: datetime) -> list[str]:
         "kubeadm-join": "kubeadm join finished",
     }
     lines = []
-    for phase in MODE_PHASES[mode_of(v.role, cfg)]:
+    phases = MODE_PHASES[mode_of(v.role, cfg)]
+    if v.phase == "restore":  # the boot decision stopped it (no snapshot on a cluster that booted before)
+        phases = (*phases[: phases.index("fetch") + 1], "restore")
+    for phase in phases:
         lines.append(f"{t} [{phase}] phase started")
         if phase == v.phase:
             if v.error:

@@ -133,8 +133,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+PASSED_THROUGH = ("KOPSY_SANDBOX_ETCD_BACKUP_INTERVAL",)  # the sandbox's own settings, for its supervisor
+
+
 def _child_env(base: Mapping[str, str], info: SandboxInfo, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in base.items() if not k.startswith(("AWS_", "KOPSY_", "MOTO_"))}
+    env = {k: v for k, v in base.items() if not k.startswith(("AWS_", "KOPSY_", "MOTO_")) or k in PASSED_THROUGH}
     env.update(info.environment())
     env[procs.MARKER] = info.id
     env.update(extra or {})

@@ -20,6 +20,7 @@ from kopsy.cloud.aws.ec2util import describe_all
 from kopsy.cloud.aws.endpoint import pick_api_endpoint
 from kopsy.cloud.aws.session import AwsClients, aws_errors
 from kopsy.errors import KopsyError
+from kopsy.sandbox.etcd import read_etcd_fact
 from kopsy.sandbox.rules import decode_user_data
 from kopsy.spec.model import SSH_KEY_ANNOTATION
 
@@ -98,6 +99,7 @@ class World:
     # VPC's main one), for every subnet an instance is in; a subnet missing here was not read
     egress: dict[str, str] = field(default_factory=dict)
     nat_ips: dict[str, str] = field(default_factory=dict)  # available NAT gateway id -> its Elastic IP
+    etcd: dict[str, Any] = field(default_factory=dict)  # state-store cluster URL -> sandbox.etcd.EtcdStoreFact
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,7 @@ class Network:
     addons: dict[str, dict[str, str | None]] = field(default_factory=dict)
     egress: dict[str, str] = field(default_factory=dict)
     nat_ips: dict[str, str] = field(default_factory=dict)
+    etcd: dict[str, Any] = field(default_factory=dict)  # state-store cluster URL -> sandbox.etcd.EtcdStoreFact
 
 
 def combine(machines: Machines, network: Network) -> World:
@@ -129,6 +132,7 @@ def combine(machines: Machines, network: Network) -> World:
         api_endpoint=network.api_endpoint,
         ca=network.ca,
         addons=network.addons,
+        etcd=network.etcd,
         public_keys=machines.public_keys,
         identity_files=machines.identity_files,
         egress=network.egress,
@@ -178,7 +182,8 @@ class CloudReader:
         endpoints = {name: self._endpoint(lbs) for name, lbs in api.items()}
         ca = {url: self._ca(url) for url in _stores(instances)}
         egress, nat_ips = self._egress({i.subnet for i in instances if i.subnet})
-        return Network(started, ingress, api, endpoints, ca, self._addons(instances), egress, nat_ips)
+        etcd = {url: read_etcd_fact(self.store(url)) for url in _stores(instances)}
+        return Network(started, ingress, api, endpoints, ca, self._addons(instances), egress, nat_ips, etcd)
 
     # --- instances ------------------------------------------------------------------------------
 
@@ -351,10 +356,14 @@ class CloudReader:
 
     # --- state store ----------------------------------------------------------------------------
 
-    def _get(self, store_url: str, key: str) -> bytes:
+    def store(self, store_url: str) -> Any:
+        """The cluster's state store (an ObjectStore rooted at its prefix)."""
         from kopsy.state import open_store
 
-        return open_store(store_url, clients=self.clients, region=self.clients.region).get(key).data
+        return open_store(store_url, clients=self.clients, region=self.clients.region)
+
+    def _get(self, store_url: str, key: str) -> bytes:
+        return bytes(self.store(store_url).get(key).data)
 
     def _ca(self, store_url: str) -> CaFact:
         from kopsy.pki import ca_cert_hash

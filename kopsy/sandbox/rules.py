@@ -234,6 +234,18 @@ def path_problem(world: World, inst: Instance, lb: ApiLoadBalancer, port: int) -
     return None
 
 
+def _etcd_boot(world: World, inst: Instance) -> tuple[str, str | None]:
+    """An init-mode control plane joins when another control plane of its cluster ran before it
+    (the API answers); else the store's snapshots and first-boot record decide (``sandbox.etcd``)."""
+    from kopsy.sandbox.etcd import boot_outcome
+
+    cfg = decode_user_data(inst.user_data).config if inst.user_data else None
+    earlier = any(i.cluster == inst.cluster and i.id != inst.id and i.state == "running" and _role(i) == CONTROL_PLANE
+                  and i.launch_time < inst.launch_time for i in world.instances)
+    fact = world.etcd.get(cfg.stateStore) if cfg else None
+    return boot_outcome(fact, inst.launch_time, earlier)
+
+
 def evaluate(world: World, machines_down: frozenset[str] = frozenset(),
              booting: Mapping[str, float] | None = None, joined_before: frozenset[str] = frozenset()) -> dict[str, Verdict]:
     """Judge every instance of ``world``; control planes first, since nodes depend on them.
@@ -342,6 +354,10 @@ def _judge(world: World, inst: Instance, earlier: dict[str, Verdict], down: bool
         return stop("fetch", ca.error if ca and ca.error else f"cannot read {cfg.stateStore}/pki/ca.crt", cfg)
     if cp and cfg.caCertHash != ca.cert_hash:
         return stop("fetch", f"the CA in the state store ({ca.cert_hash}) is not the one this user-data pins ({cfg.caCertHash})", cfg)
+    if cp and mode == "init":  # the boot decision (docs/disaster-recovery.md), from what the store held at boot
+        outcome, detail = _etcd_boot(world, inst)
+        if outcome == "fail":
+            return stop("restore", detail or "no snapshot", cfg)
     lbs = world.api.get(inst.cluster, {})
     wait = "kubeadm-init" if mode == "init" else "wait-for-api"
     if not lbs:

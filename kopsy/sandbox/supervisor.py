@@ -29,19 +29,21 @@ from urllib.parse import urlsplit
 
 from kopsy.errors import KopsyError
 from kopsy.sandbox import sshd
-from kopsy.sandbox.answers import Answer, answer
-from kopsy.sandbox.etcdstub import CALLS as _ETCD_CALLS
-from kopsy.sandbox.etcdstub import etcd_helper_answer
+from kopsy.sandbox.answers import Answer, answer, command_argv
+from kopsy.sandbox.asgheal import register_replacements
+from kopsy.sandbox.etcd import EtcdEmulator, etcd_answer
 from kopsy.sandbox.facts import CloudReader, Instance, Machines, Network, World, combine
 from kopsy.sandbox.layout import Layout
 from kopsy.sandbox.rules import Verdict, evaluate, ssh_route
 from kopsy.sandbox.workloads import Workloads
 
-
-def etcd_calls() -> list[tuple[str, str, str]]:
-    return list(_ETCD_CALLS)
-
 log = logging.getLogger(__name__)
+
+
+def _helper_args(command: str) -> list[str]:
+    """``sudo /usr/local/lib/kopsy/kopsy-helper etcd-snapshot`` -> ``["etcd-snapshot"]``."""
+    argv = command_argv(command) or []
+    return argv[1:]
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class SupervisorConfig:
     poll_interval: float = 0.5
     answer_max_age: float = 0.5
     boot_time: float = 0.0  # seconds from an instance's first sight until it has joined
+    etcd_backup_interval: float = 0.0  # seconds between emulated etcd snapshots; 0: the spec's interval
 
 
 class Supervisor:
@@ -77,6 +80,10 @@ class Supervisor:
         self._nodes_lock = threading.RLock()
         self._written: dict[Path, str] = {}
         self.cycles = 0
+        self.etcd = EtcdEmulator(reader.store, config.etcd_backup_interval)
+        self.etcd_calls: list[tuple[str, str, str]] = []  # (instance id, helper arguments, time) answered
+        self._etcd_calls_lock = threading.Lock()
+        self._registered_for: frozenset[str] = frozenset()
 
     # --- the world, shared by the loop and the node shells --------------------------------------
 
@@ -129,9 +136,13 @@ class Supervisor:
         world, verdicts = self.snapshot(self.config.answer_max_age)
         now = datetime.now(timezone.utc)
         self.workloads.observe(world, verdicts)
-        a = (etcd_helper_answer(instance_id, command, now) if instance_id in verdicts else None) \
-            or self.workloads.answer(world, verdicts, instance_id, command, now) \
-            or self._cordons_shown(verdicts.get(instance_id), command, answer(world, verdicts, instance_id, command, now))
+        etcd = etcd_answer(self.etcd, world, verdicts, instance_id, command, now)
+        if etcd is not None:  # recorded, so a test can check the roll's etcd steps and where they ran
+            with self._etcd_calls_lock:
+                self.etcd_calls.append((instance_id, " ".join(_helper_args(command)), now.strftime("%Y-%m-%dT%H:%M:%SZ")))
+        a = etcd if etcd is not None else (
+            self.workloads.answer(world, verdicts, instance_id, command, now)
+            or self._cordons_shown(verdicts.get(instance_id), command, answer(world, verdicts, instance_id, command, now)))
         return {"stdout": a.stdout, "stderr": a.stderr, "exit": a.exit}
 
     def _cordons_shown(self, verdict: Verdict | None, command: str, a: Answer) -> Answer:
@@ -179,9 +190,17 @@ class Supervisor:
 
     def cycle(self) -> None:
         self.refresh_machines()
-        world, _ = self.snapshot(max_age=0.0)
+        world, verdicts = self.snapshot(max_age=0.0)
         self._last_world = world
         self._reconcile(world)
+        running = frozenset(i.id for i in world.instances if i.state == "running")
+        try:
+            if running != self._registered_for:
+                register_replacements(self.reader.clients, {i.cluster for i in world.instances if i.cluster})
+                self._registered_for = running
+            self.etcd.tick(world, verdicts, datetime.now(timezone.utc))
+        except KopsyError as exc:  # the store is unreachable this cycle: the next one retries
+            log.warning("emulated AWS step (target registration, etcd snapshot) failed: %s", exc)
         self.cycles += 1
 
     def _reconcile(self, world: World) -> None:
@@ -317,7 +336,8 @@ class _Handler(socketserver.StreamRequestHandler):
             elif op == "workload":  # tests: place pods and PodDisruptionBudgets (kopsy.sandbox.workloads)
                 reply = sup.workloads.place(str(req["cluster"]), req)
             elif op == "etcd-calls":
-                reply = {"calls": [list(c) for c in etcd_calls()]}
+                with sup._etcd_calls_lock:
+                    reply = {"calls": [list(c) for c in sup.etcd_calls]}
             else:
                 reply = {"error": f"unknown op {op!r}"}
         except KopsyError as exc:

@@ -14,6 +14,7 @@ Pure: no AWS, no store. ``image: <owner>/<name>`` stays as it is; it is looked u
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,12 +108,34 @@ def _access(w: _Walk, values: Any, path: str) -> list[str] | None:
     return kept
 
 
-def _etcd(w: _Walk, clusters: Any, path: str) -> None:
+_GO_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def _kopsy_duration(w: _Walk, value: Any, path: str) -> str | None:
+    """A Go duration ('15m0s', '1h') as kopsy's spec.etcd writes it ('15m', '1h'); whole minutes only."""
+    m = _GO_DURATION.match(str(value))
+    if not m or not any(m.groups()):
+        w.refuse(path, f"{value!r} is not a duration like 15m0s")
+        return None
+    secs = int(m.group(1) or 0) * 3600 + int(m.group(2) or 0) * 60 + int(m.group(3) or 0)
+    if secs % 60:
+        w.refuse(path, f"{value!r}: kopsy snapshots at whole minutes")
+        return None
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs % size == 0:
+            return f"{secs // size}{unit}"
+    return None
+
+
+def _etcd(w: _Walk, clusters: Any, path: str, cluster_name: str = "") -> dict[str, Any]:
     """kops' etcd clusters describe etcd on every control plane, which is what kopsy (kubeadm's
-    stacked etcd) runs; sizing and backup settings are not kopsy's to apply, so they are noted."""
+    stacked etcd) runs. The main cluster's etcd-manager backup interval and retention become
+    ``spec.etcd``; sizing is not kopsy's to apply, so it is noted; a backup store elsewhere than
+    kops' own layout is refused (kopsy keeps snapshots in its state store)."""
+    out: dict[str, Any] = {}
     if not isinstance(clusters, list):
         w.refuse(path, "expected a list")
-        return
+        return out
     ignored: set[str] = set()
     for i, raw in enumerate(clusters):
         at = f"{path}[{i}]"
@@ -129,13 +152,32 @@ def _etcd(w: _Walk, clusters: Any, path: str) -> None:
         for key in ("cpuRequest", "memoryRequest"):
             if c.pop(key, None) is not None:
                 ignored.add(key)
+        main = raw.get("name") == "main" if isinstance(raw, dict) else False
+        backups = w.mapping(c.pop("backups", None), f"{at}.backups")
+        store = backups.pop("backupStore", None)
+        if store is not None and not re.search(rf"/{re.escape(cluster_name)}/backups/etcd/[a-z]+$", str(store)):
+            w.refuse(f"{at}.backups.backupStore", f"{store!r}: kopsy keeps etcd snapshots in its state store "
+                     f"(<store>/{cluster_name}/backups/etcd/)")
+        w.leftovers(backups, f"{at}.backups")
         manager = w.mapping(c.pop("manager", None), f"{at}.manager")
-        if manager.pop("backupRetentionDays", None) is not None:
-            ignored.add("manager.backupRetentionDays")
+        interval = manager.pop("backupInterval", None)
+        days = manager.pop("backupRetentionDays", None)
+        if main and interval is not None:
+            value = _kopsy_duration(w, interval, f"{at}.manager.backupInterval")
+            if value:
+                out["backupInterval"] = value
+        if main and days is not None:
+            if isinstance(days, int) and not isinstance(days, bool) and days > 0:
+                out["backupRetention"] = {"daily": f"{days}d"}
+            else:
+                w.refuse(f"{at}.manager.backupRetentionDays", f"{days!r} is not a positive number of days")
+        if not main and (interval is not None or days is not None):
+            ignored.add("events' backup settings (kopsy has one etcd: main's apply)")
         w.leftovers(manager, f"{at}.manager")
         w.leftovers(c, at)
     w.note(f"{path}: kopsy runs etcd stacked on every control plane (kubeadm); "
            f"{', '.join(sorted(ignored)) or 'nothing else'} not applied")
+    return out
 
 
 def _networking(w: _Walk, net: Any, path: str) -> str | None:
@@ -245,7 +287,9 @@ def convert_cluster(doc: dict[str, Any], w: _Walk) -> dict[str, Any]:
     if "rollingUpdate" in spec:  # same shape in kops and kopsy: maxSurge / maxUnavailable
         out["rollingUpdate"] = spec.pop("rollingUpdate")
     if "etcdClusters" in spec:
-        _etcd(w, spec.pop("etcdClusters"), "spec.etcdClusters")
+        etcd = _etcd(w, spec.pop("etcdClusters"), "spec.etcdClusters", str(out_meta.get("name") or ""))
+        if etcd:
+            out["etcd"] = etcd
 
     authz = w.mapping(spec.pop("authorization", None), "spec.authorization")
     if "rbac" in authz:

@@ -34,6 +34,10 @@ SUBNET_PUBLIC, SUBNET_PRIVATE, SUBNET_UTILITY = "Public", "Private", "Utility"
 SUBNET_TYPES = (SUBNET_PUBLIC, SUBNET_PRIVATE, SUBNET_UTILITY)
 TOPOLOGY_PUBLIC, TOPOLOGY_PRIVATE = "public", "private"
 TOPOLOGIES = (TOPOLOGY_PUBLIC, TOPOLOGY_PRIVATE)
+# etcd backups, as kops' etcd-manager: every 15 minutes, hourly ones kept 7 days, daily ones 90.
+DEFAULT_ETCD_BACKUP_INTERVAL = "15m"
+DEFAULT_ETCD_BACKUP_HOURLY = "7d"
+DEFAULT_ETCD_BACKUP_DAILY = "90d"
 LOAD_BALANCER_TYPES = ("Public",)
 
 
@@ -77,6 +81,10 @@ class Cluster:
     # kops' networkID: an existing VPC to build in (tagged shared; kopsy never changes or deletes it)
     network_id: str = ""
     rolling_update: dict[str, str] = field(default_factory=dict)  # maxSurge / maxUnavailable, N or P%
+    # spec.etcd: how often the etcd leader snapshots into the store, and how long snapshots are kept
+    etcd_backup_interval: str = DEFAULT_ETCD_BACKUP_INTERVAL
+    etcd_backup_hourly: str = DEFAULT_ETCD_BACKUP_HOURLY
+    etcd_backup_daily: str = DEFAULT_ETCD_BACKUP_DAILY
 
     @property
     def zones(self) -> list[str]:
@@ -169,6 +177,9 @@ def cluster_to_dict(c: Cluster) -> dict[str, Any]:
         spec["cloudLabels"] = dict(c.cloud_labels)
     if c.rolling_update:
         spec["rollingUpdate"] = dict(c.rolling_update)
+    etcd = _etcd_to_dict(c)
+    if etcd:
+        spec["etcd"] = etcd
     if c.ssh_key_name:
         spec["sshKeyName"] = c.ssh_key_name
     if c.config_base:
@@ -179,6 +190,18 @@ def cluster_to_dict(c: Cluster) -> dict[str, Any]:
     if c.annotations:
         metadata["annotations"] = dict(c.annotations)
     return {"apiVersion": API_VERSION, "kind": KIND_CLUSTER, "metadata": metadata, "spec": spec}
+
+
+def _etcd_to_dict(c: Cluster) -> dict[str, Any]:
+    """spec.etcd, only the settings that differ from the defaults (older specs stay as they were)."""
+    out: dict[str, Any] = {}
+    if c.etcd_backup_interval != DEFAULT_ETCD_BACKUP_INTERVAL:
+        out["backupInterval"] = c.etcd_backup_interval
+    retention = {k: v for k, v, d in (("hourly", c.etcd_backup_hourly, DEFAULT_ETCD_BACKUP_HOURLY),
+                                      ("daily", c.etcd_backup_daily, DEFAULT_ETCD_BACKUP_DAILY)) if v != d}
+    if retention:
+        out["backupRetention"] = retention
+    return out
 
 
 def instance_group_to_dict(ig: InstanceGroup) -> dict[str, Any]:
@@ -348,6 +371,13 @@ def cluster_from_dict(doc: Any) -> Cluster:
         networking = "calico"
     else:
         networking = next(iter(net))
+    etcd = spec.sub("etcd")
+    interval = etcd.get("backupInterval", str, DEFAULT_ETCD_BACKUP_INTERVAL)
+    retention = etcd.sub("backupRetention")
+    hourly = retention.get("hourly", str, DEFAULT_ETCD_BACKUP_HOURLY)
+    daily = retention.get("daily", str, DEFAULT_ETCD_BACKUP_DAILY)
+    retention.finish()
+    etcd.finish()
     c = Cluster(
         name=name,
         kubernetes_version=str(spec.get("kubernetesVersion", (str, int, float), "", required=True) or ""),
@@ -368,6 +398,9 @@ def cluster_from_dict(doc: Any) -> Cluster:
         topology=cp_topology,
         network_id=spec.get("networkID", str, ""),
         rolling_update=_rolling_update(spec, problems),
+        etcd_backup_interval=interval,
+        etcd_backup_hourly=hourly,
+        etcd_backup_daily=daily,
     )
     spec.finish()
     if problems:

@@ -119,6 +119,39 @@ def _access_list(values: list[str], path: str, problems: list[str]) -> None:
                 problems.append(f"{path}[{i}]: {v!r} is not a CIDR like 203.0.113.0/24")
 
 
+_DURATION = re.compile(r"^(\d{1,6})([mhd])$")
+_DURATION_UNITS = {"m": 60, "h": 3600, "d": 86400}
+MIN_BACKUP_INTERVAL = 60  # etcd snapshots of a busy cluster take seconds; one a minute at most
+MAX_BACKUP_INTERVAL = 86400  # daily retention needs at least one snapshot a day
+
+
+def duration_seconds(text: str) -> int | None:
+    """'15m' -> 900; None unless it is one number and one unit of m, h or d (as systemd reads it)."""
+    m = _DURATION.match(text)
+    return int(m.group(1)) * _DURATION_UNITS[m.group(2)] if m else None
+
+
+def etcd_problems(c: Cluster) -> list[str]:
+    """spec.etcd: a snapshot interval between a minute and a day; retention windows no shorter than it."""
+    problems: list[str] = []
+    interval = duration_seconds(c.etcd_backup_interval)
+    if interval is None or not MIN_BACKUP_INTERVAL <= interval <= MAX_BACKUP_INTERVAL:
+        problems.append(f"spec.etcd.backupInterval: {c.etcd_backup_interval!r} must be a duration like 15m, 1h "
+                        f"(minutes, hours or days, between 1m and 1d)")
+    hourly = duration_seconds(c.etcd_backup_hourly)
+    daily = duration_seconds(c.etcd_backup_daily)
+    for key, text, value in (("hourly", c.etcd_backup_hourly, hourly), ("daily", c.etcd_backup_daily, daily)):
+        if value is None:
+            problems.append(f"spec.etcd.backupRetention.{key}: {text!r} must be a duration like 7d or 90d")
+        elif interval is not None and value < interval:
+            problems.append(f"spec.etcd.backupRetention.{key}: {text} is shorter than the backup interval "
+                            f"{c.etcd_backup_interval}: no snapshot would be kept")
+    if hourly is not None and daily is not None and daily < hourly:
+        problems.append(f"spec.etcd.backupRetention.daily: {c.etcd_backup_daily} is shorter than hourly "
+                        f"{c.etcd_backup_hourly}")
+    return problems
+
+
 def cluster_problems(c: Cluster) -> list[str]:
     problems: list[str] = []
     p = name_problem(c.name)
@@ -131,6 +164,7 @@ def cluster_problems(c: Cluster) -> list[str]:
         problems.append(f"spec.networking: {c.networking!r} is not one of {', '.join(NETWORKING_PROVIDERS)}")
     if c.api_load_balancer_type not in LOAD_BALANCER_TYPES:
         problems.append(f"spec.api.loadBalancer.type: only {', '.join(LOAD_BALANCER_TYPES)} is supported")
+    problems.extend(etcd_problems(c))
 
     vpc = _network(c.network_cidr, "spec.networkCIDR", problems)
     if vpc is not None and not 16 <= vpc.prefixlen <= 28:

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from kopsy.errors import StateStoreError
 
 # One path segment of a key: no '.'/'..', no hidden names (backends keep their own
-# bookkeeping files under names starting with '.'), no control characters.
-_SEGMENT = re.compile(r"^[A-Za-z0-9_@+=,-][A-Za-z0-9_.@+=,-]*$")
+# bookkeeping files under names starting with '.'), no control characters. ':' may follow the
+# first character: etcd snapshots are named by RFC 3339 time (backups/etcd/2026-12-02T01:00:00Z/).
+_SEGMENT = re.compile(r"^[A-Za-z0-9_@+=,-][A-Za-z0-9_.@+=,:-]*$")
 
 
 def check_key(key: str) -> str:
@@ -38,7 +39,7 @@ def check_key(key: str) -> str:
     parts = key.split("/")
     if not key or any(not _SEGMENT.fullmatch(p) for p in parts):
         raise StateStoreError(
-            f"invalid state-store key {key!r}: use '/'-separated names of letters, digits and .-_@+=, "
+            f"invalid state-store key {key!r}: use '/'-separated names of letters, digits and .-_@+=,: "
             f"(no empty, '.' or '..' parts, none starting with '.')"
         )
     return key

@@ -32,6 +32,7 @@ class _FakeImds(http.server.BaseHTTPRequestHandler):
             {"Code": "Success", "AccessKeyId": "testing", "SecretAccessKey": "testing", "Token": "tok"}),
         "/latest/meta-data/placement/region": "us-east-1",
         "/latest/meta-data/local-hostname": "ip-172-20-32-10.ec2.internal",
+        "/latest/meta-data/local-ipv4": "172.20.32.10",
         "/latest/meta-data/instance-id": "i-0123456789abcdef0",
         "/latest/meta-data/placement/availability-zone": "us-east-1a",
     }

@@ -138,3 +138,27 @@ def test_helper_waits_for_role_credentials(boto, aws_env, imds, monkeypatch):
     cfg = {"stateStore": "s3://kopsy-state/demo", "s3Endpoint": aws_env["AWS_ENDPOINT_URL"]}
     assert helper.s3_request(cfg, "GET", "pki/ca.crt", deadline=60) == b"CA"
     assert len(attempts) == 3
+
+
+@pytest.mark.parametrize("url,extra", [
+    ("https://kopsy-state.s3.us-east-1.amazonaws.com/?list-type=2&prefix=demo.example.com%2Fbackups%2Fetcd%2F", {}),
+    ("http://127.0.0.1:9000/bucket/demo/backups/etcd/2026-12-02T01%3A00%3A00Z/snapshot.db",
+     {"x-amz-server-side-encryption": "AES256"}),
+])
+def test_sigv4_with_a_query_and_signed_extra_headers_matches_botocore(monkeypatch, url, extra):
+    """The etcd backups list the bucket (a query string) and write with SSE headers, both signed."""
+    import hashlib
+
+    import botocore.auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    helper = _load_helper()
+    now = dt.datetime(2026, 12, 2, 1, 2, 3, tzinfo=dt.timezone.utc)
+    payload = hashlib.sha256(b"").hexdigest()
+    method = "PUT" if extra else "GET"
+    ours = helper.sign(method, url, "us-east-1", ("AKIDEXAMPLE", "secret", ""), payload, now, extra)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: now.replace(tzinfo=None))
+    req = AWSRequest(method=method, url=url, data=b"", headers={"X-Amz-Content-SHA256": payload, **extra})
+    botocore.auth.S3SigV4Auth(Credentials("AKIDEXAMPLE", "secret"), "s3", "us-east-1").add_auth(req)
+    assert ours["Authorization"] == req.headers["Authorization"]

@@ -144,6 +144,13 @@ def test_node_policy_reads_only_what_a_node_needs() -> None:
             "Resource": ["arn:aws:s3:::bucket"],
             "Condition": {"StringLike": {"s3:prefix": ["prefix/demo.example.com", "prefix/demo.example.com/*"]}},
         },
+        {  # but not the etcd snapshots (they hold every Secret), even by name
+            "Effect": "Deny",
+            "Action": ["s3:ListBucket"],
+            "Resource": ["arn:aws:s3:::bucket"],
+            "Condition": {"StringLike": {"s3:prefix": ["prefix/demo.example.com/backups/etcd",
+                                                       "prefix/demo.example.com/backups/etcd/*"]}},
+        },
     ]
     key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
     kms = [s for s in policy_document("nodes", "s3://bucket/demo.example.com", kms_key=key)["Statement"]

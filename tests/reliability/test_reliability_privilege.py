@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # the real kopsy executable ag
 
 READ_VERBS = ("Describe", "Get", "List", "BatchGet", "BatchCheck", "Head")
 NODE_MAY_READ = {"pki/ca.crt", "secrets/bootstrap-token"}
-CONTROL_PLANE_MAY_READ = re.compile(r"^(pki/.*|secrets/.*|config|instancegroup/.*|addons/.*)$")
+CONTROL_PLANE_MAY_READ = re.compile(r"^(pki/.*|secrets/.*|config|instancegroup/.*|addons/.*|bootstrap/.*|backups/etcd/.*)$")
 CONTROL_PLANE_MAY_WRITE = {"secrets/bootstrap-token"}
 SECRETS = ("pki/ca.key", "pki/front-proxy-ca.key", "pki/etcd/ca.key", "pki/sa.key")
 
@@ -148,6 +148,47 @@ def test_only_control_planes_read_the_addons_and_no_instance_writes_them(roles: 
         for role in roles.values():
             assert not allowed(role, "s3:PutObject", _arn(k)) and not allowed(role, "s3:DeleteObject", _arn(k)), k
         assert not allowed(roles["control-plane"], "s3:GetObject", _arn(k, "other.example.com")), k
+
+
+ETCD_BACKUP_KEYS = ("backups/etcd/2026-12-02T01:00:00Z/snapshot.db", "backups/etcd/2026-12-02T01:00:00Z/meta.json",
+                    "backups/etcd/first-boot.json")
+
+
+def may_list(statements: list[dict[str, Any]], prefix: str) -> bool:
+    """ListBucket of the bucket with ``s3:prefix`` = ``prefix``, with StringLike prefix conditions
+    evaluated (an explicit Deny wins)."""
+
+    def hits(s: dict[str, Any]) -> bool:
+        if not any(_match(a, "s3:ListBucket", case=False) for a in _list(s.get("Action"))):
+            return False
+        if not any(_match(r, f"arn:aws:s3:::{BUCKET}", case=True) for r in _list(s.get("Resource"))):
+            return False
+        like = _list(s.get("Condition", {}).get("StringLike", {}).get("s3:prefix"))
+        return not s.get("Condition") or any(_match(p, prefix, case=True) for p in like)
+
+    return not any(s["Effect"] == "Deny" and hits(s) for s in statements) and any(
+        s["Effect"] == "Allow" and hits(s) for s in statements)
+
+
+def test_only_control_planes_reach_their_own_etcd_backups(roles: dict[str, list[dict[str, Any]]]) -> None:
+    """Snapshots hold every Secret: control planes put, get and delete (prune) their own
+    cluster's backups/etcd/* and list that prefix; nodes can do none of it; no other cluster's."""
+    cp, nodes = roles["control-plane"], roles["nodes"]
+    for key in ETCD_BACKUP_KEYS:
+        for action in ("s3:PutObject", "s3:GetObject", "s3:DeleteObject"):
+            assert allowed(cp, action, _arn(key)), f"the control plane may not {action} {key}"
+            assert not allowed(nodes, action, _arn(key)), f"nodes may {action} {key}"
+            assert not allowed(cp, action, _arn(key, "other.example.com")), f"{action} reaches another cluster's {key}"
+            assert not allowed(cp, action, _arn(key, f"{CLUSTER}.staging")), "prefix without the trailing slash"
+    lists = [s for s in cp if s["Effect"] == "Allow" and any(_match(a, "s3:ListBucket", case=False) for a in _list(s.get("Action")))]
+    assert lists and all(any(_match(p, f"{CLUSTER}/backups/etcd/", case=True)
+                             for p in _list(s.get("Condition", {}).get("StringLike", {}).get("s3:prefix"))) for s in lists)
+    assert all(p == CLUSTER or p.startswith(f"{CLUSTER}/")
+               for s in lists for p in _list(s.get("Condition", {}).get("StringLike", {}).get("s3:prefix")))
+    assert not may_list(nodes, f"{CLUSTER}/backups/etcd/") and may_list(cp, f"{CLUSTER}/backups/etcd/")
+    assert may_list(nodes, f"{CLUSTER}/pki/")  # what a node's 404-vs-403 needs stays
+    # nothing else of the store became deletable or writable by the control plane
+    assert not allowed(cp, "s3:DeleteObject", _arn("pki/ca.key")) and not allowed(cp, "s3:PutObject", _arn("config"))
 
 
 def test_write_apis_are_scoped_to_the_cluster(roles: dict[str, list[dict[str, Any]]]) -> None:

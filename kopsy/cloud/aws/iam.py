@@ -27,6 +27,8 @@ from kopsy.parallel import parallel
 from kopsy.reconcile.values import Actual, ApplyContext, Desired, Facts
 
 ROLES = ("control-plane", "nodes")
+ETCD_BACKUP_PREFIX = "backups/etcd/"  # kopsy.etcd.backups reads the same prefix
+ETCD_BACKUP_ACTIONS = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
 
 EC2_TRUST = {
     "Version": "2012-10-17",
@@ -167,7 +169,8 @@ def _state_store_statements(role: str, bucket: str, prefix: str, partition: str,
     if role == "nodes":
         reads = [f"{arn}/pki/ca.crt", f"{arn}/secrets/bootstrap-token"]
     else:
-        reads = [f"{arn}/pki/*", f"{arn}/secrets/*", f"{arn}/config", f"{arn}/instancegroup/*", f"{arn}/addons/*"]
+        reads = [f"{arn}/pki/*", f"{arn}/secrets/*", f"{arn}/config", f"{arn}/instancegroup/*", f"{arn}/addons/*",
+                 f"{arn}/bootstrap/*"]
     out: list[dict[str, Any]] = [
         {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": reads},
         {
@@ -177,8 +180,15 @@ def _state_store_statements(role: str, bucket: str, prefix: str, partition: str,
             "Condition": {"StringLike": {"s3:prefix": [prefix, f"{prefix}/*"]}},
         },
     ]
-    if role != "nodes":
+    if role == "nodes":  # nodes do not list the etcd backups either (an explicit Deny wins over the Allow above)
+        out.append({"Effect": "Deny", "Action": ["s3:ListBucket"], "Resource": [f"arn:{partition}:s3:::{bucket}"],
+                    "Condition": {"StringLike": {"s3:prefix": [f"{prefix}/{ETCD_BACKUP_PREFIX.rstrip('/')}",
+                                                                f"{prefix}/{ETCD_BACKUP_PREFIX}*"]}}})
+    else:
         out.append({"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": [f"{arn}/secrets/bootstrap-token"]})
+        # etcd snapshots hold every Secret: only control planes, only their own cluster's prefix
+        # (listing it is the s3:prefix-scoped ListBucket above). Delete is for the retention prune.
+        out.append({"Effect": "Allow", "Action": ETCD_BACKUP_ACTIONS, "Resource": [f"{arn}/{ETCD_BACKUP_PREFIX}*"]})
     if kms_key:
         actions = ["kms:Decrypt"] if role == "nodes" else ["kms:Decrypt", "kms:GenerateDataKey"]
         out.append({"Effect": "Allow", "Action": actions, "Resource": [kms_key]})

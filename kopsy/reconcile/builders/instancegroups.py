@@ -75,6 +75,7 @@ def _instance_group(inp: ClusterInputs, ig: InstanceGroup, key_ref: Any) -> list
         return render(
             c, ig, api_endpoint=f"{internal_dns}:{LISTENER_PORT}", api_public_host=public_dns, ca_cert_hash=inp.ca_cert_hash,
             state_store_url=inp.state_store_url, init_control_plane=is_init,
+            **({"state_kms_key": inp.state_kms_key} if cp and inp.state_kms_key else {}),  # SSE-KMS for etcd snapshots
         )
 
     from kopsy.bootstrap.bastion import render_bastion_user_data
