@@ -364,5 +364,134 @@ def test_bring_your_own_cni_installs_none_and_says_so(tmp_path, boto, aws_env, i
     assert not (root / "etc/kopsy/cni.yaml").exists()
 
 
-          without: tuple[str, ...] = (), edit_group=None, tamper_download: bool = False,
-          addon_bytes=None, unstubbed: tuple[str, ...] = (), store: dict[str, bytes] | None = None):
+def test_a_runtime_download_whose_bytes_differ_is_refused(tmp_path, boto, aws_env, imds, cluster_pki):
+    """containerd is checked against kopsy's pinned sha256 before it is unpacked: other bytes stop the boot."""
+    boot = _boot(tmp_path, boto, aws_env, imds, pki=cluster_pki, control_planes=1, role="join", api="up", tamper_download=True)
+    assert boot.proc.returncode != 0
+    assert boot.status["phase"] == "containerd"
+    assert "containerd-2.1.5-linux-amd64.tar.gz has sha256" in boot.status["error"] and "refusing it" in boot.status["error"]
+    assert not any(c.startswith("tar ") for c in boot.calls)  # nothing unpacked
+    assert boot.configs == []
+
+
+def test_an_addon_changed_in_the_store_is_refused_and_nothing_applied(tmp_path, boto, aws_env, imds, cluster_pki):
+    """One byte of the EBS CSI manifest changed after `update` wrote it: the first control plane
+    fetches every addon, finds the sum differs from its user-data's pin, and applies none of them."""
+    def tamper(addons: dict[str, bytes]) -> dict[str, bytes]:
+        key = next(k for k in addons if "ebs-csi" in k)
+        return {**addons, key: addons[key].replace(b"replicas: 1", b"replicas: 2")}
+
+    boot = _boot(tmp_path, boto, aws_env, imds, pki=cluster_pki, control_planes=1, role="init", addon_bytes=tamper)
+    assert boot.proc.returncode != 0
+    assert boot.status["phase"] == "addons"
+    assert "exited 1" in boot.status["error"]
+    assert "aws-ebs-csi-driver/v1.59.0.yaml has sha256" in boot.log and "refusing it" in boot.log
+    assert not any(c.startswith("kubectl apply") and "/addons/" in c for c in boot.calls)
+    assert not list((boot.root / "etc/kopsy/addons").glob("*.yaml"))  # not even the ones that verified
+
+
+def test_nodes_run_the_kubelet_with_the_external_cloud_provider(tmp_path, boto, aws_env, imds, cluster_pki):
+    boot = _boot(tmp_path, boto, aws_env, imds, pki=cluster_pki, control_planes=1, role="join", api="up")
+    assert boot.proc.returncode == 0, boot.log
+    (join,), = boot.configs
+    assert {"name": "cloud-provider", "value": "external"} in join["nodeRegistration"]["kubeletExtraArgs"]
+    assert not any(c.startswith("kubectl apply") for c in boot.calls)  # addons are the first control plane's job
+
+
+def test_a_containerd_that_does_not_read_the_2x_config_fails_the_check(tmp_path, boto, aws_env, imds, cluster_pki):
+    """The effective-config check with Debian's real containerd 1.6 in place of 2.x: 1.6 ignores a
+    version 3 file and dumps its own defaults (SystemdCgroup = false, an old pause image), so the
+    boot stops instead of running kubelet and containerd on different cgroup drivers. This is
+    what Debian's containerd proves: the check reads what containerd reads, and is not vacuous."""
+    require_tool("containerd")
+    boot = _boot(tmp_path, boto, aws_env, imds, pki=cluster_pki, control_planes=1, role="join", api="up",
+                 unstubbed=("containerd",))
+    assert boot.proc.returncode != 0
+    assert boot.status["phase"] == "containerd"
+    assert "effective config does not enable SystemdCgroup" in boot.status["error"]
+    effective = (boot.root / "etc/kopsy/containerd-effective.toml").read_text()
+    assert "SystemdCgroup = false" in effective and "version = 2" in effective
+
+
+# --- the boot decision of a control plane that finds no API (docs/disaster-recovery.md) -------------
+
+SNAPSHOT_TS = "2026-12-01T23:45:00Z"
+
+
+def _snapshot_objects(body: bytes = b"etcd snapshot bytes") -> dict[str, bytes]:
+    import json
+
+    meta = {"timestamp": SNAPSHOT_TS, "revision": 4242, "members": 1, "kubernetesVersion": VERSION,
+            "size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+    return {f"backups/etcd/{SNAPSHOT_TS}/snapshot.db": body, f"backups/etcd/{SNAPSHOT_TS}/meta.json": json.dumps(meta).encode()}
+
+
+def test_a_first_boot_inits_and_records_it_in_the_store(tmp_path, boto, aws_env, imds, cluster_pki):
+    proc, status, calls, configs, log, root, pki = _boot(tmp_path, boto, aws_env, imds, pki=cluster_pki, control_planes=1, role="init")
+    assert proc.returncode == 0, log
+    assert any(c.startswith("kubeadm init --config") and "DirAvailable" not in c for c in calls)
+    marker = boto("s3").get_object(Bucket="kopsy-state", Key=f"{NAME}/backups/etcd/first-boot.json")
+    assert marker["ServerSideEncryption"] == "AES256"
+    assert "systemctl enable --now kopsy-etcd-backup.timer" in calls
+
+
+def test_a_replaced_lone_control_plane_restores_the_newest_snapshot_then_inits_on_it(tmp_path, boto, aws_env, imds, cluster_pki):
+    older = {k.replace(SNAPSHOT_TS, "2026-12-01T22:00:00Z"): v for k, v in _snapshot_objects(b"older").items()}
+    store = {**older, **_snapshot_objects(), "backups/etcd/first-boot.json": b"{}"}
+    proc, status, calls, configs, log, root, pki = _boot(tmp_path, boto, aws_env, imds, pki=cluster_pki, control_planes=1,
+                                                         role="init", store=store)
+    assert proc.returncode == 0, log
+    assert f"[restore] etcd restored from snapshot {SNAPSHOT_TS}" in log
+    restore = next(c for c in calls if c.startswith("etcdctl") and "snapshot restore" in c)
+    assert "--name ip-172-20-32-10.ec2.internal" in restore and "https://172.20.32.10:2380" in restore
+    assert (root / "var/lib/etcd/member").is_dir()
+    init = next(c for c in calls if c.startswith("kubeadm init --config"))
+    assert "--ignore-preflight-errors=DirAvailable--var-lib-etcd" in init
+    assert status["phase"] == "done"
+
+
+def test_booted_before_without_a_snapshot_fails_restore_and_never_inits(tmp_path, boto, aws_env, imds, cluster_pki):
+    proc, status, calls, configs, log, root, pki = _boot(tmp_path, boto, aws_env, imds, pki=cluster_pki, control_planes=1,
+                                                         role="init", store={"backups/etcd/first-boot.json": b"{}"})
+    assert proc.returncode != 0
+    assert status["phase"] == "restore" and "no snapshot" in status["error"]
+    assert not any(c.startswith("kubeadm init --config") for c in calls) and configs == []
+
+
+def test_a_damaged_snapshot_fails_restore(tmp_path, boto, aws_env, imds, cluster_pki):
+    store = _snapshot_objects()
+    store[f"backups/etcd/{SNAPSHOT_TS}/snapshot.db"] = b"flipped bits"
+    proc, status, calls, configs, log, root, pki = _boot(tmp_path, boto, aws_env, imds, pki=cluster_pki, control_planes=1,
+                                                         role="init", store=store)
+    assert proc.returncode != 0 and status["phase"] == "restore"
+    assert not any(c.startswith("kubeadm init --config") for c in calls)
+
+
+def test_an_extra_control_plane_removes_dead_members_before_joining(tmp_path, boto, aws_env, imds, cluster_pki):
+    proc, status, calls, configs, log, root, pki = _boot(tmp_path, boto, aws_env, imds, pki=cluster_pki, control_planes=3,
+                                                         role="join-control-plane", api="up")
+    assert proc.returncode == 0, log
+    cleanup = calls.index(next(c for c in calls if c.startswith("etcdctl") and "member list" in c))
+    join = calls.index(next(c for c in calls if c.startswith("kubeadm join")))
+    assert cleanup < join
+
+
+def test_the_etcd_code_must_match_the_pin(tmp_path, boto, aws_env, imds, cluster_pki):
+    proc, status, calls, configs, log, root, pki = _boot(tmp_path, boto, aws_env, imds, pki=cluster_pki, control_planes=1,
+                                                         role="init", store={"bootstrap/kopsy_etcd.py": b"print('not ours')\n"},
+                                                         without=("bootstrap/kopsy_etcd.py",))
+    assert proc.returncode != 0 and status["phase"] == "fetch" and "is not the etcd code this user-data pins" in status["error"]
+
+
+def test_a_rerun_on_a_booted_control_plane_neither_restores_nor_removes_members(tmp_path, boto, aws_env, imds, cluster_pki):
+    store = {**_snapshot_objects(), "backups/etcd/first-boot.json": b"{}"}
+    boot = _boot(tmp_path, boto, aws_env, imds, pki=cluster_pki, control_planes=1, role="init", store=store)
+    assert boot.proc.returncode == 0, boot.log
+    before = len(boot.calls)
+    for api in ("up", "down"):  # its own API answers through the load balancer, or not (yet)
+        again = subprocess.run([BASH, str(boot.root / "usr/local/sbin/kopsy-bootstrap")], env={**boot.env, "STUB_API": api},
+                               capture_output=True, text=True, timeout=120)
+        assert again.returncode == 0, again.stdout + again.stderr
+    calls = (Path(boot.env["STUB_DIR"]) / "calls").read_text().splitlines()[before:]
+    assert not [c for c in calls if c.startswith("etcdctl")]  # no restore, no member removal
+    assert not [c for c in calls if c.startswith(("kubeadm init --config", "kubeadm join"))]
