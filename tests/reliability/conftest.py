@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from reliability_support import CLUSTER, AwsProxy, Baseline, Cloud, start_moto
+from reliability_support import CLUSTER, AwsProxy, Baseline, Cloud, measure_baseline, start_moto
 
 
 @pytest.fixture(scope="session")
@@ -34,20 +34,7 @@ def rel_cloud(rel_moto: str, rel_proxy: AwsProxy, tmp_path_factory: pytest.TempP
 
 @pytest.fixture(scope="session")
 def baseline(rel_cloud: Cloud) -> Baseline:
-    cloud = rel_cloud
-    cloud.reset()
-    cloud.create_cluster()
-    store = cloud.store_objects()
-    cloud.proxy.reset()
-    r = cloud.kopsy(["update", "cluster", CLUSTER, "--yes"])
-    assert r.returncode == 0, r.stderr
-    calls = len(cloud.proxy.calls)
-    inv = cloud.inventory()
-    assert not inv.duplicates()
-    cloud.proxy.reset()
-    r = cloud.kopsy(["delete", "cluster", CLUSTER, "--yes"])
-    assert r.returncode == 0, r.stderr
-    return Baseline(store, inv, calls, len(cloud.proxy.calls))
+    return measure_baseline(rel_cloud)
 
 
 @pytest.fixture

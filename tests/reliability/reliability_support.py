@@ -257,6 +257,24 @@ class Cloud:
         return out
 
 
+def measure_baseline(cloud: Cloud, *create_args: str) -> Baseline:
+    """The clean run every suite compares with: create (``create_args``), update --yes, then
+    delete --yes, on an empty cloud; its store, inventory and call counts."""
+    cloud.reset()
+    cloud.create_cluster(CLUSTER, *create_args)
+    store = cloud.store_objects()
+    cloud.proxy.reset()
+    r = cloud.kopsy(["update", "cluster", CLUSTER, "--yes"])
+    assert r.returncode == 0, r.stderr
+    calls = len(cloud.proxy.calls)
+    inv = cloud.inventory()
+    assert not inv.duplicates()
+    cloud.proxy.reset()
+    r = cloud.kopsy(["delete", "cluster", CLUSTER, "--yes"])
+    assert r.returncode == 0, r.stderr
+    return Baseline(store, inv, calls, len(cloud.proxy.calls))
+
+
 def one_error_line(stderr: str) -> list[str]:
     """The ``Error:`` lines of an output (the CLI promises exactly one)."""
     return [line for line in stderr.splitlines() if line.startswith("Error:")]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from reliability_support import CLUSTER, Baseline, Cloud
+from reliability_support import CLUSTER, Baseline, Cloud, measure_baseline
 from test_reliability_crash import kill_after, rerun
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -20,21 +20,9 @@ KILL_POINTS = 8
 
 @pytest.fixture(scope="module")
 def private_baseline(rel_cloud: Cloud) -> Baseline:
-    cloud = rel_cloud
-    cloud.reset()
-    cloud.create_cluster(CLUSTER, *PRIVATE)
-    store = cloud.store_objects()
-    cloud.proxy.reset()
-    r = cloud.kopsy(["update", "cluster", CLUSTER, "--yes"])
-    assert r.returncode == 0, r.stderr
-    calls = len(cloud.proxy.calls)
-    inv = cloud.inventory()
-    assert not inv.duplicates()
-    assert inv.counts()["nat_gateway"] == 2 and inv.counts()["elastic_ip"] == 2, inv.counts()
-    cloud.proxy.reset()
-    r = cloud.kopsy(["delete", "cluster", CLUSTER, "--yes"])
-    assert r.returncode == 0, r.stderr
-    return Baseline(store, inv, calls, len(cloud.proxy.calls))
+    base = measure_baseline(rel_cloud, *PRIVATE)
+    assert base.inventory.counts()["nat_gateway"] == 2 and base.inventory.counts()["elastic_ip"] == 2, base.inventory.counts()
+    return base
 
 
 @pytest.fixture
