@@ -72,7 +72,7 @@ def command(args: tuple[str, ...], yes: bool, output: str, detailed_exitcode: bo
         # Independent reads overlap (docs/performance.md): the removal records with the spec, and
         # the zone and security-group checks with the plan's own facts (all read-only). The
         # first error in this order is the one reported, so a bad zone is named before anything else.
-        inputs, removed = parallel(lambda f: f(), [lambda: read_inputs(store, name), lambda: read_removed(store, name)])
+        inputs, removed = parallel(lambda f: f(), [lambda: read_inputs(store, name, record_verified=yes), lambda: read_removed(store, name)])
         _check_store_reachable(inputs.state_store_url)
         clients = aws_clients(inputs.cluster.region)
         from kopsy.bootstrap.addons import stale_addons, write_addons

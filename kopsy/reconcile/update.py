@@ -81,14 +81,14 @@ def _checked_ca_hash(cert: bytes, key: bytes) -> str:
     return ca_hash(cert)
 
 
-def _stored_key_and_ca(store: Any, cluster_name: str) -> tuple[str, str]:
+def _stored_key_and_ca(store: Any, cluster_name: str, *, record: bool = True) -> tuple[str, str]:
     """The admin SSH key line and the CA hash, checked.
 
     Both are read with ``pki/verified.json`` in one round trip; when the record vouches for
     the exact bytes read (``kopsy.pki.verified``), its CA hash is used and ``cryptography`` is
     never imported. Otherwise everything is checked again and a fresh record is written (best
-    effort: it is only a cache, so a store that refuses the write, e.g. a read-only caller's
-    dry run, just means the next run checks again)."""
+    effort: it is only a cache, so a store that refuses the write just means the next run
+    checks again). ``record`` False (a dry run) writes nothing: a dry run changes no object."""
     from kopsy.pki import verified
 
     def read(rel: str) -> tuple[bytes, str] | None:
@@ -109,6 +109,8 @@ def _stored_key_and_ca(store: Any, cluster_name: str) -> tuple[str, str]:
         return _ssh_key_line(objects["ssh/public/admin"]), vouched
     key_line = _checked_ssh_key(store, cluster_name, objects["ssh/public/admin"])
     ca = _checked_ca_hash(objects["pki/ca.crt"], objects["pki/ca.key"])
+    if not record:
+        return key_line, ca
     try:
         store.write_object(cluster_name, verified.VERIFIED, verified.record(objects, ca), record[1] if record else None)
     except KopsyError:
@@ -145,19 +147,20 @@ def _check_config_base(store: Any, cluster: Cluster) -> str:
     return here
 
 
-def read_inputs(store: Any, cluster_name: str) -> ClusterInputs:
+def read_inputs(store: Any, cluster_name: str, *, record_verified: bool = True) -> ClusterInputs:
     """Read the spec, instance groups, admin SSH key and CA from the state store
     (``store`` is a ``kopsy.state.clusters.ClusterStore``), and check them as strictly as
     ``create`` checks what it writes: the plan is built from these, so a damaged store must stop
     here, before anything in AWS changes. AMIs are resolved later, while the facts are being
-    read (``plan_update``)."""
+    read (``plan_update``). ``record_verified`` False (a dry run) leaves the store as it is,
+    even where ``pki/verified.json`` is missing or stale."""
     # Independent reads: one round trip instead of four in sequence.
     cluster_etag, ig_list, (key, ca) = parallel(
         lambda f: f(),
         [
             lambda: store.get_cluster(cluster_name),
             lambda: store.list_instance_groups(cluster_name),
-            lambda: _stored_key_and_ca(store, cluster_name),
+            lambda: _stored_key_and_ca(store, cluster_name, record=record_verified),
         ],
     )
     cluster = cluster_etag[0]

@@ -67,6 +67,12 @@ def test_a_cluster_created_before_the_record_gets_one_on_its_first_update(store:
     assert U.read_inputs(store, NAME).ca_cert_hash == first.ca_cert_hash
 
 
+def test_a_dry_run_checks_but_writes_no_record(store: ClusterStore) -> None:
+    _path(store, verified.VERIFIED).unlink()
+    assert U.read_inputs(store, NAME, record_verified=False).ca_cert_hash == ca_cert_hash(store.get_object(NAME, "pki/ca.crt"))
+    assert not _path(store, verified.VERIFIED).exists()
+
+
 def test_a_ca_key_swapped_under_the_record_is_still_refused(store: ClusterStore) -> None:
     other = generate_cluster_pki("other.example.com")
     _path(store, "pki/ca.key").write_bytes(other.ca_key.reveal())
