@@ -81,14 +81,14 @@ def _checked_ca_hash(cert: bytes, key: bytes) -> str:
     return ca_hash(cert)
 
 
-def _stored_key_and_ca(store: Any, cluster_name: str, *, record: bool = True) -> tuple[str, str]:
+def _stored_key_and_ca(store: Any, cluster_name: str, *, write_record: bool = True) -> tuple[str, str]:
     """The admin SSH key line and the CA hash, checked.
 
     Both are read with ``pki/verified.json`` in one round trip; when the record vouches for
     the exact bytes read (``kopsy.pki.verified``), its CA hash is used and ``cryptography`` is
     never imported. Otherwise everything is checked again and a fresh record is written (best
     effort: it is only a cache, so a store that refuses the write just means the next run
-    checks again). ``record`` False (a dry run) writes nothing: a dry run changes no object."""
+    checks again). ``write_record`` False (a dry run) writes nothing: a dry run changes no object."""
     from kopsy.pki import verified
 
     def read(rel: str) -> tuple[bytes, str] | None:
@@ -109,7 +109,7 @@ def _stored_key_and_ca(store: Any, cluster_name: str, *, record: bool = True) ->
         return _ssh_key_line(objects["ssh/public/admin"]), vouched
     key_line = _checked_ssh_key(store, cluster_name, objects["ssh/public/admin"])
     ca = _checked_ca_hash(objects["pki/ca.crt"], objects["pki/ca.key"])
-    if not record:
+    if not write_record:
         return key_line, ca
     try:
         store.write_object(cluster_name, verified.VERIFIED, verified.record(objects, ca), record[1] if record else None)
@@ -160,7 +160,7 @@ def read_inputs(store: Any, cluster_name: str, *, record_verified: bool = True) 
         [
             lambda: store.get_cluster(cluster_name),
             lambda: store.list_instance_groups(cluster_name),
-            lambda: _stored_key_and_ca(store, cluster_name, record=record_verified),
+            lambda: _stored_key_and_ca(store, cluster_name, write_record=record_verified),
         ],
     )
     cluster = cluster_etag[0]
