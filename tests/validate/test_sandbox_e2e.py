@@ -60,7 +60,8 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         return subprocess.run([kopsy, *args], env=e, capture_output=True, text=True, timeout=timeout)
 
     d = base / "sb"
-    up = run(["sandbox", "up", "--dir", str(d)], env, timeout=90)
+    # Instances join at once (--boot-time 0): these tests validate right after update, without --wait.
+    up = run(["sandbox", "up", "--dir", str(d), "--boot-time", "0"], env, timeout=90)
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         exports = run(["sandbox", "env", "--dir", str(d)], env)
@@ -187,7 +188,7 @@ def test_changed_host_key_is_refused(sandbox: Sandbox, key: Path) -> None:
     name = "hostkey.example.com"
     make_cluster(sandbox, key, name, "--node-count", "1")
     r = sandbox.kopsy("validate", "cluster", name)
-    assert r.returncode == 0 and "Note: recorded the host key" in r.stderr
+    assert r.returncode == 0 and "Note: recorded the host key" in r.stderr, r.stdout + r.stderr
     known = Path(sandbox.env["HOME"]) / ".kopsy" / "known_hosts" / name
     host, keytype, _ = known.read_text().split()
     other = Path(str(key) + ".other")
