@@ -105,7 +105,7 @@ def test_an_endpoint_that_throttles_every_call_ends_every_command_within_its_bou
         took, r = timed(fresh, args)
     finally:
         fresh.proxy.set_faults(0.0)
-    assert took < BOUND, f"{args} took {took:.1f} s"
+    assert took < BOUND, f"{args} took {took:.1f} s\n{r.stderr}"
     assert r.returncode == 1, r.stderr
     errors = one_error_line(r.stderr)
     assert len(errors) == 1 and "unexpected" not in errors[0], r.stderr

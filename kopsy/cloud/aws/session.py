@@ -85,6 +85,11 @@ class AwsClients:
             max_pool_connections=32,
             user_agent_extra="kopsy",
         )
+        # The state store's S3 client retries in botocore's standard mode: adaptive mode's client-side
+        # rate limiter makes every request wait its turn *before* it is sent once throttling starts,
+        # which no retry budget can cut short; a few parallel state reads then kept a run going
+        # three times the budget. The store makes a handful of small calls, with nothing to pace.
+        self._store_config = self._config.merge(Config(retries={"mode": "standard", "max_attempts": max_attempts}))
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._building: dict[str, threading.Lock] = {}
@@ -98,7 +103,7 @@ class AwsClients:
         from kopsy.cloud.aws.models import SERVED
 
         session = self._trimmed if self._trimmed is not None and service in SERVED else self.session
-        client = session.client(service, config=self._config)
+        client = session.client(service, config=self._store_config if service == "s3" else self._config)
         client.meta.events.register("before-parse", unparseable_is_server_error)
         return client
 
