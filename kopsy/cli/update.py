@@ -15,7 +15,6 @@ import click
 from kopsy.cli.context import aws_clients, open_cluster_store, options, resolve_cluster_name, strip_cluster_word
 from kopsy.cli.output import dump_json
 from kopsy.errors import CloudError, ExitCode, UsageError
-from kopsy.etcd.publish import publish_etcd_module
 
 
 def _check_store_reachable(url: str) -> None:
@@ -100,6 +99,8 @@ def command(args: tuple[str, ...], yes: bool, output: str, detailed_exitcode: bo
             if text:
                 click.echo(text)
         if yes:  # before the launch templates that pin it (one read when it is current)
+            from kopsy.etcd.publish import publish_etcd_module  # imports the renderer: prewarmed above
+
             publish_etcd_module(store, name)
         if plan.empty:
             if yes and removed:

@@ -10,20 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from kopsy.bootstrap.render import ETCD_MODULE_KEY, etcd_module
-from kopsy.errors import ObjectNotFound
 
 
 def publish_etcd_module(cluster_store: Any, cluster: str) -> bool:
-    """Write ``bootstrap/kopsy_etcd.py`` of ``cluster`` if it differs; True when it wrote."""
-    store = cluster_store.store
-    key = f"{cluster}/{ETCD_MODULE_KEY}"
+    """Write ``bootstrap/kopsy_etcd.py`` of ``cluster`` if it differs; True when it wrote.
+    Read and written as the addons are (``read_object``/``write_object``: conditional writes)."""
     data = etcd_module()
-    try:
-        current = store.get(key)
-    except ObjectNotFound:
-        store.create(key, data)
-        return True
-    if current.data == data:
+    current = cluster_store.read_object(cluster, ETCD_MODULE_KEY)
+    if current is not None and current.data == data:
         return False
-    store.replace(key, data, current.etag)
+    cluster_store.write_object(cluster, ETCD_MODULE_KEY, data, current.etag if current else None)
     return True

@@ -56,6 +56,10 @@ def test_update_writes_the_addons_the_control_planes_pin_and_rewrites_only_a_cha
 
     r = run_kopsy(["update", "cluster", NAME, "--yes"], env)
     assert r.returncode == 0, r.stderr
+    from kopsy.bootstrap.render import ETCD_MODULE_KEY, etcd_module
+
+    module = boto("s3").get_object(Bucket=BUCKET, Key=f"{NAME}/{ETCD_MODULE_KEY}")["Body"].read()
+    assert module == etcd_module()  # published beside the addons, as the control planes' pin expects
     stored = _stored(boto)
     assert sorted(stored) == ["addons/aws-cloud-controller-manager/k8s-1.35.yaml", "addons/aws-ebs-csi-driver/v1.59.0.yaml",
                               "addons/storage-gp3/v1.yaml"]
