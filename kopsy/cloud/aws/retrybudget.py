@@ -7,12 +7,15 @@ a run: an answer that is not a failure (anything but a timeout, a connection err
 429 or a throttling code) ends the bad streak. Once the endpoint has failed continuously for
 ``seconds``, no call is retried any more (each fails at its first attempt, with its own error),
 and when the streak is made of timeouts no new request is even sent, so the command ends
-within about ``seconds`` + one read timeout. While the streak lasts, ``on_wait`` is told what
+within about ``seconds`` + one read timeout. botocore's own backoff sleeps up to 20 s between
+attempts, so a sleep that began just inside the budget used to end far beyond it; near the edge
+the budget picks the (jittered) sleep itself, never past the budget's end. While the streak lasts, ``on_wait`` is told what
 kopsy is waiting for (the CLI prints it), at most every ``NOTE_EVERY`` seconds.
 """
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +24,7 @@ from typing import Any
 from kopsy.errors import CloudError
 
 NOTE_EVERY = 10.0
+BACKOFF_CAP = 20.0  # botocore's longest sleep between attempts (standard and adaptive modes)
 THROTTLING = {
     "Throttling", "ThrottlingException", "RequestLimitExceeded", "SlowDown", "TooManyRequestsException",
     "RequestThrottled", "RequestThrottledException", "EC2ThrottledException", "ProvisionedThroughputExceededException",
@@ -38,8 +42,12 @@ class RetryBudget:
         endpoint: str = "the AWS endpoint",
         on_wait: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        max_attempts: int = 8,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
         self.seconds = seconds
+        self.max_attempts = max_attempts
+        self._jitter = jitter
         self.endpoint = endpoint
         self.on_wait = on_wait
         self._clock = clock
@@ -68,9 +76,10 @@ class RetryBudget:
         return ""
 
     def needs_retry(self, response: Any = None, caught_exception: BaseException | None = None,
-                    operation: Any = None, **_: Any) -> bool | None:
+                    operation: Any = None, attempts: int = 1, **_: Any) -> float | bool | None:
         """A ``needs-retry`` handler registered ahead of botocore's own: ``None`` lets botocore
-        decide; ``False`` vetoes the retry once the budget is spent."""
+        decide; ``False`` vetoes the retry once the budget is spent; a number is the sleep before
+        the next attempt when botocore's could outlast the budget."""
         why = self._failure(response, caught_exception)
         now = self._clock()
         with self._lock:
@@ -89,7 +98,20 @@ class RetryBudget:
             self.on_wait(
                 f"waiting for {self.endpoint}: {what}: {why}; retrying (gives up after {self.seconds:.0f} s without a good answer)"
             )
-        return False if spent > self.seconds else None
+        if spent > self.seconds:
+            return False
+        return self._sleep_within(attempts, self.seconds - spent)
+
+    def _sleep_within(self, attempts: int, remaining: float) -> float | None:
+        """``None`` when botocore's longest sleep after attempt ``attempts`` (1-based: up to
+        2**(attempts-1) s, capped, plus a retry-after allowance) ends inside the budget;
+        otherwise a jittered sleep of the same shape that ends no later than the budget."""
+        if attempts >= self.max_attempts:
+            return None  # botocore stops here anyway
+        longest = min(2.0 ** (attempts - 1), BACKOFF_CAP)
+        if longest + 5.0 <= remaining:
+            return None
+        return min(self._jitter() * longest, remaining)
 
     def before_send(self, **_: Any) -> None:
         """A ``before-send`` handler: refuse to send once the endpoint has timed out for longer than the budget."""

@@ -76,7 +76,7 @@ class AwsClients:
         self.session: Any = session or CoreSession(region)
         # One budget for every client of the run: a sick endpoint ends the command in about
         # retry_budget + read_timeout, whatever the number of calls (retrybudget.py).
-        self.budget = RetryBudget(retry_budget, on_wait=on_wait)
+        self.budget = RetryBudget(retry_budget, on_wait=on_wait, max_attempts=max_attempts)
         self._config = Config(
             region_name=region,
             retries={"mode": retry_mode, "max_attempts": max_attempts},
