@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from kopsy.spec.model import Cluster
-    from kopsy.state.clusters import ClusterStore
+    from kopsy.state.clusters import ClusterStore, Listing
 
 ADDONS_PREFIX = "addons"
 
@@ -80,16 +80,17 @@ def addon_hashes(cluster: Cluster) -> dict[str, str]:
     return {key: sha256_hex(data) for key, data in render_addons(cluster).items()}
 
 
-def stale_addons(store: ClusterStore, cluster: Cluster) -> list[tuple[str, bytes, str | None]]:
+def stale_addons(store: ClusterStore, cluster: Cluster, listing: Listing | None = None) -> list[tuple[str, bytes, str | None]]:
     """The addons the store lacks or holds with other bytes: (relkey, kopsy's bytes, ETag of the
-    stored version or None when missing). Read-only, one round trip: ``update`` overlaps it with
-    its plan, so an unchanged cluster pays no extra latency."""
+    stored version or None when missing). Read-only; the cluster's ``listing`` settles current
+    ones without a read (``ClusterStore.differs``), and the rest take one round trip that
+    ``update`` overlaps with its plan."""
     from kopsy.parallel import parallel
 
     addons = render_addons(cluster)
-    stored = parallel(lambda key: store.read_object(cluster.name, key), list(addons), name="addons")
-    return [(key, data, cur.etag if cur else None) for (key, data), cur in zip(addons.items(), stored)
-            if cur is None or cur.data != data]
+    listing = listing or store.listing(cluster.name)
+    verdicts = parallel(lambda item: store.differs(cluster.name, item[0], item[1], listing), list(addons.items()), name="addons")
+    return [(key, data, etag) for (key, data), (stale, etag) in zip(addons.items(), verdicts) if stale]
 
 
 def write_addons(store: ClusterStore, cluster: str, stale: list[tuple[str, bytes, str | None]]) -> list[str]:

@@ -68,10 +68,12 @@ def command(args: tuple[str, ...], yes: bool, output: str, detailed_exitcode: bo
     name = resolve_cluster_name(store, strip_cluster_word(args), opts)
 
     def run() -> int:
-        # Independent reads overlap (docs/performance.md): the removal records with the spec, and
-        # the zone and security-group checks with the plan's own facts (all read-only). The
+        # Independent reads overlap (docs/performance.md): the spec's parts in two round trips
+        # (read_inputs; the removal records come from its listing), and the zone and
+        # security-group checks with the plan's own facts (all read-only). The
         # first error in this order is the one reported, so a bad zone is named before anything else.
-        inputs, removed = parallel(lambda f: f(), [lambda: read_inputs(store, name, record_verified=yes), lambda: read_removed(store, name)])
+        inputs = read_inputs(store, name, record_verified=yes)
+        removed = read_removed(store, name, inputs.listing)
         _check_store_reachable(inputs.state_store_url)
         clients = aws_clients(inputs.cluster.region)
         from kopsy.bootstrap.addons import stale_addons, write_addons
@@ -80,7 +82,7 @@ def command(args: tuple[str, ...], yes: bool, output: str, detailed_exitcode: bo
             lambda: check_zones(clients, inputs.cluster.region, [s.zone for s in inputs.cluster.subnets]),
             lambda: check_security_groups(clients, {ig.name: ig.additional_security_groups for ig in inputs.instance_groups}),
             lambda: plan_update(clients, inputs, removed=removed, ignore_skew=ignore_kubelet_version_skew),
-            lambda: stale_addons(store, inputs.cluster) if yes else [],
+            lambda: stale_addons(store, inputs.cluster, inputs.listing) if yes else [],
         ])
         plan = planned.plan
         if planned.held_version:
@@ -101,7 +103,7 @@ def command(args: tuple[str, ...], yes: bool, output: str, detailed_exitcode: bo
         if yes:  # before the launch templates that pin it (one read when it is current)
             from kopsy.etcd.publish import publish_etcd_module  # imports the renderer: prewarmed above
 
-            publish_etcd_module(store, name)
+            publish_etcd_module(store, name, inputs.listing)
         if plan.empty:
             if yes and removed:
                 store.forget_removed(name, sorted(removed))

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from kopsy.reconcile.builders import BUILDERS
 from kopsy.reconcile.values import Desired
 from kopsy.spec.model import Cluster, InstanceGroup
+
+if TYPE_CHECKING:
+    from kopsy.state.clusters import Listing
 
 
 @dataclass
@@ -36,6 +40,9 @@ class ClusterInputs:
     # The version node and bastion groups render while control planes still run an older one
     # (``kopsy.reconcile.builders.skew``); "" means the spec's.
     node_version: str = ""
+    # The cluster's state-store listing the inputs were read with (``ClusterStore.listing``), for
+    # the other parts of the cluster ``update`` reads (removal records, addons, the etcd module).
+    listing: Listing | None = None
 
 
 def desired_resources(inp: ClusterInputs) -> list[Desired]:

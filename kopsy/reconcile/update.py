@@ -81,40 +81,60 @@ def _checked_ca_hash(cert: bytes, key: bytes) -> str:
     return ca_hash(cert)
 
 
-def _stored_key_and_ca(store: Any, cluster_name: str, *, write_record: bool = True) -> tuple[str, str]:
+def _stored_key_and_ca(store: Any, cluster_name: str, *, write_record: bool = True, listing: Any = None) -> tuple[str, str]:
     """The admin SSH key line and the CA hash, checked.
 
-    Both are read with ``pki/verified.json`` in one round trip; when the record vouches for
+    They are read with ``pki/verified.json`` in one round trip; when the record vouches for
     the exact bytes read (``kopsy.pki.verified``), its CA hash is used and ``cryptography`` is
-    never imported. Otherwise everything is checked again and a fresh record is written (best
-    effort: it is only a cache, so a store that refuses the write just means the next run
-    checks again). ``write_record`` False (a dry run) writes nothing: a dry run changes no object."""
+    never imported. With the cluster's ``listing`` (``ClusterStore.listing``), the CA's
+    certificate and key are not even read while their listed ETags are the ones the record
+    holds: only the SSH key (which user-data needs) and the record are. Otherwise everything is
+    read and checked again and a fresh record is written (best effort: it is only a cache, so a
+    store that refuses the write just means the next run checks again). ``write_record`` False
+    (a dry run) writes nothing: a dry run changes no object."""
     from kopsy.pki import verified
 
     def read(rel: str) -> tuple[bytes, str] | None:
+        if listing is not None and rel not in listing.etags:
+            return None
         got = store.read_object(cluster_name, rel)
         return None if got is None else (got.data, got.etag)
 
-    rels = [*verified.INPUTS, verified.VERIFIED]
-    found = dict(zip(rels, parallel(read, rels)))
+    order = ("ssh/public/admin", "pki/ca.crt", "pki/ca.key")  # the order the errors were reported in
+    if listing is not None:
+        for rel in order:
+            if rel not in listing.etags:
+                raise _missing(store, cluster_name, rel)
+    first = ["ssh/public/admin", verified.VERIFIED] if listing is not None else [*verified.INPUTS, verified.VERIFIED]
+    found = dict(zip(first, parallel(read, first)))
+    record = found.pop(verified.VERIFIED)
+    if listing is not None:
+        got = found["ssh/public/admin"]
+        vouched = verified.vouched_ca_hash(record[0] if record else None, {"ssh/public/admin": got[0]} if got else {},
+                                           listing.etags)
+        if got is not None and vouched is not None:
+            return _ssh_key_line(got[0]), vouched
+        rest = [rel for rel in verified.INPUTS if rel not in found]
+        found.update(zip(rest, parallel(read, rest)))
     objects: dict[str, bytes] = {}
-    for rel in ("ssh/public/admin", "pki/ca.crt", "pki/ca.key"):  # the order the errors were reported in
+    etags: dict[str, str] = {}
+    for rel in order:
         got = found[rel]
         if got is None:
             raise _missing(store, cluster_name, rel)
-        objects[rel] = bytes(got[0])
-    record = found[verified.VERIFIED]
+        objects[rel], etags[rel] = bytes(got[0]), got[1]
     vouched = verified.vouched_ca_hash(record[0] if record else None, objects)
     if vouched is not None:
-        return _ssh_key_line(objects["ssh/public/admin"]), vouched
-    key_line = _checked_ssh_key(store, cluster_name, objects["ssh/public/admin"])
-    ca = _checked_ca_hash(objects["pki/ca.crt"], objects["pki/ca.key"])
-    if not write_record:
-        return key_line, ca
-    try:
-        store.write_object(cluster_name, verified.VERIFIED, verified.record(objects, ca), record[1] if record else None)
-    except KopsyError:
-        pass  # a cache: see above
+        key_line, ca = _ssh_key_line(objects["ssh/public/admin"]), vouched
+    else:
+        key_line = _checked_ssh_key(store, cluster_name, objects["ssh/public/admin"])
+        ca = _checked_ca_hash(objects["pki/ca.crt"], objects["pki/ca.key"])
+    fresh = verified.record(objects, ca, etags)
+    if write_record and (record is None or record[0] != fresh):
+        try:
+            store.write_object(cluster_name, verified.VERIFIED, fresh, record[1] if record else None)
+        except KopsyError:
+            pass  # a cache: see above
     return key_line, ca
 
 
@@ -153,26 +173,32 @@ def read_inputs(store: Any, cluster_name: str, *, record_verified: bool = True) 
     ``create`` checks what it writes: the plan is built from these, so a damaged store must stop
     here, before anything in AWS changes. AMIs are resolved later, while the facts are being
     read (``plan_update``). ``record_verified`` False (a dry run) leaves the store as it is,
-    even where ``pki/verified.json`` is missing or stale."""
-    # Independent reads: one round trip instead of four in sequence.
-    cluster_etag, ig_list, (key, ca) = parallel(
-        lambda f: f(),
-        [
-            lambda: store.get_cluster(cluster_name),
-            lambda: store.list_instance_groups(cluster_name),
-            lambda: _stored_key_and_ca(store, cluster_name, write_record=record_verified),
-        ],
-    )
+    even where ``pki/verified.json`` is missing or stale. The cluster's listing is kept on the
+    result (``listing``) for the removal records, addons and published modules."""
+
+    def from_listing() -> tuple[Any, list[tuple[InstanceGroup, str]], tuple[str, str]]:
+        listing = store.listing(cluster_name)
+        groups, key_ca = parallel(lambda f: f(), [
+            lambda: store.list_instance_groups(cluster_name, listing),
+            lambda: _stored_key_and_ca(store, cluster_name, write_record=record_verified, listing=listing),
+        ])
+        return listing, groups, key_ca
+
+    # Two round trips: the config beside the listing, then the groups, the SSH key and the record.
+    cluster_etag, (listing, ig_list, (key, ca)) = parallel(lambda f: f(), [
+        lambda: store.get_cluster(cluster_name),
+        from_listing,
+    ])
     cluster = cluster_etag[0]
     igs = [ig for ig, _ in ig_list]
     _check_stored_spec(store, cluster, igs)
     state_url = _check_config_base(store, cluster)
-    return ClusterInputs(cluster, igs, key, ca, state_url)
+    return ClusterInputs(cluster, igs, key, ca, state_url, listing=listing)
 
 
-def read_removed(store: Any, cluster_name: str) -> set[str]:
+def read_removed(store: Any, cluster_name: str, listing: Any = None) -> set[str]:
     """Groups removed on purpose (``kopsy delete instancegroup``) whose resources may be deleted."""
-    return set(store.removed_instance_groups(cluster_name))
+    return set(store.removed_instance_groups(cluster_name, listing))
 
 
 _PINNED = re.compile(rb"CA_CERT_HASH=['\"]?(sha256:[0-9a-f]{64})")

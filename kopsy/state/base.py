@@ -94,6 +94,16 @@ class ObjectStore(abc.ABC):
     def list(self, prefix: str = "") -> list[str]:
         """Every key under ``prefix`` (recursive), sorted."""
 
+    def list_etags(self, prefix: str = "") -> dict[str, str]:
+        """Every key under ``prefix`` with its current ETag. Stores whose listing carries ETags
+        (S3) override it with one listing; this fallback reads each object."""
+        return {key: self.get(key).etag for key in self.list(prefix)}
+
+    def etag_for(self, data: bytes) -> str | None:
+        """The ETag an object holding exactly ``data`` has, where the store makes it a function of
+        the bytes; ``None`` where it does not (then only reading the object tells)."""
+        return None
+
     def check(self) -> builtins.list[str]:
         """Verify the store is reachable (raise ``StateStoreError`` if not) and return warnings
         for the user (e.g. an S3 bucket without versioning or default encryption)."""

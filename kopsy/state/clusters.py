@@ -20,8 +20,9 @@ import os
 import pwd
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -57,6 +58,26 @@ REMOVED_DIR = "removed/instancegroup"  # <cluster>/removed/instancegroup/<name>:
 DEFAULT_LEASE_SECONDS = 600.0
 _ACQUIRE_ATTEMPTS = 5
 _WORKERS = 16  # parallel reads/deletes of one cluster's objects
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One listing of a cluster's objects (relkey -> ETag), taken once by a command that reads
+    several parts of the cluster (``update``): the instance groups, the removal records and which
+    published objects are current all come from it instead of a listing or a read each. Only
+    valid while the command holds the cluster lock (or is read-only): nothing else writes then."""
+
+    cluster: str
+    etags: dict[str, str]
+
+    def under(self, folder: str) -> list[str]:
+        """Names directly in ``folder`` (``instancegroup`` -> group names), sorted."""
+        return _names_in(self.etags, folder)
+
+
+def _names_in(relkeys: Iterable[str], folder: str) -> list[str]:
+    start = folder.rstrip("/") + "/"
+    return sorted(k[len(start):] for k in relkeys if k.startswith(start) and "/" not in k[len(start):])
 
 
 class LockLost(StateStoreError):
@@ -395,6 +416,30 @@ class ClusterStore:
         except ObjectNotFound:
             return None
 
+    def listing(self, cluster: str) -> Listing:
+        """Every object of ``cluster`` with its ETag, in one listing (foreign keys skipped)."""
+        prefix = self._prefix(cluster)
+        found = self.store.list_etags(prefix)
+        kept = self._foreign(sorted(found), f"in cluster {cluster}")
+        return Listing(cluster, {k[len(prefix):]: found[k] for k in kept})
+
+    def differs(self, cluster: str, relkey: str, data: bytes, listing: Listing) -> tuple[bool, str | None]:
+        """Whether ``relkey`` is missing or holds other bytes than ``data``, and the ETag a
+        conditional write must replace (None: missing). The listed ETag settles it without a read
+        when the store's ETags are a function of the bytes (``etag_for``: S3's MD5 for objects
+        written in one PutObject without KMS, the file store's sha256); otherwise the object is
+        read and compared. What the ETag vouches for is only "unchanged, skip the write": what
+        instances run is checked against the sha256 their user-data pins."""
+        etag = listing.etags.get(relkey)
+        if etag is None:
+            return True, None
+        if etag == self.store.etag_for(data):
+            return False, etag
+        current = self.read_object(cluster, relkey)
+        if current is None:
+            return True, None
+        return current.data != data, current.etag
+
     def write_object(self, cluster: str, relkey: str, data: bytes, etag: str | None) -> str:
         """Create ``relkey`` (``etag`` None: it must not exist yet) or replace the version read
         with ``etag``; a concurrent writer in between is a conflict, never a lost write."""
@@ -413,15 +458,19 @@ class ClusterStore:
         known = f"; instance groups: {', '.join(groups)}" if groups else ""
         return ObjectNotFound(key, f'instance group "{ig}" not found in cluster "{cluster}"{known}')
 
-    def _ig_names(self, cluster: str) -> list[str]:
-        prefix = self._key(cluster, INSTANCE_GROUP_DIR) + "/"
-        keys = self._foreign(self.store.list(self._prefix(cluster)), f"in cluster {cluster}")
-        if self._key(cluster, CONFIG) not in keys:
+    def _ig_names(self, cluster: str, listing: Listing | None = None) -> list[str]:
+        if listing is not None:
+            relkeys: Iterable[str] = listing.etags
+        else:
+            prefix = self._prefix(cluster)
+            relkeys = [k[len(prefix):] for k in self._foreign(self.store.list(prefix), f"in cluster {cluster}")]
+        if CONFIG not in relkeys:
             raise ClusterNotFound(cluster, self.list_clusters())
-        return [k[len(prefix):] for k in keys if k.startswith(prefix) and "/" not in k[len(prefix):]]
+        return _names_in(relkeys, INSTANCE_GROUP_DIR)
 
-    def list_instance_groups(self, name: str) -> list[tuple[InstanceGroup, str]]:
-        """Every instance group of a cluster with its ETag, sorted by name; unknown cluster → ClusterNotFound."""
+    def list_instance_groups(self, name: str, listing: Listing | None = None) -> list[tuple[InstanceGroup, str]]:
+        """Every instance group of a cluster with its ETag, sorted by name; unknown cluster → ClusterNotFound.
+        ``listing``: the cluster's listing if the caller took one already (one round trip fewer)."""
 
         def read(ig: str) -> tuple[InstanceGroup, str] | None:
             key = self._ig_key(name, ig)
@@ -432,7 +481,8 @@ class ClusterStore:
             return self._parse_instance_group(name, key, obj.data), obj.etag
 
         # In parallel: a cluster with many groups costs two round trips (list, gets), not one per group.
-        return [found for found in parallel(read, self._ig_names(name), workers=_WORKERS, name="state") if found is not None]
+        names = self._ig_names(name, listing)
+        return [found for found in parallel(read, names, workers=_WORKERS, name="state") if found is not None]
 
     def get_instance_group(self, cluster: str, ig: str) -> tuple[InstanceGroup, str]:
         key = self._ig_key(cluster, ig)
@@ -507,8 +557,10 @@ class ClusterStore:
             self.store.delete(key)
         return existed
 
-    def removed_instance_groups(self, cluster: str) -> set[str]:
+    def removed_instance_groups(self, cluster: str, listing: Listing | None = None) -> set[str]:
         """Names of groups with a removal record (``delete_instance_group``)."""
+        if listing is not None:
+            return set(listing.under(REMOVED_DIR))
         prefix = self._key(cluster, REMOVED_DIR) + "/"
         keys = self._foreign(self.store.list(prefix), f"in cluster {cluster}")
         return {k[len(prefix):] for k in keys if "/" not in k[len(prefix):]}

@@ -209,6 +209,13 @@ class FileStore(ObjectStore):
                     return  # a folder is not an object: nothing to delete
                 raise self._fail("delete", key, exc) from exc
 
+    def etag_for(self, data: bytes) -> str | None:
+        return content_etag(data)
+
+    def list_etags(self, prefix: str = "") -> dict[str, str]:
+        """The file store's ETags are its content hashes: the files are read, locally."""
+        return {key: content_etag(self._read(key, self._path(key))) for key in self.list(prefix)}
+
     def list(self, prefix: str = "") -> list[str]:
         if prefix:
             check_key(prefix.rstrip("/"))

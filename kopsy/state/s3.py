@@ -12,6 +12,7 @@ everything else goes through the one AWS error translator in ``kopsy.cloud.aws.s
 from __future__ import annotations
 
 import builtins
+import hashlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -196,21 +197,31 @@ class S3Store(ObjectStore):
                 )
 
     def list(self, prefix: str = "") -> list[str]:
+        return sorted(self.list_etags(prefix))
+
+    def list_etags(self, prefix: str = "") -> dict[str, str]:
+        """One ListObjectsV2 (a page per 1000 keys): the listing carries every object's ETag."""
         if prefix:
             check_key(prefix.rstrip("/"))
         root = f"{self.prefix}/" if self.prefix else ""
 
-        def walk() -> list[str]:
-            keys: list[str] = []
+        def walk() -> dict[str, str]:
+            found: dict[str, str] = {}
             pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=root + prefix)
             for page in pages:
                 if not any(k in page for k in ("KeyCount", "IsTruncated", "Name", "Contents")):
                     raise self._not_s3(f"listing {self.url}")
                 for item in page.get("Contents", []):
-                    keys.append(str(item["Key"])[len(root):])
-            return sorted(keys)
+                    found[str(item["Key"])[len(root):]] = str(item.get("ETag", ""))
+            return found
 
         return self._call(f"listing {self.url}", walk)
+
+    def etag_for(self, data: bytes) -> str | None:
+        """S3's ETag of an object written in one PutObject, unencrypted or with SSE-S3: the MD5 of
+        its bytes, quoted. Objects under SSE-KMS or written in parts have other ETags; they never
+        equal this, so a comparison just falls back to reading them."""
+        return f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"'
 
     def check(self) -> builtins.list[str]:
         """Fail on a missing or forbidden bucket; warn about settings that put the state at risk."""

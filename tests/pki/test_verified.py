@@ -106,3 +106,35 @@ def test_a_forged_hash_is_not_trusted_for_other_bytes(store: ClusterStore) -> No
     doc["sha256"]["pki/ca.crt"] = "00" * 32
     _path(store, verified.VERIFIED).write_text(json.dumps(doc))
     assert U.read_inputs(store, NAME).ca_cert_hash == ca_cert_hash(store.get_object(NAME, "pki/ca.crt"))
+
+
+def _counting(store: ClusterStore) -> tuple[ClusterStore, list[str]]:
+    """The same store, recording every key read."""
+    reads: list[str] = []
+    inner = store.store
+    real_get = inner.get
+
+    def get(key: str):  # type: ignore[no-untyped-def]
+        reads.append(key.split("/", 1)[1])
+        return real_get(key)
+
+    inner.get = get  # type: ignore[method-assign]
+    return store, reads
+
+
+def test_once_the_record_holds_the_etags_update_reads_neither_the_ca_nor_its_key(store: ClusterStore) -> None:
+    U.read_inputs(store, NAME)  # the first update adds the listed ETags to create's record
+    assert sorted(json.loads(store.get_object(NAME, verified.VERIFIED))["etags"]) == sorted(verified.INPUTS)
+    want = ca_cert_hash(store.get_object(NAME, "pki/ca.crt"))
+    counted, reads = _counting(store)
+    assert U.read_inputs(counted, NAME).ca_cert_hash == want
+    assert "pki/ca.key" not in reads and "pki/ca.crt" not in reads, reads
+    assert {"ssh/public/admin", verified.VERIFIED} <= set(reads)
+
+
+def test_a_ca_key_swapped_after_the_etags_were_recorded_is_still_refused(store: ClusterStore) -> None:
+    U.read_inputs(store, NAME)
+    other = generate_cluster_pki("other.example.com")
+    _path(store, "pki/ca.key").write_bytes(other.ca_key.reveal())  # a new ETag: read and checked again
+    with pytest.raises(KopsyError, match="does not match the CA certificate"):
+        U.read_inputs(store, NAME)
