@@ -95,9 +95,7 @@ def _stored_key_and_ca(store: Any, cluster_name: str, *, write_record: bool = Tr
     from kopsy.pki import verified
 
     def read(rel: str) -> tuple[bytes, str] | None:
-        if listing is not None and rel not in listing.etags:
-            return None
-        got = store.read_object(cluster_name, rel)
+        got = store.read_object(cluster_name, rel, listing)
         return None if got is None else (got.data, got.etag)
 
     order = ("ssh/public/admin", "pki/ca.crt", "pki/ca.key")  # the order the errors were reported in
@@ -132,7 +130,7 @@ def _stored_key_and_ca(store: Any, cluster_name: str, *, write_record: bool = Tr
     fresh = verified.record(objects, ca, etags)
     if write_record and (record is None or record[0] != fresh):
         try:
-            store.write_object(cluster_name, verified.VERIFIED, fresh, record[1] if record else None)
+            store.write_object(cluster_name, verified.VERIFIED, fresh, record[1] if record else None, listing)
         except KopsyError:
             pass  # a cache: see above
     return key_line, ca
@@ -176,23 +174,20 @@ def read_inputs(store: Any, cluster_name: str, *, record_verified: bool = True) 
     even where ``pki/verified.json`` is missing or stale. The cluster's listing is kept on the
     result (``listing``) for the removal records, addons and published modules."""
 
-    def from_listing() -> tuple[Any, list[tuple[InstanceGroup, str]], tuple[str, str]]:
-        listing = store.listing(cluster_name)
-        groups, key_ca = parallel(lambda f: f(), [
-            lambda: store.list_instance_groups(cluster_name, listing),
-            lambda: _stored_key_and_ca(store, cluster_name, write_record=record_verified, listing=listing),
-        ])
-        return listing, groups, key_ca
-
-    # Two round trips: the config beside the listing, then the groups, the SSH key and the record.
-    cluster_etag, (listing, ig_list, (key, ca)) = parallel(lambda f: f(), [
-        lambda: store.get_cluster(cluster_name),
-        from_listing,
+    # One round trip when the read cache holds the spec (ClusterStore.listing): the listing and the
+    # cache; otherwise a second one for what it lacks, all at once.
+    listing = store.listing(cluster_name, cached=True)
+    cluster_etag, ig_list, (key, ca) = parallel(lambda f: f(), [
+        lambda: store.get_cluster(cluster_name, listing),
+        lambda: store.list_instance_groups(cluster_name, listing),
+        lambda: _stored_key_and_ca(store, cluster_name, write_record=record_verified, listing=listing),
     ])
     cluster = cluster_etag[0]
     igs = [ig for ig, _ in ig_list]
     _check_stored_spec(store, cluster, igs)
     state_url = _check_config_base(store, cluster)
+    if record_verified:
+        store.save_reads(listing)
     return ClusterInputs(cluster, igs, key, ca, state_url, listing=listing)
 
 

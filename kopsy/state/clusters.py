@@ -15,6 +15,7 @@ traceback: the store may have been edited by hand or by another kopsy version.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import pwd
@@ -22,7 +23,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -55,6 +56,15 @@ CONFIG = "config"
 INSTANCE_GROUP_DIR = "instancegroup"
 LOCK = "lock"
 REMOVED_DIR = "removed/instancegroup"  # <cluster>/removed/instancegroup/<name>: consent to delete a group's resources
+# <cluster>/cache/reads.json: copies of the small, non-secret objects ``update`` reads every run
+# (the spec, the admin SSH public key, pki/verified.json), each used only while the listing shows
+# the ETag its bytes give (``ClusterStore.listing``): one read instead of one per object.
+READ_CACHE = "cache/reads.json"
+
+
+def _cacheable(relkey: str) -> bool:
+    """What ``READ_CACHE`` may hold: never a key, token or snapshot."""
+    return relkey in (CONFIG, "pki/verified.json") or relkey.startswith((INSTANCE_GROUP_DIR + "/", "ssh/public/"))
 DEFAULT_LEASE_SECONDS = 600.0
 _ACQUIRE_ATTEMPTS = 5
 _WORKERS = 16  # parallel reads/deletes of one cluster's objects
@@ -65,14 +75,29 @@ class Listing:
     """One listing of a cluster's objects (relkey -> ETag), taken once by a command that reads
     several parts of the cluster (``update``): the instance groups, the removal records and which
     published objects are current all come from it instead of a listing or a read each. Only
-    valid while the command holds the cluster lock (or is read-only): nothing else writes then."""
+    valid while the command holds the cluster lock (or is read-only): nothing else writes then.
+
+    ``cached``: objects the read cache (``READ_CACHE``) holds with exactly the listed bytes;
+    ``read``: cacheable objects this run read or wrote itself (what ``save_reads`` keeps)."""
 
     cluster: str
     etags: dict[str, str]
+    cached: dict[str, bytes] = field(default_factory=dict)
+    cache_etag: str | None = None
+    read: dict[str, bytes] = field(default_factory=dict)
 
     def under(self, folder: str) -> list[str]:
         """Names directly in ``folder`` (``instancegroup`` -> group names), sorted."""
         return _names_in(self.etags, folder)
+
+
+def _cache_entries(data: bytes) -> dict[str, bytes]:
+    """``READ_CACHE``'s copies (relkey -> bytes); nothing for a missing or damaged cache."""
+    try:
+        doc = json.loads(data) if data else {}
+        return {str(k): base64.b64decode(v, validate=True) for k, v in doc.items()} if isinstance(doc, dict) else {}
+    except (ValueError, TypeError, AttributeError):
+        return {}
 
 
 def _names_in(relkeys: Iterable[str], folder: str) -> list[str]:
@@ -318,10 +343,10 @@ class ClusterStore:
                 names.append(parts[0])
         return sorted(names)
 
-    def get_cluster(self, name: str) -> tuple[Cluster, str]:
+    def get_cluster(self, name: str, listing: Listing | None = None) -> tuple[Cluster, str]:
         key = self._key(name, CONFIG)
         try:
-            obj = self.store.get(key)
+            obj = self._get(name, CONFIG, listing)
         except ObjectNotFound as exc:
             raise ClusterNotFound(name, self.list_clusters()) from exc
         return self._parse_cluster(name, key, obj.data), obj.etag
@@ -409,19 +434,61 @@ class ClusterStore:
         """One object of the cluster, e.g. ``pki/ca.crt``."""
         return self.store.get(self._key(cluster, relkey)).data
 
-    def read_object(self, cluster: str, relkey: str) -> StoredObject | None:
-        """One object of the cluster with its ETag, None when it is missing."""
+    def read_object(self, cluster: str, relkey: str, listing: Listing | None = None) -> StoredObject | None:
+        """One object of the cluster with its ETag, None when it is missing (with ``listing``:
+        missing from it, and served from its read cache where that holds the listed bytes)."""
         try:
-            return self.store.get(self._key(cluster, relkey))
+            return self._get(cluster, relkey, listing)
         except ObjectNotFound:
             return None
 
-    def listing(self, cluster: str) -> Listing:
-        """Every object of ``cluster`` with its ETag, in one listing (foreign keys skipped)."""
+    def _get(self, cluster: str, relkey: str, listing: Listing | None) -> StoredObject:
+        key = self._key(cluster, relkey)
+        if listing is None:
+            return self.store.get(key)
+        etag = listing.etags.get(relkey)
+        if etag is None:
+            raise ObjectNotFound(key, f"{self._where(key)} not found in the state store")
+        data = listing.cached.get(relkey)
+        if data is not None:
+            return StoredObject(key=key, data=data, etag=etag)
+        obj = self.store.get(key)
+        if _cacheable(relkey):
+            listing.read[relkey] = obj.data
+        return obj
+
+    def listing(self, cluster: str, *, cached: bool = False) -> Listing:
+        """Every object of ``cluster`` with its ETag, in one listing (foreign keys skipped).
+        ``cached``: also read ``READ_CACHE`` in the same round trip, and keep each copy whose
+        bytes give the listed ETag (``etag_for``); a store whose ETags say nothing about the
+        bytes (S3 under KMS) gets no use of it, and a damaged cache is only ignored."""
         prefix = self._prefix(cluster)
-        found = self.store.list_etags(prefix)
+        if cached:
+            found, cache = parallel(lambda f: f(), [lambda: self.store.list_etags(prefix),
+                                                    lambda: self.read_object(cluster, READ_CACHE)], name="state")
+        else:
+            found, cache = self.store.list_etags(prefix), None
         kept = self._foreign(sorted(found), f"in cluster {cluster}")
-        return Listing(cluster, {k[len(prefix):]: found[k] for k in kept})
+        etags = {k[len(prefix):]: found[k] for k in kept}
+        copies: dict[str, bytes] = {}
+        for relkey, data in _cache_entries(cache.data if cache else b"").items():
+            if _cacheable(relkey) and relkey in etags and self.store.etag_for(data) == etags[relkey]:
+                copies[relkey] = data
+        return Listing(cluster, etags, copies, cache.etag if cache else None)
+
+    def save_reads(self, listing: Listing) -> None:
+        """Keep what this run had to read (or wrote) in ``READ_CACHE`` for the next run; nothing
+        when everything came from the cache. Best effort, conditional on the cache read: it is
+        only a cache."""
+        if not listing.read:
+            return
+        keep = {**listing.cached, **listing.read}
+        doc = {rel: base64.b64encode(data).decode() for rel, data in sorted(keep.items()) if rel in listing.etags}
+        try:
+            self.write_object(listing.cluster, READ_CACHE, (json.dumps(doc, indent=0, sort_keys=True) + "\n").encode(),
+                              listing.cache_etag)
+        except KopsyError:
+            pass
 
     def differs(self, cluster: str, relkey: str, data: bytes, listing: Listing) -> tuple[bool, str | None]:
         """Whether ``relkey`` is missing or holds other bytes than ``data``, and the ETag a
@@ -440,11 +507,17 @@ class ClusterStore:
             return True, None
         return current.data != data, current.etag
 
-    def write_object(self, cluster: str, relkey: str, data: bytes, etag: str | None) -> str:
+    def write_object(self, cluster: str, relkey: str, data: bytes, etag: str | None, listing: Listing | None = None) -> str:
         """Create ``relkey`` (``etag`` None: it must not exist yet) or replace the version read
-        with ``etag``; a concurrent writer in between is a conflict, never a lost write."""
+        with ``etag``; a concurrent writer in between is a conflict, never a lost write.
+        ``listing``: the run's listing, kept current (and its read cache told)."""
         key = self._key(cluster, relkey)
-        return self.store.create(key, data) if etag is None else self.store.replace(key, data, etag)
+        new = self.store.create(key, data) if etag is None else self.store.replace(key, data, etag)
+        if listing is not None:
+            listing.etags[relkey] = new
+            if _cacheable(relkey):
+                listing.read[relkey] = data
+        return new
 
     # --- instance groups -------------------------------------------------------------------------
 
@@ -475,12 +548,13 @@ class ClusterStore:
         def read(ig: str) -> tuple[InstanceGroup, str] | None:
             key = self._ig_key(name, ig)
             try:
-                obj = self.store.get(key)
+                obj = self._get(name, f"{INSTANCE_GROUP_DIR}/{ig}", listing)
             except ObjectNotFound:
                 return None  # deleted between list and get
             return self._parse_instance_group(name, key, obj.data), obj.etag
 
-        # In parallel: a cluster with many groups costs two round trips (list, gets), not one per group.
+        # In parallel: a cluster with many groups costs two round trips (list, gets), not one per
+        # group; with a cached listing, none for the groups its cache holds.
         names = self._ig_names(name, listing)
         return [found for found in parallel(read, names, workers=_WORKERS, name="state") if found is not None]
 

@@ -79,3 +79,67 @@ def test_where_etags_say_nothing_about_the_bytes_the_object_is_read(clusters: Cl
     stale, etag = wrapped.differs(NAME, "bootstrap/m.py", b"print(1)\n" if same else b"print(2)\n", listing)
     assert (stale, etag) == (not same, listing.etags["bootstrap/m.py"])
     assert counting.reads == [f"{NAME}/bootstrap/m.py"]
+
+
+def _cached_reads(clusters: ClusterStore) -> tuple[ClusterStore, CountingReads]:
+    counting = CountingReads(clusters.store)
+    return ClusterStore(counting), counting
+
+
+def _read_spec(store: ClusterStore) -> tuple[object, list[object]]:
+    listing = store.listing(NAME, cached=True)
+    cluster, _ = store.get_cluster(NAME, listing)
+    groups = [ig for ig, _ in store.list_instance_groups(NAME, listing)]
+    store.save_reads(listing)
+    return cluster, groups
+
+
+def test_the_read_cache_serves_the_spec_in_one_read_and_follows_an_edit(clusters: ClusterStore) -> None:
+    from kopsy.spec.model import replace
+    from kopsy.state.clusters import READ_CACHE
+
+    clusters.create_cluster(sample_cluster(), sample_groups(), PKI)
+    wrapped, counting = _cached_reads(clusters)
+    first = _read_spec(wrapped)  # no cache yet: every object is read, then kept
+    assert f"{NAME}/{READ_CACHE}" in clusters.store.list(f"{NAME}/")
+    counting.reads.clear()
+    assert _read_spec(wrapped) == first
+    assert counting.reads == [f"{NAME}/{READ_CACHE}"]
+    nodes, etag = clusters.get_instance_group(NAME, "nodes")
+    clusters.replace_instance_group(replace(nodes, max_size=nodes.max_size + 5), etag)  # kopsy edit
+    counting.reads.clear()
+    _, groups = _read_spec(wrapped)
+    assert [g.max_size for g in groups if g.name == "nodes"] == [nodes.max_size + 5]  # type: ignore[attr-defined]
+    assert counting.reads == [f"{NAME}/{READ_CACHE}", f"{NAME}/instancegroup/nodes"]
+    counting.reads.clear()
+    _read_spec(wrapped)
+    assert counting.reads == [f"{NAME}/{READ_CACHE}"]  # the cache took the edit in
+
+
+@pytest.mark.parametrize("cache", [b"{", b"[]", b'{"config": "not base64!"}', b'{"config": "a2luZDogQ2x1c3Rlcgo="}'])
+def test_a_damaged_or_forged_cache_is_only_ignored(clusters: ClusterStore, cache: bytes) -> None:
+    """The last one holds other bytes for ``config`` than the store: their ETag differs from the listed one."""
+    from kopsy.state.clusters import READ_CACHE
+
+    clusters.create_cluster(sample_cluster(), sample_groups(), PKI)
+    clusters.write_object(NAME, READ_CACHE, cache, None)
+    wrapped, counting = _cached_reads(clusters)
+    cluster, _ = _read_spec(wrapped)
+    assert cluster == sample_cluster()
+    assert f"{NAME}/config" in counting.reads
+
+
+def test_the_read_cache_never_holds_a_secret(clusters: ClusterStore) -> None:
+    import base64
+    import json
+
+    from kopsy.state.clusters import READ_CACHE
+
+    clusters.create_cluster(sample_cluster(), sample_groups(), PKI)
+    listing = clusters.listing(NAME, cached=True)
+    for rel in ("pki/ca.key", "pki/ca.crt", "config"):
+        clusters.read_object(NAME, rel, listing)
+    clusters.save_reads(listing)
+    doc = json.loads(clusters.get_object(NAME, READ_CACHE))
+    assert sorted(doc) == ["config"]
+    assert b"KEY" not in base64.b64decode(doc["config"])
