@@ -10,7 +10,7 @@ import gzip
 import re
 from collections.abc import Collection
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kopsy.cloud.aws import tags as T
 from kopsy.cloud.aws.bucketkms import state_bucket_kms_key
@@ -25,6 +25,9 @@ from kopsy.reconcile.planner import diff, gather_facts, managed_only
 from kopsy.reconcile.values import Actual, ApplyContext, Key
 from kopsy.spec.model import ROLE_CONTROL_PLANE, Cluster, InstanceGroup
 from kopsy.spec.validation import CONTROL_PLANE_COUNTS
+
+if TYPE_CHECKING:
+    from kopsy.state.clusters import Listing
 
 
 def ca_hash(ca_cert_pem: bytes) -> str:
@@ -81,17 +84,16 @@ def _checked_ca_hash(cert: bytes, key: bytes) -> str:
     return ca_hash(cert)
 
 
-def _stored_key_and_ca(store: Any, cluster_name: str, *, write_record: bool = True, listing: Any = None) -> tuple[str, str]:
+def _stored_key_and_ca(store: Any, cluster_name: str, listing: Listing, *, write_record: bool = True) -> tuple[str, str]:
     """The admin SSH key line and the CA hash, checked.
 
-    They are read with ``pki/verified.json`` in one round trip; when the record vouches for
-    the exact bytes read (``kopsy.pki.verified``), its CA hash is used and ``cryptography`` is
-    never imported. With the cluster's ``listing`` (``ClusterStore.listing``), the CA's
-    certificate and key are not even read while their listed ETags are the ones the record
-    holds: only the SSH key (which user-data needs) and the record are. Otherwise everything is
-    read and checked again and a fresh record is written (best effort: it is only a cache, so a
-    store that refuses the write just means the next run checks again). ``write_record`` False
-    (a dry run) writes nothing: a dry run changes no object."""
+    The SSH key (which user-data needs) and ``pki/verified.json`` are read in one round trip
+    (from the read cache when the listing vouches for them). While the record holds the CA
+    certificate's and key's listed ETags and the SSH key's digest (``kopsy.pki.verified``), its
+    CA hash is used: the CA and its key are not even read, and ``cryptography`` is never
+    imported. Otherwise all three are read and checked again and a fresh record is written
+    (best effort: it is only a cache, so a store that refuses the write just means the next run
+    checks again). ``write_record`` False (a dry run) writes nothing: a dry run changes no object."""
     from kopsy.pki import verified
 
     def read(rel: str) -> tuple[bytes, str] | None:
@@ -99,21 +101,15 @@ def _stored_key_and_ca(store: Any, cluster_name: str, *, write_record: bool = Tr
         return None if got is None else (got.data, got.etag)
 
     order = ("ssh/public/admin", "pki/ca.crt", "pki/ca.key")  # the order the errors were reported in
-    if listing is not None:
-        for rel in order:
-            if rel not in listing.etags:
-                raise _missing(store, cluster_name, rel)
-    first = ["ssh/public/admin", verified.VERIFIED] if listing is not None else [*verified.INPUTS, verified.VERIFIED]
-    found = dict(zip(first, parallel(read, first)))
-    record = found.pop(verified.VERIFIED)
-    if listing is not None:
-        got = found["ssh/public/admin"]
-        vouched = verified.vouched_ca_hash(record[0] if record else None, {"ssh/public/admin": got[0]} if got else {},
-                                           listing.etags)
-        if got is not None and vouched is not None:
-            return _ssh_key_line(got[0]), vouched
-        rest = [rel for rel in verified.INPUTS if rel not in found]
-        found.update(zip(rest, parallel(read, rest)))
+    for rel in order:
+        if rel not in listing.etags:
+            raise _missing(store, cluster_name, rel)
+    ssh, record = parallel(read, ["ssh/public/admin", verified.VERIFIED])
+    if ssh is not None:
+        vouched = verified.vouched_ca_hash(record[0] if record else None, {"ssh/public/admin": ssh[0]}, listing.etags)
+        if vouched is not None:
+            return _ssh_key_line(ssh[0]), vouched
+    found = dict(zip(order[1:], parallel(read, list(order[1:]))), **{"ssh/public/admin": ssh})
     objects: dict[str, bytes] = {}
     etags: dict[str, str] = {}
     for rel in order:
@@ -180,7 +176,7 @@ def read_inputs(store: Any, cluster_name: str, *, record_verified: bool = True) 
     cluster_etag, ig_list, (key, ca) = parallel(lambda f: f(), [
         lambda: store.get_cluster(cluster_name, listing),
         lambda: store.list_instance_groups(cluster_name, listing),
-        lambda: _stored_key_and_ca(store, cluster_name, write_record=record_verified, listing=listing),
+        lambda: _stored_key_and_ca(store, cluster_name, listing, write_record=record_verified),
     ])
     cluster = cluster_etag[0]
     igs = [ig for ig, _ in ig_list]
