@@ -116,6 +116,12 @@ def _cloud_config_texts(data: bytes) -> list[str]:
     return []
 
 
+# libyaml's parser when PyYAML was built with it: the same documents, ~15x faster. A no-op update
+# reads back every launch template's user-data (the skew check: kopsy.reconcile.builders.skew),
+# and PyYAML's pure-Python scanner spent ~50 ms on each one's block scalars.
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def parse_user_data(data: bytes) -> BootstrapConfig:
     """Read the kopsy bootstrap config back out of user-data (plain, gzip or multipart MIME)."""
     try:
@@ -124,7 +130,7 @@ def parse_user_data(data: bytes) -> BootstrapConfig:
         raise UserDataInvalid(f"user-data cannot be decoded: {exc}") from exc
     for text in texts:
         try:
-            doc: Any = yaml.safe_load(text)
+            doc: Any = yaml.load(text, Loader=_Loader)  # noqa: S506 (a safe loader)
         except yaml.YAMLError as exc:
             raise UserDataInvalid(f"user-data is not valid YAML: {exc}") from exc
         for f in (doc or {}).get("write_files", []) if isinstance(doc, dict) else []:
