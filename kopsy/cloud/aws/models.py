@@ -68,13 +68,17 @@ OPERATIONS: dict[str, tuple[str, ...]] = {
         "ListRoles", "ListInstanceProfiles", "ListAttachedRolePolicies", "AttachRolePolicy", "DetachRolePolicy",
         "UntagRole", "UntagInstanceProfile", "ListRoleTags", "ListInstanceProfileTags",
     ),
+    # Canonical's public AMI parameter. SSM describes ~150 operations, and botocore builds a
+    # client method for each: trimmed, the client costs ~3 ms to build instead of ~20 ms.
+    # (ListCommands and PutParameter only because the source names them: the sandbox, click.)
+    "ssm": ("GetParameter", "GetParameters", "ListCommands", "PutParameter"),
 }
 
 
 # Services served whole from the same folder (their models are small, or boto3 adds methods of
 # its own, as for S3's transfers): one folder means one short service listing and one small
 # endpoints.json for every client kopsy builds.
-COMPLETE = ("autoscaling", "elb", "elbv2", "kms", "s3", "ssm", "sts")
+COMPLETE = ("autoscaling", "elb", "elbv2", "kms", "s3", "sts")
 SERVED = frozenset(OPERATIONS) | frozenset(COMPLETE)
 
 
