@@ -8,8 +8,6 @@ secret: keys and the join token stay in the state store.
 from __future__ import annotations
 
 import dataclasses
-import email
-import email.policy
 import gzip
 import json
 from dataclasses import asdict, dataclass
@@ -100,6 +98,9 @@ def _cloud_config_texts(data: bytes) -> list[str]:
     if data.lstrip().startswith(b"#cloud-config"):
         return [data.decode()]
     if data.lstrip()[:12].lower().startswith(b"content-type") or data.lstrip().lower().startswith(b"mime-version"):
+        import email  # only for MIME (kopsy writes gzip): email.policy costs every run ~5 ms to import
+        import email.policy
+
         msg = email.message_from_bytes(data, policy=email.policy.compat32)
         out: list[str] = []
         for part in msg.walk():
