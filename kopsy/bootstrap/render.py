@@ -101,9 +101,6 @@ def _template_dirs() -> list[Path]:
 
 _ENV: jinja2.Environment | None = None
 _ENV_LOCK = threading.Lock()  # one compile per template, even when groups render in parallel
-_BYTECODE_DIR: Path | None = None
-
-
 class _BytecodeCache(jinja2.FileSystemBytecodeCache):
     """jinja2's compiled templates kept on disk between runs: compiling the templates (the boot
     script, the helper and etcd code, the addons) cost a run ~45 ms of CPU, loading them ~2 ms.
@@ -126,12 +123,13 @@ class _BytecodeCache(jinja2.FileSystemBytecodeCache):
 
 
 def use_bytecode_cache(directory: Path | None) -> None:
-    """Keep compiled templates in ``directory`` (the CLI passes ``<cache>/jinja2``); only before
-    the first render of the process, so every template of a run comes from one environment."""
-    global _BYTECODE_DIR
+    """Keep compiled templates in ``directory`` (``kopsy.templatecache``); it applies
+    from the first render of the process on, so every template of a run comes from one environment."""
+    from kopsy import templatecache
+
     with _ENV_LOCK:
         if _ENV is None:
-            _BYTECODE_DIR = directory
+            templatecache.use(directory)
 
 
 def _env() -> jinja2.Environment:
@@ -141,12 +139,15 @@ def _env() -> jinja2.Environment:
         loaders: list[jinja2.BaseLoader] = [
             jinja2.FileSystemLoader(str(d)) for d in _template_dirs() if d.is_dir()
         ]
+        from kopsy import templatecache
+
+        folder = templatecache.directory
         env = jinja2.Environment(
             loader=jinja2.ChoiceLoader(loaders),
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
             autoescape=False,
-            bytecode_cache=_BytecodeCache(str(_BYTECODE_DIR), "%s.jinja") if _BYTECODE_DIR is not None else None,
+            bytecode_cache=_BytecodeCache(str(folder), "%s.jinja") if folder is not None else None,
         )
         env.filters["q"] = lambda v: shlex.quote(str(v))
         _ENV = env
