@@ -419,8 +419,9 @@ def render(results: dict[str, Any], chart: str | None) -> str:
         "botocore's table, order and cache (`tests/cloud/test_client_factory.py` compares both on every name "
         "kopsy's operations emit);",
         "- **a second botocore session**: the session of the full models is built only when a service the "
-        "trimmed folder does not serve is asked for (an update never does); SSM is trimmed too (botocore "
-        "builds a client method per operation, and SSM has ~150; kopsy reads one parameter).",
+        "trimmed folder does not serve is asked for (an update never does); SSM, Auto Scaling and ELBv2 are "
+        "trimmed too (botocore builds a client method per operation: SSM has ~150, and kopsy reads one "
+        "parameter).",
         "",
         "What is left of a no-op is mostly importing (~0.35–0.4 s on the loaded 2-core machine these were "
         "measured on: botocore, urllib3, yaml, click, jinja2 and kopsy itself, ~470 modules), building 6 "
@@ -428,6 +429,11 @@ def render(results: dict[str, Any], chart: str | None) -> str:
         "are byte-identical throughout (`tests/cloud/test_golden_plans.py`, "
         "`tests/cloud/test_golden_outputs.py`, not re-recorded), and the number and kind of AWS calls are "
         "unchanged.",
+        "",
+        "Measured with `bench/cpu.py --baseline` against the code before this round, interleaved on the same "
+        "machine (2 cores shared with other work, load average 4–7, which inflates every figure about twofold "
+        "against the tables below), ha shape, medians of 4 fresh and 12 no-op runs, two runs of the bench: "
+        "fresh `update --yes` 1.60–1.62 → 1.23–1.28 s of CPU, no-op 1.28–1.30 → 0.97–1.00 s (−20 to −24 %).",
         "",
         "## Results",
         "",
@@ -522,6 +528,7 @@ def render(results: dict[str, Any], chart: str | None) -> str:
               f".venv/bin/python bench/run_all.py --latency-ms {results['latency_ms']:.0f}   # this page and the chart",
               ".venv/bin/python bench/update.py --shapes small,ha --timeline        # every call of each run, with timings",
               ".venv/bin/python bench/delete.py --shapes small,ha,large",
+              ".venv/bin/python bench/cpu.py --shape ha --baseline DIR --profile OUT  # CPU medians, A/B, profiles",
               "```", ""]
     return "\n".join(lines)
 
