@@ -12,8 +12,10 @@ from __future__ import annotations
 import gzip
 import functools
 import hashlib
+import os
 import re
 import shlex
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +100,36 @@ def _template_dirs() -> list[Path]:
 
 
 _ENV: jinja2.Environment | None = None
+_ENV_LOCK = threading.Lock()  # one compile per template, even when groups render in parallel
+class _BytecodeCache(jinja2.FileSystemBytecodeCache):
+    """jinja2's compiled templates kept on disk between runs: compiling the templates (the boot
+    script, the helper and etcd code, the addons) cost a run ~45 ms of CPU, loading them ~2 ms.
+    jinja2 checks each entry against the template's source and its own version, so an edited
+    template or an upgraded jinja2 is compiled afresh. A cache only: if it cannot be written
+    (read-only home), templates are compiled as before."""
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        try:
+            super().load_bytecode(bucket)
+        except Exception:  # unreadable or damaged (a truncated entry fails in pickle): compile again
+            bucket.reset()
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        try:
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+            super().dump_bytecode(bucket)
+        except OSError:
+            pass
+
+
+def use_bytecode_cache(directory: Path | None) -> None:
+    """Keep compiled templates in ``directory`` (``kopsy.templatecache``); it applies
+    from the first render of the process on, so every template of a run comes from one environment."""
+    from kopsy import templatecache
+
+    with _ENV_LOCK:
+        if _ENV is None:
+            templatecache.use(directory)
 
 
 def _env() -> jinja2.Environment:
@@ -107,19 +139,29 @@ def _env() -> jinja2.Environment:
         loaders: list[jinja2.BaseLoader] = [
             jinja2.FileSystemLoader(str(d)) for d in _template_dirs() if d.is_dir()
         ]
-        _ENV = jinja2.Environment(
+        from kopsy import templatecache
+
+        folder = templatecache.directory
+        env = jinja2.Environment(
             loader=jinja2.ChoiceLoader(loaders),
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
             autoescape=False,
+            bytecode_cache=_BytecodeCache(str(folder), "%s.jinja") if folder is not None else None,
         )
-        _ENV.filters["q"] = lambda v: shlex.quote(str(v))
+        env.filters["q"] = lambda v: shlex.quote(str(v))
+        _ENV = env
     return _ENV
+
+
+def _template(name: str) -> jinja2.Template:
+    with _ENV_LOCK:
+        return _env().get_template(name)
 
 
 def _render(name: str, **ctx: Any) -> str:
     try:
-        return _env().get_template(name).render(**ctx)
+        return _template(name).render(**ctx)
     except jinja2.TemplateNotFound as exc:
         raise RenderError(
             f"bootstrap template {name} is missing from this kopsy installation (looked in "

@@ -94,6 +94,12 @@ def _models_cache() -> Path | None:
         return None
     if os.environ.get("AWS_DATA_PATH", "").strip():
         return None
+    return cache_dir()
+
+
+def cache_dir() -> Path:
+    """kopsy's cache: ``$XDG_CACHE_HOME/kopsy`` or ``~/.cache/kopsy`` (trimmed botocore models,
+    compiled user-data templates). Only derived data: removing it costs the next run some CPU."""
     base = os.environ.get("XDG_CACHE_HOME", "").strip()
     root = Path(base) if base and os.path.isabs(base) else Path.home() / ".cache"
     return root / "kopsy"

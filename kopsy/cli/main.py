@@ -137,13 +137,16 @@ def main(argv: list[str] | None = None) -> None:
         _exit_now(code)
 
 
-# The cyclic GC's generation-0 threshold (CPython's default is 700 allocations). A run builds a
-# few hundred thousand objects (botocore's service models, parsed answers) and frees almost none
-# of them in cycles, yet at 700 the collector ran ~270 times and cost ~0.15 s of a no-op
-# update's ~0.8 s of CPU (docs/performance.md). At 10,000 it runs ~18 times (~0.04 s). The
-# collector still runs, so the long commands (validate --wait, rolling-update) stay bounded in
-# memory: at most ~10,000 extra objects wait between collections.
-GC_THRESHOLDS = (10_000, 50, 50)
+# The cyclic GC's generation-0 threshold (CPython's default is 700 allocations): a collection
+# starts once that many more container objects were made than freed. A run builds ~100,000 that
+# live to its end (botocore's service models, parsed answers) and frees almost none of them in
+# cycles, so every collection is wasted work, and each costs in proportion to what it scans: at
+# 700, ~270 passes took ~0.15 s of a no-op update's ~0.8 s of CPU; at 10,000, 9 passes still took
+# ~48 ms (ha no-op, docs/performance.md). At 100,000 an update, a no-op or a delete of the
+# benchmark's shapes ends before the first pass. The collector stays on, so the long commands
+# (validate --wait, rolling-update) stay bounded in memory: cyclic garbage waits for at most
+# ~100,000 allocations (a few MB) before it is collected (tests/cli/test_gc_policy.py).
+GC_THRESHOLDS = (100_000, 50, 50)
 
 
 def _tune_gc() -> None:
