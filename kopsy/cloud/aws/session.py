@@ -183,75 +183,12 @@ class CoreSession:
         self.core = botocore.session.get_session()
         if data_loader is not None:
             self.core.register_component("data_loader", data_loader)
-        _fast_event_aliases(self.core)
 
     def client(self, service: str, config: Any = None) -> Any:
         return self.core.create_client(service, region_name=self.region, config=config)
 
     def get_credentials(self) -> Any:
         return self.core.get_credentials()
-
-
-@functools.lru_cache(maxsize=None)
-def _fast_aliaser() -> Any:
-    """botocore's ``EventAliaser`` with a cheaper way to the same names.
-
-    botocore renames events it has renamed since ("elasticloadbalancing" -> "elastic-load-balancing"
-    and so on) by scanning its alias table for every event name an emitter has not seen yet:
-    for each of ~20 aliases it splits the name again and looks the alias up with ``list.index``,
-    which raises for every alias that is not there. Event names carry the service and operation,
-    so nearly every emit of a run is a first: a no-op update of the ha shape spent ~45 ms of CPU
-    on ~480 of them. This splits once and tests membership in a set; the table, its order, the
-    first-match rule and the cache are botocore's (tests/cloud/test_client_factory.py compares
-    the two on every name botocore emits for kopsy's operations)."""
-    import logging
-
-    from botocore.hooks import EventAliaser
-
-    log = logging.getLogger("botocore.hooks")
-
-    class FastAliases(EventAliaser):  # type: ignore[misc]
-        def _alias_event_name(self, event_name: str) -> str:
-            cache = self._alias_name_cache
-            known = cache.get(event_name)
-            if known is not None:
-                return known  # type: ignore[no-any-return]
-            parts = event_name.split(".")
-            present = set(parts)
-            for old_part, new_part in self._event_aliases.items():
-                if "." not in old_part:
-                    if old_part not in present:
-                        continue
-                    renamed = list(parts)
-                    renamed[renamed.index(old_part)] = new_part
-                elif old_part in event_name:
-                    renamed = list(parts)
-                    self._replace_subsection(renamed, old_part.split("."), new_part)
-                else:
-                    continue
-                new_name = ".".join(renamed)
-                log.debug("Changing event name from %s to %s", event_name, new_name)
-                cache[event_name] = new_name
-                return new_name
-            cache[event_name] = event_name
-            return event_name
-
-    return FastAliases
-
-
-def _fast_event_aliases(core: Any) -> None:
-    """Give a botocore session (and so every client it builds: their emitters are copies of
-    its own, made by ``__copy__`` with the same class) the cheaper renaming; a botocore whose
-    emitter looks otherwise is left alone."""
-    from botocore.hooks import EventAliaser
-
-    events: Any = getattr(core, "_events", None)
-    if (type(events) is not EventAliaser or not all(hasattr(events, a) for a in ("_emitter", "_event_aliases", "_alias_name_cache"))
-            or not hasattr(EventAliaser, "_replace_subsection")):
-        return
-    fast = _fast_aliaser()(events._emitter, events._event_aliases)
-    core._events = fast
-    core.register_component("event_emitter", fast)
 
 
 def _trimmed_session(region: str, cache: Path) -> CoreSession | None:
