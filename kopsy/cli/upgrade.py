@@ -74,7 +74,7 @@ def upgrade_spec(store: Any, name: str, kubernetes_version: str | None, *, yes: 
 
     cluster, etag = store.get_cluster(name)
     current = cluster.kubernetes_version
-    if unfinished and kubernetes_version is None:
+    if unfinished and (kubernetes_version is None or kubernetes_version.strip().lstrip("v") == current.lstrip("v")):
         click.echo(f"Cluster {name}'s spec is at {current}, which some instances do not run yet: finishing that upgrade.")
         return current, False
     target = kubernetes_version.strip() if kubernetes_version else next_version(current)
