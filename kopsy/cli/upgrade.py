@@ -130,7 +130,8 @@ def _flag_text(flags: RollFlags) -> str:
     for key, value in vars(flags).items():
         if value != getattr(defaults, key) and value is not None and not key.startswith("ssh_") and key != "bastion":
             flag = f"--{key.replace('_', '-')}"
-            out.append(flag if value is True else f"{flag}={str(value).lower() if isinstance(value, bool) else value}")
+            text = str(value).lower() if isinstance(value, bool) else f"{value:g}s" if isinstance(value, float) else str(value)
+            out.append(flag if value is True else f"{flag}={text}")
     return "".join(f" {f}" for f in out)
 
 
