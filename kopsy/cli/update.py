@@ -54,11 +54,6 @@ def _progress(state: str, change: Any, error: BaseException | None) -> None:
 def command(args: tuple[str, ...], yes: bool, output: str, detailed_exitcode: bool, force_unlock: bool, parallelism: int,
             ignore_kubelet_version_skew: bool) -> None:
     """Plan (and with --yes apply) the cloud resources of a cluster."""
-    from kopsy.cloud.aws.zones import check_security_groups, check_zones
-    from kopsy.parallel import parallel
-    from kopsy.reconcile.render import plan_text, summary
-    from kopsy.reconcile.update import apply_update, plan_update, read_inputs, read_removed
-
     from kopsy import templatecache
     from kopsy.cli.context import cache_dir
 
@@ -70,87 +65,104 @@ def command(args: tuple[str, ...], yes: bool, output: str, detailed_exitcode: bo
     if not store.url.startswith("file://"):
         aws_clients().prewarm(PREWARM, _import_renderer)
     name = resolve_cluster_name(store, strip_cluster_word(args), opts)
+    sys.exit(int(update_cluster(store, name, yes=yes, output=output, detailed_exitcode=detailed_exitcode,
+                                force_unlock=force_unlock, parallelism=parallelism,
+                                ignore_skew=ignore_kubelet_version_skew)))
 
-    def run() -> int:
-        # Independent reads overlap (docs/performance.md): the spec's parts in two round trips
-        # (read_inputs; the removal records come from its listing), and the zone and
-        # security-group checks with the plan's own facts (all read-only). The
-        # first error in this order is the one reported, so a bad zone is named before anything else.
-        inputs = read_inputs(store, name, record_verified=yes)
-        removed = read_removed(store, name, inputs.listing)
-        _check_store_reachable(inputs.state_store_url)
-        clients = aws_clients(inputs.cluster.region)
-        from kopsy.bootstrap.addons import stale_addons, write_addons
 
-        _, _, planned, stale = parallel(lambda f: f(), [
-            lambda: check_zones(clients, inputs.cluster.region, [s.zone for s in inputs.cluster.subnets]),
-            lambda: check_security_groups(clients, {ig.name: ig.additional_security_groups for ig in inputs.instance_groups}),
-            lambda: plan_update(clients, inputs, removed=removed, ignore_skew=ignore_kubelet_version_skew),
-            lambda: stale_addons(store, inputs.cluster, inputs.listing) if yes else [],
-        ])
-        plan = planned.plan
-        if planned.held_version:
-            click.echo(f"Note: node and bastion templates stay on Kubernetes {planned.held_version} until every control "
-                       f"plane runs {inputs.cluster.kubernetes_version} (roll the control planes, then update again; "
-                       f"--ignore-kubelet-version-skew overrides)", err=True)
-        # The addons before any launch template that pins them (docs/addons.md); a re-run after a
-        # kill writes only what is still missing.
-        for key in write_addons(store, name, stale):
-            if output == "text":
-                click.echo(f"  wrote {store.url_for(name, key)}", err=True)
-        if output == "json" and not yes:
-            click.echo(dump_json({"plan": _plan_dict(plan), "pending": not plan.empty}))
-        elif output == "text":
-            text = plan_text(plan)
-            if text:
-                click.echo(text)
-        if yes:  # before the launch templates that pin it (one read when it is current)
-            from kopsy.etcd.publish import publish_etcd_module  # imports the renderer: prewarmed above
-
-            publish_etcd_module(store, name, inputs.listing)
-        if plan.empty:
-            if yes and removed:
-                store.forget_removed(name, sorted(removed))
-            if output == "text":
-                click.echo("No changes need to be applied")
-            elif yes:
-                click.echo(dump_json({"plan": _plan_dict(plan), "applied": []}))
-            return ExitCode.OK
-        if not yes:
-            if output == "text":
-                click.echo(f"Plan: {summary(plan)}.")
-                click.echo("Must specify --yes to apply changes")
-            return ExitCode.CHANGES_PENDING if detailed_exitcode else ExitCode.OK
-        result = apply_update(clients, planned, workers=parallelism, on_event=_progress if output == "text" else None)
-        if output == "json":
-            click.echo(dump_json({
-                "plan": _plan_dict(plan),
-                "applied": [f"{c.kind}/{c.name}" for c in result.done],
-                "failed": [{"resource": f"{c.kind}/{c.name}", "error": str(e)} for c, e in result.failed],
-                "skipped": [f"{c.kind}/{c.name}" for c in result.skipped],
-            }))
-        if not result.ok:
-            first = "; ".join(f"{c.kind}/{c.name}: {e}" for c, e in result.failed[:3])
-            raise CloudError(
-                f"{len(result.failed)} change(s) failed and {len(result.skipped)} were skipped ({first}); "
-                f"fix the cause and re-run 'kopsy update cluster {name} --yes' (it resumes where it stopped)"
-            )
-        if removed:  # their resources are gone now: the removal records have done their job
-            store.forget_removed(name, sorted(removed))
-        if output == "text":
-            click.echo(f"Changes applied to cluster {name}: {summary(plan)}.")
-            click.echo("")
-            click.echo("Instances are booting; the cluster needs a few minutes to come up. Next:")
-            click.echo(f"  kopsy validate cluster {name} --wait 10m")
-            click.echo(f"  kopsy export kubecfg {name} --admin")
-        return ExitCode.OK
-
+def update_cluster(store: Any, name: str, *, yes: bool, output: str = "text", detailed_exitcode: bool = False,
+                   force_unlock: bool = False, parallelism: int = 16, ignore_skew: bool = False,
+                   next_steps: bool = True) -> int:
+    """The command's work, for it and for ``upgrade --roll``: plan, and with ``yes`` apply under
+    the cluster lock. Returns the exit code (``CHANGES_PENDING`` only with ``detailed_exitcode``)."""
     if yes:
         with store.lock(name, "update cluster", force_unlock=force_unlock):
-            code = run()
-    else:
-        code = run()
-    sys.exit(int(code))
+            return _update(store, name, yes=yes, output=output, detailed_exitcode=detailed_exitcode,
+                           parallelism=parallelism, ignore_skew=ignore_skew, next_steps=next_steps)
+    return _update(store, name, yes=yes, output=output, detailed_exitcode=detailed_exitcode,
+                   parallelism=parallelism, ignore_skew=ignore_skew, next_steps=next_steps)
+
+
+def _update(store: Any, name: str, *, yes: bool, output: str, detailed_exitcode: bool, parallelism: int,
+            ignore_skew: bool, next_steps: bool) -> int:
+    from kopsy.cloud.aws.zones import check_security_groups, check_zones
+    from kopsy.parallel import parallel
+    from kopsy.reconcile.render import plan_text, summary
+    from kopsy.reconcile.update import apply_update, plan_update, read_inputs, read_removed
+
+    # Independent reads overlap (docs/performance.md): the spec's parts in one or two round trips
+    # (read_inputs; the removal records come from its listing), and the zone and
+    # security-group checks with the plan's own facts (all read-only). The
+    # first error in this order is the one reported, so a bad zone is named before anything else.
+    inputs = read_inputs(store, name, record_verified=yes)
+    removed = read_removed(store, name, inputs.listing)
+    _check_store_reachable(inputs.state_store_url)
+    clients = aws_clients(inputs.cluster.region)
+    from kopsy.bootstrap.addons import stale_addons, write_addons
+
+    _, _, planned, stale = parallel(lambda f: f(), [
+        lambda: check_zones(clients, inputs.cluster.region, [s.zone for s in inputs.cluster.subnets]),
+        lambda: check_security_groups(clients, {ig.name: ig.additional_security_groups for ig in inputs.instance_groups}),
+        lambda: plan_update(clients, inputs, removed=removed, ignore_skew=ignore_skew),
+        lambda: stale_addons(store, inputs.cluster, inputs.listing) if yes else [],
+    ])
+    plan = planned.plan
+    if planned.held_version:
+        click.echo(f"Note: node and bastion templates stay on Kubernetes {planned.held_version} until every control "
+                   f"plane runs {inputs.cluster.kubernetes_version} (roll the control planes, then update again; "
+                   f"--ignore-kubelet-version-skew overrides)", err=True)
+    # The addons before any launch template that pins them (docs/addons.md); a re-run after a
+    # kill writes only what is still missing.
+    for key in write_addons(store, name, stale):
+        if output == "text":
+            click.echo(f"  wrote {store.url_for(name, key)}", err=True)
+    if output == "json" and not yes:
+        click.echo(dump_json({"plan": _plan_dict(plan), "pending": not plan.empty}))
+    elif output == "text":
+        text = plan_text(plan)
+        if text:
+            click.echo(text)
+    if yes:  # before the launch templates that pin it (one read when it is current)
+        from kopsy.etcd.publish import publish_etcd_module  # imports the renderer: prewarmed above
+
+        publish_etcd_module(store, name, inputs.listing)
+    if plan.empty:
+        if yes and removed:
+            store.forget_removed(name, sorted(removed))
+        if output == "text":
+            click.echo("No changes need to be applied")
+        elif yes:
+            click.echo(dump_json({"plan": _plan_dict(plan), "applied": []}))
+        return ExitCode.OK
+    if not yes:
+        if output == "text":
+            click.echo(f"Plan: {summary(plan)}.")
+            click.echo("Must specify --yes to apply changes")
+        return ExitCode.CHANGES_PENDING if detailed_exitcode else ExitCode.OK
+    result = apply_update(clients, planned, workers=parallelism, on_event=_progress if output == "text" else None)
+    if output == "json":
+        click.echo(dump_json({
+            "plan": _plan_dict(plan),
+            "applied": [f"{c.kind}/{c.name}" for c in result.done],
+            "failed": [{"resource": f"{c.kind}/{c.name}", "error": str(e)} for c, e in result.failed],
+            "skipped": [f"{c.kind}/{c.name}" for c in result.skipped],
+        }))
+    if not result.ok:
+        first = "; ".join(f"{c.kind}/{c.name}: {e}" for c, e in result.failed[:3])
+        raise CloudError(
+            f"{len(result.failed)} change(s) failed and {len(result.skipped)} were skipped ({first}); "
+            f"fix the cause and re-run 'kopsy update cluster {name} --yes' (it resumes where it stopped)"
+        )
+    if removed:  # their resources are gone now: the removal records have done their job
+        store.forget_removed(name, sorted(removed))
+    if output == "text":
+        click.echo(f"Changes applied to cluster {name}: {summary(plan)}.")
+    if output == "text" and next_steps:
+        click.echo("")
+        click.echo("Instances are booting; the cluster needs a few minutes to come up. Next:")
+        click.echo(f"  kopsy validate cluster {name} --wait 10m")
+        click.echo(f"  kopsy export kubecfg {name} --admin")
+    return ExitCode.OK
 
 
 def _plan_dict(plan: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -113,6 +113,17 @@ def command(
             raise UsageError(f"--bastion: {bastion[:60]!r} is not a host name ({exc})") from None
     store = open_cluster_store()
     name = resolve_cluster_name(store, strip_cluster_word(args))
+    validate(store, name, output=output, wait=wait, interval=interval, count=count, ssh_user=ssh_user, ssh_key=ssh_key,
+             ssh_config=ssh_config, bastion=bastion, connect_timeout=connect_timeout, command_timeout=command_timeout,
+             parallelism=parallelism, debug=debug)
+
+
+def validate(store: Any, name: str, *, output: str = "table", wait: float | None = None, interval: float = 10.0,
+             count: int = 1, ssh_user: str | None = None, ssh_key: str | None = None, ssh_config: str | None = None,
+             bastion: str | None = None, connect_timeout: float = 10.0, command_timeout: float = 30.0,
+             parallelism: int = 16, debug: bool = False) -> ValidationResult:
+    """The command's work, for it and for ``upgrade --roll``: validate (polling under ``wait``),
+    print the result, and raise ``ValidationFailed`` when the cluster is not valid."""
     cluster, _ = store.get_cluster(name)
     igs = [ig for ig, _ in store.list_instance_groups(name)]
     settings = ssh_settings(cluster, ssh_user=ssh_user, ssh_key=ssh_key, ssh_config=ssh_config, bastion=bastion,
@@ -144,6 +155,7 @@ def command(
         raise ValidationFailed(
             f"cluster {name} is not ready{waited}: {len(result.failures)} validation error(s)", result=result
         )
+    return result
 
 
 def _check_private_key(path: str) -> None:

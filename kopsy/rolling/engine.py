@@ -24,7 +24,7 @@ from kopsy.remote import SSHConnection
 from kopsy.rolling import actions
 from kopsy.rolling.drain import DrainFailed, Kube
 from kopsy.rolling.etcd_guard import snapshot_and_remove
-from kopsy.rolling.kubeadm_config import sync_cluster_version
+from kopsy.rolling.kubeadm_config import sync_cluster_version, sync_coredns
 from kopsy.rolling.progress import Estimator, Event
 from kopsy.rolling.selection import ROLE_BASTION, GroupPlan, plan_groups
 from kopsy.rolling.surge import DEFAULT_MAX_SURGE, DEFAULT_MAX_UNAVAILABLE, budget
@@ -67,12 +67,14 @@ class Roller:
     kube: Kube | None = None  # None under --cloudonly
     validate: Callable[[], ValidationResult] | None = None  # None under --cloudonly
     connect_control_plane: Callable[[str], SSHConnection] | None = None  # for the etcd guard
+    connect_instance: Callable[[InstanceFacts], SSHConnection] | None = None  # that instance: CoreDNS asks a new control plane
     on_event: Callable[[Event], None] = lambda e: None
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
     estimator: Estimator = field(default_factory=Estimator)
     result: RollResult = field(default_factory=RollResult)
     _batches_left: dict[str, int] = field(default_factory=dict)
+    _coredns_done: bool = False
 
     # --- facts --------------------------------------------------------------------------------
 
@@ -170,6 +172,8 @@ class Roller:
             elif self.options.validate_count > 1:  # surged: count on from the pass before the drain
                 self._wait_ready(ig, label, passes=self.options.validate_count, what="the cluster to validate",
                                  streak=(1, streak))
+            if cp:
+                self.sync_coredns(ig.name, label)
             self.estimator.record(self.clock() - started)
             self._batches_left[ig.name] = total - batch_no
             self.on_event(Event("batch-done", ig.name, f"batch {label} of {ig.name} done ({len(batch)} replaced)",
@@ -253,6 +257,26 @@ class Roller:
         with self.connect_control_plane(batch[0].private_dns) as conn:
             for done in sync_cluster_version(conn, self.kubernetes_version):
                 self._say("kubeadm", ig, batch[0], label, done)
+
+    def sync_coredns(self, group: str = "", label: str = "") -> None:
+        """Once a new-version control plane has joined (and validated): CoreDNS to the image its
+        kubeadm deploys, then its rollout. Once per run; ``upgrade --roll`` also calls it after
+        a control-plane roll that had nothing left to do, so a rerun after a kill finishes it."""
+        if self._coredns_done or self.connect_instance is None or not self.kubernetes_version or self.options.cloudonly:
+            return
+        inv = self.read()
+        stale = {m.id for p in self.plans(inv) for m in p.need_update}
+        fresh = [i for i in inv.instances.values() if i.role == ROLE_CONTROL_PLANE and i.state == "running"
+                 and i.id not in stale]
+        if not fresh:
+            return
+        newest = max(fresh, key=lambda i: (i.launch_time, i.id))
+        self.on_event(Event("coredns", group, f"asking kubeadm on {newest.private_dns} for the CoreDNS image of "
+                                              f"v{self.kubernetes_version.lstrip('v')}", newest.id, newest.private_dns, label))
+        with self.connect_instance(newest) as conn:
+            for done in sync_coredns(conn, newest.private_dns, self.kubernetes_version, self.options.validation_timeout):
+                self.on_event(Event("coredns", group, done, newest.id, newest.private_dns, label))
+        self._coredns_done = True
 
     def _wait_tick(self) -> None:
         self.sleep(min(self.options.interval, 0.5))

@@ -10,8 +10,12 @@ control plane, with ``kubectl``:
 2. set the kube-proxy DaemonSet's image to ``registry.k8s.io/kube-proxy:v<version>`` (kube-proxy is
    released with Kubernetes, under the same tag).
 
-**Gap:** CoreDNS is not moved. Its version per Kubernetes minor is kubeadm's own constant,
-which kopsy does not vendor (and will not guess); kubeadm keeps the running CoreDNS on a join.
+CoreDNS comes after, in ``sync_coredns``: its version per Kubernetes minor is kubeadm's own
+constant, which kopsy does not vendor (and will not guess), and kubeadm keeps the running
+CoreDNS on a join. So once the first new-version control plane has joined, that control
+plane's kubeadm is asked (``kubeadm config images list --kubernetes-version vX.Y.Z``) which
+CoreDNS image goes with it; the coredns Deployment is set to it when it runs another, and its
+rollout is waited for (``kubectl rollout status``) before the roll goes on.
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ from kopsy.validate.facts import KUBECTL
 
 GET = f"{KUBECTL} -n kube-system get configmap kubeadm-config -o json"
 KUBE_PROXY_IMAGE = "registry.k8s.io/kube-proxy:v{version}"
+
+
+KUBEADM_IMAGES = "sudo kubeadm config images list --kubernetes-version v{version}"
+GET_COREDNS = f"{KUBECTL} -n kube-system get deployment coredns -o json"
 
 
 class KubeadmConfigFailed(KopsyError):
@@ -62,4 +70,49 @@ def sync_cluster_version(conn: SSHConnection, version: str) -> list[str]:
         if not r.ok:
             raise KubeadmConfigFailed(f"{what} failed: {r.error or r.stderr.strip()[-200:]}; nothing was terminated")
         done.append(what)
+    return done
+
+
+def coredns_image(images_list: str) -> str:
+    """The CoreDNS image in ``kubeadm config images list`` output ("" when it names none)."""
+    for line in images_list.splitlines():
+        image = line.strip()
+        repo = image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
+        if repo.rsplit("/", 1)[-1] == "coredns":
+            return image
+    return ""
+
+
+def sync_coredns(conn: SSHConnection, node: str, version: str, timeout: float) -> list[str]:
+    """Set the coredns Deployment to the image the kubeadm on ``conn`` (a new-version control
+    plane, node ``node``) deploys for ``version``, when it runs another; then wait for its rollout (up to
+    ``timeout`` seconds). What was done."""
+    want_version = version.lstrip("v")
+    listed = conn.run(KUBEADM_IMAGES.format(version=want_version))
+    if not listed.ok:
+        raise KubeadmConfigFailed(f"kubeadm on {node} did not list its images for v{want_version}: "
+                                  f"{listed.error or listed.stderr.strip()[-200:]}")
+    want = coredns_image(listed.stdout)
+    if not want:
+        raise KubeadmConfigFailed(f"kubeadm on {node} lists no CoreDNS image for v{want_version}")
+    got = conn.run(GET_COREDNS)
+    if not got.ok:
+        raise KubeadmConfigFailed(f"cannot read deployment kube-system/coredns: {got.error or got.stderr.strip()[-200:]}")
+    try:
+        containers = json.loads(got.stdout)["spec"]["template"]["spec"]["containers"]
+        have = next(c.get("image", "") for c in containers if c.get("name") == "coredns")
+    except (ValueError, KeyError, TypeError, StopIteration) as exc:
+        raise KubeadmConfigFailed(f"deployment kube-system/coredns has no coredns container ({exc!r})") from None
+    done = []
+    if have != want:
+        r = conn.run(f"{KUBECTL} -n kube-system set image deployment/coredns coredns={shlex.quote(want)}")
+        if not r.ok:
+            raise KubeadmConfigFailed(f"coredns image {have} -> {want} failed: {r.error or r.stderr.strip()[-200:]}")
+        done.append(f"coredns image {have} -> {want} (kubeadm on {node})")
+    r = conn.run(f"{KUBECTL} -n kube-system rollout status deployment/coredns --timeout={max(1, int(timeout))}s",
+                 timeout=timeout + 30)
+    if not r.ok:
+        raise KubeadmConfigFailed(f"deployment kube-system/coredns did not roll out within {int(timeout)}s: "
+                                  f"{r.error or (r.stderr or r.stdout).strip()[-200:]}")
+    done.append(f"coredns rollout available ({want})")
     return done

@@ -11,7 +11,19 @@ which budgets guard them. It answers, on a joined control plane (``admin.conf``)
   budget allows no disruption blocks: the drain retries until its timeout and then fails with
   kubectl's own messages, naming the pod (kubectl does not name the budget);
 - ``kubectl get pods -A -o json`` (kube-system's pods plus the workloads) and
-  ``kubectl get pdb -A -o json``.
+  ``kubectl get pdb -A -o json``;
+- kubeadm's cluster state for an upgrade: ``kubeadm-config``, the kube-proxy DaemonSet's image,
+  and the coredns Deployment (``get deployment coredns -o json``, ``set image
+  deployment/coredns``, ``rollout status deployment/coredns``);
+- ``kubeadm config images list --kubernetes-version vX.Y.Z`` on any booted instance.
+
+**CoreDNS stand-in.** Real kubeadm lists the CoreDNS image its binary was built with (a
+constant per kubeadm release, whatever ``--kubernetes-version`` says). The sandbox has no
+kubeadm binary, so it makes the tag up from the instance's kubeadm version (its user-data's
+``kubernetesVersion``): ``registry.k8s.io/coredns/coredns:sandbox-kubeadm-v1.36.0``. Such a
+tag exists only here; it lets a test see that CoreDNS moved to what the *new* control plane's
+kubeadm says. The coredns Deployment starts at the tag of the first control plane's kubeadm
+(what ``kubeadm init`` deploys), and its pods show its image.
 
 Pods on a node that went away are rescheduled the same way, as the controllers would. Tests
 place pods and budgets with the supervisor's ``workload`` request (``place``). State lives in
@@ -59,6 +71,7 @@ class Workloads:
     kubeadm_version: dict[str, str] = field(default_factory=dict)  # cluster -> kubeadm-config kubernetesVersion
     static_version: dict[str, str] = field(default_factory=dict)  # control-plane node -> the version its static pods run
     kube_proxy_image: dict[str, str] = field(default_factory=dict)  # cluster -> kube-proxy DaemonSet image
+    coredns_image: dict[str, str] = field(default_factory=dict)  # cluster -> coredns Deployment image
     lock: threading.RLock = field(default_factory=threading.RLock)
     sleep: Callable[[float], None] = time.sleep
 
@@ -120,6 +133,8 @@ class Workloads:
                now: datetime) -> Answer | None:
         """The answer to a workload command on ``instance_id``, or None when it is not one."""
         argv = command_argv(command) or []
+        if argv[:4] == ["kubeadm", "config", "images", "list"]:
+            return _images_list(verdicts.get(instance_id), argv[4:])
         if argv[:3] != ["kubectl", "--kubeconfig", ADMIN_CONF] or len(argv) < 4:
             return None
         verb, rest = argv[3], argv[4:]
@@ -167,11 +182,13 @@ class Workloads:
             cfg = verdicts[inst.id].config
             assert cfg is not None
             self.kubeadm_version.setdefault(cluster, cfg.kubernetesVersion.lstrip("v"))
+            self.coredns_image.setdefault(cluster, coredns_stand_in(cfg.kubernetesVersion))
             self.static_version.setdefault(inst.private_dns, self.kubeadm_version[cluster])
 
     def _kubeadm(self, world: World, verdicts: Mapping[str, Verdict], instance_id: str, args: list[str]) -> Answer | None:
         """``-n kube-system get configmap kubeadm-config -o json``, ``patch configmap kubeadm-config
-        --type merge -p JSON`` and ``set image daemonset/kube-proxy kube-proxy=IMAGE``."""
+        --type merge -p JSON``, ``set image daemonset/kube-proxy kube-proxy=IMAGE``, and the
+        coredns Deployment's ``get``, ``set image`` and ``rollout status``."""
         import json
 
         import yaml
@@ -200,6 +217,18 @@ class Workloads:
             if args[:3] == ["set", "image", "daemonset/kube-proxy"] and len(args) == 4 and args[3].startswith("kube-proxy="):
                 self.kube_proxy_image[cluster] = args[3].split("=", 1)[1]
                 return Answer("daemonset.apps/kube-proxy image updated\n")
+            if args[:3] == ["set", "image", "deployment/coredns"] and len(args) == 4 and args[3].startswith("coredns="):
+                self.coredns_image[cluster] = args[3].split("=", 1)[1]
+                return Answer("deployment.apps/coredns image updated\n")
+            if args[:3] in (["get", "deployment", "coredns"], ["get", "deployments", "coredns"]) and args[3:] == ["-o", "json"]:
+                return Answer(json.dumps(self._coredns_deployment(cluster, world, verdicts), indent=4) + "\n")
+            if args[:3] == ["rollout", "status", "deployment/coredns"]:
+                dep = self._coredns_deployment(cluster, world, verdicts)
+                want, ready = dep["spec"]["replicas"], dep["status"]["availableReplicas"]
+                if ready >= want:
+                    return Answer('deployment "coredns" successfully rolled out\n')
+                return Answer(f'Waiting for deployment "coredns" rollout to finish: {ready} of {want} updated replicas '
+                              "are available...\n", "error: timed out waiting for the condition\n", 1)
         return None
 
     def _get(self, cluster: str, world: World, verdicts: dict[str, Verdict], what: str, now: datetime) -> Answer:
@@ -219,12 +248,31 @@ class Workloads:
                 pod["spec"]["containers"][0]["image"] = f"registry.k8s.io/{app}:v{self.static_version[node]}"
             elif app == "kube-proxy" and cluster in self.kube_proxy_image:
                 pod["spec"]["containers"][0]["image"] = self.kube_proxy_image[cluster]
+            elif app == "coredns" and cluster in self.coredns_image:
+                pod["spec"]["containers"][0]["image"] = self.coredns_image[cluster]
         mine = [{"apiVersion": "v1", "kind": "Pod",
                  "metadata": {"name": p.name, "namespace": p.namespace, "labels": dict(p.labels), "uid": _uid(cluster + p.namespace + p.name)},
                  "spec": {"nodeName": p.node} if p.node else {},
                  "status": {"phase": "Running" if p.node else "Pending"}}
                 for p in self.pods.get(cluster, {}).values()]
         return Answer(json.dumps(_list(system + mine), indent=4) + "\n")
+
+    def _coredns_deployment(self, cluster: str, world: World, verdicts: Mapping[str, Verdict]) -> dict[str, Any]:
+        """The coredns Deployment: its image, and its pods (placed as the pod list places them) as
+        its available replicas. The pods take the new image at once: the sandbox does not stage
+        a rollout."""
+        from datetime import timezone
+
+        pods = [p for p in pod_list(world, dict(verdicts), cluster, datetime.now(timezone.utc))["items"]
+                if p["metadata"]["labels"].get("k8s-app") == "coredns"]
+        available = sum(1 for p in pods if p["status"].get("containerStatuses") and p["status"]["containerStatuses"][0]["ready"])
+        image = self.coredns_image.get(cluster, "")
+        return {"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "coredns", "namespace": "kube-system", "uid": _uid(cluster + "coredns")},
+                "spec": {"replicas": len(pods), "template": {"metadata": {"labels": {"k8s-app": "kube-dns"}},
+                                                             "spec": {"containers": [{"name": "coredns", "image": image}]}}},
+                "status": {"replicas": len(pods), "updatedReplicas": len(pods), "readyReplicas": available,
+                           "availableReplicas": available}}
 
     def _drain(self, cluster: str, nodes: Mapping[str, Verdict], node: str, timeout: float) -> Answer:
         out = [f"node/{node} cordoned"]
@@ -265,6 +313,31 @@ class Workloads:
                 item["spec"]["unschedulable"] = True
                 item["spec"].setdefault("taints", []).append({"effect": "NoSchedule", "key": "node.kubernetes.io/unschedulable"})
         return doc
+
+
+COREDNS_STAND_IN = "registry.k8s.io/coredns/coredns:sandbox-kubeadm-v{version}"
+
+
+def coredns_stand_in(kubeadm_version: str) -> str:
+    """The sandbox's made-up CoreDNS image for a kubeadm version (module docstring: not a real tag)."""
+    return COREDNS_STAND_IN.format(version=kubeadm_version.lstrip("v"))
+
+
+def _images_list(v: Verdict | None, args: list[str]) -> Answer | None:
+    """``kubeadm config images list --kubernetes-version vX.Y.Z`` as kubeadm prints it: the
+    control-plane images at the version asked, CoreDNS at the instance's own kubeadm's stand-in."""
+    if v is None or v.config is None or v.phase is None:
+        return None
+    version = ""
+    for i, a in enumerate(args):
+        if a.startswith("--kubernetes-version="):
+            version = a.split("=", 1)[1]
+        elif a == "--kubernetes-version" and i + 1 < len(args):
+            version = args[i + 1]
+    version = "v" + (version or v.config.kubernetesVersion).lstrip("v")
+    images = [f"registry.k8s.io/{c}:{version}" for c in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy")]
+    images += [coredns_stand_in(v.config.kubernetesVersion), "registry.k8s.io/pause:3.10", "registry.k8s.io/etcd:3.5.21-0"]
+    return Answer("".join(i + "\n" for i in images))
 
 
 def _timeout(args: list[str]) -> float:

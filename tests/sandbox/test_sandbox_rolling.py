@@ -318,3 +318,77 @@ def test_roll_converges_under_20_percent_api_faults(booting_sb: Sandbox, tmp_pat
     assert not [i for i in now.values() if any(t["Key"] == "kopsy.io/rolling-update-detached" for t in i.get("Tags", []))]
     ok(sb.kopsy("validate", "cluster", name, "--wait", "60s", "--interval", "0.5s"))
     ok(sb.kopsy("delete", "cluster", name, "--yes"))
+
+
+def _coredns(sb: Sandbox, cluster: str) -> tuple[str, set[str]]:
+    """The coredns Deployment's image and its pods' images, as kubectl on a control plane shows them."""
+    cp = next(iter(group_instances(sb, cluster, CP_GROUP).values()))
+    key = sb.home / ".ssh" / "id_ed25519"
+    out, err, code = ssh_run(sb.layout.ssh_config, cp["PublicIpAddress"],
+                             "sudo kubectl --kubeconfig /etc/kubernetes/admin.conf -n kube-system get deployment coredns -o json", key)
+    assert code == 0, err
+    deployment = json.loads(out)["spec"]["template"]["spec"]["containers"][0]["image"]
+    out, err, code = ssh_run(sb.layout.ssh_config, cp["PublicIpAddress"], PODS_ALL, key)
+    assert code == 0, err
+    pods = {p["spec"]["containers"][0]["image"] for p in json.loads(out)["items"]
+            if p["metadata"]["labels"].get("k8s-app") == "coredns"}
+    return deployment, pods
+
+
+def test_upgrade_roll_runs_the_whole_sequence_and_a_rerun_finishes_it(booting_sb: Sandbox) -> None:
+    """``upgrade --yes --roll`` from the older supported minor: killed once the control plane
+    was replaced (before CoreDNS moved), a plain rerun finishes the same upgrade (not the next
+    minor), CoreDNS ends at what the new control plane's kubeadm lists, every instance at the
+    new version; a further rerun changes nothing; the dry run writes nothing."""
+    from kopsy.spec.versions import SUPPORTED_MINORS
+
+    sb = booting_sb
+    old_minor, new_minor = SUPPORTED_MINORS[0], SUPPORTED_MINORS[1]
+    old_v, new_v = f"{old_minor}.0", f"{new_minor}.0"
+    name = "uproll.example.com"
+    ok(sb.kopsy("create", "cluster", name, "--zones", "us-east-1a", "--node-count", "2", "--kubernetes-version", old_v,
+                "--ssh-public-key", str(sb.home / ".ssh" / "id_ed25519.pub")))
+    ok(sb.kopsy("update", "cluster", name, "--yes"))
+    ok(sb.kopsy("validate", "cluster", name, "--wait", "60s", "--interval", "0.5s"))
+    stand_in = "registry.k8s.io/coredns/coredns:sandbox-kubeadm-v{}"
+    assert _coredns(sb, name) == (stand_in.format(old_v), {stand_in.format(old_v)})
+
+    refused = sb.kopsy("upgrade", "cluster", name, "--max-surge", "2")
+    assert refused.returncode == 2 and "--max-surge only apply with --roll" in refused.stderr, refused.stderr
+    before = {**group_instances(sb, name, "nodes"), **group_instances(sb, name, CP_GROUP)}
+    spec_before = ok(sb.kopsy("get", "cluster", name, "-o", "yaml"))
+    dry = ok(sb.kopsy("upgrade", "cluster", name, "--roll"))
+    assert f"Cluster  KubernetesVersion  {old_v}  {new_v}" in dry, dry
+    assert f"kopsy rolling-update cluster {name} --yes --instance-group-roles ControlPlane" in dry
+    assert dry.strip().endswith("Must specify --yes to perform upgrade"), dry
+    assert ok(sb.kopsy("get", "cluster", name, "-o", "yaml")) == spec_before
+    assert _template_versions(sb, name) == {"nodes": old_v, CP_GROUP: old_v}
+
+    args = ["upgrade", "cluster", name, "--yes", "--roll", "--force-unlock", *FAST]
+    assert _kill_at(sb, args, "asking kubeadm on"), "the run finished before CoreDNS was asked"
+    assert not set(group_instances(sb, name, CP_GROUP)) & set(before)  # the control plane was replaced
+    assert _coredns(sb, name)[0] == stand_in.format(old_v)  # killed before CoreDNS moved
+
+    r = sb.kopsy(*args, timeout=600)
+    ok(r)
+    assert "finishing that upgrade" in r.stdout, r.stdout
+    assert f"coredns image {stand_in.format(old_v)} -> {stand_in.format(new_v)}" in r.stderr, r.stderr
+    for n in range(1, 7):
+        assert f"[{n}/6]" in r.stderr
+    assert f"Upgrade of cluster {name} to {new_v} done" in r.stdout
+    assert _coredns(sb, name) == (stand_in.format(new_v), {stand_in.format(new_v)})
+    listed = json.loads(ok(sb.kopsy("get", "instances", "--name", name, "-o", "json")))
+    assert len(listed) == 3 and {i["kubernetesVersion"] for i in listed} == {f"v{new_v}"}, listed
+    assert {i["status"] for i in listed} == {"UpToDate"}
+    assert not {i["id"] for i in listed} & set(before)
+    assert f"kubernetesVersion: {new_v}" in ok(sb.kopsy("get", "cluster", name, "-o", "yaml"))
+    ok(sb.kopsy("validate", "cluster", name))
+
+    after = {i["id"] for i in listed}
+    r = sb.kopsy("upgrade", "cluster", name, "--kubernetes-version", new_v, "--yes", "--roll", *FAST, timeout=300)
+    ok(r)
+    assert "no upgrade required" in r.stdout and r.stdout.count("No rolling-update required.") == 2, r.stdout
+    assert r.stdout.count("No changes need to be applied") == 2, r.stdout
+    assert "coredns image" not in r.stderr
+    assert {i["id"] for i in json.loads(ok(sb.kopsy("get", "instances", "--name", name, "-o", "json")))} == after
+    ok(sb.kopsy("delete", "cluster", name, "--yes"))

@@ -331,3 +331,46 @@ def test_a_new_control_plane_runs_what_kubeadm_config_says_not_its_own_version()
     world = _world(old, unsynced, synced, lbs=lbs)
     w.observe(world, evaluate(world))
     assert w.static_version[synced.private_dns] == "1.36.0"
+
+
+def test_coredns_follows_the_kubeadm_of_the_instance_asked() -> None:
+    """The sandbox's CoreDNS stand-in: kubeadm lists the tag of its *own* version (not of
+    --kubernetes-version), the Deployment starts at the first control plane's, and set image moves it."""
+    from kopsy.rolling.kubeadm_config import coredns_image
+    from kopsy.sandbox.workloads import Workloads, coredns_stand_in
+
+    old = _inst("i-cp", "ControlPlane", "10.0.0.10", "sg-cp", data=_cp_user_data("1.35.0"))
+    new = _inst("i-cp2", "ControlPlane", "10.0.0.11", "sg-cp", data=_cp_user_data("1.36.0"))
+    lbs = (ApiLoadBalancer("arn:lb", DNS, frozenset({"i-cp", "i-cp2"}), scheme="internal"),)
+    w = Workloads()
+    world = _world(old, new, lbs=lbs)
+    verdicts = evaluate(world)
+    now = datetime.now(timezone.utc)
+    w.observe(world, verdicts)
+    kubectl = "sudo kubectl --kubeconfig /etc/kubernetes/admin.conf -n kube-system "
+
+    def run(iid: str, command: str) -> str:
+        a = w.answer(world, verdicts, iid, command, now)
+        assert a is not None and a.exit == 0, a
+        return a.stdout
+
+    def deployed() -> str:
+        return str(json.loads(run("i-cp", kubectl + "get deployment coredns -o json"))["spec"]["template"]["spec"]["containers"][0]["image"])
+
+    assert deployed() == coredns_stand_in("1.35.0")
+    listed = run("i-cp2", "sudo kubeadm config images list --kubernetes-version v1.36.0")
+    assert "registry.k8s.io/kube-apiserver:v1.36.0" in listed
+    assert coredns_image(listed) == coredns_stand_in("1.36.0") == "registry.k8s.io/coredns/coredns:sandbox-kubeadm-v1.36.0"
+    assert coredns_image(run("i-cp", "kubeadm config images list --kubernetes-version v1.36.0")) == coredns_stand_in("1.35.0")
+    run("i-cp", kubectl + f"set image deployment/coredns coredns={coredns_stand_in('1.36.0')}")
+    assert deployed() == coredns_stand_in("1.36.0")
+    assert "successfully rolled out" in run("i-cp", kubectl + "rollout status deployment/coredns --timeout=60s")
+
+
+def test_coredns_image_is_found_in_kubeadms_list() -> None:
+    from kopsy.rolling.kubeadm_config import coredns_image
+
+    listed = "registry.k8s.io/kube-proxy:v1.36.0\nregistry.k8s.io/coredns/coredns:v1.12.1\nregistry.k8s.io/pause:3.10\n"
+    assert coredns_image(listed) == "registry.k8s.io/coredns/coredns:v1.12.1"
+    assert coredns_image("my.registry:5000/coredns:1.11.3\n") == "my.registry:5000/coredns:1.11.3"
+    assert coredns_image("registry.k8s.io/pause:3.10\n") == ""

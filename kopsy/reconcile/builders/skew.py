@@ -46,24 +46,32 @@ def node_version(clients: Any, cluster: str, spec_version: str, igs: Sequence[In
             if n in templates}
     if seen <= {want, ""}:
         return None
+    running = running_versions(clients, cluster, [ig for ig in igs if ig.is_control_plane])
+    if not running or running == {want}:
+        return None
+    return min(running, key=lambda s: parse_version(s) or (0, 0, 0))
+
+
+def running_versions(clients: Any, cluster: str, igs: Sequence[InstanceGroup]) -> set[str]:
+    """The kubernetesVersions the in-service instances of ``igs`` run: what the launch-template
+    versions they were launched from install (two reads, then one call per group). Also what
+    ``upgrade --roll`` reads to tell an unfinished upgrade from a finished one."""
+    import base64
+
     inv = read_groups(clients, cluster)
-    cp_groups = [g for g in (inv.groups.get(asg_name(ig.name, cluster)) for ig in igs if ig.is_control_plane) if g]
+    groups = [g for g in (inv.groups.get(asg_name(ig.name, cluster)) for ig in igs) if g]
     running: set[str] = set()
     ec2 = clients.client("ec2")
-    for g in cp_groups:
+    for g in groups:
         wanted = sorted({m.launch_template_version for m in g.members if m.lifecycle == "InService" and m.launch_template_version})
         if not wanted:
             continue
-        with aws_errors(f"reading the launch-template versions control planes of {cluster} run"):
+        with aws_errors(f"reading the launch-template versions the instances of {cluster} run"):
             versions = describe_all(ec2, "describe_launch_template_versions", "LaunchTemplateVersions",
                                     LaunchTemplateName=g.launch_template, Versions=wanted)
         for v in versions:
             raw = (v.get("LaunchTemplateData") or {}).get("UserData")
             if raw:
-                import base64
-
                 running.add(rendered_version(base64.b64decode(raw)))
     running.discard("")
-    if not running or running == {want}:
-        return None
-    return min(running, key=lambda s: parse_version(s) or (0, 0, 0))
+    return running
