@@ -10,4 +10,5 @@ echo "==> mypy"
 "$VENV/bin/mypy" kopsy
 echo "==> pytest"
 # pytest exits 5 when it collected no test: with 'set -e' that fails this script, as it should.
-exec "$VENV/bin/pytest" -q -p no:cacheprovider "$@"
+# --durations=30: the CI log ends with the 30 slowest tests, so the next slow-down has a name.
+exec "$VENV/bin/pytest" -q -p no:cacheprovider --durations=30 "$@"
