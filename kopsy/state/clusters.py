@@ -91,6 +91,12 @@ class Listing:
         return _names_in(self.etags, folder)
 
 
+def _cache_bytes(copies: dict[str, bytes]) -> bytes:
+    """``READ_CACHE``'s content for ``copies`` (relkey -> bytes)."""
+    doc = {rel: base64.b64encode(data).decode() for rel, data in sorted(copies.items())}
+    return (json.dumps(doc, indent=0, sort_keys=True) + "\n").encode()
+
+
 def _cache_entries(data: bytes) -> dict[str, bytes]:
     """``READ_CACHE``'s copies (relkey -> bytes); nothing for a missing or damaged cache."""
     try:
@@ -370,8 +376,12 @@ class ClusterStore:
                 raise StateStoreError(f"object {rel!r} would collide with the cluster layout")
             writes.append((self._key(name, rel), bytes(data)))
         config_key = self._key(name, CONFIG)
+        config = _yaml_bytes(cluster_to_dict(cluster))
+        prefix = self._prefix(name)
+        cacheable = {CONFIG: config, **{k[len(prefix):]: d for k, d in writes if _cacheable(k[len(prefix):])}}
+        writes.append((self._key(name, READ_CACHE), _cache_bytes(cacheable)))  # the first update reads one object
         try:
-            self.store.create(config_key, _yaml_bytes(cluster_to_dict(cluster)))
+            self.store.create(config_key, config)
         except ObjectExists as exc:
             raise ClusterExists(name) from exc
         written = [config_key]
@@ -483,9 +493,8 @@ class ClusterStore:
         if not listing.read:
             return
         keep = {**listing.cached, **listing.read}
-        doc = {rel: base64.b64encode(data).decode() for rel, data in sorted(keep.items()) if rel in listing.etags}
         try:
-            self.write_object(listing.cluster, READ_CACHE, (json.dumps(doc, indent=0, sort_keys=True) + "\n").encode(),
+            self.write_object(listing.cluster, READ_CACHE, _cache_bytes({r: d for r, d in keep.items() if r in listing.etags}),
                               listing.cache_etag)
         except KopsyError:
             pass

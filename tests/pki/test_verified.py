@@ -101,9 +101,13 @@ def test_a_damaged_record_only_means_checking_again(store: ClusterStore, record:
 
 
 def test_a_forged_hash_is_not_trusted_for_other_bytes(store: ClusterStore) -> None:
+    """The record vouches only for the objects it names: by digest, and by the ETags it holds
+    (create records them where the store's ETags follow from the bytes)."""
     doc = json.loads(store.get_object(NAME, verified.VERIFIED))
+    assert sorted(doc["etags"]) == sorted(verified.INPUTS)
     doc["caCertHash"] = "sha256:" + "00" * 32
     doc["sha256"]["pki/ca.crt"] = "00" * 32
+    doc["etags"]["pki/ca.crt"] = "00" * 32
     _path(store, verified.VERIFIED).write_text(json.dumps(doc))
     assert U.read_inputs(store, NAME).ca_cert_hash == ca_cert_hash(store.get_object(NAME, "pki/ca.crt"))
 

@@ -25,7 +25,8 @@ def test_round_trip(clusters: ClusterStore) -> None:
     assert ig == groups[1]
     assert clusters.get_object(NAME, "pki/ca.crt") == b"CERT"
     assert sorted(clusters.store.list(f"{NAME}/")) == sorted(
-        [f"{NAME}/config", f"{NAME}/instancegroup/control-plane-us-east-1a", f"{NAME}/instancegroup/nodes"]
+        [f"{NAME}/config", f"{NAME}/instancegroup/control-plane-us-east-1a", f"{NAME}/instancegroup/nodes",
+         f"{NAME}/cache/reads.json"]
         + [f"{NAME}/{k}" for k in PKI]
     )
     text = clusters.store.get(f"{NAME}/config").data.decode()

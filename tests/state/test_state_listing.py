@@ -122,7 +122,7 @@ def test_a_damaged_or_forged_cache_is_only_ignored(clusters: ClusterStore, cache
     from kopsy.state.clusters import READ_CACHE
 
     clusters.create_cluster(sample_cluster(), sample_groups(), PKI)
-    clusters.write_object(NAME, READ_CACHE, cache, None)
+    clusters.write_object(NAME, READ_CACHE, cache, clusters.read_object(NAME, READ_CACHE).etag)  # type: ignore[union-attr]
     wrapped, counting = _cached_reads(clusters)
     cluster, _ = _read_spec(wrapped)
     assert cluster == sample_cluster()
@@ -136,6 +136,7 @@ def test_the_read_cache_never_holds_a_secret(clusters: ClusterStore) -> None:
     from kopsy.state.clusters import READ_CACHE
 
     clusters.create_cluster(sample_cluster(), sample_groups(), PKI)
+    clusters.store.delete(f"{NAME}/{READ_CACHE}")
     listing = clusters.listing(NAME, cached=True)
     for rel in ("pki/ca.key", "pki/ca.crt", "config"):
         clusters.read_object(NAME, rel, listing)
@@ -143,3 +144,8 @@ def test_the_read_cache_never_holds_a_secret(clusters: ClusterStore) -> None:
     doc = json.loads(clusters.get_object(NAME, READ_CACHE))
     assert sorted(doc) == ["config"]
     assert b"KEY" not in base64.b64decode(doc["config"])
+    # create's own copy holds the spec only, never the PKI it writes beside it
+    fresh = "other.example.com"
+    clusters.create_cluster(sample_cluster(fresh), sample_groups(fresh), PKI)
+    created = json.loads(clusters.get_object(fresh, READ_CACHE))
+    assert sorted(created) == ["config", "instancegroup/control-plane-us-east-1a", "instancegroup/nodes"]

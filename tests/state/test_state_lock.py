@@ -45,7 +45,7 @@ def test_lock_object_format_and_release(clusters: ClusterStore) -> None:
         assert holder is not None and holder["expired"] is False and holder["pid"] == os.getpid()
         with clusters.lock(NAME, "nested helper") as inner:  # re-entrant in one ClusterStore
             assert inner is lease
-        assert clusters.store.list(f"{NAME}/") == [f"{NAME}/config", LOCK]
+        assert clusters.store.list(f"{NAME}/") == [f"{NAME}/cache/reads.json", f"{NAME}/config", LOCK]
     assert clusters.lock_holder(NAME) is None
     assert not lease.lost
 
