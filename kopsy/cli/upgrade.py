@@ -15,6 +15,7 @@ instead of starting the next one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -137,7 +138,20 @@ def _flag_text(flags: RollFlags) -> str:
 
 def upgrade_and_roll(store: Any, name: str, kubernetes_version: str | None, flags: RollFlags, *, yes: bool) -> None:
     """``upgrade --roll``: the spec, then update, the control planes, update (the skew hold lets
-    the node and bastion templates move), the other groups, validate. Progress on stderr."""
+    the node and bastion templates move), the other groups, validate. Progress on stderr.
+
+    With ``yes`` the cluster lock is held for the whole sequence, not taken again per step, so
+    nobody else's update or roll can slip in between two steps (the steps' own ``store.lock``
+    calls share the one lease: it is re-entrant within a store)."""
+    if not yes:
+        _upgrade_and_roll(store, name, kubernetes_version, flags, yes=False)
+        return
+    with store.lock(name, "upgrade cluster --roll", force_unlock=flags.force_unlock) as lease:
+        _upgrade_and_roll(store, name, kubernetes_version, flags, yes=True, between=lease.check)
+
+
+def _upgrade_and_roll(store: Any, name: str, kubernetes_version: str | None, flags: RollFlags, *, yes: bool,
+                      between: Callable[[], None] = lambda: None) -> None:
     from kopsy.cli.context import aws_clients
     from kopsy.cli.rolling import rolling_update
     from kopsy.cli.update import update_cluster
@@ -166,6 +180,7 @@ def upgrade_and_roll(store: Any, name: str, kubernetes_version: str | None, flag
     total = len(plan) + 1
 
     def say(n: int, what: str) -> None:
+        between()  # stop rather than go on if the lock was taken from us
         click.echo(f"==> upgrade {name} to {target} [{n}/{total}]: {what}", err=True)
 
     say(1, f"spec at {target}")

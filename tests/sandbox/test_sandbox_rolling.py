@@ -368,6 +368,9 @@ def test_upgrade_roll_runs_the_whole_sequence_and_a_rerun_finishes_it(booting_sb
     assert _kill_at(sb, args, "asking kubeadm on"), "the run finished before CoreDNS was asked"
     assert not set(group_instances(sb, name, CP_GROUP)) & set(before)  # the control plane was replaced
     assert _coredns(sb, name)[0] == stand_in.format(old_v)  # killed before CoreDNS moved
+    # killed in the control-plane roll, yet the lock it left is the sequence's: held for all of it
+    held = sb.kopsy("update", "cluster", name, "--yes")
+    assert held.returncode != 0 and "running upgrade cluster --roll since" in held.stderr, held.stderr
 
     r = sb.kopsy(*args, timeout=600)
     ok(r)
