@@ -47,7 +47,7 @@ if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
     exit 1
   fi
   rm -f "$log"
-  "$VENV/bin/python" -c 'import kopsy, moto, paramiko, pytest' # fail loudly if the install did not work
+  "$VENV/bin/python" -c 'import kopsy, moto, paramiko, pytest, xdist' # fail loudly if the install did not work
   touch "$stamp"
 fi
 export PATH="$VENV/bin:$PATH"

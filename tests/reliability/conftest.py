@@ -51,21 +51,3 @@ def built(fresh: Cloud) -> Cloud:
     r = fresh.kopsy(["update", "cluster", CLUSTER, "--yes"])
     assert r.returncode == 0, r.stderr
     return fresh
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Whatever the order the bad-input modules ran in, the session fails if any of their
-    recorded outcomes was the catch-all ``Error: unexpected ...`` line (issue 19)."""
-    import re
-    import sys
-
-    seen = []
-    for name in ("test_reliability_hostile", "test_reliability_input"):
-        module = sys.modules.get(name)
-        seen += list(getattr(module, "OUTCOMES", []))
-    caught = [(cid, line) for cid, _, line in seen if re.match(r"Error: unexpected \w+", line)]
-    if caught:
-        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.write_line(f"the catch-all fired for {len(caught)} bad input(s): {caught[:5]}", red=True)
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -10,6 +10,8 @@ alone — so untagged leaks and duplicates are seen too.
 
 from __future__ import annotations
 
+import re
+
 import base64
 import gzip
 import os
@@ -278,3 +280,13 @@ def measure_baseline(cloud: Cloud, *create_args: str) -> Baseline:
 def one_error_line(stderr: str) -> list[str]:
     """The ``Error:`` lines of an output (the CLI promises exactly one)."""
     return [line for line in stderr.splitlines() if line.startswith("Error:")]
+
+
+CATCH_ALL = re.compile(r"Error: unexpected \w+")  # the CLI's line for an exception nobody translated
+
+
+def caught_by_catch_all(outcomes: list[tuple[str, int, str]]) -> list[tuple[str, str]]:
+    """(case id, line) of every recorded outcome that was the catch-all line (issue 19). Each
+    bad-input module checks its own in a last test: pytest runs a file's tests in order, in one
+    process, also under ``pytest -n --dist loadfile``."""
+    return [(cid, line) for cid, _, line in outcomes if CATCH_ALL.match(line)]
