@@ -54,6 +54,7 @@ UPDATE_WALL_TARGET = 1.6  # wall / forced minimum at 50 ms, update --yes and the
 DELETE_WALL_TARGET = 1.8  # delete --yes, every shape
 RSS_TARGET_MB = 150.0
 XL_NOOP_CALLS_TARGET = 45
+ROLL_TARGET = 1.2  # rolling-update wall / floor (issue 16)
 DELETE_ONLY = {"x3000"}  # shapes whose delete alone is measured (building them is not the point)
 SPREAD_RUNS = 3
 MOTO_SLOW_ENV = {"KOPSY_AWS_READ_TIMEOUT": "600", "KOPSY_AWS_RETRY_BUDGET": "900"}
@@ -229,10 +230,8 @@ def issue18_targets(results: dict[str, Any]) -> list[str]:
                    f"{_verdict(noop['cpu_s'] <= NOOP_CPU_TARGET)}); **fresh update --yes**: {upd['cpu_s']:.2f} s "
                    f"(target ≤ {UPDATE_CPU_TARGET:.2f} s: {_verdict(upd['cpu_s'] <= UPDATE_CPU_TARGET)}). CPU is the "
                    "kopsy process's own (user + system, `os.wait4`); other work on the machine moves it less than "
-                   "wall time, but an overloaded 2-core machine (load average 5–9 during these runs) still inflates "
-                   "it by a third or more (cache and core sharing): see the spread below. The targets were set on a "
-                   "quiet machine; measured the same way (medians of 3–4 runs interleaved with the new code, moto without added latency), the code before this work took "
-                   "0.93–1.13 s for this no-op and 1.07–1.25 s for the fresh update.")
+                   "wall time, but an overloaded 2-core machine (load average 5–9) inflated it two- to threefold in "
+                   "earlier runs (cache and core sharing): see the load above and the spread below.")
         if noop.get("yardstick_cpu_s") is not None:
             out.append(f"- **Yardstick** (plain boto3, default clients, the same {noop['calls']} calls one after "
                        f"another, `bench/yardstick.py`): {noop['yardstick_cpu_s']:.2f} s; kopsy's no-op "
@@ -287,19 +286,20 @@ def issue18_targets(results: dict[str, Any]) -> list[str]:
                        f"target ≤ {f['target_ms']} ms: {_verdict(f['cpu_ms'] <= f['target_ms'])}); Python's own start "
                        f"(`python -c pass`) is {light['python_floor_cpu_ms']:.0f} ms of it.")
     out += ["", "Why the misses (from the figures above and the profiles behind them):", "",
-            "- **CPU**: the machine was overloaded (see the spread: the same no-op took 0.35–0.65 s across runs "
-            "today). What is left of a no-op on a quiet core is mostly fixed: importing botocore, urllib3, click and "
-            "jinja2 (~0.2 s), and ~3–4 ms of botocore work per API call (endpoint rules, signing, parsing: 33 calls). "
-            "The yardstick shows plain boto3 needs more for the same calls.",
-            "- **Wall ÷ minimum**: Python start-up and imports before the first call, stretched by the load, and "
+            "- **CPU**: what is left of a no-op is mostly fixed: importing botocore, urllib3, click, yaml and "
+            "kopsy itself (about half of it), and botocore's own work per API call (endpoint rules, signing, "
+            "parsing: 33 calls). The yardstick shows plain boto3 needs more for the same calls. Any load on the "
+            "machine inflates these figures (see the load average above).",
+            "- **Wall ÷ minimum**: Python start-up and imports before the first call, and "
             "moto's own answer time (its slowest answers are listed under the earlier targets below); AWS's own "
             "latencies are 2–10× the 50 ms used here, where the same fixed costs weigh far less.",
-            "- **xl and 3,000-instance delete wall time**: moto answers a DescribeInstances of 1,000 instances in "
-            "5–9 s and of 3,000 in 40–135 s (AWS pages them); kopsy's own CPU for the 3,000-instance delete was "
-            "2.5 s and its peak RSS under 150 MB.",
-            "- **Light commands**: Python's own start is ~25 ms of them; the rest is importing click (and for "
-            "`get clusters` PyYAML and the spec model) to read one object, inflated like every CPU figure here by "
-            "the load (see the spread); an earlier run on a quieter machine measured `get clusters` at 105 ms.",
+            "- **xl and 3,000-instance delete wall time**: moto answers a DescribeInstances of 1,000 or 3,000 "
+            "instances in seconds (its slowest answers are listed under the earlier targets below; AWS pages "
+            "them), and everything else waits behind it; kopsy's own CPU and peak RSS for them are in the rows "
+            "above.",
+            "- **Light commands** (when missed): Python's own start is part of them; the rest is importing click "
+            "(and for `get clusters` PyYAML and the spec model) to read one object. Under load (average 5–9) the "
+            "same commands measured ~3x their quiet figures.",
             ""]
     spread = ha.get("spread") if ha else None
     if spread:
@@ -321,8 +321,9 @@ def render(results: dict[str, Any], chart: str | None) -> str:
         "# Performance",
         "",
         "Generated by `bench/run_all.py` (do not edit by hand; re-run it). "
-        f"Run {results['date']} on {results['machine']}, while other work shared the machine"
-        + (f" (load average {results['load'][0]:.1f} at the start, {results['load'][1]:.1f} at the end, on 2 cores)" if results.get("load") else "")
+        f"Run {results['date']} on {results['machine']}"
+        + (f" (load average {results['load'][0]:.1f} at the start, {results['load'][1]:.1f} at the end: "
+           f"{'other work shared the machine' if max(results['load']) > 2 else 'otherwise quiet'})" if results.get("load") else "")
         + ": wall times and spans vary by ±10–30% between runs (far more under heavy load); call counts barely move "
         "and sequential periods by one or two. CPU figures move less with load than wall times, but they move.",
         *(["", *results["notes"]] if results.get("notes") else []),
@@ -525,6 +526,7 @@ def render(results: dict[str, Any], chart: str | None) -> str:
     for e in results["shapes"]:
         if e.get("validate_error"):
             lines += ["", f"validate ({e['shape']}) could not be measured: {e['validate_error']}"]
+    lines += _rolling_section(results.get("rolling"))
     lines += ["", "## Calls by operation", ""]
     for e in results["shapes"]:
         lines += [f"<details><summary>{e['shape']}: {e['describe']}</summary>", ""]
@@ -541,8 +543,38 @@ def render(results: dict[str, Any], chart: str | None) -> str:
               ".venv/bin/python bench/update.py --shapes small,ha --timeline        # every call of each run, with timings",
               ".venv/bin/python bench/delete.py --shapes small,ha,large",
               ".venv/bin/python bench/cpu.py --shape ha --baseline DIR --profile OUT  # CPU medians, A/B, profiles",
+              ".venv/bin/python bench/rolling.py --sizes 3,30,100 > roll.jsonl   # then run_all.py --rolling-json roll.jsonl",
               "```", ""]
     return "\n".join(lines)
+
+
+def _rolling_section(rolling: dict[str, Any] | None) -> list[str]:
+    """`bench/rolling.py`'s figures (its JSON lines, given with --rolling-json) beside kops'."""
+    if not rolling:
+        return ["", "## Rolling update (issue 16)", "",
+                "Not in this run: `bench/rolling.py --sizes 3,30,100 > FILE`, then `--rolling-json FILE` "
+                "(docs/rolling-update.md, \"Speed\", has the last figures)."]
+    rows = rolling["rows"]
+    lines = ["", "## Rolling update (issue 16)", "",
+             f"`bench/rolling.py` ({rolling['source']}): the sandbox with a {rows[0].get('boot_s', 2):g}-second boot "
+             f"and a {rows[0].get('interval_s', 1):g}-second validation interval, 1 control plane + N nodes, a machine-type change, then "
+             "`rolling-update --yes --max-surge S`. Floor = ⌈N / surge⌉ × (boot time + one validation interval); "
+             f"target wall ≤ {ROLL_TARGET:g}× the floor. docs/rolling-update.md (\"Speed\") explains the figures.", "",
+             "| nodes | surge | batches | wall s | floor s | wall / floor | AWS calls per batch | peak node instances |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        lines.append(f"| {r['nodes']} | {r['surge']} | {r['batches']} | {r['wall_s']:.1f} | {r['floor_s']:g} | "
+                     f"{r['wall_over_floor']:.2f}x ({_verdict(r['wall_over_floor'] <= ROLL_TARGET)}) | "
+                     f"{r['calls_per_batch']:g} | {r['peak_nodes']} |")
+    one = [r for r in rows if r["surge"] == "1"]
+    if one:
+        per = ", ".join(f"{r['calls_per_batch']:g} at {r['nodes']}" for r in one)
+        lines += ["", f"- **AWS calls per batch at surge 1**: {per} nodes (independent of the cluster's size: "
+                      "batched describes, no per-instance polling)."]
+    lines += ["- **kops' published figures**: one instance at a time, each booting for 3–5 minutes (kops "
+              "#5989, #1718), so 30 nodes take 1.5–2.5 hours and 100 nodes 5–8 hours; kopsy at `--max-surge 25%` "
+              "replaces them in 4 boot cycles, at 100% in one."]
+    return lines
 
 
 def draw_chart(results: dict[str, Any], path: Path) -> bool:
@@ -596,6 +628,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chart", default=str(ROOT / "docs" / "performance.png"))
     ap.add_argument("--json", metavar="FILE", help="also write the raw results")
     ap.add_argument("--from-json", metavar="FILE", help="render the report from saved results instead of running")
+    ap.add_argument("--rolling-json", metavar="FILE",
+                    help="bench/rolling.py's output (JSON lines) to show in the rolling-update section")
     ap.add_argument("--merge-json", metavar="FILE", action="append",
                     help="with --from-json: add the shapes of another saved run (noted in the report)")
     args = ap.parse_args(argv)
@@ -613,6 +647,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         results = run([SHAPES[s] for s in args.shapes.split(",") if s], args.latency_ms, not args.no_validate, args.slope_ms,
                       tuple(args.validate_shapes.split(",")))
+    if args.rolling_json:
+        text = Path(args.rolling_json).read_text()
+        stamp = datetime.datetime.fromtimestamp(Path(args.rolling_json).stat().st_mtime, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        results["rolling"] = {"source": f"run ending {stamp}",
+                              "rows": [json.loads(line) for line in text.splitlines() if line.startswith("{")]}
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     chart = Path(args.chart)
