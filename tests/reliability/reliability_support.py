@@ -10,11 +10,10 @@ alone — so untagged leaks and duplicates are seen too.
 
 from __future__ import annotations
 
-import re
-
 import base64
 import gzip
 import os
+import re
 import shutil
 import subprocess
 import sys
