@@ -1,6 +1,7 @@
 """``kopsy upgrade cluster [NAME] [--kubernetes-version V] [--yes] [--roll]``: move the spec to a newer Kubernetes.
 
-Default: the next supported minor at its newest known patch (``kopsy.spec.versions``). More
+Default: the next supported minor at its newest published patch (``kopsy.spec.patches``: the
+package index instances install from). More
 than one minor at a time and downgrades are refused. The dry run prints ``ITEM PROPERTY OLD
 NEW``; ``--yes`` writes the spec (a conditional write: a concurrent edit is a conflict, not a
 lost change). Nothing in AWS changes here: ``update --yes`` and ``rolling-update --yes`` roll
@@ -28,7 +29,7 @@ from kopsy.errors import KopsyError, UsageError
 
 @click.command("upgrade", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("args", nargs=-1, metavar="[cluster] [NAME]")
-@click.option("--kubernetes-version", metavar="VERSION", help="Target version (default: the next minor's newest patch).")
+@click.option("--kubernetes-version", metavar="VERSION", help="Target version (default: the next minor's newest patch in the package repository).")
 @click.option("--yes", "-y", is_flag=True, help="Write the new version to the spec (without it, only show it).")
 @click.option("--roll", is_flag=True,
               help="Then roll it out: update, control planes, update, the other groups, validate (the roll flags apply).")
@@ -78,7 +79,7 @@ def upgrade_spec(store: Any, name: str, kubernetes_version: str | None, *, yes: 
     if unfinished and (kubernetes_version is None or kubernetes_version.strip().lstrip("v") == current.lstrip("v")):
         click.echo(f"Cluster {name}'s spec is at {current}, which some instances do not run yet: finishing that upgrade.")
         return current, False
-    target = kubernetes_version.strip() if kubernetes_version else next_version(current)
+    target = kubernetes_version.strip() if kubernetes_version else next_version(current, _newest_patch)
     if target is None:
         click.echo(f"Cluster {name} is on {current}, the newest version kopsy supports: no upgrade available.")
         return None, False
@@ -101,6 +102,17 @@ def upgrade_spec(store: Any, name: str, kubernetes_version: str | None, *, yes: 
         store.replace_cluster(replace(fresh, kubernetes_version=target.lstrip("v")), etag)
     click.echo(f"\nUpgrade of cluster {name} to {target.lstrip('v')} written to the spec.")
     return target.lstrip("v"), True
+
+
+def _newest_patch(minor: str) -> str:
+    """A minor's newest published patch, or a one-line error naming the index and the way out."""
+    from kopsy.spec.patches import PatchLookupFailed, newest_patch
+
+    try:
+        return newest_patch(minor)
+    except PatchLookupFailed as exc:
+        raise KopsyError(f"cannot find the newest {minor} patch: {exc.message}; pass --kubernetes-version "
+                         f"{minor}.N to choose one (or set KOPSY_K8S_PACKAGES to a mirror)") from None
 
 
 def _done_message(name: str, yes: bool) -> None:

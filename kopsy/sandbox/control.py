@@ -22,7 +22,7 @@ from typing import Any
 
 from kopsy.cloud.aws.session import AwsClients, aws_errors
 from kopsy.errors import KopsyError
-from kopsy.sandbox import SandboxError, client, images, procs, sshd
+from kopsy.sandbox import SandboxError, client, images, packages, procs, sshd
 from kopsy.sandbox.layout import Layout
 
 BUCKET = "kopsy-sandbox-state"
@@ -66,6 +66,7 @@ class SandboxInfo:
             "AWS_DEFAULT_REGION": self.region,
             "KOPSY_STATE_STORE": self.state_store,
             "KOPSY_SSH_CONFIG": self.ssh_config,
+            "KOPSY_K8S_PACKAGES": Layout.at(self.dir).packages_dir.as_uri(),  # upgrade's patch lookup stays here
         }
 
 
@@ -195,6 +196,7 @@ def up(layout: Layout, *, python: str, user: str, base_env: Mapping[str, str], r
         boot_time=DEFAULT_BOOT_TIME if boot_time is None else boot_time,
     )
     amis = images.write_amis_file(layout.amis_file)
+    packages.write_index(layout.packages_dir)
     # Saved before anything starts: from here on, ``down`` finds whatever ``up`` started (by pid
     # once recorded, by the marker before that) even if this process dies between two steps.
     _save(layout, info)

@@ -38,6 +38,11 @@ class Layout:
         return self.root / "amis.json"
 
     @property
+    def packages_dir(self) -> Path:
+        """The stand-in Kubernetes package index (``kopsy.sandbox.packages``)."""
+        return self.root / "packages"
+
+    @property
     def moto_log(self) -> Path:
         return self.root / "moto.log"
 

@@ -7,6 +7,7 @@ repository (pkgs.k8s.io/core:/stable:/v<minor>) and the kubeadm config API are c
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 SUPPORTED_MINORS: tuple[str, ...] = ("1.35", "1.36", "1.37")
 DEFAULT_KUBERNETES_VERSION = "1.36.0"
@@ -36,18 +37,6 @@ def version_problem(version: str) -> str | None:
     return None
 
 
-# The newest patch kopsy has verified per supported minor. Left empty on purpose: no released
-# patch list is vendored here, and a made-up patch number would send instances to a package
-# that does not exist. Without an entry a minor's default patch is .0 (what `create` uses);
-# fill this from pkgs.k8s.io when a release is checked, or pass --kubernetes-version.
-NEWEST_PATCH: dict[str, str] = {}
-
-
-def newest_of(minor: str) -> str:
-    """The version an upgrade to ``minor`` lands on by default."""
-    return NEWEST_PATCH.get(minor) or f"{minor}.0"
-
-
 def upgrade_problem(current: str, target: str) -> str | None:
     """Why ``current`` cannot be upgraded to ``target`` in one step, or None (kops and the
     Kubernetes skew policy: one minor at a time, never down)."""
@@ -65,15 +54,19 @@ def upgrade_problem(current: str, target: str) -> str | None:
     return None
 
 
-def next_version(current: str) -> str | None:
+def next_version(current: str, newest: Callable[[str], str]) -> str | None:
     """The default upgrade target: the next supported minor's newest patch, else the current
-    minor's newest patch when that is newer, else None (already on the newest)."""
+    minor's newest patch when that is newer, else None (already on the newest). ``newest`` gives
+    a minor's newest patch (``kopsy.spec.patches.newest_patch``, read from the package index)."""
     have = parse_version(current)
     if have is None:
         return None
     following = f"{have[0]}.{have[1] + 1}"
     if following in SUPPORTED_MINORS:
-        return newest_of(following)
-    same = newest_of(f"{have[0]}.{have[1]}")
+        return newest(following)
+    minor = f"{have[0]}.{have[1]}"
+    if minor not in SUPPORTED_MINORS:
+        return None
+    same = newest(minor)
     parsed = parse_version(same)
-    return same if parsed and parsed > have and f"{have[0]}.{have[1]}" in SUPPORTED_MINORS else None
+    return same if parsed and parsed > have else None

@@ -17,6 +17,7 @@ import yaml
 from sandbox_helpers import Sandbox, ssh_run
 
 from kopsy.sandbox import client
+from kopsy.sandbox.packages import NEWEST_PATCH
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -219,6 +220,7 @@ def _template_versions(sb: Sandbox, cluster: str) -> dict[str, str]:
 def test_upgrade_moves_control_planes_first_then_nodes(booting_sb: Sandbox) -> None:
     sb = booting_sb
     name = "upgrade.example.com"
+    assert NEWEST_PATCH == 2  # the sandbox's package index: the default target is 1.36.2, not 1.36.0
     ok(sb.kopsy("create", "cluster", name, "--zones", "us-east-1a", "--node-count", "2", "--kubernetes-version", "1.35.0",
                 "--ssh-public-key", str(sb.home / ".ssh" / "id_ed25519.pub")))
     ok(sb.kopsy("update", "cluster", name, "--yes"))
@@ -230,13 +232,13 @@ def test_upgrade_moves_control_planes_first_then_nodes(booting_sb: Sandbox) -> N
     assert down.returncode == 2, down.stderr
     dry = ok(sb.kopsy("upgrade", "cluster", name))
     assert dry.split("\n")[0].split() == ["ITEM", "PROPERTY", "OLD", "NEW"]
-    assert "Cluster  KubernetesVersion  1.35.0  1.36.0" in dry and "Must specify --yes to perform upgrade" in dry
+    assert "Cluster  KubernetesVersion  1.35.0  1.36.2" in dry and "Must specify --yes to perform upgrade" in dry
     ok(sb.kopsy("upgrade", "cluster", name, "--yes"))
 
     r = sb.kopsy("update", "cluster", name, "--yes")
     ok(r)
     assert "stay on Kubernetes 1.35.0" in r.stderr
-    assert _template_versions(sb, name) == {"nodes": "1.35.0", CP_GROUP: "1.36.0"}
+    assert _template_versions(sb, name) == {"nodes": "1.35.0", CP_GROUP: "1.36.2"}
     cp_old = set(group_instances(sb, name, CP_GROUP))
     r = sb.kopsy("rolling-update", "cluster", name, "--yes", "--instance-group-roles", "ControlPlane", *FAST, timeout=300)
     ok(r)
@@ -244,19 +246,19 @@ def test_upgrade_moves_control_planes_first_then_nodes(booting_sb: Sandbox) -> N
     calls = client.request(sb.layout.socket_id, {"op": "etcd-calls"})["calls"]
     assert [c[1] for c in calls if c[0] in cp_old] == ["etcd-snapshot"]
     assert not set(group_instances(sb, name, CP_GROUP)) & cp_old
-    assert "kubeadm-config kubernetesVersion v1.35.0 -> v1.36.0" in r.stderr, r.stderr
-    assert "kube-proxy image -> registry.k8s.io/kube-proxy:v1.36.0" in r.stderr
+    assert "kubeadm-config kubernetesVersion v1.35.0 -> v1.36.2" in r.stderr, r.stderr
+    assert "kube-proxy image -> registry.k8s.io/kube-proxy:v1.36.2" in r.stderr
     new_cp = next(iter(group_instances(sb, name, CP_GROUP).values()))
     out, err, code = ssh_run(sb.layout.ssh_config, new_cp["PublicIpAddress"], PODS_ALL, sb.home / ".ssh" / "id_ed25519")
     images = {p["metadata"]["name"]: p["spec"]["containers"][0]["image"] for p in json.loads(out)["items"]}
-    assert images[f"kube-apiserver-{new_cp['PrivateDnsName']}"] == "registry.k8s.io/kube-apiserver:v1.36.0", images
+    assert images[f"kube-apiserver-{new_cp['PrivateDnsName']}"] == "registry.k8s.io/kube-apiserver:v1.36.2", images
 
     ok(sb.kopsy("update", "cluster", name, "--yes"))
-    assert _template_versions(sb, name) == {"nodes": "1.36.0", CP_GROUP: "1.36.0"}
+    assert _template_versions(sb, name) == {"nodes": "1.36.2", CP_GROUP: "1.36.2"}
     ok(sb.kopsy("rolling-update", "cluster", name, "--yes", *FAST, timeout=300))
     ok(sb.kopsy("validate", "cluster", name, "--wait", "60s", "--interval", "0.5s"))
     listed = json.loads(ok(sb.kopsy("get", "instances", "--name", name, "-o", "json")))
-    assert len(listed) == 3 and {i["kubernetesVersion"] for i in listed} == {"v1.36.0"}, listed
+    assert len(listed) == 3 and {i["kubernetesVersion"] for i in listed} == {"v1.36.2"}, listed
     assert {i["status"] for i in listed} == {"UpToDate"}
     ok(sb.kopsy("delete", "cluster", name, "--yes"))
 
@@ -344,7 +346,7 @@ def test_upgrade_roll_runs_the_whole_sequence_and_a_rerun_finishes_it(booting_sb
 
     sb = booting_sb
     old_minor, new_minor = SUPPORTED_MINORS[0], SUPPORTED_MINORS[1]
-    old_v, new_v = f"{old_minor}.0", f"{new_minor}.0"
+    old_v, new_v = f"{old_minor}.0", f"{new_minor}.{NEWEST_PATCH}"  # the sandbox index's newest patch
     name = "uproll.example.com"
     ok(sb.kopsy("create", "cluster", name, "--zones", "us-east-1a", "--node-count", "2", "--kubernetes-version", old_v,
                 "--ssh-public-key", str(sb.home / ".ssh" / "id_ed25519.pub")))
