@@ -100,6 +100,9 @@ class World:
     egress: dict[str, str] = field(default_factory=dict)
     nat_ips: dict[str, str] = field(default_factory=dict)  # available NAT gateway id -> its Elastic IP
     etcd: dict[str, Any] = field(default_factory=dict)  # state-store cluster URL -> sandbox.etcd.EtcdStoreFact
+    # Kubernetes versions the package repository publishes (kubeadm, kubelet and kubectl all out),
+    # from the sandbox's index (sandbox.packages); None: no index known, versions are not judged
+    published: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,7 @@ class Network:
     etcd: dict[str, Any] = field(default_factory=dict)  # state-store cluster URL -> sandbox.etcd.EtcdStoreFact
 
 
-def combine(machines: Machines, network: Network) -> World:
+def combine(machines: Machines, network: Network, published: frozenset[str] | None = None) -> World:
     return World(
         taken_at=min(machines.taken_at, network.taken_at),
         instances=machines.instances,
@@ -137,6 +140,7 @@ def combine(machines: Machines, network: Network) -> World:
         identity_files=machines.identity_files,
         egress=network.egress,
         nat_ips=network.nat_ips,
+        published=published,
     )
 
 

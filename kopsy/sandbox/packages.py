@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kopsy.spec.patches import published_patches
 from kopsy.spec.versions import SUPPORTED_MINORS
 
 NEWEST_PATCH = 2
@@ -27,3 +28,16 @@ def write_index(root: Path) -> str:
         deb.mkdir(parents=True, exist_ok=True)
         (deb / "Packages").write_text("\n".join(stanzas))
     return root.resolve().as_uri()
+
+
+def published_versions(root: Path) -> frozenset[str] | None:
+    """Every version the index under ``root`` publishes (what apt could install on a booting
+    instance), or None when there is no index (a sandbox started by an older kopsy)."""
+    if not root.is_dir():
+        return None
+    found: set[str] = set()
+    for minor in SUPPORTED_MINORS:
+        index = root / f"v{minor}" / "deb" / "Packages"
+        if index.is_file():
+            found.update(f"{minor}.{patch}" for patch in published_patches(index.read_text(), minor))
+    return frozenset(found)

@@ -12,7 +12,9 @@ first that fails says where bootstrap stopped and why:
 3. ``packages``: the instance can reach the internet (package mirrors, the state store's
    public endpoint) along its subnet's ``0.0.0.0/0`` route: to an internet gateway only with a
    public IP, or through an available NAT gateway (``egress_problem``). Else it stops installing
-   packages: "cannot reach the package mirrors: ...".
+   packages: "cannot reach the package mirrors: ...". The user-data's ``kubernetesVersion`` must
+   be published in the package repository (the sandbox's index, ``World.published``): else it
+   stops there too, as ``apt-get install kubeadm=<version>-*`` would.
 3b. ``fetch``: the cluster CA (``pki/ca.crt`` under the user-data's ``stateStore``) can be read;
    on a control plane it must hash (``kopsy.pki.ca_cert_hash``) to the user-data's ``caCertHash``.
 4. The API endpoint in user-data is one of the cluster's API NLBs ``<dns>:443``, reachable from the
@@ -349,6 +351,11 @@ def _judge(world: World, inst: Instance, earlier: dict[str, Verdict], down: bool
         return stop(None, f"user-data is for cluster {cfg.clusterName} but the instance is tagged for {inst.cluster}", cfg)
     if problem := egress_problem(world, inst):
         return stop("packages", f"cannot reach the package mirrors: {problem}", cfg)
+    version = cfg.kubernetesVersion.lstrip("v")
+    if world.published is not None and version not in world.published:  # apt-get install kubeadm=<v>-* fails
+        minor = ".".join(version.split(".")[:2])
+        return stop("packages", f"kubeadm, kubelet and kubectl {version} are not in the package repository "
+                                f"(pkgs.k8s.io/core:/stable:/v{minor}/deb)", cfg)
     ca = world.ca.get(cfg.stateStore)
     if ca is None or ca.cert_hash is None:
         return stop("fetch", ca.error if ca and ca.error else f"cannot read {cfg.stateStore}/pki/ca.crt", cfg)

@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from kopsy.errors import KopsyError
-from kopsy.sandbox import sshd
+from kopsy.sandbox import packages, sshd
 from kopsy.sandbox.answers import Answer, answer, command_argv
 from kopsy.sandbox.asgheal import register_replacements
 from kopsy.sandbox.etcd import EtcdEmulator, etcd_answer
@@ -74,6 +74,7 @@ class Supervisor:
         self.workloads = Workloads()
         self._first_seen: dict[str, float] = {}  # instance id -> when the poll first saw it running
         self._joined: set[str] = set()  # instances that have joined once (rules.evaluate's joined_before)
+        self._published = packages.published_versions(config.layout.packages_dir)
         self._machines_lock = threading.Lock()
         self._network_lock = threading.Lock()
         self._last_world: World | None = None
@@ -99,7 +100,7 @@ class Supervisor:
             if net is None or net[0] is not machines or time.monotonic() - net[1].taken_at > max_age:
                 net = (machines, self.reader.read_network(machines.instances))
                 self._network = net
-            world = combine(machines, net[1])
+            world = combine(machines, net[1], self._published)
             down = frozenset(i for i, n in list(self.nodes.items()) if n.down)
             cached = self._verdicts
             booting = self._booting(world)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 from datetime import datetime, timezone
+from pathlib import Path
 
 from kopsy.sandbox.answers import answer
 from kopsy.sandbox.facts import ApiLoadBalancer, CaFact, IngressRule, Instance, World
@@ -374,3 +375,24 @@ def test_coredns_image_is_found_in_kubeadms_list() -> None:
     assert coredns_image(listed) == "registry.k8s.io/coredns/coredns:v1.12.1"
     assert coredns_image("my.registry:5000/coredns:1.11.3\n") == "my.registry:5000/coredns:1.11.3"
     assert coredns_image("registry.k8s.io/pause:3.10\n") == ""
+
+
+def test_a_version_the_package_repository_does_not_publish_stops_in_packages(tmp_path: Path) -> None:
+    """The rule behind upgrade's patch lookup: an instance installs kubeadm, kubelet and kubectl
+    at its user-data's version, which must be in the repository's index (here the sandbox's own)."""
+    import dataclasses
+
+    from kopsy.sandbox import packages
+
+    world = _world(CP, NODE)
+    published = packages.published_versions(Path(packages.write_index(tmp_path / "packages").removeprefix("file://")))
+    assert published and f"1.36.{packages.NEWEST_PATCH}" in published
+    ok = evaluate(dataclasses.replace(world, published=published))
+    assert [(v.joined, v.ready) for v in ok.values()] == [(True, "True")] * 2
+    version = next(iter(ok.values())).config.kubernetesVersion.lstrip("v")  # type: ignore[union-attr]
+    broken = evaluate(dataclasses.replace(world, published=published - {version}))
+    for v in broken.values():
+        assert (v.joined, v.phase) == (False, "packages"), v
+        assert v.error == (f"kubeadm, kubelet and kubectl {version} are not in the package repository "
+                           f"(pkgs.k8s.io/core:/stable:/v{version.rsplit('.', 1)[0]}/deb)")
+    assert packages.published_versions(tmp_path / "absent") is None  # no index: versions are not judged
