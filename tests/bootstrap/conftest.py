@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import http.server
 import json
-import threading
 from collections.abc import Iterator
 
 import pytest
 
 from kopsy.pki import ClusterPKI, ca_cert_hash, generate_cluster_pki
+from tests.doubles.httpserver import serve_on_loopback
 
 
 @pytest.fixture(scope="session")
@@ -61,9 +61,5 @@ class _FakeImds(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def imds() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeImds)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_on_loopback(_FakeImds) as url:
+        yield url

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import http.server
 import socket
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import pytest
 from kopsy.sandbox import packages
 from kopsy.spec.patches import PatchLookupFailed, newest_patch, published_patches
 from kopsy.spec.versions import SUPPORTED_MINORS
+from tests.doubles.httpserver import serve_on_loopback
 
 OLD, NEXT = SUPPORTED_MINORS[0], SUPPORTED_MINORS[1]
 
@@ -58,12 +58,8 @@ def http_index(tmp_path: Path) -> Iterator[str]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_on_loopback(Quiet) as url:
+        yield url
 
 
 def test_over_http_the_highest_patch_wins_numerically(http_index: str) -> None:
