@@ -58,6 +58,8 @@ import yaml
 from kopsy.bootstrap import BootstrapConfig, parse_user_data
 from kopsy.cloud.aws import tags as T
 from kopsy.errors import KopsyError
+from kopsy.spec.patches import DEFAULT_REPOSITORY
+from kopsy.spec.versions import minor_of
 
 if TYPE_CHECKING:
     from kopsy.sandbox.facts import ApiLoadBalancer, IngressRule, Instance, World
@@ -353,9 +355,8 @@ def _judge(world: World, inst: Instance, earlier: dict[str, Verdict], down: bool
         return stop("packages", f"cannot reach the package mirrors: {problem}", cfg)
     version = cfg.kubernetesVersion.lstrip("v")
     if world.published is not None and version not in world.published:  # apt-get install kubeadm=<v>-* fails
-        minor = ".".join(version.split(".")[:2])
-        return stop("packages", f"kubeadm, kubelet and kubectl {version} are not in the package repository "
-                                f"(pkgs.k8s.io/core:/stable:/v{minor}/deb)", cfg)
+        repo = f"{DEFAULT_REPOSITORY.removeprefix('https://')}/v{minor_of(version)}/deb"
+        return stop("packages", f"kubeadm, kubelet and kubectl {version} are not in the package repository ({repo})", cfg)
     ca = world.ca.get(cfg.stateStore)
     if ca is None or ca.cert_hash is None:
         return stop("fetch", ca.error if ca and ca.error else f"cannot read {cfg.stateStore}/pki/ca.crt", cfg)

@@ -41,12 +41,13 @@ def published_patches(index: str, minor: str) -> list[int]:
     """Patch numbers of ``minor`` at which every required package is in ``index`` (a Debian
     ``Packages`` file), ascending. Debian versions are ``<upstream>-<revision>``: 1.36.2-1.1."""
     seen: dict[str, set[int]] = {p: set() for p in REQUIRED_PACKAGES}
+    of_minor = re.compile(rf"{re.escape(minor)}\.(0|[1-9]\d{{0,2}})-[0-9A-Za-z.+~]+")
     for stanza in index.split("\n\n"):
         fields = dict(_STANZA_FIELD.findall(stanza))
         package, version = fields.get("Package"), fields.get("Version", "")
         if package not in seen:
             continue
-        m = re.fullmatch(rf"{re.escape(minor)}\.(0|[1-9]\d{{0,2}})-[0-9A-Za-z.+~]+", version)
+        m = of_minor.fullmatch(version)
         if m:
             seen[package].add(int(m.group(1)))
     common = set.intersection(*seen.values())
