@@ -14,18 +14,25 @@ cProfile in *every* thread (the command is multithreaded: ``kopsy.parallel``, th
 thread), timed with ``time.thread_time`` so the figures are CPU, merged into one pstats file per
 run, and the top functions printed by own and cumulative CPU.
 
-    .venv/bin/python bench/cpu.py [--shape ha] [--rounds 3] [--noops 3] [--baseline DIR] [--profile DIR]
+With ``--breakdown N`` N more fresh and no-op runs go through ``bench/_breakdown.py``, which
+splits each run's CPU into imports, building botocore clients, botocore's API calls, rendering
+and kopsy's own work, without a profiler's distortion; the medians of each part are printed.
+
+    .venv/bin/python bench/cpu.py [--shape ha] [--rounds 3] [--noops 3] [--baseline DIR] [--profile DIR] [--breakdown N]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pstats
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from update import CLUSTER, KOPSY, SHAPES, Bench, run_measured  # noqa: E402
@@ -37,6 +44,29 @@ def profiled(bench: Bench, out: Path, args: list[str]) -> None:
     r, _ = run_measured([sys.executable, str(HERE / "_profiled.py"), str(out), "--", KOPSY, *args], bench.env())
     if r.returncode != 0:
         raise RuntimeError(f"profiled kopsy {' '.join(args)} exited {r.returncode}:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
+
+
+PARTS = ("import", "clients", "calls", "render", "kopsy")
+
+
+def broken_down(bench: Bench, args: list[str], out: Path) -> dict[str, Any]:
+    """One run through ``bench/_breakdown.py``: its CPU by part (seconds) and its API calls."""
+    r, _ = run_measured([sys.executable, str(HERE / "_breakdown.py"), str(out), "--", KOPSY, *args], bench.env())
+    if r.returncode != 0:
+        raise RuntimeError(f"kopsy {' '.join(args)} (broken down) exited {r.returncode}:\n{r.stderr[-2000:]}")
+    return dict(json.loads(out.read_text()))
+
+
+def breakdown_table(label: str, runs: list[dict[str, Any]]) -> str:
+    """Median seconds of each part over ``runs``, with its share of the median CPU."""
+    cpu = statistics.median(r["cpu"] for r in runs)
+    calls = statistics.median(r["api_calls"] for r in runs)
+    lines = [f"\n{label} ({len(runs)} runs, median CPU {cpu:.3f} s, {calls:.0f} API calls)"]
+    for part in PARTS:
+        median = statistics.median(r["parts"][part] for r in runs)
+        extra = f"  ({1000 * median / calls:.1f} ms a call)" if part == "calls" and calls else ""
+        lines.append(f"  {part:<8} {median:6.3f} s  {100 * median / cpu:4.0f}%{extra}")
+    return "\n".join(lines)
 
 
 def measure(bench: Bench, args: list[str], baseline: str | None, *, noop: bool) -> float:
@@ -70,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline", metavar="DIR", help="also run the kopsy in DIR (PYTHONPATH), interleaved")
     ap.add_argument("--profile", metavar="DIR", help="also profile one fresh and one no-op run into DIR")
     ap.add_argument("--top", type=int, default=40)
+    ap.add_argument("--breakdown", type=int, default=0, metavar="N",
+                    help="also split the CPU of N fresh and N no-op runs by part (bench/_breakdown.py)")
     args = ap.parse_args(argv)
     shape = SHAPES[args.shape]
     update = ["update", "cluster", CLUSTER, "--yes"]
@@ -101,6 +133,15 @@ def main(argv: list[str] | None = None) -> int:
             bench.prepare(shape)
             profiled(bench, out / "fresh.prof", update)
             profiled(bench, out / "noop.prof", update)
+        if args.breakdown:
+            parts: dict[str, list[dict[str, Any]]] = {"fresh": [], "no-op": []}
+            with tempfile.TemporaryDirectory() as tmp:
+                for i in range(args.breakdown):
+                    bench.prepare(shape)
+                    parts["fresh"].append(broken_down(bench, update, Path(tmp) / f"fresh-{i}.json"))
+                    parts["no-op"].append(broken_down(bench, update, Path(tmp) / f"noop-{i}.json"))
+            for kind, runs in parts.items():
+                print(breakdown_table(f"{shape.name} {kind} update --yes, CPU by part", runs))
     if args.profile:
         for name in ("fresh.prof", "noop.prof"):
             show(Path(args.profile) / name, args.top)
