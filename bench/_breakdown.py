@@ -72,14 +72,9 @@ render = timed("render", kopsy.bootstrap.render.render_user_data)
 kopsy.bootstrap.render.render_user_data = kopsy.bootstrap.render_user_data = render  # type: ignore[assignment]
 kopsy.bootstrap.addons.render_addons = timed("render", kopsy.bootstrap.addons.render_addons)  # type: ignore[assignment]
 
-code = 0
-try:
-    from kopsy.cli import main as cli_main
+from _console import run_console_script  # noqa: E402
 
-    cli_main._tune_gc()
-    cli_main.main(args)
-except SystemExit as exc:
-    code = exc.code if isinstance(exc.code, int) else 1
+code = run_console_script(args)
 times = os.times()
 with _lock:
     total = times.user + times.system

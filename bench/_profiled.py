@@ -16,6 +16,8 @@ import sys
 import threading
 import time
 
+from _console import run_console_script
+
 out, sep, _kopsy, *args = sys.argv[1:]
 assert sep == "--"
 profiles: list[cProfile.Profile] = []
@@ -37,15 +39,9 @@ def _profiled_run(self: threading.Thread) -> None:
 threading.Thread.run = _profiled_run  # type: ignore[method-assign]
 
 main_profile = cProfile.Profile(time.thread_time)
-code = 0
 main_profile.enable()
 try:
-    from kopsy.cli import main as cli_main
-
-    cli_main._tune_gc()
-    cli_main.main(args)
-except SystemExit as exc:
-    code = exc.code if isinstance(exc.code, int) else 1
+    code = run_console_script(args)
 finally:
     main_profile.disable()
 with _lock:

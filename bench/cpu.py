@@ -46,9 +46,6 @@ def profiled(bench: Bench, out: Path, args: list[str]) -> None:
         raise RuntimeError(f"profiled kopsy {' '.join(args)} exited {r.returncode}:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
 
 
-PARTS = ("import", "clients", "calls", "render", "kopsy")
-
-
 def broken_down(bench: Bench, args: list[str], out: Path) -> dict[str, Any]:
     """One run through ``bench/_breakdown.py``: its CPU by part (seconds) and its API calls."""
     r, _ = run_measured([sys.executable, str(HERE / "_breakdown.py"), str(out), "--", KOPSY, *args], bench.env())
@@ -62,7 +59,7 @@ def breakdown_table(label: str, runs: list[dict[str, Any]]) -> str:
     cpu = statistics.median(r["cpu"] for r in runs)
     calls = statistics.median(r["api_calls"] for r in runs)
     lines = [f"\n{label} ({len(runs)} runs, median CPU {cpu:.3f} s, {calls:.0f} API calls)"]
-    for part in PARTS:
+    for part in runs[0]["parts"]:  # in bench/_breakdown.py's order
         median = statistics.median(r["parts"][part] for r in runs)
         extra = f"  ({1000 * median / calls:.1f} ms a call)" if part == "calls" and calls else ""
         lines.append(f"  {part:<8} {median:6.3f} s  {100 * median / cpu:4.0f}%{extra}")

@@ -102,6 +102,7 @@ class StrictLoader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser,
 # libyaml's parser, when PyYAML was built with it: a spec's documents load ~6x faster (a no-op
 # update reads seven). Its composer runs in C and cannot refuse anything, so its events are
 # checked in a first pass (``_check``), which also keeps deep nesting away from that composer.
+# Two passes in C cost less than one through PyYAML's Python composer (~0.36 against ~0.6 ms).
 _CParser: Any = getattr(getattr(yaml, "cyaml", None), "CParser", None)
 
 
