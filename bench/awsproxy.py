@@ -88,6 +88,7 @@ class Call:
     end: float
     status: int = 200
     fault: str = ""
+    path: str = ""  # the request path without its query: for S3, /bucket/key says which object
 
     @property
     def mutating(self) -> bool:
@@ -517,7 +518,7 @@ class AwsProxy:
                            if k.lower() not in HOP_BY_HOP and k.lower() not in ("content-length", "expect")]
                     status, rheaders, rbody = proxy._forward(self.command, self.path, fwd, body)
                 if not control:  # recorded before answering: whoever got an answer finds its call recorded
-                    proxy._record(Call(service, operation, start, time.monotonic(), status, fault))
+                    proxy._record(Call(service, operation, start, time.monotonic(), status, fault, split.path))
                 try:
                     self.send_response_only(status)
                     length_sent = False

@@ -14,7 +14,7 @@ import click
 
 from kopsy.cli.context import aws_clients, open_cluster_store, options, resolve_cluster_name, strip_cluster_word
 from kopsy.cli.output import dump_json
-from kopsy.errors import CloudError, ExitCode, UsageError
+from kopsy.errors import CloudError, ExitCode, KopsyError, StateStoreError, UsageError
 
 
 def _check_store_reachable(url: str) -> None:
@@ -98,7 +98,7 @@ def _update(store: Any, name: str, *, yes: bool, output: str, detailed_exitcode:
     removed = read_removed(store, name, inputs.listing)
     _check_store_reachable(inputs.state_store_url)
     clients = aws_clients(inputs.cluster.region)
-    from kopsy.bootstrap.addons import stale_addons, write_addons
+    from kopsy.bootstrap.addons import stale_addons
 
     _, _, planned, stale = parallel(lambda f: f(), [
         lambda: check_zones(clients, inputs.cluster.region, [s.zone for s in inputs.cluster.subnets]),
@@ -111,22 +111,15 @@ def _update(store: Any, name: str, *, yes: bool, output: str, detailed_exitcode:
         click.echo(f"Note: node and bastion templates stay on Kubernetes {planned.held_version} until every control "
                    f"plane runs {inputs.cluster.kubernetes_version} (roll the control planes, then update again; "
                    f"--ignore-kubelet-version-skew overrides)", err=True)
-    # The addons before any launch template that pins them (docs/addons.md); a re-run after a
-    # kill writes only what is still missing.
-    for key in write_addons(store, name, stale):
-        if output == "text":
-            click.echo(f"  wrote {store.url_for(name, key)}", err=True)
     if output == "json" and not yes:
         click.echo(dump_json({"plan": _plan_dict(plan), "pending": not plan.empty}))
     elif output == "text":
         text = plan_text(plan)
         if text:
             click.echo(text)
-    if yes:  # before the launch templates that pin it (one read when it is current)
-        from kopsy.etcd.publish import publish_etcd_module  # imports the renderer: prewarmed above
-
-        publish_etcd_module(store, name, inputs.listing)
     if plan.empty:
+        if yes:
+            _publish(store, name, stale, inputs.listing, output)
         if yes and removed:
             store.forget_removed(name, sorted(removed))
         if output == "text":
@@ -139,7 +132,8 @@ def _update(store: Any, name: str, *, yes: bool, output: str, detailed_exitcode:
             click.echo(f"Plan: {summary(plan)}.")
             click.echo("Must specify --yes to apply changes")
         return ExitCode.CHANGES_PENDING if detailed_exitcode else ExitCode.OK
-    result = apply_update(clients, planned, workers=parallelism, on_event=_progress if output == "text" else None)
+    result = apply_update(clients, planned, workers=parallelism, on_event=_progress if output == "text" else None,
+                          publish=lambda: _publish(store, name, stale, inputs.listing, output))
     if output == "json":
         click.echo(dump_json({
             "plan": _plan_dict(plan),
@@ -147,6 +141,13 @@ def _update(store: Any, name: str, *, yes: bool, output: str, detailed_exitcode:
             "failed": [{"resource": f"{c.kind}/{c.name}", "error": str(e)} for c, e in result.failed],
             "skipped": [f"{c.kind}/{c.name}" for c in result.skipped],
         }))
+    if result.publish_error is not None:
+        if not isinstance(result.publish_error, KopsyError):
+            raise result.publish_error
+        raise StateStoreError(
+            f"{result.publish_error}; the launch templates were left as they were ({len(result.done)} other change(s) "
+            f"applied); fix the cause and re-run 'kopsy update cluster {name} --yes' (it resumes where it stopped)"
+        ) from result.publish_error
     if not result.ok:
         first = "; ".join(f"{c.kind}/{c.name}: {e}" for c, e in result.failed[:3])
         raise CloudError(
@@ -163,6 +164,22 @@ def _update(store: Any, name: str, *, yes: bool, output: str, detailed_exitcode:
         click.echo(f"  kopsy validate cluster {name} --wait 10m")
         click.echo(f"  kopsy export kubecfg {name} --admin")
     return ExitCode.OK
+
+
+def _publish(store: Any, name: str, stale: list[tuple[str, bytes, str | None]], listing: Any, output: str) -> None:
+    """Write the addons and the etcd module that control-plane user-data pins, where missing or
+    stale (``stale``: what ``stale_addons`` found). ``update --yes`` runs it beside the first
+    changes and before any launch template (``apply_plan(publish=...)``); a re-run after a kill
+    writes only what is still missing (docs/addons.md)."""
+    from kopsy.bootstrap.addons import write_addons
+    from kopsy.etcd.publish import publish_etcd_module  # imports the renderer: prewarmed by the command
+    from kopsy.parallel import parallel
+
+    written, _ = parallel(lambda f: f(), [lambda: write_addons(store, name, stale),
+                                          lambda: publish_etcd_module(store, name, listing)])
+    if output == "text":
+        for key in written:
+            click.echo(f"  wrote {store.url_for(name, key)}", err=True)
 
 
 def _plan_dict(plan: Any) -> dict[str, Any]:

@@ -1,9 +1,9 @@
 """Publish the on-instance etcd code into the cluster's state-store prefix.
 
 User-data has no room for it (EC2's 16 KB), so control planes fetch it from the store at boot
-and check it against the sha256 their user-data pins. ``update --yes`` publishes it before the
-launch templates change; an unchanged module costs no call (the cluster's listing shows it
-current, ``ClusterStore.differs``) and no write.
+and check it against the sha256 their user-data pins. ``update --yes`` publishes it with the
+addons, before any launch template changes (``apply_plan(publish=...)``); an unchanged module
+costs no call (the cluster's listing shows it current, ``ClusterStore.differs``) and no write.
 """
 
 from __future__ import annotations

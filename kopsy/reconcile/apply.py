@@ -80,10 +80,11 @@ class ApplyResult:
     done: list[Change] = field(default_factory=list)
     failed: list[tuple[Change, BaseException]] = field(default_factory=list)
     skipped: list[Change] = field(default_factory=list)
+    publish_error: BaseException | None = None  # ``apply_plan(publish=...)`` failed
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.skipped
+        return not self.failed and not self.skipped and self.publish_error is None
 
 
 # ("start"|"done"|"failed"|"skipped"|"retry", change, error); "retry": a delete AWS refused for
@@ -93,6 +94,10 @@ Event = Callable[[str, Change, "BaseException | None"], None]
 
 def _finish_key(key: Key) -> tuple[str, str, str]:
     return (key[0], key[1], "finish")
+
+
+# The graph node of ``apply_plan(publish=...)``: what launch templates pin, put in the store.
+_PUBLISH = ("publish", "", "")
 
 
 def _two_step(c: Change) -> bool:
@@ -129,9 +134,14 @@ def apply_plan(
     workers: int = 8,
     on_event: Event | None = None,
     deadline: float | None = None,
+    publish: Callable[[], None] | None = None,
 ) -> ApplyResult:
     """Run the plan's changes. ``outputs`` holds the known outputs of unchanged resources
-    (from the facts) and receives those of created/modified ones."""
+    (from the facts) and receives those of created/modified ones. ``publish`` (the objects
+    instances fetch from the state store and their user-data pins) runs beside the first
+    changes, and every change to a kind that ``pins_published`` (launch templates) waits for it: no template may pin
+    what is not in the store yet. If it fails, those templates (and what needs them) are
+    skipped and ``publish_error`` says why."""
     lock = threading.Lock()
     by_key: dict[Hashable, Change] = {c.key: c for c in plan.changes}
     by_key.update({_finish_key(c.key): c for c in plan.changes if _two_step(c)})
@@ -188,6 +198,12 @@ def apply_plan(
         tasks[c.key] = task(c)
         if _two_step(c):
             tasks[_finish_key(c.key)] = finish_task(c)
+    graph = _graph(plan.changes)
+    if publish is not None:
+        tasks[_PUBLISH] = publish
+        for c in plan.changes:
+            if KINDS[c.kind].pins_published and c.action != "delete":
+                graph[c.key].add(_PUBLISH)
     plan_keys = {c.key for c in plan.changes}
     first_step_failed: set[Key] = set()
 
@@ -196,6 +212,8 @@ def apply_plan(
             on_event("start", by_key[k], None)
 
     def finished(o: Outcome[Hashable]) -> None:
+        if o.key == _PUBLISH:
+            return  # not a change: its error is the result's publish_error
         c = by_key[o.key]
         if o.key == c.key and _two_step(c):
             if o.ok:
@@ -211,7 +229,7 @@ def apply_plan(
     try:
         outcomes = run_graph(
             tasks,
-            _graph(plan.changes),
+            graph,
             workers=workers,
             on_start=started,
             on_done=finished,
@@ -219,7 +237,7 @@ def apply_plan(
         )
     finally:
         late = ctx.finish_follow_ups()
-    result = ApplyResult()
+    result = ApplyResult(publish_error=outcomes[_PUBLISH].error if publish is not None else None)
     for c in plan.changes:
         o = outcomes[c.key]
         if o.ok and _two_step(c):

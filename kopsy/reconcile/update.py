@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gzip
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -183,7 +183,7 @@ def read_inputs(store: Any, cluster_name: str, *, record_verified: bool = True) 
     _check_stored_spec(store, cluster, igs)
     state_url = _check_config_base(store, cluster)
     if record_verified:
-        store.save_reads(listing)
+        store.save_reads(listing, wait=False)  # beside the describes; the lock's release waits for it
     return ClusterInputs(cluster, igs, key, ca, state_url, listing=listing)
 
 
@@ -320,7 +320,9 @@ def plan_update(clients: AwsClients, inputs: ClusterInputs, *, removed: Collecti
 
 
 def apply_update(
-    clients: AwsClients, planned: Planned, *, workers: int = 16, retry_timeout: float = 300.0, on_event: Event | None = None
+    clients: AwsClients, planned: Planned, *, workers: int = 16, retry_timeout: float = 300.0, on_event: Event | None = None,
+    publish: Callable[[], None] | None = None,
 ) -> ApplyResult:
+    """Apply the plan; ``publish`` runs beside it, before any launch template (``apply_plan``)."""
     ctx = ApplyContext(clients, planned.plan.cluster, retry_timeout=retry_timeout)
-    return apply_plan(planned.plan, ctx, outputs=planned.outputs(), workers=workers, on_event=on_event)
+    return apply_plan(planned.plan, ctx, outputs=planned.outputs(), workers=workers, on_event=on_event, publish=publish)

@@ -243,6 +243,7 @@ class ClusterStore:
         self.warnings: list[str] = []
         self._held: dict[str, tuple[Lease, int]] = {}
         self._held_mutex = threading.Lock()
+        self._writing: list[threading.Thread] = []  # save_reads(wait=False) still running
 
     def _warn(self, message: str) -> None:
         with self._held_mutex:
@@ -473,6 +474,7 @@ class ClusterStore:
         bytes give the listed ETag (``etag_for``); a store whose ETags say nothing about the
         bytes (S3 under KMS) gets no use of it, and a damaged cache is only ignored."""
         prefix = self._prefix(cluster)
+        self.settle()  # this store's own cache write lands before it is read back
         if cached:
             found, cache = parallel(lambda f: f(), [lambda: self.store.list_etags(prefix),
                                                     lambda: self.read_object(cluster, READ_CACHE)], name="state")
@@ -486,18 +488,36 @@ class ClusterStore:
                 copies[relkey] = data
         return Listing(cluster, etags, copies, cache.etag if cache else None)
 
-    def save_reads(self, listing: Listing) -> None:
+    def save_reads(self, listing: Listing, *, wait: bool = True) -> None:
         """Keep what this run had to read (or wrote) in ``READ_CACHE`` for the next run; nothing
         when everything came from the cache. Best effort, conditional on the cache read: it is
-        only a cache."""
+        only a cache. ``wait`` False writes it on a thread, beside the calls that follow (one
+        latency period fewer on ``update``'s path); ``settle`` waits for it, and so do the next
+        ``listing`` and the release of a lock this store holds."""
         if not listing.read:
             return
-        keep = {**listing.cached, **listing.read}
-        try:
-            self.write_object(listing.cluster, READ_CACHE, _cache_bytes({r: d for r, d in keep.items() if r in listing.etags}),
-                              listing.cache_etag)
-        except KopsyError:
-            pass
+        data = _cache_bytes({r: d for r, d in {**listing.cached, **listing.read}.items() if r in listing.etags})
+
+        def write() -> None:
+            try:
+                self.write_object(listing.cluster, READ_CACHE, data, listing.cache_etag)
+            except KopsyError:
+                pass
+
+        if wait:
+            write()
+            return
+        thread = threading.Thread(target=write, name=f"kopsy-cache-{listing.cluster}")
+        with self._held_mutex:
+            self._writing.append(thread)
+        thread.start()
+
+    def settle(self) -> None:
+        """Wait for the cache writes started with ``save_reads(wait=False)``."""
+        with self._held_mutex:
+            writing, self._writing = self._writing, []
+        for thread in writing:
+            thread.join()
 
     def differs(self, cluster: str, relkey: str, data: bytes, listing: Listing) -> tuple[bool, str | None]:
         """Whether ``relkey`` is missing or holds other bytes than ``data``, and the ETag a
@@ -713,6 +733,7 @@ class ClusterStore:
         try:
             yield lease
         finally:
+            self.settle()  # nothing of this run is written after its lock is gone
             with self._held_mutex:
                 del self._held[cluster]
             lease.release()

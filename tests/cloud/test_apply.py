@@ -4,11 +4,13 @@ that do not block dependents but still fail the apply when they fail."""
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
 
 from kopsy.cloud.aws.kind import Kind
+from kopsy.errors import StateStoreError
 from kopsy.reconcile.values import ApplyContext, Desired, Ref
 from kopsy.cloud.aws.registry import KINDS
 from kopsy.reconcile.apply import apply_plan
@@ -118,3 +120,60 @@ def test_a_failed_first_step_is_reported_once_and_skips_the_rest(monkeypatch: py
     assert [c.name for c in result.skipped] == ["api"] and [c.name for c in result.done] == ["net"]
     assert not any("attached" in line for line in log)
     assert [e for e in events if e[1] == "gw"] == [("start", "gw"), ("failed", "gw")]
+
+
+class Pinning(Kind):
+    """A VPC that waits until publishing has started, and a template that pins what is published
+    (``pins_published``): both record what they saw of the store."""
+
+    def __init__(self, kind: str, log: list[str], publishing: threading.Event, published: threading.Event) -> None:
+        self.kind = kind  # type: ignore[misc]
+        self.pins_published = kind == "LaunchTemplate"  # type: ignore[misc]
+        self.log, self.publishing, self.published = log, publishing, published
+
+    def create(self, ctx: ApplyContext, want: Desired, fields: dict[str, Any]) -> dict[str, Any]:
+        if self.kind == "VPC":
+            self.log.append(f"VPC created (publishing already started: {self.publishing.wait(timeout=5)})")
+        else:
+            self.log.append(f"{self.kind} created (published: {self.published.is_set()})")
+        return {"id": f"id-{want.name}"}
+
+
+def _pinning_plan(monkeypatch: pytest.MonkeyPatch) -> tuple[Plan, list[str], threading.Event, threading.Event]:
+    log: list[str] = []
+    publishing, published = threading.Event(), threading.Event()
+    for kind in ("VPC", "LaunchTemplate", "AutoScalingGroup"):
+        monkeypatch.setitem(KINDS, kind, Pinning(kind, log, publishing, published))
+    vpc = Desired("VPC", "net", {})
+    lt = Desired("LaunchTemplate", "nodes", {})
+    asg = Desired("AutoScalingGroup", "nodes", {"template": Ref("LaunchTemplate", "nodes")})
+    return Plan("c", [Change("create", d.kind, d.name, None, desired=d) for d in (vpc, lt, asg)]), log, publishing, published
+
+
+def test_publishing_runs_beside_the_first_changes_and_before_every_template(monkeypatch: pytest.MonkeyPatch) -> None:
+    plan, log, publishing, published = _pinning_plan(monkeypatch)
+
+    def publish() -> None:
+        publishing.set()
+        time.sleep(0.05)  # the VPC is created meanwhile
+        log.append("published")
+        published.set()
+
+    result = apply_plan(plan, ApplyContext(None, "c"), outputs={}, workers=4, publish=publish)  # type: ignore[arg-type]
+    assert result.ok and result.publish_error is None
+    assert log == ["VPC created (publishing already started: True)", "published",
+                   "LaunchTemplate created (published: True)", "AutoScalingGroup created (published: True)"]
+
+
+def test_a_failed_publish_leaves_every_template_and_what_needs_it_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    plan, log, publishing, _ = _pinning_plan(monkeypatch)
+
+    def publish() -> None:
+        publishing.set()
+        raise StateStoreError("could not write s3://b/c/addons/x.yaml")
+
+    result = apply_plan(plan, ApplyContext(None, "c"), outputs={}, workers=4, publish=publish)  # type: ignore[arg-type]
+    assert not result.ok and str(result.publish_error) == "could not write s3://b/c/addons/x.yaml"
+    assert [c.name for c in result.done] == ["net"] and result.failed == []
+    assert sorted(c.kind for c in result.skipped) == ["AutoScalingGroup", "LaunchTemplate"]
+    assert log == ["VPC created (publishing already started: True)"]

@@ -36,6 +36,8 @@ class Kind:
     # while its VPC is, a profile while its role is). Dependents wait for both steps.
     late_fields: ClassVar[tuple[str, ...]] = ()
     quiet_fields: ClassVar[tuple[str, ...]] = ()  # left out of a create's plan lines (noise, shown elsewhere)
+    # its user-data pins objects ``update`` publishes to the state store: created or changed only after them
+    pins_published: ClassVar[bool] = False
 
     def find(self, facts: Facts) -> list[Actual]:
         """Read-only discovery of this cluster's resources of this kind."""

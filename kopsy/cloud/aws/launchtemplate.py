@@ -104,6 +104,7 @@ class LaunchTemplate(Kind):
     depends_on = ("SecurityGroup", "IAMInstanceProfile", "KeyPair", "LoadBalancer")
     soft_deps = depends_on  # a template only names them: each can be deleted while it exists
     quiet_fields = ("instance_tags",)  # the instances' tags: the template's own, again
+    pins_published = True  # the addons and the etcd module (docs/addons.md)
     permissions = (
         "ec2:DescribeLaunchTemplates",
         "ec2:DescribeLaunchTemplateVersions",

@@ -1,0 +1,53 @@
+"""What ``update --yes`` waits for, read from the calls the proxy saw at 40 ms a call: the store
+writes that need not hold anything back (the read cache, the published addons and etcd module)
+run beside the cloud calls, and the ones that must come first still do (nothing pins an object
+that is not in the store yet; nothing is written after the lock is gone)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from reliability_support import BUCKET, CLUSTER, AwsProxy, Call, Cloud
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # the real kopsy executable against moto behind the proxy
+
+
+@pytest.fixture
+def slow_proxy(fresh: Cloud, rel_proxy: AwsProxy) -> Iterator[AwsProxy]:
+    rel_proxy.latency = 0.04  # long enough that overlapping calls cannot be told apart from luck
+    rel_proxy.reset()
+    yield rel_proxy
+    rel_proxy.latency = 0.0
+
+
+def _overlap(a: Call, b: Call) -> bool:
+    return a.start < b.end and b.start < a.end
+
+
+def _puts(calls: list[Call], *parts: str) -> list[Call]:
+    return [c for c in calls if c.operation == "PutObject" and any(p in c.path for p in parts)]
+
+
+def test_update_writes_the_cache_and_publishes_beside_the_cloud_calls(fresh: Cloud, slow_proxy: AwsProxy) -> None:
+    fresh.boto("s3").delete_object(Bucket=BUCKET, Key=f"{CLUSTER}/cache/reads.json")  # a store without one: written again
+    slow_proxy.reset()
+    r = fresh.kopsy(["update", "cluster", CLUSTER, "--yes"])
+    assert r.returncode == 0, r.stderr
+    calls = slow_proxy.calls
+
+    cache = _puts(calls, f"/{CLUSTER}/cache/reads.json")
+    describes = [c for c in calls if c.service == "ec2" and c.operation.startswith("Describe")]
+    assert len(cache) == 1 and describes
+    assert any(_overlap(cache[0], d) for d in describes), "the read cache was written before the describes, not beside them"
+
+    published = _puts(calls, f"/{CLUSTER}/addons/", f"/{CLUSTER}/bootstrap/kopsy_etcd.py")
+    assert len(published) == 4  # three addons and the etcd module, on a fresh cluster
+    creates = [c for c in calls if c.operation.startswith("Create") and c.service in ("ec2", "iam")]
+    templates = [c for c in calls if c.operation in ("CreateLaunchTemplate", "CreateLaunchTemplateVersion")]
+    assert templates
+    assert min(t.start for t in templates) >= max(p.end for p in published), "a template was written before what it pins"
+    assert any(_overlap(p, c) for p in published for c in creates), "publishing held back the first creates"
+
+    release = [c for c in calls if c.operation == "DeleteObject" and c.path.endswith(f"/{CLUSTER}/lock")]
+    assert len(release) == 1 and release[0].start >= cache[0].end, "the cache was written after the lock was released"
