@@ -203,7 +203,7 @@ def error_response(service: str, json_protocol: bool, code: str, message: str, s
 
 
 def fault_response(kind: str, service: str, json_protocol: bool) -> tuple[int, str, bytes]:
-    """The answer AWS gives for ``kind`` ("503", "throttle", "expired") in ``service``'s format."""
+    """The answer AWS gives for ``kind`` ("503", "throttle", "expired", "denied") in ``service``'s format."""
     if kind == "503":
         return error_response(service, json_protocol, "ServiceUnavailable", "Service is unavailable, try again", 503)
     if kind == "throttle":
@@ -220,6 +220,8 @@ def fault_response(kind: str, service: str, json_protocol: bool) -> tuple[int, s
         if service == "s3":
             return error_response(service, json_protocol, "ExpiredToken", "The provided token has expired.", 400)
         return error_response(service, json_protocol, "ExpiredToken", "The security token included in the request is expired", 403)
+    if kind == "denied":  # what a policy that denies the call answers (a bucket policy, an SCP)
+        return error_response(service, json_protocol, "AccessDenied", "Access Denied", 403)
     raise ValueError(f"unknown fault kind {kind!r}")
 
 
@@ -322,6 +324,7 @@ class AwsProxy:
         self._forwarded = 0
         self._hold_at: int | None = None
         self._expire_at: int | None = None
+        self._denied_paths: tuple[str, ...] = ()
         self._released = threading.Event()
         self.held = threading.Event()  # set once a call is blocked by hold_after
         self._local = threading.local()
@@ -378,6 +381,16 @@ class AwsProxy:
             self._expire_at = None if k is None else self._forwarded + k
             if k is None:
                 self.expired_credentials = False
+
+    def deny_writes(self, *path_parts: str) -> None:
+        """Answer every write (PUT, POST, DELETE) whose path contains one of ``path_parts`` with
+        AccessDenied, as a bucket policy denying them would; no arguments: deny nothing."""
+        with self._lock:
+            self._denied_paths = path_parts
+
+    def _denies(self, method: str, path: str) -> bool:
+        with self._lock:
+            return method in ("PUT", "POST", "DELETE") and any(p in path for p in self._denied_paths)
 
     def release(self) -> None:
         """Stop holding; blocked calls are answered with a 503 (their client is usually dead)."""
@@ -505,7 +518,7 @@ class AwsProxy:
                 fault = ""
                 if not control:
                     time.sleep(proxy.latency)
-                    fault = proxy._decide(service)
+                    fault = "denied" if proxy._denies(self.command, split.path) else proxy._decide(service)
                 if fault == "lost":  # executed by moto, but the answer is lost: the client sees a 503
                     proxy._forward(self.command, self.path, [(k, v) for k, v in self.headers.items()
                                    if k.lower() not in HOP_BY_HOP and k.lower() not in ("content-length", "expect")], body)

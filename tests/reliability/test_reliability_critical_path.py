@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from reliability_support import BUCKET, CLUSTER, AwsProxy, Call, Cloud
+from reliability_support import BUCKET, CLUSTER, AwsProxy, Baseline, Call, Cloud, one_error_line
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # the real kopsy executable against moto behind the proxy
 
@@ -51,3 +51,23 @@ def test_update_writes_the_cache_and_publishes_beside_the_cloud_calls(fresh: Clo
 
     release = [c for c in calls if c.operation == "DeleteObject" and c.path.endswith(f"/{CLUSTER}/lock")]
     assert len(release) == 1 and release[0].start >= cache[0].end, "the cache was written after the lock was released"
+
+
+def test_a_denied_addon_write_leaves_every_template_alone_and_a_rerun_finishes(fresh: Cloud, rel_proxy: AwsProxy,
+                                                                               baseline: Baseline) -> None:
+    rel_proxy.deny_writes(f"/{CLUSTER}/addons/")  # as a bucket policy denying them would
+    try:
+        r = fresh.kopsy(["update", "cluster", CLUSTER, "--yes"])
+    finally:
+        rel_proxy.deny_writes()
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    errors = one_error_line(r.stderr)
+    assert len(errors) == 1 and "addons/" in errors[0] and "launch templates were left as they were" in errors[0], r.stderr
+    assert f"re-run 'kopsy update cluster {CLUSTER} --yes'" in errors[0]
+    half = fresh.inventory().counts()
+    assert "launch_template" not in half and "asg" not in half and half.get("vpc") == 1  # the rest went ahead
+
+    again = fresh.kopsy(["update", "cluster", CLUSTER, "--yes"])
+    assert again.returncode == 0, again.stderr
+    whole = fresh.inventory()
+    assert whole.counts() == baseline.inventory.counts() and whole.duplicates() == {}
