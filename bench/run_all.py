@@ -346,7 +346,7 @@ def render(results: dict[str, Any], chart: str | None) -> str:
         "(`FORCED_UPDATE`, `FORCED_NOOP`, `FORCED_DELETE` in `bench/update.py`: take the lock, read the spec, "
         "one parallel wave of describes, then the create chain VPC → subnet/SG → NLB → launch template "
         "(its user-data names the NLB) → ASG, and release the lock; a no-op also reads, by id, the settings only a "
-        "second describe returns; delete: ASG/NLB delete → confirm gone → SG/subnet/IGW → VPC → confirm → the state "
+        "second describe returns; delete: the spec read beside the lock, then ASG/NLB delete → confirm gone → SG/subnet/IGW → VPC → confirm → the state "
         "objects (with the lock), config alone last). "
         f"Update: **{forced['update']}** periods, no-op update: **{forced['noop']}**, delete: **{forced['delete']}**, "
         "whatever the cluster size;",

@@ -158,8 +158,8 @@ FORCED_NOOP: dict[str, tuple[str, ...]] = {
 }
 FORCED_DELETE: dict[str, tuple[str, ...]] = {
     "s3:GetObject(config)": (),  # the region and the cluster's existence
-    "s3:PutObject(lock)": ("s3:GetObject(config)",),
-    "describe*": ("s3:PutObject(lock)",),
+    "s3:PutObject(lock)": (),  # independent of the spec read: both go at once
+    "describe*": ("s3:GetObject(config)", "s3:PutObject(lock)"),
     # ForceDelete terminates the group's instances; AWS does it asynchronously, so at least one
     # describe must confirm they are gone before what they use can go.
     "autoscaling:DeleteAutoScalingGroup": ("describe*",),

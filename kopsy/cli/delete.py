@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any
 
 import click
@@ -97,8 +98,38 @@ def command(args: tuple[str, ...], yes: bool, region: str | None, wait: float, u
             raise UsageError("--region, --unregister and --force apply to delete cluster, not to delete instancegroup")
         delete_instance_group(list(args[1:]), yes)
         return
+    with ExitStack() as held:  # the cluster lock, where it is taken beside the spec read
+        _delete_cluster(strip_cluster_word(args), held, yes=yes, region=region, wait=wait, unregister=unregister,
+                        force=force, force_unlock=force_unlock, output=output)
+
+
+def _read_cluster(store: Any, name: str, held: ExitStack, *, lock: bool, force_unlock: bool) -> Any:
+    """The cluster's spec; with ``lock``, the cluster lock (the delete takes it anyway) in the
+    same round trip, held in ``held``. The spec's error comes first when both fail."""
+    if not lock:
+        return store.get_cluster(name)[0]
+    from kopsy.parallel import parallel
+
+    cluster, _ = parallel(lambda f: f(), [
+        lambda: store.get_cluster(name)[0],
+        lambda: held.enter_context(store.lock(name, "delete cluster", force_unlock=force_unlock)),
+    ])
+    return cluster
+
+
+def _let_go(held: ExitStack) -> None:
+    """Release a lock taken beside a spec read that found nothing to delete through the store
+    (the delete goes on by tags alone). A store that cannot even do that is left as it is."""
+    try:
+        held.close()
+    except KopsyError:
+        pass
+
+
+def _delete_cluster(name: str | None, held: ExitStack, *, yes: bool, region: str | None, wait: float, unregister: bool,
+                    force: bool, force_unlock: bool, output: str) -> None:
     opts = options()
-    name = strip_cluster_word(args) or opts.cluster_name
+    name = name or opts.cluster_name
     store = None
     cluster = None
     if opts.state:
@@ -107,7 +138,7 @@ def command(args: tuple[str, ...], yes: bool, region: str | None, wait: float, u
         store = open_cluster_store(opts)
         name = resolve_cluster_name(store, name, opts)
         try:
-            cluster, _ = store.get_cluster(name)
+            cluster = _read_cluster(store, name, held, lock=yes and not unregister, force_unlock=force_unlock)
         except ClusterNotFound as exc:
             if unregister:
                 raise
@@ -115,6 +146,7 @@ def command(args: tuple[str, ...], yes: bool, region: str | None, wait: float, u
                 raise KopsyError(
                     f"{exc.message}; to delete its cloud resources by their tags anyway, pass --region REGION"
                 ) from exc
+            _let_go(held)
             store = None  # state already gone: delete from the cloud by tags alone
         except StateStoreError as exc:
             # The store itself is gone or unreadable (bucket deleted, damaged config): with
@@ -124,6 +156,7 @@ def command(args: tuple[str, ...], yes: bool, region: str | None, wait: float, u
                 raise KopsyError(
                     f"{exc.message}; to delete the cluster's cloud resources by their tags anyway, pass --region REGION"
                 ) from exc
+            _let_go(held)
             click.echo(f"Warning: {exc.message}; deleting by tags in {region} and leaving the state store alone", err=True)
             store = None
     if not name:

@@ -189,6 +189,7 @@ def test_delete_works_with_the_state_store_gone(
     assert _store_keys(boto, NAME) == [] and total(inventory(boto, NAME)) > 0
     no_region = run_kopsy(["delete", "cluster", NAME, "--yes"], env)
     assert no_region.returncode != 0 and "--region" in no_region.stderr
+    assert _store_keys(boto, NAME) == []  # the lock it took beside the spec read went again
     # Gone entirely: the bucket itself (KOPSY_STATE_STORE still names it).
     s3 = boto("s3")
     for v in s3.list_object_versions(Bucket="kopsy-state").get("Versions", []):

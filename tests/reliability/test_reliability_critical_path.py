@@ -1,7 +1,8 @@
-"""What ``update --yes`` waits for, read from the calls the proxy saw at 40 ms a call: the store
-writes that need not hold anything back (the read cache, the published addons and etcd module)
-run beside the cloud calls, and the ones that must come first still do (nothing pins an object
-that is not in the store yet; nothing is written after the lock is gone)."""
+"""What ``update --yes`` and ``delete --yes`` wait for, read from the calls the proxy saw at 40 ms a
+call: the store calls that need not hold anything back (the read cache, the published addons and
+etcd module, delete's spec read) run beside other calls, and the ones that must come first still
+do (nothing pins an object that is not in the store yet; nothing is written after the lock is
+gone; nothing in the cloud is touched before the lock is held)."""
 
 from __future__ import annotations
 
@@ -71,3 +72,16 @@ def test_a_denied_addon_write_leaves_every_template_alone_and_a_rerun_finishes(f
     assert again.returncode == 0, again.stderr
     whole = fresh.inventory()
     assert whole.counts() == baseline.inventory.counts() and whole.duplicates() == {}
+
+
+def test_delete_takes_the_lock_beside_the_spec_read(built: Cloud, slow_proxy: AwsProxy) -> None:
+    slow_proxy.reset()
+    r = built.kopsy(["delete", "cluster", CLUSTER, "--yes"])
+    assert r.returncode == 0, r.stderr
+    calls = slow_proxy.calls
+    spec = [c for c in calls if c.operation == "GetObject" and c.path.endswith(f"/{CLUSTER}/config")]
+    lock = [c for c in calls if c.operation == "PutObject" and c.path.endswith(f"/{CLUSTER}/lock")]
+    assert spec and lock and _overlap(spec[0], lock[0]), "the lock waited for the spec read"
+    first_cloud = min(c.start for c in calls if c.service != "s3")
+    assert first_cloud >= max(spec[0].end, lock[0].end)  # nothing in the cloud is touched before both
+    assert built.store_objects(f"{CLUSTER}/") == {}
