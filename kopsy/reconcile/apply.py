@@ -139,9 +139,9 @@ def apply_plan(
     """Run the plan's changes. ``outputs`` holds the known outputs of unchanged resources
     (from the facts) and receives those of created/modified ones. ``publish`` (the objects
     instances fetch from the state store and their user-data pins) runs beside the first
-    changes, and every change to a kind that ``pins_published`` (launch templates) waits for it: no template may pin
-    what is not in the store yet. If it fails, those templates (and what needs them) are
-    skipped and ``publish_error`` says why."""
+    changes, and every change to a kind that ``pins_published`` (launch templates) waits for
+    it: no template may pin what is not in the store yet. If it fails, those templates (and
+    what needs them) are skipped and ``publish_error`` says why."""
     lock = threading.Lock()
     by_key: dict[Hashable, Change] = {c.key: c for c in plan.changes}
     by_key.update({_finish_key(c.key): c for c in plan.changes if _two_step(c)})
