@@ -418,7 +418,13 @@ def render(results: dict[str, Any], chart: str | None) -> str:
         "runs beside the first creates, with every launch template after it, so none pins an object not yet "
         "in the store (`apply_plan(publish=...)`; `tests/reliability/test_reliability_critical_path.py` checks "
         "both from the calls the proxy saw). ha shape: 14 → 11 calls in sequence, 13.1 → 9.8 latency periods "
-        "waited at 250 ms a call (`bench/update.py --shapes small,ha`).",
+        "waited at 250 ms a call (`bench/update.py --shapes small,ha`); xl: 18 → 15;",
+        "- **delete's two round trips too many**: its inventories searched 22 kinds on 20 threads, so two "
+        "searches (volumes, network interfaces) started a latency period after the rest, in the first "
+        "inventory and again in the final one; every kind now searches at once (`gather_facts`). And the "
+        "cluster lock is taken in the same round trip as the spec read (released again at once when the "
+        "spec is missing or unreadable), which also takes the forced minimum from 11 periods to 10. ha "
+        "delete: 14–15 → 12–13 calls in sequence (`bench/delete.py --shapes ha`).",
         "",
         "A second round (`bench/cpu.py`: repeated runs, an interleaved A/B against another checkout, and "
         "cProfile in every thread timed by `time.thread_time`) found the CPU had doubled again since, and "
