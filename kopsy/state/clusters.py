@@ -67,7 +67,7 @@ def _cacheable(relkey: str) -> bool:
     return relkey in (CONFIG, "pki/verified.json") or relkey.startswith((INSTANCE_GROUP_DIR + "/", "ssh/public/"))
 DEFAULT_LEASE_SECONDS = 600.0
 _ACQUIRE_ATTEMPTS = 5
-_WORKERS = 16  # parallel reads/deletes of one cluster's objects
+_WORKERS = 32  # parallel reads of one cluster's objects: as many as the S3 client keeps connections (session.py)
 
 
 @dataclass(frozen=True)

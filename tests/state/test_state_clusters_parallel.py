@@ -6,6 +6,7 @@ only opens when several calls are inside at once (a sequential caller breaks the
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
@@ -91,6 +92,17 @@ def test_instance_groups_are_read_in_parallel(store: ObjectStore) -> None:
     listed = ClusterStore(wrapped).list_instance_groups(NAME)
     assert not wrapped.barrier.broken, "the reads did not overlap"
     assert [ig for ig, _ in listed] == sorted(groups, key=lambda g: g.name)
+
+
+def test_two_dozen_instance_groups_are_read_in_one_round_trip(store: ObjectStore) -> None:
+    """An xl cluster's groups (23 of them) all at once: read 16 at a time they cost the first
+    update after ``create -f`` a second round trip."""
+    node = next(g for g in sample_groups() if g.role == "Node")
+    groups = [dataclasses.replace(node, name=f"nodes-{i:02d}") for i in range(24)]
+    ClusterStore(store).create_cluster(sample_cluster(), groups, {})
+    wrapped = Overlapping(store, parties=len(groups), watch=f"{NAME}/instancegroup/")
+    assert len(ClusterStore(wrapped).list_instance_groups(NAME)) == 24
+    assert not wrapped.barrier.broken, "some reads waited for others to finish"
 
 
 @pytest.mark.parametrize("store_url", ["s3"], indirect=True)
