@@ -320,7 +320,7 @@ def plan_update(clients: AwsClients, inputs: ClusterInputs, *, removed: Collecti
 
 
 def apply_update(
-    clients: AwsClients, planned: Planned, *, workers: int = 16, retry_timeout: float = 300.0, on_event: Event | None = None,
+    clients: AwsClients, planned: Planned, *, workers: int = 32, retry_timeout: float = 300.0, on_event: Event | None = None,
     publish: Callable[[], None] | None = None,
 ) -> ApplyResult:
     """Apply the plan; ``publish`` runs beside it, before any launch template (``apply_plan``)."""
