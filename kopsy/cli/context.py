@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -146,6 +147,18 @@ def open_cluster_store(opts: Options | None = None) -> ClusterStore:
     url = state_url(opts)
     clients = aws_clients() if url.startswith("s3://") else None
     return ClusterStore(open_store(url, clients=clients), on_warning=warn)
+
+
+def warm_clients(store: ClusterStore, *jobs: str | Callable[[], object], region: str | None = None) -> None:
+    """Get a command ready off its critical path: the state store's client first, alone, so the
+    first call (the lock, the spec) goes out as soon as it can; then ``jobs`` in order on a
+    thread (services' clients in ``region``, imports), while that call waits on the network.
+    Built beside the store's client, they took half the CPU from it and held the first call
+    back by ~50 ms. Nothing for a file:// store."""
+    if store.url.startswith("file://"):
+        return
+    aws_clients().client("s3")
+    aws_clients(region).prewarm(*jobs)
 
 
 def warn(message: str) -> None:

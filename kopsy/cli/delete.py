@@ -103,6 +103,14 @@ def command(args: tuple[str, ...], yes: bool, region: str | None, wait: float, u
                         force=force, force_unlock=force_unlock, output=output)
 
 
+# The services a delete's inventory searches (kopsy/cloud/aws/registry.py's kinds).
+DELETE_SERVICES = ("ec2", "iam", "elbv2", "elb", "autoscaling")
+
+
+def _import_engine() -> None:
+    import kopsy.reconcile.delete  # noqa: F401  (every kind's module: ~20 ms)
+
+
 def _read_cluster(store: Any, name: str, held: ExitStack, *, lock: bool, force_unlock: bool) -> Any:
     """The cluster's spec; with ``lock``, the cluster lock (the delete takes it anyway) in the
     same round trip, held in ``held``. The spec's error comes first when both fail."""
@@ -133,10 +141,11 @@ def _delete_cluster(name: str | None, held: ExitStack, *, yes: bool, region: str
     store = None
     cluster = None
     if opts.state:
-        from kopsy.cli.context import open_cluster_store, resolve_cluster_name
+        from kopsy.cli.context import open_cluster_store, resolve_cluster_name, warm_clients
 
         store = open_cluster_store(opts)
         name = resolve_cluster_name(store, name, opts)
+        warm_clients(store, _import_engine, *DELETE_SERVICES, region=region)  # while the spec and the lock are read
         try:
             cluster = _read_cluster(store, name, held, lock=yes and not unregister, force_unlock=force_unlock)
         except ClusterNotFound as exc:

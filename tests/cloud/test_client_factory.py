@@ -15,7 +15,7 @@ def test_one_client_per_service_whatever_the_threads(mocked: None) -> None:
     clients = AwsClients("us-east-1", session=boto3.session.Session(region_name="us-east-1"))
     got: list[object] = []
     threads = [threading.Thread(target=lambda s=s: got.append(clients.client(s))) for s in ["ec2", "iam"] * 4]
-    warm = clients.prewarm(["ec2", "iam", "elbv2"])
+    warm = clients.prewarm("ec2", "iam", "elbv2")
     for t in threads:
         t.start()
     for t in threads + [warm]:
@@ -30,7 +30,7 @@ def test_prewarm_swallows_what_the_real_call_will_report(mocked: None) -> None:
     def boom() -> None:
         raise RuntimeError("reported later by the real call")
 
-    clients.prewarm(["no-such-service"], boom).join()
+    clients.prewarm("no-such-service", boom).join()
     assert "no-such-service" not in clients._clients
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -140,16 +140,16 @@ class AwsClients:
                 self._clients[service] = c
             return c
 
-    def prewarm(self, services: Iterable[str], *also: Callable[[], object]) -> threading.Thread:
-        """Build ``services``' clients (and run ``also``, e.g. an import) in a background thread,
-        so the work overlaps with latencies the command waits for anyway (reading the spec).
-        Errors are left for the real call to raise where it is handled."""
+    def prewarm(self, *jobs: str | Callable[[], object]) -> threading.Thread:
+        """Run ``jobs`` in order in a background thread: a service name builds that service's
+        client, a callable is called (e.g. an import). The work overlaps with latencies the
+        command waits for anyway (reading the spec). Errors are left for the real call to raise
+        where it is handled."""
 
         def warm() -> None:
-            jobs: list[Callable[[], object]] = [functools.partial(self.client, s) for s in services]
-            for work in jobs + list(also):
+            for job in jobs:
                 try:
-                    work()
+                    self.client(job) if isinstance(job, str) else job()
                 except Exception:
                     pass
 
