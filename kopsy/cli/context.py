@@ -150,11 +150,10 @@ def open_cluster_store(opts: Options | None = None) -> ClusterStore:
 
 
 def warm_clients(store: ClusterStore, *jobs: str | Callable[[], object], region: str | None = None) -> None:
-    """Get a command ready off its critical path: the state store's client first, alone, so the
-    first call (the lock, the spec) goes out as soon as it can; then ``jobs`` in order on a
-    thread (services' clients in ``region``, imports), while that call waits on the network.
-    Built beside the store's client, they took half the CPU from it and held the first call
-    back by ~50 ms. Nothing for a file:// store."""
+    """Get a command ready off its critical path: the state store's client first, alone (the
+    first call, the lock or the spec, needs it and nothing else); then ``jobs`` in order on a
+    thread (services' clients in ``region``, imports) while that call waits on the network.
+    ``delete``'s describes start ~20 ms sooner for it. Nothing for a file:// store."""
     if store.url.startswith("file://"):
         return
     aws_clients().client("s3")

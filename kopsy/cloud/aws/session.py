@@ -11,7 +11,6 @@ Nothing here reads environment variables itself; boto3 does, in the standard way
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
