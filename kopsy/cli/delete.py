@@ -145,7 +145,8 @@ def _delete_cluster(name: str | None, held: ExitStack, *, yes: bool, region: str
 
         store = open_cluster_store(opts)
         name = resolve_cluster_name(store, name, opts)
-        warm_clients(store, _import_engine, *DELETE_SERVICES, region=region)  # while the spec and the lock are read
+        if not unregister:  # --unregister makes no cloud call: nothing to get ready
+            warm_clients(store, _import_engine, *DELETE_SERVICES, region=region)  # while the spec and the lock are read
         try:
             cluster = _read_cluster(store, name, held, lock=yes and not unregister, force_unlock=force_unlock)
         except ClusterNotFound as exc:
