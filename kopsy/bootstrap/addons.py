@@ -64,11 +64,19 @@ def ccm_image(minor: str) -> str:
 
 def render_addons(cluster: Cluster) -> dict[str, bytes]:
     """relkey -> manifest bytes, in apply order. Pure: the same cluster renders the same bytes."""
+    import json
+
     from kopsy.bootstrap.render import _render, _safe
+    from kopsy.bootstrap.rendercache import cached
 
     name = _safe("cluster name", cluster.name)
     ctx = {"cluster_name": name, "ccm_image": ccm_image(cluster.kubernetes_minor), "csi": EBS_CSI_IMAGES}
-    return {key: _render(template, **ctx).encode() for key, template in _ADDONS}
+    inputs = json.dumps(ctx, sort_keys=True)
+
+    def rendered(template: str) -> bytes:
+        return cached(f"addon {template}", inputs, lambda: _render(template, **ctx).encode())
+
+    return {key: rendered(template) for key, template in _ADDONS}
 
 
 def sha256_hex(data: bytes) -> str:

@@ -12,14 +12,10 @@ from __future__ import annotations
 import gzip
 import functools
 import hashlib
-import os
 import re
-import shlex
-import threading
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import yaml
 
 from kopsy.bootstrap.config import (
@@ -30,6 +26,7 @@ from kopsy.bootstrap.config import (
     BootstrapConfig,
     parse_user_data,
 )
+from kopsy.bootstrap.rendercache import cached
 from kopsy.errors import KopsyError
 from kopsy.spec.model import Cluster, InstanceGroup, parse_taint
 
@@ -94,79 +91,16 @@ def _default_is_init(cluster: Cluster, ig: InstanceGroup) -> bool:
     return ig.name in (f"control-plane-{first_zone}", f"control-plane-{first_zone}-1")
 
 
-def _template_dirs() -> list[Path]:
+def template_dirs() -> list[Path]:
+    """Where the templates are: the installed wheel's kopsy/_cloudinit, else the repository's cloudinit/."""
     pkg = Path(__file__).resolve().parent.parent  # .../kopsy
     return [pkg / "_cloudinit", pkg.parent / "cloudinit"]
 
 
-_ENV: jinja2.Environment | None = None
-_ENV_LOCK = threading.Lock()  # one compile per template, even when groups render in parallel
-class _BytecodeCache(jinja2.FileSystemBytecodeCache):
-    """jinja2's compiled templates kept on disk between runs: compiling the templates (the boot
-    script, the helper and etcd code, the addons) cost a run ~45 ms of CPU, loading them ~2 ms.
-    jinja2 checks each entry against the template's source and its own version, so an edited
-    template or an upgraded jinja2 is compiled afresh. A cache only: if it cannot be written
-    (read-only home), templates are compiled as before."""
-
-    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-        try:
-            super().load_bytecode(bucket)
-        except Exception:  # unreadable or damaged (a truncated entry fails in pickle): compile again
-            bucket.reset()
-
-    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-        try:
-            os.makedirs(self.directory, mode=0o700, exist_ok=True)
-            super().dump_bytecode(bucket)
-        except OSError:
-            pass
-
-
-def use_bytecode_cache(directory: Path | None) -> None:
-    """Keep compiled templates in ``directory`` (``kopsy.templatecache``); it applies
-    from the first render of the process on, so every template of a run comes from one environment."""
-    from kopsy import templatecache
-
-    with _ENV_LOCK:
-        if _ENV is None:
-            templatecache.use(directory)
-
-
-def _env() -> jinja2.Environment:
-    """Templates from the installed wheel (kopsy/_cloudinit), else the repository's cloudinit/."""
-    global _ENV
-    if _ENV is None:
-        loaders: list[jinja2.BaseLoader] = [
-            jinja2.FileSystemLoader(str(d)) for d in _template_dirs() if d.is_dir()
-        ]
-        from kopsy import templatecache
-
-        folder = templatecache.directory
-        env = jinja2.Environment(
-            loader=jinja2.ChoiceLoader(loaders),
-            undefined=jinja2.StrictUndefined,
-            keep_trailing_newline=True,
-            autoescape=False,
-            bytecode_cache=_BytecodeCache(str(folder), "%s.jinja") if folder is not None else None,
-        )
-        env.filters["q"] = lambda v: shlex.quote(str(v))
-        _ENV = env
-    return _ENV
-
-
-def _template(name: str) -> jinja2.Template:
-    with _ENV_LOCK:
-        return _env().get_template(name)
-
-
 def _render(name: str, **ctx: Any) -> str:
-    try:
-        return _template(name).render(**ctx)
-    except jinja2.TemplateNotFound as exc:
-        raise RenderError(
-            f"bootstrap template {name} is missing from this kopsy installation (looked in "
-            f"{', '.join(str(d) for d in _template_dirs())}); reinstall kopsy"
-        ) from exc
+    from kopsy.bootstrap.templates import render_template  # jinja2: only when the cache misses
+
+    return render_template(name, **ctx)
 
 
 def _safe_value(what: str, value: str) -> str:
@@ -333,7 +267,7 @@ def etcd_module() -> bytes:
     """The on-instance etcd code (cloudinit/kopsy-etcd.py). Too big for EC2's 16 KB user-data
     beside the rest, it travels through the state store (``kopsy.etcd.publish``); the user-data
     pins its sha256, so a control plane runs only the code its launch template names."""
-    return _render("kopsy-etcd.py").encode()
+    return cached("etcd-module", "", lambda: _render("kopsy-etcd.py").encode())
 
 
 def _etcd_files(ctx: dict[str, Any]) -> list[dict[str, str]]:
@@ -403,7 +337,8 @@ def render_user_data(
         api_public_host=api_public_host,
         state_kms_key=state_kms_key,
     )
-    data = gzip.compress(render_cloud_config(config).encode(), compresslevel=9, mtime=0)
+    data = cached("user-data", config.to_json(),
+                  lambda: gzip.compress(render_cloud_config(config).encode(), compresslevel=9, mtime=0))
     if len(data) >= USER_DATA_LIMIT:
         raise RenderError(f"user-data for {ig.name} is {len(data)} bytes, over EC2's {USER_DATA_LIMIT}-byte limit")
     return data

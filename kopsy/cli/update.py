@@ -8,6 +8,7 @@ the plan in dependency order, and tells the user the next step.
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Any
 
 import click
@@ -38,7 +39,13 @@ def _import_engine() -> None:
 
 
 def _import_renderer() -> None:
-    import kopsy.bootstrap.render  # noqa: F401  (jinja2 and the templates: ~40 ms)
+    """The user-data renderer, without jinja2: a run whose renders all come from
+    ``kopsy.bootstrap.rendercache`` (a no-op) never imports it; ``_import_templates`` does."""
+    import kopsy.bootstrap.render  # noqa: F401
+
+
+def _import_templates() -> None:
+    import kopsy.bootstrap.templates  # noqa: F401  (jinja2: ~25 ms)
 
 
 def _progress(state: str, change: Any, error: BaseException | None) -> None:
@@ -64,7 +71,7 @@ def command(args: tuple[str, ...], yes: bool, output: str, detailed_exitcode: bo
     from kopsy import templatecache
     from kopsy.cli.context import cache_dir
 
-    templatecache.use(cache_dir() / "jinja2")  # compiled templates kept between runs (render.py)
+    templatecache.use(cache_dir())  # compiled templates and rendered outputs kept between runs
     opts = options()
     store = open_cluster_store(opts)
     # The cloud clients and the user-data renderer get ready while the spec is being read (a
@@ -138,6 +145,10 @@ def _update(store: Any, name: str, *, yes: bool, output: str, detailed_exitcode:
             click.echo(f"Plan: {summary(plan)}.")
             click.echo("Must specify --yes to apply changes")
         return ExitCode.CHANGES_PENDING if detailed_exitcode else ExitCode.OK
+    if any(c.kind == "LaunchTemplate" and c.action == "create" for c in plan.changes):
+        # A new template's user-data is rendered in the apply, once the load balancers it names
+        # exist, and likely for the first time: jinja2 loads while the first creates run.
+        threading.Thread(target=_import_templates, name="templates", daemon=True).start()
     result = apply_update(clients, planned, workers=parallelism, on_event=_progress if output == "text" else None,
                           publish=lambda: _publish(store, name, stale, inputs.listing, output))
     if output == "json":

@@ -1,26 +1,38 @@
-"""Compiled templates kept between runs (``use_bytecode_cache``) render the same bytes as
-templates compiled afresh, and a cache that cannot be written changes nothing but speed.
+"""Template work kept between runs (``kopsy.templatecache``) gives the same bytes as work done
+afresh, and a cache that cannot be used changes nothing but speed:
 
-Each render runs in a fresh interpreter: the cache only matters across processes, and the
+- compiled templates (jinja2's bytecode cache, ``<root>/jinja2``);
+- rendered outputs (``kopsy.bootstrap.rendercache``, ``<root>/render``): a hit imports no
+  jinja2, and an edited template, a damaged entry or another recipe renders afresh.
+
+Each render runs in a fresh interpreter: the caches only matter across processes, and the
 renderer's environment is made once per process."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from kopsy.bootstrap.render import template_dirs
+
 ROOT = Path(__file__).resolve().parents[2]
 
 RENDER = r"""
-import hashlib, sys
+import hashlib, json, sys
 from pathlib import Path
+import kopsy.bootstrap.render as render
 from kopsy.bootstrap.addons import render_addons
-from kopsy.bootstrap.render import render_user_data, use_bytecode_cache
+from kopsy.bootstrap.render import etcd_module, render_user_data
+from kopsy import templatecache
 from kopsy.spec.defaults import CreateOptions, new_cluster
 
 if sys.argv[1] != "-":
-    use_bytecode_cache(Path(sys.argv[1]))
+    templatecache.use(Path(sys.argv[1]))
+if sys.argv[2] != "-":
+    render.template_dirs = lambda: [Path(sys.argv[2])]
 cluster, igs = new_cluster(CreateOptions(name="demo.example.com", zones=["us-east-1a", "us-east-1b", "us-east-1c"],
                                          control_plane_count=3))
 h = hashlib.sha256()
@@ -29,32 +41,61 @@ for ig in sorted(igs, key=lambda ig: ig.name):
                               state_store_url="s3://state/demo.example.com"))
 for key, data in render_addons(cluster).items():
     h.update(key.encode() + data)
-print(h.hexdigest())
+h.update(etcd_module())
+print(json.dumps({"digest": h.hexdigest(), "jinja2": "jinja2" in sys.modules}))
 """
 
 
-def _render(cache: str) -> str:
-    r = subprocess.run([sys.executable, "-c", RENDER, cache], cwd=ROOT, capture_output=True, text=True, check=True)
-    return r.stdout.strip()
+def _render(cache: Path | None, templates: Path | None = None) -> dict[str, object]:
+    r = subprocess.run([sys.executable, "-c", RENDER, str(cache or "-"), str(templates or "-")], cwd=ROOT,
+                       capture_output=True, text=True, check=True)
+    return dict(json.loads(r.stdout))
 
 
-def test_cached_templates_render_the_same_bytes(tmp_path: Path) -> None:
-    cache = tmp_path / "cache" / "jinja2"
-    fresh = _render("-")
-    assert _render(str(cache)) == fresh  # compiles, and writes the cache
-    written = sorted(p.name for p in cache.iterdir())
+def test_compiled_templates_render_the_same_bytes(tmp_path: Path) -> None:
+    root = tmp_path / "cache"
+    fresh = _render(None)["digest"]
+    assert _render(root)["digest"] == fresh  # compiles, and writes the cache
+    written = sorted(p.name for p in (root / "jinja2").iterdir())
     assert written and all(name.endswith(".jinja") for name in written)
-    assert _render(str(cache)) == fresh  # loads every template from it
-    assert sorted(p.name for p in cache.iterdir()) == written
+    shutil.rmtree(root / "render")  # render again, from the compiled templates
+    assert _render(root)["digest"] == fresh
+    assert sorted(p.name for p in (root / "jinja2").iterdir()) == written
 
 
 def test_unusable_cache_is_only_slower(tmp_path: Path) -> None:
-    fresh = _render("-")
+    fresh = _render(None)["digest"]
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("a file where the cache folder would go\n")
-    assert _render(str(blocked / "jinja2")) == fresh
-    damaged = tmp_path / "jinja2"
-    assert _render(str(damaged)) == fresh
-    for entry in damaged.iterdir():
-        entry.write_bytes(entry.read_bytes()[:20])  # truncated entries: compiled again, not trusted
-    assert _render(str(damaged)) == fresh
+    assert _render(blocked)["digest"] == fresh
+    damaged = tmp_path / "damaged"
+    assert _render(damaged)["digest"] == fresh
+    for entry in [*(damaged / "jinja2").iterdir(), *(damaged / "render").iterdir()]:
+        entry.write_bytes(entry.read_bytes()[:40])  # truncated entries: made again, not trusted
+    assert _render(damaged)["digest"] == fresh
+
+
+def test_rendered_outputs_are_reused_without_jinja2(tmp_path: Path) -> None:
+    root = tmp_path / "cache"
+    fresh = _render(None)
+    assert fresh["jinja2"]
+    first = _render(root)
+    assert first == fresh  # rendered (jinja2 imported), and kept
+    entries = sorted(p.name for p in (root / "render").iterdir())
+    assert len(entries) == len(set(entries)) >= 5  # every group's user-data, the addons, the etcd module
+    again = _render(root)
+    assert again == {"digest": fresh["digest"], "jinja2": False}
+    assert sorted(p.name for p in (root / "render").iterdir()) == entries
+
+
+def test_an_edited_template_renders_afresh(tmp_path: Path) -> None:
+    templates = tmp_path / "templates"
+    shutil.copytree(next(d for d in template_dirs() if d.is_dir()), templates)
+    root = tmp_path / "cache"
+    before = _render(root, templates)
+    assert _render(root, templates) == {**before, "jinja2": False}
+    script = templates / "bootstrap.sh.j2"
+    script.write_text(script.read_text() + "# one more line\n")
+    after = _render(root, templates)
+    assert after["jinja2"] and after["digest"] != before["digest"]
+    assert after["digest"] == _render(None, templates)["digest"]  # what a run without the cache renders

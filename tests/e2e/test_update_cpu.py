@@ -65,9 +65,14 @@ def test_update_and_no_op_skip_what_they_do_not_need(
     assert "No changes need to be applied" not in fresh["stdout"]
     cached = sorted(p.name for p in templates.iterdir())
     assert cached  # the fresh update kept its compiled templates
+    rendered = sorted(p.name for p in (tmp_path / "cache" / "kopsy" / "render").iterdir())
+    assert len(rendered) >= 3 + 3 + 1 + 1  # 3 addons, 3 control planes' and 1 node group's user-data, the etcd module
     noop = _update(env, tmp_path, "noop")
     assert "No changes need to be applied" in noop["stdout"]
-    assert sorted(p.name for p in templates.iterdir()) == cached  # loaded, not compiled again
+    assert sorted(p.name for p in templates.iterdir()) == cached  # not compiled again
+    # every render of the no-op came from kopsy.bootstrap.rendercache: jinja2 is never imported
+    assert "jinja2" in fresh["modules"] and "jinja2" not in noop["modules"]
+    assert sorted(p.name for p in (tmp_path / "cache" / "kopsy" / "render").iterdir()) == rendered
     for run in (fresh, noop):
         modules = set(run["modules"])
         # the CA hash comes from pki/verified.json; user-data is gzip, not MIME; botocore, not boto3
