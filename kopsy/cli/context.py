@@ -100,7 +100,8 @@ def _models_cache() -> Path | None:
 
 def cache_dir() -> Path:
     """kopsy's cache: ``$XDG_CACHE_HOME/kopsy`` or ``~/.cache/kopsy`` (trimmed botocore models,
-    compiled user-data templates, rendered user-data and addons). Only derived data: removing it costs the next run some CPU."""
+    compiled user-data templates, rendered user-data and addons). Only derived data: removing it
+    costs the next run some CPU."""
     base = os.environ.get("XDG_CACHE_HOME", "").strip()
     root = Path(base) if base and os.path.isabs(base) else Path.home() / ".cache"
     return root / "kopsy"
