@@ -326,7 +326,7 @@ def render(results: dict[str, Any], chart: str | None) -> str:
            f"{'other work shared the machine' if max(results['load']) > 2 else 'otherwise quiet'})" if results.get("load") else "")
         + ": wall times and spans vary by ±10–30% between runs (far more under heavy load); call counts barely move "
         "and sequential periods by one or two. CPU figures move less with load than wall times, but they move.",
-        *(["", *results["notes"]] if results.get("notes") else []),
+        *(line for note in results.get("notes", []) for line in ("", note)),  # a paragraph each
         "",
         "## How it is measured",
         "",
@@ -480,6 +480,29 @@ def render(results: dict[str, Any], chart: str | None) -> str:
         "`tests/spec/test_yamlsafe.py`). What is left is what any boto3 program making the same calls pays; "
         "on this hardware the imports and botocore's own per-call work alone exceed the 0.30 s and 0.35 s "
         "targets, and the ratio to the yardstick is the figure kopsy can still move.",
+        "",
+        "A fourth look (2026-12-04, same breakdown) found two more costs of kopsy's own making:",
+        "",
+        "- **the no-op rendered everything it compares**: every group's user-data, the addons (once more "
+        "for each control plane, whose user-data pins their sha256) and the etcd module, only to compare them "
+        "with what AWS and the store hold, and imported jinja2 for it. Rendering is pure, so "
+        "`kopsy/bootstrap/rendercache.py` keeps the bytes in `<cache>/render`, each entry named by the sha256 "
+        "of its inputs (the group's bootstrap config, the addons' context) and of its recipe (every template "
+        "file, the source of `kopsy/bootstrap/` and the spec model, the versions of jinja2, PyYAML, zlib and "
+        "Python), and checked against the sha256 it carries. jinja2 now lives in `kopsy/bootstrap/templates.py`, "
+        "imported only when a render misses; a fresh update loads it on a thread beside its first creates when "
+        "its plan creates a launch template. A no-op renders nothing and imports no jinja2 "
+        "(`tests/e2e/test_update_cpu.py`); an edited template or a damaged entry renders afresh "
+        "(`tests/bootstrap/test_template_cache.py`);",
+        "- **S3's model was served whole**: the state store's client is the first a command builds, before its "
+        "first call, on S3's ~110 operations. Trimmed to the 12 kopsy calls, it builds in ~12 ms of CPU "
+        "instead of ~24.",
+        "",
+        "Measured on the ha shape against the code before them (`bench/cpu.py --baseline`, interleaved, 16 "
+        "no-ops and 4 fresh updates each): no-op 0.503 → 0.443 s of CPU (medians), fresh `update --yes` "
+        "0.659 → 0.702 s, inside its run-to-run spread (0.64–0.74 s for both). `--breakdown 4` of each: no-op "
+        "0.515 → 0.405 s (importing 0.239 → 0.204, clients 0.050 → 0.037, rendering 0.025 → 0.004), fresh "
+        "0.645 → 0.640 s.",
         "",
         "## Results",
         "",
