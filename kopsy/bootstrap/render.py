@@ -4,7 +4,9 @@ The output is a ``#cloud-config`` that writes a few files (the non-secret bootst
 stdlib-only S3/IMDS helper, the bootstrap script, and for control planes the token-refresh
 timer) and runs the bootstrap script. It is gzip-compressed (cloud-init reads gzip) so it stays
 far below EC2's 16 KB limit. Everything comes from explicit arguments: no environment, no clock,
-so the same cluster renders the same bytes (launch-template diffs stay quiet).
+so the same cluster renders the same bytes (launch-template diffs stay quiet), and
+``kopsy.bootstrap.rendercache`` can keep them: what shapes the bytes must live in this package,
+the templates or the spec model, which its key covers (tests/bootstrap/test_template_cache.py).
 """
 
 from __future__ import annotations

@@ -99,3 +99,29 @@ def test_an_edited_template_renders_afresh(tmp_path: Path) -> None:
     after = _render(root, templates)
     assert after["jinja2"] and after["digest"] != before["digest"]
     assert after["digest"] == _render(None, templates)["digest"]  # what a run without the cache renders
+
+
+# kopsy modules the renderer may import without being part of the recipe: they do not shape the
+# rendered bytes (error messages, where the cache lives, a thread pool, a type for annotations).
+NOT_RENDERING = {"kopsy.errors", "kopsy.templatecache", "kopsy.parallel", "kopsy.state.clusters"}
+
+
+def test_the_recipe_covers_every_module_the_renderer_reads() -> None:
+    """The recipe hashes kopsy/bootstrap/ and the spec model: a constant the renderer took from
+    anywhere else could change the bytes without changing the cache key."""
+    import ast
+
+    here = ROOT / "kopsy" / "bootstrap"
+    outside: set[str] = set()
+    for path in here.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "kopsy":  # from kopsy import x
+                names = [f"kopsy.{a.name}" for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            outside |= {n for n in names if n.split(".")[0] == "kopsy" and not n.startswith("kopsy.bootstrap")}
+    assert outside - NOT_RENDERING == {"kopsy.spec.model"}
