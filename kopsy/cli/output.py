@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import click
-import yaml
 
 OUTPUT_FORMATS = click.Choice(["table", "yaml", "json"])
 
@@ -27,6 +26,8 @@ def _cell(value: Any) -> str:
 
 
 def dump_yaml_documents(docs: Sequence[dict[str, Any]]) -> str:
+    import yaml  # only commands that print YAML load it
+
     return yaml.safe_dump_all(list(docs), sort_keys=False, default_flow_style=False).rstrip() + "\n"
 
 

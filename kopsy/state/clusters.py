@@ -27,8 +27,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import yaml
-
 from kopsy.errors import (
     ClusterExists,
     ClusterNotFound,
@@ -224,6 +222,8 @@ def _problem(exc: SpecInvalid) -> str:
 
 
 def _yaml_bytes(doc: dict[str, Any]) -> bytes:
+    import yaml  # not at the top: a command's first call (the lock) needs none of it
+
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False).encode()
 
 
@@ -289,6 +289,8 @@ class ClusterStore:
         return self._where(self._key(cluster, rel) if rel else self._prefix(cluster).rstrip("/"))
 
     def _load_yaml(self, key: str, data: bytes) -> Any:
+        import yaml
+
         from kopsy.localfiles import KIB, SPEC_FILE_LIMIT
         from kopsy.spec.yamlsafe import load_one
 
