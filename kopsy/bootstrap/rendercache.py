@@ -38,7 +38,8 @@ def cached(kind: str, inputs: str, render: Callable[[], bytes]) -> bytes:
     recipe before (``kopsy.templatecache.rendered()``; no folder: always rendered)."""
     from kopsy import templatecache
 
-    folder, made_by = templatecache.rendered(), recipe()
+    folder = templatecache.rendered()
+    made_by = recipe() if folder is not None else None
     if folder is None or made_by is None:
         return render()
     path = folder / hashlib.sha256(f"{made_by}\0{kind}\0{inputs}".encode()).hexdigest()
