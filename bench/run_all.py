@@ -481,7 +481,7 @@ def render(results: dict[str, Any], chart: str | None) -> str:
         "on this hardware the imports and botocore's own per-call work alone exceed the 0.30 s and 0.35 s "
         "targets, and the ratio to the yardstick is the figure kopsy can still move.",
         "",
-        "A fourth look (2026-12-04, same breakdown) found two more costs of kopsy's own making:",
+        "A fourth look (2026-12-04, same breakdown) found three more costs of kopsy's own making:",
         "",
         "- **the no-op rendered everything it compares**: every group's user-data, the addons (once more "
         "for each control plane, whose user-data pins their sha256) and the etcd module, only to compare them "
@@ -496,7 +496,13 @@ def render(results: dict[str, Any], chart: str | None) -> str:
         "(`tests/bootstrap/test_template_cache.py`);",
         "- **S3's model was served whole**: the state store's client is the first a command builds, before its "
         "first call, on S3's ~110 operations. Trimmed to the 12 kopsy calls, it builds in ~12 ms of CPU "
-        "instead of ~24.",
+        "instead of ~24;",
+        "- **the first update after `create -f`, `edit ig` or `replace -f` read what they wrote one object "
+        "at a time**: those commands did not refresh the read cache. They now read the spec through the cache "
+        "themselves (`ClusterStore.read_spec`: a listing and the cache in one round trip, instead of the "
+        "config, a listing and each group one after another) and write it back with what they wrote, so that "
+        "update reads the spec in one round trip (ha fresh update, `bench/update.py --shapes ha`, measured "
+        "after the tables below: 90 calls → 87, 12–13 calls in sequence → 10–12).",
         "",
         "Measured on the ha shape against the code before them (`bench/cpu.py --baseline`, interleaved, 16 "
         "no-ops and 4 fresh updates each): no-op 0.503 → 0.443 s of CPU (medians), fresh `update --yes` "

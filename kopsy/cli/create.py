@@ -228,8 +228,8 @@ def _create_from_files(filenames: tuple[str, ...], ssh_public_key: str | None, d
     names = {ig.cluster_name for ig in docs.instance_groups}
     if len(names) != 1 or not next(iter(names)):
         raise SpecInvalid(["instance groups: name their cluster in metadata.labels.kopsy.io/cluster (one cluster per file)"])
-    existing_cluster, _ = store.get_cluster(next(iter(names)))
-    existing = [ig for ig, _ in store.list_instance_groups(existing_cluster.name)]
+    listing, (existing_cluster, _), groups = store.read_spec(next(iter(names)))
+    existing = [ig for ig, _ in groups]
     taken = {ig.name for ig in existing} & {ig.name for ig in docs.instance_groups}
     if taken:
         raise SpecInvalid([f"instancegroup {n!r} already exists; use 'kopsy replace -f' to change it" for n in sorted(taken)])
@@ -238,8 +238,9 @@ def _create_from_files(filenames: tuple[str, ...], ssh_public_key: str | None, d
         click.echo(f"{len(docs.instance_groups)} instance group(s) are valid (dry run: nothing was written).")
         return
     for ig in docs.instance_groups:
-        store.create_instance_group(ig)
+        store.create_instance_group(ig, listing)
         click.echo(f'Instance group "{ig.name}" created in cluster "{ig.cluster_name}".')
+    store.save_reads(listing)  # the next update reads them from the cache
     click.echo(f"Apply with: kopsy update cluster {existing_cluster.name} --yes")
 
 

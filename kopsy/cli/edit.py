@@ -111,8 +111,8 @@ def edit_cluster(name: str | None) -> None:
     """Edit the Cluster spec."""
     store = open_cluster_store()
     name = resolve_cluster_name(store, name)
-    cluster, etag = store.get_cluster(name)
-    groups = [ig for ig, _ in store.list_instance_groups(name)]
+    listing, (cluster, etag), entries = store.read_spec(name)
+    groups = [ig for ig, _ in entries]
 
     def parse(doc: dict[str, Any]) -> Any:
         edited = cluster_from_dict(doc)
@@ -128,7 +128,8 @@ def edit_cluster(name: str | None) -> None:
     if edited is None:
         click.echo("Edit cancelled, no changes made.")
         return
-    store.replace_cluster(edited, etag)
+    store.replace_cluster(edited, etag, listing)
+    store.save_reads(listing)  # the next update reads it from the cache
     click.echo(f'Cluster "{name}" updated in the state store. Review with: kopsy update cluster {name}')
 
 
@@ -138,8 +139,7 @@ def edit_instance_group(group: str) -> None:
     """Edit one InstanceGroup spec (also: edit ig NAME)."""
     store = open_cluster_store()
     name = resolve_cluster_name(store, None)
-    cluster, _ = store.get_cluster(name)
-    entries = store.list_instance_groups(name)
+    listing, (cluster, _), entries = store.read_spec(name)
     found = [(ig, etag) for ig, etag in entries if ig.name == group]
     if not found:
         raise KopsyError(
@@ -159,5 +159,6 @@ def edit_instance_group(group: str) -> None:
     if edited is None:
         click.echo("Edit cancelled, no changes made.")
         return
-    store.replace_instance_group(edited, etag)
+    store.replace_instance_group(edited, etag, listing)
+    store.save_reads(listing)  # the next update reads it from the cache
     click.echo(f'Instance group "{group}" updated. Review with: kopsy update cluster {name}')

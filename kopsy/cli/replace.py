@@ -29,8 +29,8 @@ def command(filenames: tuple[str, ...]) -> None:
         raise SpecInvalid(["the file must describe exactly one cluster (name it in the Cluster or in metadata.labels.kopsy.io/cluster)"])
     name = next(iter(names))
     store = open_cluster_store()
-    current, cluster_etag = store.get_cluster(name)
-    existing = {ig.name: (ig, etag) for ig, etag in store.list_instance_groups(name)}
+    listing, (current, cluster_etag), groups = store.read_spec(name)
+    existing = {ig.name: (ig, etag) for ig, etag in groups}
     cluster = docs.cluster or current
     # Keep what the store owns (where the cluster lives, when it was made) when the file omits it.
     cluster.config_base = cluster.config_base or current.config_base
@@ -43,13 +43,14 @@ def command(filenames: tuple[str, ...]) -> None:
     merged.update({ig.name: ig for ig in docs.instance_groups})
     validate_cluster(cluster, list(merged.values()))
     if docs.cluster is not None:
-        store.replace_cluster(cluster, cluster_etag)
+        store.replace_cluster(cluster, cluster_etag, listing)
         click.echo(f'Cluster "{name}" replaced.')
     for ig in docs.instance_groups:
         if ig.name in existing:
-            store.replace_instance_group(ig, existing[ig.name][1])
+            store.replace_instance_group(ig, existing[ig.name][1], listing)
             click.echo(f'Instance group "{ig.name}" replaced.')
         else:
-            store.create_instance_group(ig)
+            store.create_instance_group(ig, listing)
             click.echo(f'Instance group "{ig.name}" created.')
+    store.save_reads(listing)  # the next update reads them from the cache
     click.echo(f"Review the plan with: kopsy update cluster {name}")

@@ -406,10 +406,13 @@ class ClusterStore:
                     pass  # best effort: the original error is the one to report
             raise
 
-    def replace_cluster(self, cluster: Cluster, etag: str) -> str:
+    def replace_cluster(self, cluster: Cluster, etag: str, listing: Listing | None = None) -> str:
         key = self._key(cluster.name, CONFIG)
+        data = _yaml_bytes(cluster_to_dict(cluster))
         try:
-            return self.store.replace(key, _yaml_bytes(cluster_to_dict(cluster)), etag)
+            written = self.store.replace(key, data, etag)
+            self._wrote(listing, CONFIG, data)
+            return written
         except WriteConflict as exc:
             raise WriteConflict(
                 key,
@@ -589,6 +592,23 @@ class ClusterStore:
         names = self._ig_names(name, listing)
         return [found for found in parallel(read, names, workers=_WORKERS, name="state") if found is not None]
 
+    def read_spec(self, name: str) -> tuple[Listing, tuple[Cluster, str], list[tuple[InstanceGroup, str]]]:
+        """The cluster's config and instance groups (with ETags) for a command that changes
+        them: one listing and the read cache, then one round trip for what the cache lacks. Pass
+        the listing to the writes and then to ``save_reads``, so the next ``update`` finds what
+        the command wrote in the cache instead of reading it object by object."""
+        listing = self.listing(name, cached=True)
+        config, groups = parallel(lambda f: f(), [lambda: self.get_cluster(name, listing),
+                                                  lambda: self.list_instance_groups(name, listing)], name="state")
+        return listing, config, groups
+
+    @staticmethod
+    def _wrote(listing: Listing | None, relkey: str, data: bytes) -> None:
+        """Bytes a command wrote: ``save_reads`` keeps them (with a listing to keep them in)."""
+        if listing is not None and _cacheable(relkey):
+            listing.etags.setdefault(relkey, "")  # a new object: save_reads keeps listed keys only
+            listing.read[relkey] = data
+
     def get_instance_group(self, cluster: str, ig: str) -> tuple[InstanceGroup, str]:
         key = self._ig_key(cluster, ig)
         try:
@@ -597,28 +617,34 @@ class ClusterStore:
             raise self._ig_not_found(cluster, ig, key) from exc
         return self._parse_instance_group(cluster, key, obj.data), obj.etag
 
-    def create_instance_group(self, ig: InstanceGroup) -> str:
+    def create_instance_group(self, ig: InstanceGroup, listing: Listing | None = None) -> str:
         key = self._ig_key(ig.cluster_name, ig.name)
+        if listing is None or CONFIG not in listing.etags:
+            try:
+                self.store.get(self._key(ig.cluster_name, CONFIG))
+            except ObjectNotFound as exc:
+                raise ClusterNotFound(ig.cluster_name, self.list_clusters()) from exc
+        data = _yaml_bytes(instance_group_to_dict(ig))
         try:
-            self.store.get(self._key(ig.cluster_name, CONFIG))
-        except ObjectNotFound as exc:
-            raise ClusterNotFound(ig.cluster_name, self.list_clusters()) from exc
-        try:
-            etag = self.store.create(key, _yaml_bytes(instance_group_to_dict(ig)))
+            etag = self.store.create(key, data)
         except ObjectExists as exc:
             raise ObjectExists(
                 key,
                 f'instance group "{ig.name}" already exists in cluster "{ig.cluster_name}"; use '
                 f'"kopsy edit instancegroup {ig.name}" or "kopsy replace -f FILE" to change it',
             ) from exc
+        self._wrote(listing, f"{INSTANCE_GROUP_DIR}/{ig.name}", data)
         # A group created again under a removed name is wanted: its old removal record goes.
         self.store.delete(self._removed_key(ig.cluster_name, ig.name))
         return etag
 
-    def replace_instance_group(self, ig: InstanceGroup, etag: str) -> str:
+    def replace_instance_group(self, ig: InstanceGroup, etag: str, listing: Listing | None = None) -> str:
         key = self._ig_key(ig.cluster_name, ig.name)
+        data = _yaml_bytes(instance_group_to_dict(ig))
         try:
-            return self.store.replace(key, _yaml_bytes(instance_group_to_dict(ig)), etag)
+            written = self.store.replace(key, data, etag)
+            self._wrote(listing, f"{INSTANCE_GROUP_DIR}/{ig.name}", data)
+            return written
         except WriteConflict as exc:
             raise WriteConflict(
                 key,
