@@ -29,8 +29,8 @@ def backup_etcd(args: tuple[str, ...], output: str, ssh_config: str | None) -> N
 
     store = open_cluster_store()
     name = resolve_cluster_name(store, strip_cluster_word(args))
-    cluster, _ = store.get_cluster(name)
-    igs = [ig for ig, _ in store.list_instance_groups(name)]
+    _, (cluster, _), groups = store.read_spec(name)
+    igs = [ig for ig, _ in groups]
     clients = aws_clients(cluster.region or None)
     instances = cluster_instances(igs, read_groups(clients, name), name)
     settings = ssh_settings(cluster, ssh_user=None, ssh_key=None, ssh_config=ssh_config, bastion=None,

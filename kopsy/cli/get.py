@@ -180,8 +180,8 @@ def get_instances(name: str | None, output: str, no_ssh: bool, ssh_config: str |
 
     store = open_cluster_store()
     cluster_name = resolve_cluster_name(store, name)
-    cluster, _ = store.get_cluster(cluster_name)
-    igs = [ig for ig, _ in store.list_instance_groups(cluster_name)]
+    _, (cluster, _), groups = store.read_spec(cluster_name)
+    igs = [ig for ig, _ in groups]
     clients = aws_clients(cluster.region or None)
     inv = read_groups(clients, cluster_name, states=("pending", "running", "stopping", "stopped", "shutting-down"))
     plans = plan_groups(cluster_name, igs, inv)

@@ -138,8 +138,8 @@ def rolling_update(store: Any, name: str, flags: RollFlags, *, yes: bool, instan
     from kopsy.rolling.engine import Roller, RollOptions
     from kopsy.rolling.selection import TABLE_HEADER, filter_groups, table_rows
 
-    cluster, _ = store.get_cluster(name)
-    igs = [ig for ig, _ in store.list_instance_groups(name)]
+    _, (cluster, _), groups = store.read_spec(name)
+    igs = [ig for ig, _ in groups]
     missing = sorted(set(instance_groups) - {ig.name for ig in igs})
     if missing:
         raise UsageError(f"instance group(s) {', '.join(missing)} not found in cluster {name}; it has: "

@@ -171,8 +171,8 @@ def _upgrade_and_roll(store: Any, name: str, kubernetes_version: str | None, fla
     from kopsy.reconcile.builders.skew import running_versions
     from kopsy.spec.versions import parse_version
 
-    cluster, _ = store.get_cluster(name)
-    igs = [ig for ig, _ in store.list_instance_groups(name)]
+    _, (cluster, _), groups = store.read_spec(name)
+    igs = [ig for ig, _ in groups]
     spec_version = cluster.kubernetes_version.lstrip("v")
     older = sorted((v for v in running_versions(aws_clients(cluster.region or None), name, igs)
                     if (parse_version(v) or (0, 0, 0)) < (parse_version(spec_version) or (0, 0, 0))),

@@ -124,8 +124,8 @@ def validate(store: Any, name: str, *, output: str = "table", wait: float | None
              parallelism: int = 16, debug: bool = False) -> ValidationResult:
     """The command's work, for it and for ``upgrade --roll``: validate (polling under ``wait``),
     print the result, and raise ``ValidationFailed`` when the cluster is not valid."""
-    cluster, _ = store.get_cluster(name)
-    igs = [ig for ig, _ in store.list_instance_groups(name)]
+    _, (cluster, _), groups = store.read_spec(name)
+    igs = [ig for ig, _ in groups]
     settings = ssh_settings(cluster, ssh_user=ssh_user, ssh_key=ssh_key, ssh_config=ssh_config, bastion=bastion,
                             connect_timeout=connect_timeout, command_timeout=command_timeout)
     clients = aws_clients(cluster.region or None)

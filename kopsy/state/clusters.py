@@ -593,10 +593,11 @@ class ClusterStore:
         return [found for found in parallel(read, names, workers=_WORKERS, name="state") if found is not None]
 
     def read_spec(self, name: str) -> tuple[Listing, tuple[Cluster, str], list[tuple[InstanceGroup, str]]]:
-        """The cluster's config and instance groups (with ETags) for a command that changes
-        them: one listing and the read cache, then one round trip for what the cache lacks. Pass
-        the listing to the writes and then to ``save_reads``, so the next ``update`` finds what
-        the command wrote in the cache instead of reading it object by object."""
+        """The cluster's config and instance groups (with ETags), for a command that reads the
+        whole spec: one listing and the read cache, then one round trip for what the cache lacks
+        (instead of the config, a listing and the groups one after another). A command that
+        changes the spec passes the listing to its writes and then to ``save_reads``, so the next
+        ``update`` finds what it wrote in the cache instead of reading it object by object."""
         listing = self.listing(name, cached=True)
         config, groups = parallel(lambda f: f(), [lambda: self.get_cluster(name, listing),
                                                   lambda: self.list_instance_groups(name, listing)], name="state")

@@ -60,3 +60,18 @@ def test_spec_changes_reach_the_read_cache(
     assert run_kopsy(["replace", "-f", str(tmp_path / "extra.yaml")], env).returncode == 0
     plan, reads = _plan(run_kopsy, env, log)
     assert "6" in plan and reads == after_create, plan
+
+
+def test_commands_that_read_the_spec_read_it_through_the_cache(
+    aws_env: dict[str, str], state_bucket: str, boto: Callable[[str], Any], run_kopsy: Callable[..., Any],
+    ssh_keypair: tuple[Path, Path], tmp_path: Path,
+) -> None:
+    """``get instances`` (like validate, rolling-update, upgrade and backup) reads the config and
+    every group: one listing and the cache, not the config, a listing and each group."""
+    env = {**aws_env, "KOPSY_STATE_STORE": state_bucket}
+    create_cluster(run_kopsy, env, NAME, ssh_keypair[1], register_image(boto))
+    log = tmp_path / "calls.log"
+    r = run_kopsy(["get", "instances", NAME, "--no-ssh"], {**env, "KOPSY_AWS_CALL_LOG": str(log)})
+    assert r.returncode == 0, r.stderr
+    s3 = [op for service, op in calls(log) if service == "s3"]
+    assert sorted(s3) == ["GetObject", "ListObjectsV2"], s3
