@@ -503,7 +503,7 @@ def render(results: dict[str, Any], chart: str | None) -> str:
         "config, a listing and each group one after another) and write it back with what they wrote, so that "
         "update reads the spec in one round trip (fresh update: ha 90 calls → 87, xl 141 → 121). The commands "
         "that read the whole spec (validate, rolling-update, upgrade, get instances, backup) read it through the "
-        "cache too: validate's store reads went from 6–17 calls (one per group) to 4.",
+        "cache too: validate went from 6–17 calls (its store reads grew with the groups) to 4.",
         "",
         "Measured on the ha shape against the code before them (`bench/cpu.py --baseline`, interleaved, 16 "
         "no-ops and 4 fresh updates each): no-op 0.503 → 0.443 s of CPU (medians), fresh `update --yes` "
