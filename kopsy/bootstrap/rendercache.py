@@ -29,7 +29,7 @@ from pathlib import Path
 KEEP = 512  # entries kept: a fresh update writes one per group and addon; older ones are pruned
 
 _recipe: str | None = None
-_recipe_lock = threading.Lock()
+_lock = threading.Lock()  # guards _recipe and _pruned
 _pruned = False  # once per process, at its first write: scanning the folder costs ~1 ms
 
 
@@ -58,7 +58,7 @@ def recipe() -> str | None:
     """The digest of what turns inputs into bytes (computed once per process: ~1 ms); None when
     a part of it cannot be read (then nothing is cached)."""
     global _recipe
-    with _recipe_lock:
+    with _lock:
         if _recipe is None:
             try:
                 _recipe = _digest_recipe()
@@ -111,7 +111,7 @@ def _store(folder: Path, path: Path, data: bytes) -> None:
 def _prune(folder: Path) -> None:
     """Keep the newest ``KEEP`` entries (and temporary files a killed run left, by the same rule)."""
     global _pruned
-    with _recipe_lock:
+    with _lock:
         if _pruned:
             return
         _pruned = True

@@ -23,7 +23,8 @@ def delete_instance_group(names: list[str], yes: bool) -> None:
     ig = names[0]
     store = open_cluster_store()
     cluster = resolve_cluster_name(store, None)
-    groups = {g.name: g for g, _ in store.list_instance_groups(cluster, store.listing(cluster, cached=True))}
+    _, _, entries = store.read_spec(cluster)
+    groups = {g.name: g for g, _ in entries}
     current = groups.get(ig)
     if current is None and ig in store.removed_instance_groups(cluster):
         click.echo(f"Instance group {ig} of cluster {cluster} is already removed; "

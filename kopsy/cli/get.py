@@ -68,7 +68,8 @@ def get_instance_groups(names: tuple[str, ...], output: str) -> None:
     """Instance groups of a cluster (--name, or the only cluster in the store)."""
     store = open_cluster_store()
     cluster_name = resolve_cluster_name(store, None)
-    groups = [ig for ig, _ in store.list_instance_groups(cluster_name, store.listing(cluster_name, cached=True))]
+    _, _, entries = store.read_spec(cluster_name)
+    groups = [ig for ig, _ in entries]
     if names:
         missing = set(names) - {ig.name for ig in groups}
         if missing:

@@ -411,8 +411,6 @@ class ClusterStore:
         data = _yaml_bytes(cluster_to_dict(cluster))
         try:
             written = self.store.replace(key, data, etag)
-            self._wrote(listing, CONFIG, data)
-            return written
         except WriteConflict as exc:
             raise WriteConflict(
                 key,
@@ -421,6 +419,8 @@ class ClusterStore:
             ) from exc
         except ObjectNotFound as exc:
             raise ClusterNotFound(cluster.name, self.list_clusters()) from exc
+        self._wrote(listing, CONFIG, data, written)
+        return written
 
     def delete_cluster_state(self, name: str) -> None:
         """Remove everything under ``<name>/``: config last, so an interrupted delete can be re-run.
@@ -604,10 +604,11 @@ class ClusterStore:
         return listing, config, groups
 
     @staticmethod
-    def _wrote(listing: Listing | None, relkey: str, data: bytes) -> None:
-        """Bytes a command wrote: ``save_reads`` keeps them (with a listing to keep them in)."""
+    def _wrote(listing: Listing | None, relkey: str, data: bytes, etag: str) -> None:
+        """An object a command wrote, with the ETag the store gave it: the listing shows it as
+        it now is, and ``save_reads`` keeps its bytes (with a listing to keep them in)."""
         if listing is not None and _cacheable(relkey):
-            listing.etags.setdefault(relkey, "")  # a new object: save_reads keeps listed keys only
+            listing.etags[relkey] = etag
             listing.read[relkey] = data
 
     def get_instance_group(self, cluster: str, ig: str) -> tuple[InstanceGroup, str]:
@@ -634,7 +635,7 @@ class ClusterStore:
                 f'instance group "{ig.name}" already exists in cluster "{ig.cluster_name}"; use '
                 f'"kopsy edit instancegroup {ig.name}" or "kopsy replace -f FILE" to change it',
             ) from exc
-        self._wrote(listing, f"{INSTANCE_GROUP_DIR}/{ig.name}", data)
+        self._wrote(listing, f"{INSTANCE_GROUP_DIR}/{ig.name}", data, etag)
         # A group created again under a removed name is wanted: its old removal record goes.
         self.store.delete(self._removed_key(ig.cluster_name, ig.name))
         return etag
@@ -644,8 +645,6 @@ class ClusterStore:
         data = _yaml_bytes(instance_group_to_dict(ig))
         try:
             written = self.store.replace(key, data, etag)
-            self._wrote(listing, f"{INSTANCE_GROUP_DIR}/{ig.name}", data)
-            return written
         except WriteConflict as exc:
             raise WriteConflict(
                 key,
@@ -654,6 +653,8 @@ class ClusterStore:
             ) from exc
         except ObjectNotFound as exc:
             raise self._ig_not_found(ig.cluster_name, ig.name, key) from exc
+        self._wrote(listing, f"{INSTANCE_GROUP_DIR}/{ig.name}", data, written)
+        return written
 
     def _removed_key(self, cluster: str, ig: str) -> str:
         if not ig or "/" in ig:
