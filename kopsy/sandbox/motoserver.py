@@ -167,6 +167,52 @@ def install_asg_launch_versions() -> bool:
     return True
 
 
+# The AutoScalingBackend methods that change which instances a group has. AWS runs a group's
+# scaling activities one at a time; moto runs each request on its own thread with no lock.
+GROUP_MEMBERSHIP_CHANGES = (
+    "create_auto_scaling_group", "update_auto_scaling_group", "delete_auto_scaling_group",
+    "set_desired_capacity", "attach_instances", "detach_instances", "terminate_instance",
+    "notify_terminate_instances",
+)
+
+
+def install_asg_serialised_changes() -> bool:
+    """Make moto's Auto Scaling groups change membership one activity at a time, as AWS does.
+
+    A group being deleted launches no replacements on AWS. In moto, ``TerminateInstances`` on a
+    group's instances (it notifies the group, which replaces them) can run beside the group's
+    ``DeleteAutoScalingGroup(ForceDelete)`` (from two clients, or an older kopsy's delete): the
+    replacements are then added to a group that
+    is already gone and run on, untracked, with the cluster's tags (and the same race crashed
+    on the group table changing size mid-iteration). One lock around every membership change
+    gives AWS's outcome: the replacements are launched first and the deletion terminates them,
+    or the group is gone first and nothing is replaced. False if moto changed shape."""
+    import functools
+    import threading
+
+    try:
+        from moto.autoscaling.models import AutoScalingBackend
+    except ImportError:
+        return False
+    if getattr(AutoScalingBackend, "_kopsy_serialised", False):
+        return True
+    if not all(callable(getattr(AutoScalingBackend, name, None)) for name in GROUP_MEMBERSHIP_CHANGES):
+        return False
+    lock = threading.RLock()  # re-entrant: a change may make another (delete sets desired to 0)
+
+    def serialised(method: Any) -> Any:
+        @functools.wraps(method)
+        def locked(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return method(self, *args, **kwargs)
+        return locked
+
+    for name in GROUP_MEMBERSHIP_CHANGES:
+        setattr(AutoScalingBackend, name, serialised(getattr(AutoScalingBackend, name)))
+    AutoScalingBackend._kopsy_serialised = True  # type: ignore[attr-defined]
+    return True
+
+
 def serve(host: str, port: int, parameters: dict[str, str]) -> None:
     """Run moto's server in this process until it is signalled (never returns normally).
     What ``moto.server.main`` does, with ``aws_like_errors`` around the application."""
@@ -179,6 +225,7 @@ def serve(host: str, port: int, parameters: dict[str, str]) -> None:
 
     install_public_parameters(parameters)
     install_asg_launch_versions()
+    install_asg_serialised_changes()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     os.environ.setdefault("MOTO_PORT", str(port))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -24,11 +24,14 @@ from botocore import xform_name
 from kopsy.cloud.aws import models as M
 
 KOPSY = Path(__file__).resolve().parents[2] / "kopsy"
+# Code that runs inside the sandbox's moto server and names moto's backend methods, never a
+# botocore call (moto's ``set_desired_capacity`` is not the SetDesiredCapacity operation).
+MOTO_SIDE = {KOPSY / "sandbox" / "motoserver.py"}
 
 
 def named_in_source(service: str) -> set[str]:
     tokens: set[str] = set()
-    for path in KOPSY.rglob("*.py"):
+    for path in set(KOPSY.rglob("*.py")) - MOTO_SIDE:
         tokens |= set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", path.read_text()))
     ops = botocore.session.get_session().get_service_model(service).operation_names
     return {op for op in ops if op in tokens or xform_name(op) in tokens}
