@@ -41,7 +41,7 @@ def delete_plan(cluster: str, resources: list[Actual]) -> Plan:
     a round trip less."""
     changes: list[Change] = []
     batches: dict[str, list[Actual]] = {}
-    deleting = {a.id for a in resources}
+    deleting = {a.id: a for a in resources}
     for a in resources:
         if KINDS[a.kind].goes_with(a, deleting):
             continue

@@ -126,10 +126,11 @@ def test_delete_removes_everything_in_dependency_order(
     # moto would accept most deletes in any order: check the order kopsy chose instead.
     log = mutating(calls(tmp_path / "calls.log"))
     first, last = (lambda op: _first(log, op)), (lambda op: _last(log, op))
-    # Groups and instances go in the same round trip (a group being force-deleted replaces nothing);
-    # what their network interfaces hold goes only after both.
+    # A group's members go with its ForceDelete (a TerminateInstances beside it would have the
+    # group replace them first); what their network interfaces hold goes only after the groups.
+    assert "TerminateInstances" not in {op for _, op in log}
     network = min(first("DeleteSubnet"), first("DeleteSecurityGroup"), first("DetachInternetGateway"))
-    assert max(last("TerminateInstances"), last("DeleteAutoScalingGroup")) < network
+    assert last("DeleteAutoScalingGroup") < network
     assert first("DeleteLoadBalancer") < first("DeleteSecurityGroup")
     assert last("RevokeSecurityGroupIngress") < first("DeleteSecurityGroup")
     # Listeners go with their load balancer, before the target group they forward to.
@@ -222,7 +223,7 @@ def test_a_resource_that_cannot_go_is_reported_and_the_state_kept(
     r = run_kopsy(["delete", "cluster", NAME, "--yes", "--wait", "8s"], env)
     assert r.returncode == 1
     remains = r.stdout[r.stdout.index("Resources still carrying the cluster's tag"):].splitlines()
-    assert remains[1].split() == ["TYPE", "NAME", "ID", "WHY"] and len(remains) == 3, remains
+    assert remains[1].split() == ["TYPE", "NAME", "ID", "WHY"] and len(remains) == 3, r.stdout + r.stderr
     assert remains[2].split()[:3] == ["VPC", NAME, vpc] and "DependencyViolation" in remains[2]
     assert "remain" in r.stderr and "the state was kept" in r.stderr
     waiting = [line for line in r.stderr.splitlines() if line.startswith("Waiting ")]
@@ -324,9 +325,11 @@ def test_clusters_whose_names_map_to_the_same_load_balancer_name_stay_apart(
     asg = boto("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
     for tg in tgs:
         assert [g["AutoScalingGroupName"] for g in asg if tg["TargetGroupArn"] in g["TargetGroupARNs"]] == [f"control-plane-us-east-1a.{NAME}"]
-    assert run_kopsy(["delete", "cluster", twin, "--yes"], env).returncode == 0
-    assert total(inventory(boto, twin)) == 0
-    assert "No changes need to be applied" in run_kopsy(["update", "cluster", NAME], env).stdout
+    gone = run_kopsy(["delete", "cluster", twin, "--yes"], env)
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    assert total(inventory(boto, twin)) == 0, (inventory(boto, twin), gone.stderr)
+    again = run_kopsy(["update", "cluster", NAME], env)
+    assert "No changes need to be applied" in again.stdout, again.stdout + again.stderr
 
 
 def test_leftover_volumes_and_network_interfaces_are_found_by_tag_and_deleted(
@@ -357,4 +360,37 @@ def test_leftover_volumes_and_network_interfaces_are_found_by_tag_and_deleted(
     volumes = {v["VolumeId"] for v in ec2.describe_volumes()["Volumes"]}
     assert ours not in volumes and theirs in volumes
     assert eni_id not in {n["NetworkInterfaceId"] for n in ec2.describe_network_interfaces()["NetworkInterfaces"]}
+    assert total(inventory(boto, NAME)) == 0
+
+
+def test_an_instance_outside_the_groups_is_terminated_and_members_go_with_their_group(
+    env: dict[str, str], image: str, boto: Callable[[str], Any], run_kopsy: Callable[..., Any],
+    ssh_keypair: tuple[Path, Path], tmp_path: Path,
+) -> None:
+    """A tagged instance no group owns (one an interrupted rolling update detached, say) gets a
+    TerminateInstances of its own, before its subnet goes; the groups' members get none (their
+    group's ForceDelete terminates them, and a terminate beside it would have the group replace
+    them first)."""
+    create_cluster(run_kopsy, env, NAME, ssh_keypair[1], image)
+    assert run_kopsy(["update", "--yes"], env).returncode == 0
+    ec2 = boto("ec2")
+    subnet = ec2.describe_subnets(Filters=[{"Name": f"tag:kubernetes.io/cluster/{NAME}", "Values": ["owned"]}])["Subnets"][0]
+    tags = [{"ResourceType": "instance", "Tags": [{"Key": f"kubernetes.io/cluster/{NAME}", "Value": "owned"},
+                                                  {"Key": "Name", "Value": f"detached.{NAME}"}]}]
+    lone = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, SubnetId=subnet["SubnetId"],
+                             TagSpecifications=tags)["Instances"][0]["InstanceId"]
+    members = [i["InstanceId"] for g in boto("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
+               for i in g["Instances"]]
+    assert members and lone not in members
+
+    (tmp_path / "calls.log").unlink()
+    r = run_kopsy(["delete", "cluster", NAME, "--yes"], env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    log = mutating(calls(tmp_path / "calls.log"))
+    terminated = [op for _, op in log if op == "TerminateInstances"]
+    assert terminated == ["TerminateInstances"], log
+    assert _last(log, "TerminateInstances") < _first(log, "DeleteSubnet")
+    states = {i["InstanceId"]: i["State"]["Name"] for res in ec2.describe_instances(InstanceIds=[lone, *members])["Reservations"]
+              for i in res["Instances"]}
+    assert set(states.values()) == {"terminated"}, states
     assert total(inventory(boto, NAME)) == 0

@@ -5,6 +5,7 @@ by the propagated ownership tag so that ``delete`` can wait for them and clean u
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from kopsy.cloud.aws import tags as T
@@ -17,6 +18,7 @@ from kopsy.cloud.aws.session import aws_errors, error_code
 from kopsy.reconcile.values import Actual, ApplyContext, Facts
 
 LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
+ASG_NAME_TAG = "aws:autoscaling:groupName"  # AWS tags each member of a group with the group's name
 
 
 class Instance(Kind):
@@ -28,10 +30,6 @@ class Instance(Kind):
     depends_on = ("Subnet", "SecurityGroup", "IAMInstanceProfile")
     # A profile can be deleted under a running instance (which is going away anyway).
     soft_deps = ("IAMInstanceProfile",)
-    # Not after the Auto Scaling groups: TerminateInstances goes out in the same round trip as
-    # their DeleteAutoScalingGroup(ForceDelete), and both waits then overlap. A group being
-    # deleted launches no replacements; one launched in the instant between is terminated by the
-    # group's own deletion, or found and terminated by delete's next inventory round.
     permissions = ("ec2:DescribeInstances", "ec2:TerminateInstances")
 
     def find(self, facts: Facts) -> list[Actual]:
@@ -51,6 +49,17 @@ class Instance(Kind):
             )
             for i in map(parse_instance, raw)
         ]
+
+    def goes_with(self, have: Actual, deleting: Mapping[str, Actual]) -> bool:
+        """A member of an Auto Scaling group being deleted: its ``ForceDelete`` terminates it, and
+        the group is only gone once its members are, so what waits for the group waits for them.
+        A TerminateInstances of its own, beside the group's deletion, would have the group replace
+        the instance in the instant before the deletion starts (moto, racing, launched such
+        replacements into the deleted group, where they ran on). Instances outside any group
+        being deleted (a detached one, or one whose group went in an interrupted delete) are
+        terminated here."""
+        group = deleting.get(have.tags.get(ASG_NAME_TAG, ""))
+        return group is not None and group.kind == "AutoScalingGroup" and have.id in group.outputs.get("instances", ())
 
     def delete(self, ctx: ApplyContext, have: Actual) -> None:
         self.delete_many(ctx, [have])
@@ -97,7 +106,7 @@ class Volume(Kind):
     service = "ec2"
     id_field = "VolumeId"
     managed = False
-    delete_after = ("Instance",)
+    delete_after = ("Instance", "AutoScalingGroup")  # a group's deletion terminates its members
     permissions = ("ec2:DescribeTags", "ec2:DescribeVolumes", "ec2:DeleteVolume")
 
     def find(self, facts: Facts) -> list[Actual]:
@@ -119,7 +128,7 @@ class NetworkInterface(Kind):
     service = "ec2"
     id_field = "NetworkInterfaceId"
     managed = False
-    delete_after = ("Instance", "LoadBalancer")
+    delete_after = ("Instance", "AutoScalingGroup", "LoadBalancer")
     permissions = ("ec2:DescribeTags", "ec2:DescribeNetworkInterfaces", "ec2:DeleteNetworkInterface")
 
     def find(self, facts: Facts) -> list[Actual]:

@@ -9,6 +9,7 @@ applies (``Desired``, ``Actual``, ``Facts``, ``ApplyContext``) are the engine's,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from kopsy.parallel import parallel
@@ -74,9 +75,10 @@ class Kind:
         resources mostly vanish with their parent says when one does not."""
         return True
 
-    def goes_with(self, have: Actual, deleting: set[str]) -> bool:
-        """Whether this resource is removed by AWS with another one being deleted (by id), so
-        it needs no delete call of its own (a listener goes with its load balancer)."""
+    def goes_with(self, have: Actual, deleting: Mapping[str, Actual]) -> bool:
+        """Whether this resource is removed by AWS with another one being deleted (``deleting``
+        holds them by id), so it needs no delete call of its own (a listener goes with its load
+        balancer)."""
         return False
 
     def notes(self, changed: set[str]) -> list[str]:

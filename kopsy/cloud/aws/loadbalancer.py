@@ -9,7 +9,7 @@ a hash suffix when too long, so they stay deterministic and unique.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from kopsy.cloud.aws import tags as T
@@ -332,7 +332,7 @@ class Listener(Kind):
         "elasticloadbalancing:DeleteListener",
     )
 
-    def goes_with(self, have: Actual, deleting: set[str]) -> bool:
+    def goes_with(self, have: Actual, deleting: Mapping[str, Actual]) -> bool:
         """AWS deletes a load balancer's listeners with it."""
         return have.fields.get("load_balancer") in deleting
 
