@@ -24,6 +24,15 @@ from kopsy.sandbox.layout import Layout
 KOPSY = str(Path(sys.executable).parent / "kopsy")
 
 
+def moto_scenario(script: str, mode: str) -> dict[str, Any]:
+    """Run ``script`` (it prints one JSON object last) in its own interpreter with ``mode`` as its
+    argument: a moto patch is process-wide, so plain and patched moto each need a fresh process."""
+    env = {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y", "PATH": "/usr/bin:/bin"}
+    r = subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
 def run(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """The real kopsy executable (as tests/conftest.py's run_kopsy; usable from module-scoped fixtures)."""
     return subprocess.run([KOPSY, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False)

@@ -7,18 +7,17 @@ The scenario forces the bad interleaving instead of hoping for it: while the gro
 the instances that were terminated, the group's deletion is started on another thread and given
 half a second. Plain moto deletes the group in that window and the replacements are launched
 into a group that no longer exists (they run on, with the group's tags, and the request fails
-on the group it looks up again: an internal error, retried by botocore against the server); with the patch the
-deletion waits for the replacement to finish and then terminates the replacements too.
+on the group it looks up again: an internal error, retried by botocore against the server);
+with the patch the deletion waits for the replacement to finish, then terminates them too.
 Each case runs in its own interpreter: the patch is process-wide.
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
+from typing import Any
 
 import pytest
+from sandbox_helpers import moto_scenario
 
 pytestmark = pytest.mark.slow
 
@@ -68,11 +67,8 @@ with mock_aws():
 '''
 
 
-def _run(mode: str) -> dict[str, object]:
-    env = {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y", "PATH": "/usr/bin:/bin"}
-    r = subprocess.run([sys.executable, "-c", SCENARIO, mode], capture_output=True, text=True, env=env, timeout=120, check=False)
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+def _run(mode: str) -> dict[str, Any]:
+    return moto_scenario(SCENARIO, mode)
 
 
 def test_patched_moto_leaves_no_instance_of_a_deleted_group_running() -> None:

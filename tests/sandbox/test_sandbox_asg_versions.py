@@ -10,11 +10,10 @@ Each case runs in its own interpreter: the patch is process-wide.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
+from typing import Any
 
 import pytest
+from sandbox_helpers import moto_scenario
 
 pytestmark = pytest.mark.slow
 
@@ -55,11 +54,8 @@ print(json.dumps(out))
 '''
 
 
-def _run(mode: str) -> dict[str, object]:
-    env = {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y", "PATH": "/usr/bin:/bin"}
-    r = subprocess.run([sys.executable, "-c", SCENARIO, mode], capture_output=True, text=True, env=env, timeout=120, check=False)
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+def _run(mode: str) -> dict[str, Any]:
+    return moto_scenario(SCENARIO, mode)
 
 
 def test_patched_moto_launches_and_reports_each_members_own_version() -> None:
