@@ -478,6 +478,7 @@ class Bench:
             ("ec2", lambda c: c.describe_images(Owners=["099720109477"])),
             ("iam", lambda c: c.list_roles()),
             ("elbv2", lambda c: c.describe_load_balancers()),
+            ("elb", lambda c: c.describe_load_balancers()),  # delete looks for the Services' classic ones
             ("autoscaling", lambda c: c.describe_auto_scaling_groups()),
         ):
             try:
