@@ -1,7 +1,8 @@
 """The sandbox's moto deletes an Auto Scaling group as AWS does when its instances are being
 terminated at the same moment (``kopsy.sandbox.motoserver.install_asg_serialised_changes``):
-no replacement outlives the group. ``delete`` sends ``TerminateInstances`` and
-``DeleteAutoScalingGroup(ForceDelete)`` side by side, so this is the race it runs into.
+no replacement outlives the group. A ``TerminateInstances`` of a group's members beside the
+group's ``DeleteAutoScalingGroup(ForceDelete)`` (what ``delete`` once sent; now the members go
+with the group, docs/delete.md) is the race it guards against.
 
 The scenario forces the bad interleaving instead of hoping for it: while the group is replacing
 the instances that were terminated, the group's deletion is started on another thread and given
@@ -13,8 +14,6 @@ Each case runs in its own interpreter: the patch is process-wide.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import pytest
 from sandbox_helpers import moto_scenario
@@ -67,17 +66,13 @@ with mock_aws():
 '''
 
 
-def _run(mode: str) -> dict[str, Any]:
-    return moto_scenario(SCENARIO, mode)
-
-
 def test_patched_moto_leaves_no_instance_of_a_deleted_group_running() -> None:
-    out = _run("patched")
+    out = moto_scenario(SCENARIO, "patched")
     assert out == {"groups": 0, "live": []}
 
 
 def test_plain_moto_launches_replacements_into_a_deleted_group() -> None:
     """Why the patch exists. If this starts failing, moto serialises this itself: re-check."""
-    out = _run("plain")
+    out = moto_scenario(SCENARIO, "plain")
     assert out["groups"] == 0 and len(out["live"]) == 3, out  # type: ignore[arg-type]
     assert out.get("error")

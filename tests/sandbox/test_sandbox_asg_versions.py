@@ -10,8 +10,6 @@ Each case runs in its own interpreter: the patch is process-wide.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from sandbox_helpers import moto_scenario
 
@@ -54,12 +52,8 @@ print(json.dumps(out))
 '''
 
 
-def _run(mode: str) -> dict[str, Any]:
-    return moto_scenario(SCENARIO, mode)
-
-
 def test_patched_moto_launches_and_reports_each_members_own_version() -> None:
-    out = _run("patched")
+    out = moto_scenario(SCENARIO, "patched")
     assert "error" not in out
     members = out["members"]
     assert isinstance(members, dict) and len(members) == 2 and out["desired"] == 2
@@ -71,5 +65,5 @@ def test_patched_moto_launches_and_reports_each_members_own_version() -> None:
 def test_plain_moto_differs_from_aws_here() -> None:
     """Why the patch exists: a replacement launch from a CreateLaunchTemplateVersion version is an
     internal error in plain moto 5.x. If this starts passing cleanly, re-check the patch."""
-    out = _run("plain")
+    out = moto_scenario(SCENARIO, "plain")
     assert out.get("error") or set(out["members"].values()) != {"2"}  # type: ignore[union-attr]

@@ -18,7 +18,6 @@ from kopsy.cloud.aws.session import aws_errors, error_code
 from kopsy.reconcile.values import Actual, ApplyContext, Facts
 
 LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
-ASG_NAME_TAG = "aws:autoscaling:groupName"  # AWS tags each member of a group with the group's name
 
 
 class Instance(Kind):
@@ -58,7 +57,7 @@ class Instance(Kind):
         replacements into the deleted group, where they ran on). Instances outside any group
         being deleted (a detached one, or one whose group went in an interrupted delete) are
         terminated here."""
-        group = deleting.get(have.tags.get(ASG_NAME_TAG, ""))
+        group = deleting.get(have.tags.get(T.TAG_ASG_NAME, ""))
         return group is not None and group.kind == "AutoScalingGroup" and have.id in group.outputs.get("instances", ())
 
     def delete(self, ctx: ApplyContext, have: Actual) -> None:

@@ -27,6 +27,7 @@ ROLE_API_INTERNAL = "api-internal"  # the internal one (kubelets, kubeadm, in-cl
 # EC2 puts these on instances launched from a launch template (an Auto Scaling group's too).
 TAG_LAUNCH_TEMPLATE_ID = "aws:ec2launchtemplate:id"
 TAG_LAUNCH_TEMPLATE_VERSION = "aws:ec2launchtemplate:version"
+TAG_ASG_NAME = "aws:autoscaling:groupName"  # Auto Scaling tags each member with its group's name
 
 
 def ownership_key(cluster: str) -> str:
