@@ -347,7 +347,7 @@ def render(results: dict[str, Any], chart: str | None) -> str:
         "one parallel wave of describes, then the create chain VPC → subnet/SG → NLB → launch template "
         "(its user-data names the NLB) → ASG, and release the lock; a no-op also reads, by id, the settings only a "
         "second describe returns; delete: the spec read beside the lock, then ASG/NLB delete → confirm gone → SG/subnet/IGW → VPC → confirm → the state "
-        "objects (with the lock), config alone last). "
+        "objects (with the lock; listed beside the confirm, once the instances are gone), config alone last). "
         f"Update: **{forced['update']}** periods, no-op update: **{forced['noop']}**, delete: **{forced['delete']}**, "
         "whatever the cluster size;",
         "- **wall / min** and **span / min** = wall time (span) ÷ (forced minimum × latency). The issues' target is ≤ 1.5×.",

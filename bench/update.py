@@ -184,8 +184,9 @@ FORCED_DELETE: dict[str, tuple[str, ...]] = {
     "describe*(confirm nothing left)": ("ec2:DeleteVpc", "ec2:DeleteInternetGateway", "iam:DeleteRole",
                                        "iam:DeleteInstanceProfile", "ec2:DeleteLaunchTemplate", "elbv2:DeleteTargetGroup",
                                        "ec2:DeleteKeyPair"),
-    "s3:ListObjectsV2(cluster/)": ("describe*(confirm nothing left)",),
-    "s3:DeleteObjects(cluster/)": ("s3:ListObjectsV2(cluster/)",),
+    # the state objects can be listed once nothing that writes them (a node's etcd backup) runs
+    "s3:ListObjectsV2(cluster/)": ("poll(instances, load balancer gone)",),
+    "s3:DeleteObjects(cluster/)": ("describe*(confirm nothing left)", "s3:ListObjectsV2(cluster/)"),
     # config (which lists the cluster) goes last, alone, so a delete that stops half-way can be
     # re-run (the lock, whose taking counts as in update, is released with the batch)
     "s3:DeleteObject(config)": ("s3:DeleteObjects(cluster/)",),

@@ -203,7 +203,11 @@ def _delete_cluster(name: str | None, held: ExitStack, *, yes: bool, region: str
 
     def run() -> None:
         click.echo(f"Deleting cluster {name} in {clients.region}...", err=True)
-        result = delete_resources(clients, name, timeout=wait, on_event=_progress() if output == "text" else None)
+        # The state objects are listed beside the final search of the cloud, not after it: a round
+        # trip less. The listing is used only when that search found nothing, so no instance that
+        # could still write (an etcd backup) was running when it was made.
+        result = delete_resources(clients, name, timeout=wait, on_event=_progress() if output == "text" else None,
+                                  beside_search=(lambda: store.cluster_keys(name)) if store is not None else None)
 
         def why(a: Any) -> str:
             return result.errors.get((a.kind, a.id)) or "still there when the cloud was searched again"
@@ -224,7 +228,7 @@ def _delete_cluster(name: str | None, held: ExitStack, *, yes: bool, region: str
                 result.remaining,
             )
         if store is not None:
-            store.delete_cluster_state(name)
+            store.delete_cluster_state(name, keys=result.beside if result.ok else None)
         warning = _remove_kubeconfig_context(name)
         if warning:
             click.echo(f"Warning: {warning}", err=True)

@@ -12,10 +12,13 @@ Afterwards the cloud is searched again; whatever still carries the tag is report
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from kopsy.cloud.aws.registry import ALL_KINDS, KINDS
 from kopsy.cloud.aws.session import AwsClients
+from kopsy.parallel import parallel
 from kopsy.reconcile.apply import ApplyResult, Event, apply_plan, change_deps
 from kopsy.reconcile.changes import Change, Plan
 from kopsy.reconcile.planner import gather_facts
@@ -61,6 +64,7 @@ class DeleteResult:
     remaining: list[Actual] = field(default_factory=list)
     errors: dict[Key, str] = field(default_factory=dict)  # last error per remaining resource, by (kind, id)
     rounds: int = 0
+    beside: Any = None  # what ``beside_search`` returned beside the last search (None: it never ran)
 
     @property
     def ok(self) -> bool:
@@ -74,8 +78,14 @@ def delete_resources(
     timeout: float = 600.0,
     workers: int = 20,
     on_event: Event | None = None,
+    beside_search: Callable[[], Any] | None = None,
 ) -> DeleteResult:
-    """Delete, re-discover and repeat (a few rounds, within ``timeout``) until nothing is left."""
+    """Delete, re-discover and repeat (a few rounds, within ``timeout``) until nothing is left.
+
+    ``beside_search`` runs beside every search after a round (its instances are gone by then),
+    and the last one's result is kept in ``DeleteResult.beside``: the caller's own next read
+    (delete's listing of the state objects) costs no round trip of its own after the final search.
+    """
     deadline = time.monotonic() + timeout
     result = DeleteResult()
     resources = inventory(clients, cluster)
@@ -87,7 +97,11 @@ def delete_resources(
         result.deleted.extend(applied.done)
         result.errors = _reasons(plan, applied, out_of_time=time.monotonic() > deadline)
         # Re-discover: instances an ASG launched meanwhile, or things AWS had not released yet.
-        resources = inventory(clients, cluster)
+        if beside_search is None:
+            resources = inventory(clients, cluster)
+        else:
+            resources, result.beside = parallel(lambda f: f(), [lambda: inventory(clients, cluster), beside_search],
+                                                name="search")
         if not applied.done:
             break  # no progress this round: another round would fail the same way
     result.remaining = resources

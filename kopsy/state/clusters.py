@@ -422,14 +422,21 @@ class ClusterStore:
         self._wrote(listing, CONFIG, data, written)
         return written
 
-    def delete_cluster_state(self, name: str) -> None:
+    def cluster_keys(self, name: str) -> list[str]:
+        """Every key under ``<name>/``, as ``delete_cluster_state`` takes them."""
+        return self.store.list(self._prefix(name))
+
+    def delete_cluster_state(self, name: str, keys: list[str] | None = None) -> None:
         """Remove everything under ``<name>/``: config last, so an interrupted delete can be re-run.
 
         The other objects go in one batch (a cluster has 14-25 of them: one round trip instead of
         one each), with the lock; config is removed only once every one of them is gone, so a
-        failure or a kill leaves the cluster listed and a re-run finishes the job.
+        failure or a kill leaves the cluster listed and a re-run finishes the job. ``keys``, from
+        ``cluster_keys``, spares the listing's round trip when the caller listed while it waited
+        for something else, after the last writer (a node's etcd backup) was gone.
         """
-        keys = self.store.list(self._prefix(name))
+        if keys is None:
+            keys = self.cluster_keys(name)
         if not keys:
             raise ClusterNotFound(name, self.list_clusters())
         keys = self._foreign(keys, "(left in place)")

@@ -1,6 +1,6 @@
 """What ``update --yes`` and ``delete --yes`` wait for, read from the calls the proxy saw at 40 ms a
 call: the store calls that need not hold anything back (the read cache, the published addons and
-etcd module, delete's spec read) run beside other calls, and the ones that must come first still
+etcd module, delete's spec read and its listing of the state) run beside other calls, and the ones that must come first still
 do (nothing pins an object that is not in the store yet; nothing is written after the lock is
 gone; nothing in the cloud is touched before the lock is held)."""
 
@@ -84,4 +84,21 @@ def test_delete_takes_the_lock_beside_the_spec_read(built: Cloud, slow_proxy: Aw
     assert spec and lock and _overlap(spec[0], lock[0]), "the lock waited for the spec read"
     first_cloud = min(c.start for c in calls if c.service != "s3")
     assert first_cloud >= max(spec[0].end, lock[0].end)  # nothing in the cloud is touched before both
+    assert built.store_objects(f"{CLUSTER}/") == {}
+
+
+def test_delete_lists_the_state_beside_its_final_search_and_deletes_it_after(built: Cloud, slow_proxy: AwsProxy) -> None:
+    slow_proxy.reset()
+    r = built.kopsy(["delete", "cluster", CLUSTER, "--yes"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    calls = slow_proxy.calls
+    listing = [c for c in calls if c.operation == "ListObjectsV2"]
+    batch = [c for c in calls if c.operation == "DeleteObjects"]
+    assert len(listing) == 1 and len(batch) == 1, [c.operation for c in calls if c.service == "s3"]
+    deletes = [c for c in calls if c.service != "s3" and c.operation.startswith(("Delete", "Terminate"))]
+    final_search = [c for c in calls if c.service != "s3" and c.start >= max(d.end for d in deletes)]
+    assert final_search, "no search of the cloud after its last delete"
+    assert any(_overlap(listing[0], c) for c in final_search), "the state was listed only after the final search"
+    assert listing[0].start >= max(d.end for d in deletes)  # listed once the cloud's deletes were done
+    assert batch[0].start >= max(c.end for c in final_search)  # nothing of the state goes before the search is in
     assert built.store_objects(f"{CLUSTER}/") == {}
