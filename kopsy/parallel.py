@@ -11,6 +11,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+# The most calls a command has in flight at once: what each botocore client keeps connections
+# for (kopsy/cloud/aws/session.py), and so the widest fan-out worth having (a cluster's objects
+# read at once, the changes applied at once).
+MAX_IN_FLIGHT = 32
+
 
 def parallel(fn: Callable[[Any], Any], items: Sequence[Any], workers: int = 4, name: str = "parallel") -> list[Any]:
     """``fn`` over ``items`` on at most ``workers`` threads; results in item order."""

@@ -16,6 +16,7 @@ import click
 from kopsy.cli.context import aws_clients, open_cluster_store, options, resolve_cluster_name, strip_cluster_word, warm_clients
 from kopsy.cli.output import dump_json
 from kopsy.errors import CloudError, ExitCode, KopsyError, StateStoreError, UsageError
+from kopsy.parallel import MAX_IN_FLIGHT
 
 
 def _check_store_reachable(url: str) -> None:
@@ -62,7 +63,7 @@ def _progress(state: str, change: Any, error: BaseException | None) -> None:
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--detailed-exitcode", is_flag=True, help="Dry run: exit 2 when changes are pending, 0 when none.")
 @click.option("--force-unlock", is_flag=True, help="Take the cluster lock even if another (dead) run holds it.")
-@click.option("--parallelism", type=click.IntRange(1, 64), default=32, show_default=True, help="Changes applied at once.")
+@click.option("--parallelism", type=click.IntRange(1, 64), default=MAX_IN_FLIGHT, show_default=True, help="Changes applied at once.")
 @click.option("--ignore-kubelet-version-skew", is_flag=True,
               help="Move node templates to the spec's version even while control planes run an older one.")
 def command(args: tuple[str, ...], yes: bool, output: str, detailed_exitcode: bool, force_unlock: bool, parallelism: int,
@@ -84,7 +85,7 @@ def command(args: tuple[str, ...], yes: bool, output: str, detailed_exitcode: bo
 
 
 def update_cluster(store: Any, name: str, *, yes: bool, output: str = "text", detailed_exitcode: bool = False,
-                   force_unlock: bool = False, parallelism: int = 32, ignore_skew: bool = False,
+                   force_unlock: bool = False, parallelism: int = MAX_IN_FLIGHT, ignore_skew: bool = False,
                    next_steps: bool = True) -> int:
     """The command's work, for it and for ``upgrade --roll``: plan, and with ``yes`` apply under
     the cluster lock. Returns the exit code (``CHANGES_PENDING`` only with ``detailed_exitcode``)."""

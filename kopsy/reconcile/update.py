@@ -17,7 +17,7 @@ from kopsy.cloud.aws.bucketkms import state_bucket_kms_key
 from kopsy.cloud.aws.images import architecture, resolve_image
 from kopsy.cloud.aws.session import AwsClients
 from kopsy.errors import CloudError, KopsyError, StateStoreError
-from kopsy.parallel import parallel
+from kopsy.parallel import MAX_IN_FLIGHT, parallel
 from kopsy.reconcile.apply import ApplyResult, Event, apply_plan
 from kopsy.reconcile.changes import Plan
 from kopsy.reconcile.desired import ClusterInputs, desired_resources
@@ -320,7 +320,7 @@ def plan_update(clients: AwsClients, inputs: ClusterInputs, *, removed: Collecti
 
 
 def apply_update(
-    clients: AwsClients, planned: Planned, *, workers: int = 32, retry_timeout: float = 300.0, on_event: Event | None = None,
+    clients: AwsClients, planned: Planned, *, workers: int = MAX_IN_FLIGHT, retry_timeout: float = 300.0, on_event: Event | None = None,
     publish: Callable[[], None] | None = None,
 ) -> ApplyResult:
     """Apply the plan; ``publish`` runs beside it, before any launch template (``apply_plan``)."""

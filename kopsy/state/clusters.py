@@ -38,7 +38,7 @@ from kopsy.errors import (
     StateStoreError,
     WriteConflict,
 )
-from kopsy.parallel import parallel
+from kopsy.parallel import MAX_IN_FLIGHT, parallel
 from kopsy.spec.model import (
     Cluster,
     InstanceGroup,
@@ -65,7 +65,7 @@ def _cacheable(relkey: str) -> bool:
     return relkey in (CONFIG, "pki/verified.json") or relkey.startswith((INSTANCE_GROUP_DIR + "/", "ssh/public/"))
 DEFAULT_LEASE_SECONDS = 600.0
 _ACQUIRE_ATTEMPTS = 5
-_WORKERS = 32  # parallel reads of one cluster's objects: as many as the S3 client keeps connections (session.py)
+_WORKERS = MAX_IN_FLIGHT  # parallel reads of one cluster's objects
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from kopsy.errors import AccessDenied, CloudError, CredentialsError, KopsyError, StateStoreError
+from kopsy.parallel import MAX_IN_FLIGHT
 
 EXPIRED_CODES = {"ExpiredToken", "ExpiredTokenException", "RequestExpired", "TokenRefreshRequired"}
 BAD_CREDENTIAL_CODES = {
@@ -85,7 +86,7 @@ class AwsClients:
             retries={"mode": retry_mode, "max_attempts": max_attempts},
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
-            max_pool_connections=32,
+            max_pool_connections=MAX_IN_FLIGHT,
             user_agent_extra="kopsy",
         )
         # The state store's S3 client retries in botocore's standard mode: adaptive mode's client-side
