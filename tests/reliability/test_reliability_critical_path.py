@@ -1,8 +1,9 @@
 """What ``update --yes`` and ``delete --yes`` wait for, read from the calls the proxy saw at 40 ms a
 call: the store calls that need not hold anything back (the read cache, the published addons and
-etcd module, delete's spec read and its listing of the state) run beside other calls, and the ones that must come first still
-do (nothing pins an object that is not in the store yet; nothing is written after the lock is
-gone; nothing in the cloud is touched before the lock is held)."""
+etcd module, delete's spec read and its listing of the state) run beside other calls, and the
+ones that must come first still do (nothing pins an object that is not in the store yet; nothing
+is written after the lock is gone; nothing in the cloud is touched before the lock is held; no
+state object goes before the final search of the cloud is in)."""
 
 from __future__ import annotations
 
