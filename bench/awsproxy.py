@@ -325,6 +325,7 @@ class AwsProxy:
         self._hold_at: int | None = None
         self._expire_at: int | None = None
         self._denied_paths: tuple[str, ...] = ()
+        self._denied_operations: set[str] = set()
         self._released = threading.Event()
         self.held = threading.Event()  # set once a call is blocked by hold_after
         self._local = threading.local()
@@ -388,9 +389,16 @@ class AwsProxy:
         with self._lock:
             self._denied_paths = path_parts
 
-    def _denies(self, method: str, path: str) -> bool:
+    def deny_operations(self, *operations: str) -> None:
+        """Answer every call of the named operations (e.g. ``ListObjectsV2``) with AccessDenied,
+        as a policy without their action would; no arguments: deny none."""
         with self._lock:
-            return method in ("PUT", "POST", "DELETE") and any(p in path for p in self._denied_paths)
+            self._denied_operations = set(operations)
+
+    def _denies(self, method: str, path: str, operation: str) -> bool:
+        with self._lock:
+            return operation in self._denied_operations or (
+                method in ("PUT", "POST", "DELETE") and any(p in path for p in self._denied_paths))
 
     def release(self) -> None:
         """Stop holding; blocked calls are answered with a 503 (their client is usually dead)."""
@@ -518,7 +526,7 @@ class AwsProxy:
                 fault = ""
                 if not control:
                     time.sleep(proxy.latency)
-                    fault = "denied" if proxy._denies(self.command, split.path) else proxy._decide(service)
+                    fault = "denied" if proxy._denies(self.command, split.path, operation) else proxy._decide(service)
                 if fault == "lost":  # executed by moto, but the answer is lost: the client sees a 503
                     proxy._forward(self.command, self.path, [(k, v) for k, v in self.headers.items()
                                    if k.lower() not in HOP_BY_HOP and k.lower() not in ("content-length", "expect")], body)

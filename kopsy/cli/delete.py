@@ -125,6 +125,16 @@ def _read_cluster(store: Any, name: str, held: ExitStack, *, lock: bool, force_u
     return cluster
 
 
+def _state_keys(store: Any, name: str) -> list[str] | None:
+    """The cluster's state keys, listed beside delete's final search. A store that fails here
+    must not hide what the search found: ``None`` leaves the listing, and its error, to
+    ``delete_cluster_state``, after the leak report, where they were before."""
+    try:
+        return store.cluster_keys(name)
+    except KopsyError:
+        return None
+
+
 def _let_go(held: ExitStack) -> None:
     """Release a lock taken beside a spec read that found nothing to delete through the store
     (the delete goes on by tags alone). A store that cannot even do that is left as it is."""
@@ -207,7 +217,7 @@ def _delete_cluster(name: str | None, held: ExitStack, *, yes: bool, region: str
         # trip less. The listing is used only when that search found nothing, so no instance that
         # could still write (an etcd backup) was running when it was made.
         result = delete_resources(clients, name, timeout=wait, on_event=_progress() if output == "text" else None,
-                                  beside_search=(lambda: store.cluster_keys(name)) if store is not None else None)
+                                  beside_search=(lambda: _state_keys(store, name)) if store is not None else None)
 
         def why(a: Any) -> str:
             return result.errors.get((a.kind, a.id)) or "still there when the cloud was searched again"

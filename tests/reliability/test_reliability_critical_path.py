@@ -103,3 +103,21 @@ def test_delete_lists_the_state_beside_its_final_search_and_deletes_it_after(bui
     assert listing[0].start >= max(d.end for d in deletes)  # listed once the cloud's deletes were done
     assert batch[0].start >= max(c.end for c in final_search)  # nothing of the state goes before the search is in
     assert built.store_objects(f"{CLUSTER}/") == {}
+
+
+def test_a_state_listing_refused_beside_the_final_search_still_shows_what_remains(built: Cloud, rel_proxy: AwsProxy) -> None:
+    """The listing made beside the final search must not hide that search's result: with a
+    resource left and ListObjectsV2 refused, delete still prints the leak report and keeps the
+    state, as it did when it listed only after the report."""
+    ec2 = built.boto("ec2")
+    vpc = ec2.describe_vpcs(Filters=[{"Name": f"tag:kubernetes.io/cluster/{CLUSTER}", "Values": ["owned"]}])["Vpcs"][0]["VpcId"]
+    ec2.create_subnet(VpcId=vpc, CidrBlock="172.20.250.0/24")  # not the cluster's: its VPC cannot go
+    rel_proxy.deny_operations("ListObjectsV2")
+    try:
+        r = built.kopsy(["delete", "cluster", CLUSTER, "--yes", "--wait", "5s"])
+    finally:
+        rel_proxy.deny_operations()
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "Resources still carrying the cluster's tag" in r.stdout, r.stdout + r.stderr
+    assert "the state was kept" in r.stderr, r.stderr
+    assert f"{CLUSTER}/config" in built.store_objects(f"{CLUSTER}/")
