@@ -183,9 +183,10 @@ def install_asg_serialised_changes() -> bool:
     group's instances (it notifies the group, which replaces them) can run beside the group's
     ``DeleteAutoScalingGroup(ForceDelete)`` (from two clients, or an older kopsy's delete): the
     replacements are then added to a group that is already gone and run on, untracked, with the
-    cluster's tags (and the same race crashed on the group table changing size mid-iteration). One lock around every membership change
-    gives AWS's outcome: the replacements are launched first and the deletion terminates them,
-    or the group is gone first and nothing is replaced. False if moto changed shape."""
+    cluster's tags (and the same race crashed on the group table changing size mid-iteration).
+    One lock around every membership change gives AWS's outcome: the replacements are launched
+    first and the deletion terminates them, or the group is gone first and nothing is replaced.
+    False if moto changed shape."""
     import functools
     import threading
 
